@@ -1,0 +1,5 @@
+import sys
+
+from constraintlab.cli.main import main
+
+sys.exit(main())

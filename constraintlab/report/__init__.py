@@ -1,0 +1,1 @@
+"""Stage 4: results -> JSON, HTML, plots. Formats only; computes nothing."""

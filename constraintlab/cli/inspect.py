@@ -1,0 +1,71 @@
+"""``constraintlab inspect DATA``: what constraintlab reads from a dataset, before any model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import textwrap
+
+from constraintlab.cli._common import add_data_argument, read_config_from_args
+from constraintlab.cli.main import add_common_options
+from constraintlab.io import ExampleSet, read_examples
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "inspect", help="show the schema, size and lengths of a dataset (no model needed)",
+        description="Read DATA the way every other command will and show what was found: the "
+                    "schema, how many examples, which records were skipped, input and target "
+                    "lengths in characters, and a few examples. Exit 2 on invalid records.")
+    add_data_argument(parser)
+    parser.add_argument("--show", type=int, default=3, metavar="N",
+                        help="how many examples to print (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_common_options(parser)
+    parser.set_defaults(func=run)
+
+
+def summary(data: ExampleSet, show: int) -> dict:
+    """The inspect summary as plain JSON-able data."""
+    return {
+        "source": data.source,
+        "schema": data.schema,
+        "records": data.n_records,
+        "examples": len(data),
+        "skipped": [str(p) for p in data.skipped],
+        "length_chars": data.length_stats(),
+        "content_sha256": data.content_hash,
+        "examples_shown": [
+            {"index": ex.index, "line": ex.line, "input": ex.input_text, "target": ex.target_text}
+            for ex in data.examples[:show]
+        ],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    data = read_examples(args.data, read_config_from_args(args))
+    info = summary(data, max(args.show, 0))
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    if args.quiet:
+        return 0
+    print(f"{info['source']}: {info['examples']} examples, schema {info['schema']}")
+    if data.skipped:
+        print(f"skipped {len(data.skipped)} of {info['records']} records:")
+        for problem in info["skipped"][:20]:
+            print(f"  {problem}")
+        if len(data.skipped) > 20:
+            print(f"  ... and {len(data.skipped) - 20} more")
+    print("length in characters      min   median     mean      max")
+    for side, s in info["length_chars"].items():
+        print(f"  {side:<20} {s['min']:>8} {s['median']:>8.0f} {s['mean']:>8.1f} {s['max']:>8}")
+    for ex in info["examples_shown"]:
+        print(f"\n--- record {ex['index']} (line {ex['line']})")
+        print(textwrap.indent(_clip(ex["input"]) or "(no input)", "  input  | ", lambda _: True))
+        print(textwrap.indent(_clip(ex["target"]), "  target | ", lambda _: True))
+    return 0
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + f" [... {len(text) - limit} more chars]"

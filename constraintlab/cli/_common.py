@@ -8,7 +8,7 @@ from constraintlab.io import SCHEMAS, ReadConfig
 from constraintlab.io.config import ON_INVALID, TRAIN_ON
 
 
-def add_data_argument(parser: argparse.ArgumentParser) -> None:
+def add_read_options(parser: argparse.ArgumentParser) -> None:
     """The positional DATA argument and the options that say how to read it."""
     parser.add_argument("data", metavar="DATA",
                         help="dataset: .jsonl, .json (array or {\"data\": [...]}) or .parquet")

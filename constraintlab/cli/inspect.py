@@ -6,7 +6,7 @@ import argparse
 import json
 import textwrap
 
-from constraintlab.cli._common import add_data_argument, read_config_from_args
+from constraintlab.cli._common import add_read_options, read_config_from_args
 from constraintlab.cli.main import add_common_options
 from constraintlab.io import ExampleSet, read_examples
 
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read DATA the way every other command will and show what was found: the "
                     "schema, how many examples, which records were skipped, input and target "
                     "lengths in characters, and a few examples. Exit 2 on invalid records.")
-    add_data_argument(parser)
+    add_read_options(parser)
     parser.add_argument("--show", type=int, default=3, metavar="N",
                         help="how many examples to print (default 3)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

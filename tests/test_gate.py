@@ -1,0 +1,83 @@
+"""Gate conditions: parsing, evaluation, config discovery, Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from constraintlab.errors import ConfigError
+from constraintlab.gate import Condition, evaluate, load_conditions, markdown_summary
+
+METRICS = {"exact_duplicates": 2, "contradictions": 5, "conflict_density": 0.0312,
+           "verdict": "overdetermined", "inconsistent": False}
+
+
+@pytest.mark.parametrize(("text", "passed"), [
+    ("exact_duplicates == 0", False), ("exact_duplicates <= 2", True),
+    ("contradictions < 5", False), ("contradictions <= 5", True), ("contradictions >= 5.0", True),
+    ("conflict_density < 0.02", False), ("conflict_density<3.2e-2", True),
+    ('verdict != "underdetermined"', True), ("verdict == overdetermined", True),
+    ("verdict != 'overdetermined'", False), ("inconsistent == false", True),
+])
+def test_conditions_evaluate_like_python(text: str, passed: bool) -> None:
+    (check,) = evaluate([Condition.parse(text)], METRICS)
+    assert check.passed is passed
+    assert check.line.startswith("PASS" if passed else "FAIL")
+
+
+def test_check_line_shows_value() -> None:
+    (check,) = evaluate([Condition.parse("contradictions <= 4")], METRICS)
+    assert check.line == "FAIL  contradictions <= 4  (value: 5)"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("contradictions", "cannot read gate condition"),
+    ("contradictions <= five percent", "cannot read value"),
+    ("nonsense < 1", "unknown gate metric 'nonsense'; known metrics: conflict_density"),
+    ("verdict < 3", "types differ or the operator does not apply"),
+])
+def test_bad_conditions_are_config_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        evaluate([Condition.parse(text)], METRICS)
+
+
+def test_config_discovery_order(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.constraintlab.gate]\nrequire = ["contradictions <= 5"]\n')
+    conds, origin = load_conditions(search_dir=tmp_path)
+    assert [c.text for c in conds] == ["contradictions <= 5"]
+    assert origin == "pyproject.toml [tool.constraintlab.gate]"
+    (tmp_path / "constraintlab.toml").write_text('[gate]\nrequire = ["exact_duplicates == 0"]\n')
+    conds, origin = load_conditions(search_dir=tmp_path)
+    assert [c.text for c in conds] == ["exact_duplicates == 0"] and origin.startswith("constr")
+    conds, origin = load_conditions(fail_on=["verdict != x"], search_dir=tmp_path)
+    assert origin == "--fail-on" and conds[0].value == "x"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("[gate\n", "not valid TOML"),
+    ("[gate]\nrequire = 3\n", "require must be a non-empty list of strings"),
+    ("[gate]\nrequires = []\n", "unknown key"),
+    ("[other]\n", "has no gate table"),
+])
+def test_broken_config_files(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "constraintlab.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_conditions(config=path)
+
+
+def test_no_conditions_anywhere(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no gate conditions"):
+        load_conditions(search_dir=tmp_path)
+
+
+def test_markdown_summary() -> None:
+    checks = evaluate([Condition.parse("exact_duplicates == 0"),
+                       Condition.parse("contradictions <= 5")], METRICS)
+    md = markdown_summary(checks, title="data.jsonl", origin="--fail-on")
+    assert md.splitlines()[0] == "### constraintlab gate: FAILED — data.jsonl"
+    assert "1 of 2 conditions hold" in md
+    assert "| ❌ | `exact_duplicates == 0` | 2 |" in md
+    assert "| ✅ | `contradictions <= 5` | 5 |" in md

@@ -1,2 +1,42 @@
 """Stage 3: the constraint matrix -> findings (spectrum, pairs, redundancy, contradictions,
-zones). Numba kernels live in :mod:`constraintlab._kernels`, never here."""
+zones). Numba kernels live in :mod:`constraintlab._kernels`, never here.
+
+Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary dict, pairs);
+:func:`analyze_constraints` runs all of them that the inputs allow.
+"""
+
+from constraintlab.analysis.api import analyze_constraints
+from constraintlab.analysis.config import AnalysisConfig, optimal_bands
+from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
+from constraintlab.analysis.pairs import analyze_pairs, blocked_pairs, unit_rows
+from constraintlab.analysis.redundancy import analyze_redundancy
+from constraintlab.analysis.result import PAIR_KINDS, AnalysisResults, AnalyzerResult
+from constraintlab.analysis.spectrum import (
+    analyze_spectrum,
+    determinacy_verdict,
+    effective_rank,
+    rank_tolerance,
+)
+from constraintlab.analysis.zones import analyze_zones, build_graph, export_graphml
+
+__all__ = [
+    "PAIR_KINDS",
+    "AnalysisConfig",
+    "AnalysisResults",
+    "AnalyzerResult",
+    "analyze_constraints",
+    "analyze_contradictions",
+    "analyze_pairs",
+    "analyze_redundancy",
+    "analyze_spectrum",
+    "analyze_zones",
+    "blocked_pairs",
+    "build_graph",
+    "compare_targets",
+    "determinacy_verdict",
+    "effective_rank",
+    "export_graphml",
+    "optimal_bands",
+    "rank_tolerance",
+    "unit_rows",
+]

@@ -1,0 +1,311 @@
+"""All-pairs statistics on one block of cosines.
+
+The caller computes a block ``C = X[rows] @ X[cols].T`` of cosines with BLAS (rows of X are unit
+vectors) and hands it to :func:`block_pair_stats`, which folds it into running per-example
+statistics (conflict / alignment counts, conflict mass, near-parallel counts, top-m neighbours by
+``|cos|``) and into a histogram. A pair ``(r, c)`` of the block is counted once: on the diagonal
+block (``diag=True``) only ``c > r`` is used; a pair whose two global ids are equal is skipped.
+
+Parallel layout (pynndescent style): the row pass is a ``prange`` over contiguous row chunks, each
+chunk writing its own rows and its own histogram row; the column pass is a ``prange`` over
+contiguous column chunks, each writing its own columns. No two iterations write the same slot.
+
+Every kernel has a NumPy twin ``<name>_numpy`` with the same contract; the tests use it as the
+oracle.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+__all__ = [
+    "block_pair_stats",
+    "block_pair_stats_numpy",
+    "collect_block_pairs",
+    "collect_block_pairs_numpy",
+    "hist_bin",
+]
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _bin(v: float, nbins: int) -> int:
+    b = int((v + 1.0) * (0.5 * nbins))
+    if b < 0:
+        return 0
+    if b >= nbins:
+        return nbins - 1
+    return b
+
+
+def hist_bin(v: np.ndarray, nbins: int) -> np.ndarray:
+    """Histogram bin of cosines ``v`` on ``nbins`` equal bins over [-1, 1] (NumPy, float64 math).
+
+    Parameters
+    ----------
+    v : (n,) float
+    nbins : int
+
+    Returns
+    -------
+    (n,) int64
+    """
+    b = np.floor((np.asarray(v, dtype=np.float64) + 1.0) * (0.5 * nbins)).astype(np.int64)
+    return np.clip(b, 0, nbins - 1)
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _heap_offer(keys, idx, vals, key, j, v):
+    """Offer (key, j, v) to the min-heap on ``keys`` (size m); keeps the m largest keys."""
+    m = keys.shape[0]
+    if key <= keys[0]:
+        return
+    # replace the root and sift down
+    pos = 0
+    while True:
+        left = 2 * pos + 1
+        if left >= m:
+            break
+        right = left + 1
+        child = left
+        if right < m and keys[right] < keys[left]:
+            child = right
+        if keys[child] >= key:
+            break
+        keys[pos] = keys[child]
+        idx[pos] = idx[child]
+        vals[pos] = vals[child]
+        pos = child
+    keys[pos] = key
+    idx[pos] = j
+    vals[pos] = v
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def block_pair_stats(
+    C, row_ids, col_ids, diag, tau, near, lo_collect, hi_collect, nbins, n_chunks,
+    do_hist, do_cols,
+    hist, conf_count, conf_mass, align_count, near_count, top_key, top_idx, top_val,
+    row_lo, row_hi,
+):
+    """Fold one block of cosines into the running statistics (in place).
+
+    Parameters
+    ----------
+    C : (R, Q) float32
+        Cosines of the rows ``row_ids`` against the columns ``col_ids``.
+    row_ids, col_ids : (R,), (Q,) int64
+        Global example positions of the block's rows and columns.
+    diag : bool
+        Diagonal block (``row_ids == col_ids``): only pairs ``c > r`` are used.
+    tau : float
+        Conflict if ``cos < -tau``, alignment if ``cos > tau``.
+    near : float
+        Near-parallel if ``cos > near`` (``near = 1 - eps``).
+    lo_collect, hi_collect : float
+        ``row_lo[r]`` counts the row's pairs with ``cos < lo_collect``, ``row_hi[r]`` those with
+        ``cos > hi_collect`` (sizes for :func:`collect_block_pairs`).
+    nbins, n_chunks : int
+        Histogram bins over [-1, 1]; number of row (and column) chunks, i.e. ``hist.shape[0]``.
+    do_hist, do_cols : bool
+        Update the histogram (row pass); run the column pass (columns' own statistics).
+    hist : (n_chunks, nbins) int64
+        One histogram row per chunk, summed by the caller.
+    conf_count, align_count, near_count : (N,) int64
+    conf_mass : (N,) float64
+        Sum of ``-cos`` over the example's conflicting pairs.
+    top_key, top_val : (N, m) float32
+    top_idx : (N, m) int64
+        Min-heaps of the m largest ``|cos|`` per example (key ``|cos|``, partner, signed cos).
+    row_lo, row_hi : (R,) int64
+        Output, overwritten.
+    """
+    R, Q = C.shape
+    rchunk = (R + n_chunks - 1) // n_chunks
+    for ch in nb.prange(n_chunks):
+        r0 = ch * rchunk
+        r1 = min(R, r0 + rchunk)
+        for r in range(r0, r1):
+            gi = row_ids[r]
+            c0 = r + 1 if diag else 0
+            nc = 0
+            na = 0
+            nn = 0
+            nlo = 0
+            nhi = 0
+            mass = 0.0
+            keys = top_key[gi]
+            idx = top_idx[gi]
+            vals = top_val[gi]
+            for c in range(c0, Q):
+                gj = col_ids[c]
+                if gj == gi:
+                    continue
+                v32 = C[r, c]
+                v = np.float64(v32)
+                if do_hist:
+                    hist[ch, _bin(v, nbins)] += 1
+                if v < -tau:
+                    nc += 1
+                    mass -= v
+                elif v > tau:
+                    na += 1
+                if v > near:
+                    nn += 1
+                if v < lo_collect:
+                    nlo += 1
+                if v > hi_collect:
+                    nhi += 1
+                _heap_offer(keys, idx, vals, abs(v32), gj, v32)
+            conf_count[gi] += nc
+            conf_mass[gi] += mass
+            align_count[gi] += na
+            near_count[gi] += nn
+            row_lo[r] = nlo
+            row_hi[r] = nhi
+    if do_cols:
+        cchunk = (Q + n_chunks - 1) // n_chunks
+        for ch in nb.prange(n_chunks):
+            q0 = ch * cchunk
+            q1 = min(Q, q0 + cchunk)
+            for r in range(R):
+                gi = row_ids[r]
+                qs = q0
+                if diag and qs < r + 1:
+                    qs = r + 1
+                for c in range(qs, q1):
+                    gj = col_ids[c]
+                    if gj == gi:
+                        continue
+                    v32 = C[r, c]
+                    v = np.float64(v32)
+                    if v < -tau:
+                        conf_count[gj] += 1
+                        conf_mass[gj] -= v
+                    elif v > tau:
+                        align_count[gj] += 1
+                    if v > near:
+                        near_count[gj] += 1
+                    _heap_offer(top_key[gj], top_idx[gj], top_val[gj], abs(v32), gi, v32)
+
+
+def block_pair_stats_numpy(
+    C, row_ids, col_ids, diag, tau, near, lo_collect, hi_collect, nbins, n_chunks,
+    do_hist, do_cols,
+    hist, conf_count, conf_mass, align_count, near_count, top_key, top_idx, top_val,
+    row_lo, row_hi,
+):
+    """NumPy twin of :func:`block_pair_stats` (same arguments, same in-place updates).
+
+    The histogram is added to ``hist[0]``; the top-m heaps are rebuilt by sorting (ties may pick
+    another partner than the kernel, the kept keys are the same).
+    """
+    C = np.asarray(C)
+    R, Q = C.shape
+    v = C.astype(np.float64)
+    valid = row_ids[:, None] != col_ids[None, :]
+    if diag:
+        valid &= np.arange(Q)[None, :] > np.arange(R)[:, None]
+    if do_hist:
+        hist[0] += np.bincount(hist_bin(v[valid], nbins), minlength=nbins)
+    conf = valid & (v < -tau)
+    alig = valid & (v > tau)
+    nea = valid & (v > near)
+    np.add.at(conf_count, row_ids, conf.sum(1))
+    np.add.at(conf_mass, row_ids, np.where(conf, -v, 0.0).sum(1))
+    np.add.at(align_count, row_ids, alig.sum(1))
+    np.add.at(near_count, row_ids, nea.sum(1))
+    row_lo[:] = (valid & (v < lo_collect)).sum(1)
+    row_hi[:] = (valid & (v > hi_collect)).sum(1)
+    m = top_key.shape[1]
+
+    def merge(g, partners, cos):
+        keys = np.concatenate([top_key[g], np.abs(cos).astype(np.float32)])
+        ids = np.concatenate([top_idx[g], partners])
+        vals = np.concatenate([top_val[g], cos.astype(np.float32)])
+        order = np.argsort(-keys, kind="stable")[:m]
+        top_key[g], top_idx[g], top_val[g] = keys[order], ids[order], vals[order]
+
+    for r in range(R):
+        sel = valid[r]
+        merge(row_ids[r], col_ids[sel], C[r, sel])
+    if do_cols:
+        np.add.at(conf_count, col_ids, conf.sum(0))
+        np.add.at(conf_mass, col_ids, np.where(conf, -v, 0.0).sum(0))
+        np.add.at(align_count, col_ids, alig.sum(0))
+        np.add.at(near_count, col_ids, nea.sum(0))
+        for c in range(Q):
+            sel = valid[:, c]
+            merge(col_ids[c], row_ids[sel], C[sel, c])
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def collect_block_pairs(C, row_ids, col_ids, diag, lo, hi, row_lo, row_hi):
+    """Gather the block's pairs with ``cos < lo`` and those with ``cos > hi``.
+
+    Parameters
+    ----------
+    C : (R, Q) float32
+    row_ids, col_ids : (R,), (Q,) int64
+    diag : bool
+    lo, hi : float
+    row_lo, row_hi : (R,) int64
+        Per-row counts from :func:`block_pair_stats` with the same thresholds.
+
+    Returns
+    -------
+    lo_a, lo_b : (n_lo,) int64, lo_v : (n_lo,) float32
+        Pairs below ``lo`` as (row id, column id, cos), in row-major block order.
+    hi_a, hi_b : (n_hi,) int64, hi_v : (n_hi,) float32
+        Pairs above ``hi``.
+    """
+    R, Q = C.shape
+    off_lo = np.zeros(R + 1, np.int64)
+    off_hi = np.zeros(R + 1, np.int64)
+    for r in range(R):
+        off_lo[r + 1] = off_lo[r] + row_lo[r]
+        off_hi[r + 1] = off_hi[r] + row_hi[r]
+    lo_a = np.empty(off_lo[R], np.int64)
+    lo_b = np.empty(off_lo[R], np.int64)
+    lo_v = np.empty(off_lo[R], np.float32)
+    hi_a = np.empty(off_hi[R], np.int64)
+    hi_b = np.empty(off_hi[R], np.int64)
+    hi_v = np.empty(off_hi[R], np.float32)
+    for r in nb.prange(R):
+        if row_lo[r] == 0 and row_hi[r] == 0:
+            continue
+        gi = row_ids[r]
+        pl = off_lo[r]
+        ph = off_hi[r]
+        c0 = r + 1 if diag else 0
+        for c in range(c0, Q):
+            gj = col_ids[c]
+            if gj == gi:
+                continue
+            v = np.float64(C[r, c])
+            if v < lo:
+                lo_a[pl] = gi
+                lo_b[pl] = gj
+                lo_v[pl] = C[r, c]
+                pl += 1
+            if v > hi:
+                hi_a[ph] = gi
+                hi_b[ph] = gj
+                hi_v[ph] = C[r, c]
+                ph += 1
+    return lo_a, lo_b, lo_v, hi_a, hi_b, hi_v
+
+
+def collect_block_pairs_numpy(C, row_ids, col_ids, diag, lo, hi, row_lo=None, row_hi=None):
+    """NumPy twin of :func:`collect_block_pairs` (same order; the counts are not needed)."""
+    C = np.asarray(C)
+    R, Q = C.shape
+    v = C.astype(np.float64)
+    valid = row_ids[:, None] != col_ids[None, :]
+    if diag:
+        valid &= np.arange(Q)[None, :] > np.arange(R)[:, None]
+    out = []
+    for mask in (valid & (v < lo), valid & (v > hi)):
+        r, c = np.nonzero(mask)
+        out += [row_ids[r].astype(np.int64), col_ids[c].astype(np.int64), C[r, c]]
+    return tuple(out)

@@ -1,0 +1,125 @@
+"""``analyze_constraints``: every analyzer in one call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.contradictions import analyze_contradictions
+from constraintlab.analysis.pairs import analyze_pairs
+from constraintlab.analysis.redundancy import analyze_redundancy, record_text
+from constraintlab.analysis.result import AnalysisResults
+from constraintlab.analysis.spectrum import analyze_spectrum, determinacy_verdict
+from constraintlab.analysis.zones import analyze_zones
+from constraintlab.errors import InputError, Problem
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["analyze_constraints"]
+
+
+def _check_matrix(name: str, M, n: int | None) -> np.ndarray:
+    M = np.asarray(M)
+    if M.ndim != 2 or M.shape[0] == 0 or M.shape[1] == 0:
+        raise InputError([Problem(f"<{name}>", 1, f"{name} must be a non-empty 2-D array "
+                                  f"(N, k), got shape {M.shape}")])
+    if not np.issubdtype(M.dtype, np.floating):
+        M = M.astype(np.float32)
+    if n is not None and M.shape[0] != n:
+        raise InputError([Problem(f"<{name}>", 1, f"{name} has {M.shape[0]} rows but there are "
+                                  f"{n} examples")])
+    bad = ~np.isfinite(M).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise InputError([Problem(f"<{name}>", int(r) + 1, "row has non-finite values "
+                                  "(NaN or inf)") for r in rows])
+    return M
+
+
+def analyze_constraints(
+    features: np.ndarray | None = None,
+    *,
+    examples: Sequence | None = None,
+    input_factors: np.ndarray | None = None,
+    output_factors: np.ndarray | None = None,
+    n_params: int | None = None,
+    ids: Sequence[int] | None = None,
+    config: AnalysisConfig | None = None,
+) -> AnalysisResults:
+    """Run every analyzer that the inputs allow.
+
+    Parameters
+    ----------
+    features : (N, k) float, optional
+        Constraint rows (per-example projected gradients). Without them only the lexical
+        analyses (exact / near duplicates from text, text contradictions) run.
+    examples : sequence of N Example, optional
+        Aligned with the rows; enables the lexical analyses and zone labels.
+    input_factors, output_factors : (N, d_in), (N, d_out) float, optional
+        The encoder's pooled input-side representation and output-side error signal (second
+        contradiction signal).
+    n_params : int, optional
+        P, the trainable LoRA parameters (unknowns of the ledger).
+    ids : sequence of N int, optional
+        Example ids; default ``Example.index`` when examples are given, else ``0..N-1``.
+    config : AnalysisConfig
+
+    Returns
+    -------
+    AnalysisResults
+        ``.spectrum`` (with ``summary["determinacy"]``: the verdict), ``.pairs``,
+        ``.redundancy``, ``.contradictions``, ``.zones``, ``.graph``; ``.table()``,
+        ``.all_pairs()``, ``.summary()``.
+    """
+    config = config if config is not None else AnalysisConfig()
+    n = len(examples) if examples is not None else None
+    if features is None and examples is None and input_factors is None:
+        raise InputError([Problem("<analysis>", 1, "nothing to analyse: give features, "
+                                  "examples, or both")])
+    if features is not None:
+        features = _check_matrix("features", features, n)
+        n = features.shape[0]
+    if input_factors is not None or output_factors is not None:
+        if input_factors is None or output_factors is None:
+            raise InputError([Problem("<factors>", 1, "give both input_factors and "
+                                      "output_factors, or neither")])
+        input_factors = _check_matrix("input_factors", input_factors, n)
+        n = input_factors.shape[0]
+        output_factors = _check_matrix("output_factors", output_factors, n)
+    assert n is not None
+    if ids is None:
+        ids_arr = (np.array([ex.index for ex in examples], dtype=np.int64)
+                   if examples is not None else np.arange(n, dtype=np.int64))
+    else:
+        ids_arr = np.asarray(ids, dtype=np.int64)
+        if ids_arr.shape != (n,) or len(np.unique(ids_arr)) != n:
+            raise InputError([Problem("<ids>", 1, f"ids must be {n} distinct integers")])
+    res = AnalysisResults(ids=ids_arr, config=config)
+    if features is not None:
+        res.pairs = analyze_pairs(features, ids=ids_arr, config=config)
+        res.spectrum = analyze_spectrum(features, ids=ids_arr, n_params=n_params, config=config)
+    if examples is not None or input_factors is not None:
+        res.contradictions = analyze_contradictions(
+            examples, input_factors=input_factors, output_factors=output_factors, ids=ids_arr,
+            config=config)
+    exclude = res.contradictions.arrays["positions"] if res.contradictions else set()
+    if examples is not None or res.pairs is not None:
+        res.redundancy = analyze_redundancy(
+            examples, n=n, ids=ids_arr,
+            near_parallel=res.pairs.arrays["near_parallel"] if res.pairs else None,
+            exclude=exclude, config=config)
+    if res.pairs is not None:
+        texts = [record_text(ex) for ex in examples] if examples is not None else None
+        res.zones, res.graph = analyze_zones(
+            res.pairs.arrays["top_idx"], res.pairs.arrays["top_val"], ids=ids_arr, texts=texts,
+            tau=res.pairs.summary["tau"], config=config)
+    if res.spectrum is not None:
+        n_contra = (res.contradictions.summary["contradiction_pairs"]
+                    if res.contradictions is not None else None)
+        res.spectrum.summary["determinacy"] = determinacy_verdict(
+            res.spectrum.summary, n_params=n_params, pairs_summary=res.pairs.summary,
+            n_contradictions=n_contra, config=config)
+    return res

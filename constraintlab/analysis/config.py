@@ -1,0 +1,244 @@
+"""The one settings object of the analysis stage."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+from constraintlab.errors import ConfigError
+
+__all__ = ["AnalysisConfig"]
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Every setting of the analysis stage (defaults documented here, once).
+
+    Cosines and noise
+        In a k-dim random projection the cosine of two unrelated directions has spread about
+        ``1/sqrt(k)``. Every cosine threshold sits above that noise floor.
+
+    Attributes
+    ----------
+    tau : float or None
+        Conflict threshold: a pair conflicts when ``cos < -tau`` and is aligned when
+        ``cos > tau``. None (default) derives it from k:
+        ``tau = min(tau_max, max(tau_min, tau_sigmas / sqrt(k)))`` = 5 noise standard deviations
+        (P(|cos| > 5/sqrt(k)) ~ 6e-7 for unrelated directions: about 0.03 false conflicts per
+        example at N = 100k), never below 0.05, never above 0.9. k = 1024 gives 0.156.
+    tau_sigmas : float
+        5.0; see ``tau``.
+    tau_min, tau_max : float
+        0.05 and 0.9; see ``tau``.
+    eps : float
+        0.02. Near-parallel (gradient near-duplicate) when ``cos > 1 - eps``. Must leave
+        ``1 - eps`` above the conflict threshold.
+    top_m : int
+        10. Neighbours kept per example (by ``|cos|``) for the constraint graph.
+    block_size : int
+        2048. Rows per block of the blocked all-pairs pass; memory is O(N * top_m + block^2).
+    hist_bins : int
+        200 equal bins of the cosine histogram over [-1, 1].
+    max_pairs : int
+        100_000. At most this many conflict pairs and this many near-parallel pairs are listed
+        (the most extreme ones); counts and densities always cover every pair.
+    exact_max_n : int
+        100_000. Up to this N every pair is computed exactly; beyond, the pair statistics are a
+        sampled estimate (labelled ``"method": "sampled"``, with 95 % Wilson intervals).
+    sample_pairs : int
+        2_000_000 random pairs for the sampled estimate of the histogram and densities.
+    sample_reference : int
+        4096 random reference examples against which per-example scores and neighbours are
+        estimated in the sampled mode.
+    seed : int
+        0. Seed of every random choice of the stage (sampling, randomized SVD, MinHash
+        permutations, Louvain).
+    svd_exact_max_dim : int
+        8192. The spectrum is exact (eigenvalues of the smaller Gram matrix, float64) when
+        ``min(N, k) <= svd_exact_max_dim``; beyond, a randomized SVD of ``svd_components``
+        components with its residual stated.
+    svd_components : int
+        512 components of the randomized SVD.
+    rank_noise : float
+        1e-3. Relative noise of one stored feature row (bf16/fp32 gradients, float32 sketch). The
+        numerical rank counts singular values above
+        ``max(s_max * max(N, k) * eps_float32, rank_noise * ||G||_F * (1/sqrt(k) + 1/sqrt(N)))``:
+        the second term is the largest singular value that row noise of that size produces on its
+        own (Marchenko-Pastur edge of an N x k noise matrix with the same energy per row).
+    over_ratio : float
+        4.0. Verdict rule ``overdetermined``: ``N / r_eff >= over_ratio`` (many examples per
+        effective direction). Checked first.
+    under_rank_frac : float
+        0.9. Verdict rule ``underdetermined``: ``r >= under_rank_frac * N`` (nearly every example
+        adds its own direction) and ``N < P`` when P is known. Checked second; otherwise
+        ``balanced``.
+    leverage_unique : float
+        0.9. ``is_unique_constraint`` when an example's leverage reaches this.
+    inconsistent_conflict_density : float
+        0.01. ``inconsistent`` when the conflict density reaches this, or ...
+    inconsistent_conflicted_share : float
+        0.02. ... the share of examples with at least one conflicting partner reaches this, or ...
+    inconsistent_contradiction_share : float
+        0.001. ... contradiction pairs per example reach this (at least one pair).
+    shingle_size : int
+        3 words per shingle (on normalised text).
+    num_perm : int
+        128 MinHash permutations.
+    minhash_threshold : float
+        0.8. Near duplicate when the exact Jaccard of the shingle sets reaches this; LSH bands
+        and rows are chosen for it as datasketch does (``lsh_bands``/``lsh_rows`` override).
+    lsh_bands, lsh_rows : int or None
+        None: optimal for ``minhash_threshold`` and ``num_perm`` (equal weights on false
+        positives and false negatives).
+    input_jaccard : float
+        0.85. Two inputs are "nearly the same" (contradiction candidates) when the Jaccard of
+        their normalised shingles reaches this and they contain the same numbers.
+    contradiction_jaccard : float
+        0.5. Targets whose normalised token Jaccard is below this differ in substance.
+    factor_input_min : float
+        0.95. Factor signal: inputs aligned when the cosine of their input factors exceeds this.
+    factor_output_max : float
+        0.5. Factor signal: outputs apart when the cosine of their output factors is below this.
+    max_group : int
+        200. Largest group of same-input examples compared pairwise (bigger groups compare each
+        member with the group's first ``max_group`` members).
+    zone_edge_min : float or None
+        None: edges of the constraint graph need ``|cos| > tau`` (above the noise floor); nodes
+        left without edges are outliers.
+    louvain_resolution : float
+        1.0.
+    zone_terms : int
+        3 distinctive terms in a zone label.
+    zone_conflict_share : float
+        0.1. A zone whose internal conflict share reaches this is a pressure zone
+        (``is_pressure_zone``).
+    """
+
+    tau: float | None = None
+    tau_sigmas: float = 5.0
+    tau_min: float = 0.05
+    tau_max: float = 0.9
+    eps: float = 0.02
+    top_m: int = 10
+    block_size: int = 2048
+    hist_bins: int = 200
+    max_pairs: int = 100_000
+    exact_max_n: int = 100_000
+    sample_pairs: int = 2_000_000
+    sample_reference: int = 4096
+    seed: int = 0
+    svd_exact_max_dim: int = 8192
+    svd_components: int = 512
+    rank_noise: float = 1e-3
+    over_ratio: float = 4.0
+    under_rank_frac: float = 0.9
+    leverage_unique: float = 0.9
+    inconsistent_conflict_density: float = 0.01
+    inconsistent_conflicted_share: float = 0.02
+    inconsistent_contradiction_share: float = 0.001
+    shingle_size: int = 3
+    num_perm: int = 128
+    minhash_threshold: float = 0.8
+    lsh_bands: int | None = None
+    lsh_rows: int | None = None
+    input_jaccard: float = 0.85
+    contradiction_jaccard: float = 0.5
+    factor_input_min: float = 0.95
+    factor_output_max: float = 0.5
+    max_group: int = 200
+    zone_edge_min: float | None = None
+    louvain_resolution: float = 1.0
+    zone_terms: int = 3
+    zone_conflict_share: float = 0.1
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"AnalysisConfig: {msg}")
+
+        for name in ("top_m", "block_size", "hist_bins", "max_pairs", "exact_max_n",
+                     "sample_pairs", "sample_reference", "svd_exact_max_dim", "svd_components",
+                     "shingle_size", "num_perm", "max_group", "zone_terms"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 f"{name} must be a positive integer, got {v!r}")
+        need(self.block_size >= 16, f"block_size must be >= 16, got {self.block_size}")
+        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an int >= 0, got "
+             f"{self.seed!r}")
+        need(0.0 < self.tau_min <= self.tau_max < 1.0,
+             f"need 0 < tau_min <= tau_max < 1, got {self.tau_min}, {self.tau_max}")
+        need(self.tau_sigmas > 0, f"tau_sigmas must be > 0, got {self.tau_sigmas}")
+        if self.tau is not None:
+            need(0.0 < self.tau < 1.0, f"tau must be in (0, 1), got {self.tau}")
+        need(0.0 < self.eps < 1.0, f"eps must be in (0, 1), got {self.eps}")
+        if self.tau is not None:
+            need(1.0 - self.eps > self.tau,
+                 f"1 - eps ({1 - self.eps}) must exceed tau ({self.tau})")
+        need(self.rank_noise >= 0, f"rank_noise must be >= 0, got {self.rank_noise}")
+        need(self.over_ratio > 1, f"over_ratio must be > 1, got {self.over_ratio}")
+        need(0 < self.under_rank_frac <= 1,
+             f"under_rank_frac must be in (0, 1], got {self.under_rank_frac}")
+        for name in ("leverage_unique", "zone_conflict_share", "inconsistent_conflict_density",
+                     "inconsistent_conflicted_share",
+                     "inconsistent_contradiction_share"):
+            v = getattr(self, name)
+            need(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
+        for name in ("minhash_threshold", "input_jaccard", "contradiction_jaccard"):
+            v = getattr(self, name)
+            need(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
+        need(-1 < self.factor_output_max < self.factor_input_min < 1,
+             "need -1 < factor_output_max < factor_input_min < 1, got "
+             f"{self.factor_output_max}, {self.factor_input_min}")
+        if (self.lsh_bands is None) != (self.lsh_rows is None):
+            raise ConfigError("AnalysisConfig: set both lsh_bands and lsh_rows, or neither")
+        if self.lsh_bands is not None:
+            need(self.lsh_bands >= 1 and self.lsh_rows >= 1
+                 and self.lsh_bands * self.lsh_rows <= self.num_perm,
+                 f"lsh_bands * lsh_rows must be <= num_perm ({self.num_perm})")
+        if self.zone_edge_min is not None:
+            need(0 <= self.zone_edge_min < 1,
+                 f"zone_edge_min must be in [0, 1), got {self.zone_edge_min}")
+        need(self.louvain_resolution > 0,
+             f"louvain_resolution must be > 0, got {self.louvain_resolution}")
+
+    def tau_for(self, k: int) -> float:
+        """The conflict threshold for features of dimension ``k`` (see ``tau``)."""
+        if self.tau is not None:
+            return float(self.tau)
+        return float(min(self.tau_max, max(self.tau_min, self.tau_sigmas / math.sqrt(k))))
+
+    def near_for(self, k: int) -> float:
+        """``1 - eps``, checked against the conflict threshold for dimension ``k``."""
+        near = 1.0 - self.eps
+        if near <= self.tau_for(k):
+            raise ConfigError(f"AnalysisConfig: 1 - eps ({near}) must exceed tau "
+                              f"({self.tau_for(k):.3f} for k = {k})")
+        return near
+
+    def bands_rows(self) -> tuple[int, int]:
+        """LSH (bands, rows) for ``minhash_threshold`` and ``num_perm``."""
+        if self.lsh_bands is not None and self.lsh_rows is not None:
+            return self.lsh_bands, self.lsh_rows
+        return optimal_bands(self.minhash_threshold, self.num_perm)
+
+
+@functools.lru_cache(maxsize=64)
+def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) minimising false-positive + false-negative probability mass (datasketch's
+    rule with equal weights), integrating the S-curve ``1 - (1 - s^r)^b`` numerically."""
+    import numpy as np
+
+    def area(b: int, r: int, lo: float, hi: float, fp: bool) -> float:
+        s = np.linspace(lo, hi, 201)
+        p = 1.0 - (1.0 - s ** r) ** b
+        y = p if fp else 1.0 - p
+        return float(np.trapezoid(y, s))
+
+    best, best_err = (1, 1), math.inf
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            err = 0.5 * area(b, r, 0.0, threshold, True) + 0.5 * area(b, r, threshold, 1.0, False)
+            if err < best_err:
+                best, best_err = (b, r), err
+    return best

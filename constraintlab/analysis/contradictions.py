@@ -1,0 +1,263 @@
+"""Contradictions: the same left-hand side, a different right-hand side.
+
+Text signal
+    1. Inputs are normalised (:func:`constraintlab.analysis.text.normalize`). Candidates are the
+       pairs with the same normalised input (hash groups), plus pairs whose inputs are *nearly*
+       the same: shingle Jaccard >= ``input_jaccard`` (MinHash LSH, verified exactly) **and**
+       the same numbers in the same order (a word problem with another number is another
+       problem, not the same question).
+    2. Targets are compared after normalisation. Equal -> a duplicate, never a contradiction.
+       Otherwise they differ in substance when any of these holds (``reasons``):
+
+       - ``final_answer``: both state a final answer (``#### x``, ``\\boxed{x}``,
+         ``the answer is x``) and the answers differ;
+       - ``numbers``: the multisets of numbers in the two targets differ (a different number
+         inside the reasoning);
+       - ``content``: the token Jaccard of the normalised targets is below
+         ``contradiction_jaccard`` (a different reply).
+
+       Targets that differ only in wording (same numbers, same answer, high overlap) are
+       paraphrases: not reported.
+    3. Score in [0, 1] = input similarity (1 for the same normalised input, else the Jaccard) x
+       strength: 1 for ``final_answer``, ``0.5 + 0.5 * (1 - J_numbers)`` for ``numbers``,
+       ``1 - J_tokens`` for ``content`` (the largest that applies).
+
+Factor signal (when the encoder's factors are given)
+    Pairs whose input factors are aligned (``cos > factor_input_min``) while their output factors
+    are apart (``cos < factor_output_max``); score ``(cos_in - cos_out) / 2`` clipped to [0, 1].
+    A pair both signals find is reported once (``signal = "text+factors"``, the larger score);
+    a factor-only pair is dropped when the texts show equal targets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.lexical import near_duplicate_pairs
+from constraintlab.analysis.pairs import blocked_pairs, unit_rows
+from constraintlab.analysis.result import AnalyzerResult, make_pair
+from constraintlab.analysis.text import final_answer, normalize_many, numbers, short_diff
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["analyze_contradictions", "compare_targets"]
+
+
+def _jaccard(a: set, b: set) -> float:
+    u = len(a | b)
+    return 1.0 if u == 0 else len(a & b) / u
+
+
+def _multiset_jaccard(a: Counter, b: Counter) -> float:
+    u = sum((a | b).values())
+    return 1.0 if u == 0 else sum((a & b).values()) / u
+
+
+def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
+                    config: AnalysisConfig | None = None) -> dict | None:
+    """How two targets differ in substance (None if they do not).
+
+    Parameters
+    ----------
+    t_a, t_b : str
+        The targets as written.
+    n_a, n_b : str
+        The same, normalised.
+
+    Returns
+    -------
+    dict or None
+        ``reasons`` (list), ``strength`` in [0, 1], ``target_jaccard``, ``final_answers``,
+        ``numbers_jaccard``; None when the normalised targets are equal or differ only in
+        wording.
+    """
+    config = config if config is not None else AnalysisConfig()
+    if n_a == n_b:
+        return None
+    fa, fb = final_answer(t_a), final_answer(t_b)
+    na, nb = Counter(numbers(t_a)), Counter(numbers(t_b))
+    tj = _jaccard(set(n_a.split()), set(n_b.split()))
+    nj = _multiset_jaccard(na, nb)
+    reasons = []
+    strength = 0.0
+    if fa is not None and fb is not None and fa != fb:
+        reasons.append("final_answer")
+        strength = 1.0
+    if na != nb:
+        reasons.append("numbers")
+        strength = max(strength, 0.5 + 0.5 * (1.0 - nj))
+    if tj < config.contradiction_jaccard:
+        reasons.append("content")
+        strength = max(strength, 1.0 - tj)
+    if not reasons:
+        return None
+    return {"reasons": reasons, "strength": float(strength), "target_jaccard": tj,
+            "final_answers": [fa, fb], "numbers_jaccard": nj}
+
+
+def _factor_candidates(input_factors, output_factors, config: AnalysisConfig):
+    """Pairs (row positions) with aligned inputs and apart outputs, with both cosines."""
+    Fi, _ = unit_rows(input_factors)
+    Fo, _ = unit_rows(output_factors)
+    k = Fi.shape[1]
+    st = blocked_pairs(Fi, tau=config.tau_for(k), near=config.factor_input_min,
+                       hi_collect=config.factor_input_min, top_m=1,
+                       block_size=config.block_size, hist_bins=2, max_pairs=config.max_pairs,
+                       collect_low=False, desc="input factors")
+    a, b, cin = st.hi_pairs
+    if not len(a):
+        return a, b, cin.astype(np.float64), np.zeros(0)
+    cout = np.einsum("ij,ij->i", Fo[a], Fo[b]).astype(np.float64)
+    keep = cout < config.factor_output_max
+    return a[keep], b[keep], cin[keep].astype(np.float64), cout[keep]
+
+
+def analyze_contradictions(
+    examples: Sequence | None = None,
+    *,
+    input_factors: np.ndarray | None = None,
+    output_factors: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
+    config: AnalysisConfig | None = None,
+) -> AnalyzerResult:
+    """Pairs with the same (or nearly the same) input whose targets differ in substance.
+
+    Parameters
+    ----------
+    examples : sequence of Example, optional
+        Text signal.
+    input_factors : (N, d_in) float, optional
+        Pooled input-side representation per example (encoder).
+    output_factors : (N, d_out) float, optional
+        Pooled output-side error signal per example (encoder).
+    ids : (N,) int, optional
+        Example ids (default ``Example.index``, else ``0..N-1``).
+    config : AnalysisConfig
+
+    Returns
+    -------
+    AnalyzerResult
+        ``name="contradictions"``. Table: ``is_contradiction``, ``contradiction_score`` (max over
+        its pairs, in [0, 1]), ``contradiction_count``. Pairs of kind ``"contradiction"``, detail
+        ``signal``, ``reasons``, ``input_similarity``, ``target_jaccard``, ``final_answers``,
+        ``diff`` (word diff of the two targets) and, with factors, ``cos_input``/``cos_output``.
+    """
+    config = config if config is not None else AnalysisConfig()
+    have_factors = input_factors is not None and output_factors is not None
+    if (input_factors is None) != (output_factors is None):
+        raise ValueError("give both input_factors and output_factors, or neither")
+    if examples is None and not have_factors:
+        raise ValueError("analyze_contradictions needs examples or both factor matrices")
+    N = len(examples) if examples is not None else np.asarray(input_factors).shape[0]
+    if have_factors and (np.asarray(input_factors).shape[0] != N
+                         or np.asarray(output_factors).shape[0] != N):
+        raise ValueError("factor matrices must have one row per example")
+    if ids is None:
+        ids = (np.array([ex.index for ex in examples], dtype=np.int64) if examples is not None
+               else np.arange(N))
+    ids = np.asarray(ids)
+    found: dict[tuple[int, int], dict] = {}
+    summary: dict = {"n": N, "signals": []}
+    if examples is not None:
+        summary["signals"].append("text")
+        inputs = [ex.input_text for ex in examples]
+        targets = [ex.target_text for ex in examples]
+        n_in = normalize_many(inputs)
+        n_tg = normalize_many(targets)
+        cands: dict[tuple[int, int], float] = {}
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(n_in):
+            if s:
+                groups.setdefault(s, []).append(i)
+        n_groups = 0
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            n_groups += 1
+            head = members[: config.max_group]
+            for x_pos, x in enumerate(members):
+                for y in (members[x_pos + 1:] if x_pos < config.max_group else head):
+                    cands[(min(x, y), max(x, y))] = 1.0
+        summary["same_input_groups"] = n_groups
+        a, b, jac, stats = near_duplicate_pairs(n_in, config, threshold=config.input_jaccard)
+        n_near = 0
+        for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
+            if (x, y) in cands or not n_in[x] or not n_in[y]:
+                continue
+            if numbers(inputs[x]) != numbers(inputs[y]):
+                continue
+            cands[(x, y)] = float(j)
+            n_near += 1
+        summary["near_input_pairs"] = n_near
+        summary["input_minhash"] = stats
+        summary["candidate_pairs"] = len(cands)
+        for (x, y), sim in cands.items():
+            cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
+            if cmp is None:
+                continue
+            found[(x, y)] = {
+                "score": sim * cmp["strength"],
+                "detail": {"signal": "text", "reasons": cmp["reasons"],
+                           "input_similarity": sim, "target_jaccard": cmp["target_jaccard"],
+                           "final_answers": cmp["final_answers"],
+                           "diff": short_diff(targets[x], targets[y])},
+            }
+    if have_factors:
+        summary["signals"].append("factors")
+        fa, fb, cin, cout = _factor_candidates(input_factors, output_factors, config)
+        summary["factor_pairs"] = len(fa)
+        for x, y, ci, co in zip(fa.tolist(), fb.tolist(), cin.tolist(), cout.tolist(), strict=True):
+            x, y = min(x, y), max(x, y)
+            fscore = float(np.clip((ci - co) / 2.0, 0.0, 1.0))
+            if (x, y) in found:
+                f = found[(x, y)]
+                f["score"] = max(f["score"], fscore)
+                f["detail"].update({"signal": "text+factors", "cos_input": ci, "cos_output": co})
+                continue
+            detail = {"signal": "factors", "cos_input": ci, "cos_output": co}
+            if examples is not None:
+                if n_tg[x] == n_tg[y]:
+                    continue
+                detail["diff"] = short_diff(targets[x], targets[y])
+            found[(x, y)] = {"score": fscore, "detail": detail}
+        if examples is not None:  # text pairs: does the factor signal agree?
+            Fi, _ = unit_rows(input_factors)
+            Fo, _ = unit_rows(output_factors)
+            for (x, y), f in found.items():
+                if f["detail"]["signal"] == "text":
+                    ci = float(Fi[x] @ Fi[y])
+                    co = float(Fo[x] @ Fo[y])
+                    f["detail"].update({"cos_input": ci, "cos_output": co,
+                                        "factors_agree": bool(ci > config.factor_input_min
+                                                              and co < config.factor_output_max)})
+    score = np.zeros(N)
+    count = np.zeros(N, np.int64)
+    pairs = []
+    reasons: Counter = Counter()
+    signals: Counter = Counter()
+    for (x, y), f in sorted(found.items(), key=lambda kv: (-kv[1]["score"], kv[0])):
+        s = float(np.clip(f["score"], 0.0, 1.0))
+        pairs.append(make_pair("contradiction", ids[x], ids[y], s, f["detail"]))
+        score[x] = max(score[x], s)
+        score[y] = max(score[y], s)
+        count[x] += 1
+        count[y] += 1
+        reasons.update(f["detail"].get("reasons", []))
+        signals[f["detail"]["signal"]] += 1
+    summary.update({"contradiction_pairs": len(pairs),
+                    "examples_in_contradictions": int((count > 0).sum()),
+                    "by_reason": dict(reasons), "by_signal": dict(signals)})
+    table = pd.DataFrame({
+        "is_contradiction": count > 0,
+        "contradiction_score": score,
+        "contradiction_count": count,
+    }, index=pd.Index(ids, name="index"))
+    res = AnalyzerResult("contradictions", table, summary, pairs)
+    res.arrays["positions"] = set(found)
+    return res

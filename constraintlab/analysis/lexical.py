@@ -1,0 +1,183 @@
+"""Lexical near duplicates: MinHash over word shingles, LSH banding, exact-Jaccard verification.
+
+Identical normalised texts are grouped first (hash), so MinHash only sees distinct texts and a
+bucket never holds thousands of copies; candidate pairs from the LSH buckets are verified by the
+exact Jaccard of the two shingle sets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from constraintlab._kernels.minhash import (
+    band_keys,
+    jaccard_pairs,
+    minhash_signatures,
+    shingle_hashes,
+)
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.text import corpus_bytes
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Shingled", "candidate_pairs", "near_duplicate_pairs", "permutations", "shingle"]
+
+
+@dataclass
+class Shingled:
+    """Shingle sets of n texts.
+
+    Attributes
+    ----------
+    hashes : (H,) uint32
+        Sorted unique shingle hashes, concatenated.
+    offsets : (n + 1,) int64
+    """
+
+    hashes: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """(n,) int64 shingles per text."""
+        return np.diff(self.offsets)
+
+
+def shingle(normalized: Sequence[str], size: int) -> Shingled:
+    """Word ``size``-shingle sets of normalised texts."""
+    buf, starts, ends = corpus_bytes(normalized)
+    h, o = shingle_hashes(buf, starts, ends, size)
+    return Shingled(h, o)
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """MinHash permutation parameters ``(a, b)``, (num_perm,) uint64 in [1, 2^32)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
+    b = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
+    return a, b
+
+
+def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of rows sharing a key in at least one band.
+
+    Parameters
+    ----------
+    keys : (n, bands) uint64
+
+    Returns
+    -------
+    a, b : (m,) int64
+        Unique pairs, ``a < b``, sorted.
+    """
+    n, bands = keys.shape
+    out_a, out_b = [], []
+    for t in range(bands):
+        col = keys[:, t]
+        order = np.argsort(col, kind="stable")
+        s = col[order]
+        same = s[1:] == s[:-1]
+        if not same.any():
+            continue
+        # runs of equal keys
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], same, [False]]).astype(np.int8)))
+        for r0, r1 in zip(edges[0::2], edges[1::2] + 1, strict=True):
+            members = np.sort(order[r0:r1])
+            ia, ib = np.triu_indices(len(members), 1)
+            out_a.append(members[ia])
+            out_b.append(members[ib])
+    if not out_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a = np.concatenate(out_a).astype(np.int64)
+    b = np.concatenate(out_b).astype(np.int64)
+    code = np.unique(a * n + b)
+    return code // n, code % n
+
+
+def near_duplicate_pairs(
+    normalized: Sequence[str], config: AnalysisConfig, *, threshold: float | None = None,
+    size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Pairs of texts whose shingle sets have exact Jaccard >= threshold.
+
+    Parameters
+    ----------
+    normalized : sequence of n str
+        Normalised texts (:func:`constraintlab.analysis.text.normalize_many`).
+    config : AnalysisConfig
+        ``num_perm``, ``seed``, LSH bands/rows, ``shingle_size``, ``minhash_threshold``.
+    threshold, size : optional
+        Override the config's threshold and shingle size (the bands follow the threshold).
+
+    Returns
+    -------
+    a, b : (m,) int64
+        Text positions, ``a < b``; texts with identical normalised form are included (Jaccard 1).
+    jac : (m,) float64
+        Exact Jaccard of the pairs.
+    stats : dict
+        ``n_distinct``, ``n_candidates``, ``bands``, ``rows``, ``num_perm``, ``threshold``.
+    """
+    threshold = config.minhash_threshold if threshold is None else threshold
+    size = config.shingle_size if size is None else size
+    if threshold == config.minhash_threshold:
+        bands, rows = config.bands_rows()
+    else:
+        from constraintlab.analysis.config import optimal_bands
+
+        bands, rows = optimal_bands(threshold, config.num_perm)
+    n = len(normalized)
+    # identical normalised texts: one representative each
+    uniq: dict[str, int] = {}
+    rep = np.empty(n, np.int64)
+    for i, t in enumerate(normalized):
+        rep[i] = uniq.setdefault(t, len(uniq))
+    distinct = list(uniq)
+    sh = shingle(distinct, size)
+    a_perm, b_perm = permutations(config.num_perm, config.seed)
+    sig = minhash_signatures(sh.hashes, sh.offsets, a_perm, b_perm)
+    keys = band_keys(sig, bands, rows)
+    empty = sh.sizes == 0
+    if empty.any():  # empty texts never match anything lexically
+        keys[empty] = np.arange(int(empty.sum()), dtype=np.uint64)[:, None] * np.uint64(
+            0x9E3779B97F4A7C15) + np.arange(bands, dtype=np.uint64)[None, :] + np.uint64(1)
+    ca, cb = candidate_pairs(keys)
+    jac = jaccard_pairs(sh.hashes, sh.offsets, ca, cb) if len(ca) else np.zeros(0)
+    keep = (jac >= threshold) & ~empty[ca] & ~empty[cb]
+    da, db, dj = ca[keep], cb[keep], jac[keep]
+    # expand distinct-text pairs to original positions
+    members: list[list[int]] = [[] for _ in range(len(distinct))]
+    for i, r in enumerate(rep):
+        members[r].append(i)
+    out_a, out_b, out_j = [], [], []
+    for grp in members:
+        if len(grp) > 1 and sh.sizes[rep[grp[0]]] > 0:
+            g = np.array(grp)
+            ia, ib = np.triu_indices(len(g), 1)
+            out_a.append(g[ia])
+            out_b.append(g[ib])
+            out_j.append(np.ones(len(ia)))
+    for x, y, j in zip(da, db, dj, strict=True):
+        gx, gy = np.array(members[x]), np.array(members[y])
+        aa = np.repeat(gx, len(gy))
+        bb = np.tile(gy, len(gx))
+        out_a.append(np.minimum(aa, bb))
+        out_b.append(np.maximum(aa, bb))
+        out_j.append(np.full(len(aa), j))
+    if out_a:
+        a = np.concatenate(out_a).astype(np.int64)
+        b = np.concatenate(out_b).astype(np.int64)
+        j = np.concatenate(out_j)
+        order = np.lexsort((b, a))
+        a, b, j = a[order], b[order], j[order]
+    else:
+        a = b = np.zeros(0, np.int64)
+        j = np.zeros(0)
+    stats = {"n_distinct": len(distinct), "n_candidates": len(ca), "bands": bands, "rows": rows,
+             "num_perm": config.num_perm, "threshold": threshold, "shingle_size": size}
+    logger.debug("minhash: %s", stats)
+    return a, b, j, stats

@@ -1,0 +1,201 @@
+"""Redundancy: exact duplicates, near duplicates (text and gradient), duplicate sets.
+
+- **Exact duplicate**: the same normalised record (the ``Example`` conversation: every turn's role
+  and content, and which turns are targets), compared by hash.
+- **Near duplicate (text)**: exact Jaccard >= ``minhash_threshold`` of the word shingles of the
+  normalised text (:func:`constraintlab.analysis.text.normalize`: case, whitespace, punctuation
+  and Unicode forms do not count), found by MinHash LSH and verified exactly.
+- **Near duplicate (gradient)**: ``cos > 1 - eps`` of the constraint rows.
+
+Duplicate sets are the connected components (union-find) of all these links; the suggested
+keeper of a set is its first member in file order. Nothing is deleted: members are flagged.
+Pairs that the contradiction analyzer reports (same input, targets differ in substance) are never
+near duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.lexical import near_duplicate_pairs
+from constraintlab.analysis.result import AnalyzerResult, make_pair
+from constraintlab.analysis.text import normalize_many, text_hash
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["analyze_redundancy", "record_key", "record_text"]
+
+
+def record_key(example) -> str:
+    """Hash of the normalised record (turn roles and contents, target positions)."""
+    payload = json.dumps([[[m.role, m.content] for m in example.messages],
+                          list(example.targets)], ensure_ascii=False)
+    return text_hash(payload)
+
+
+def record_text(example) -> str:
+    """The record as one text (input, blank line, target) for lexical comparison."""
+    inp = example.input_text
+    return f"{inp}\n\n{example.target_text}" if inp else example.target_text
+
+
+def analyze_redundancy(
+    examples: Sequence | None = None,
+    *,
+    n: int | None = None,
+    ids: np.ndarray | None = None,
+    near_parallel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    exclude: set[tuple[int, int]] | None = None,
+    config: AnalysisConfig | None = None,
+) -> AnalyzerResult:
+    """Exact and near duplicates and the duplicate sets.
+
+    Parameters
+    ----------
+    examples : sequence of Example, optional
+        For the lexical signals (exact and text near duplicates).
+    n : int, optional
+        Number of examples when ``examples`` is None.
+    ids : (N,) int, optional
+        Example ids (default: ``Example.index``, else ``0..N-1``).
+    near_parallel : tuple of (a, b, cos) arrays, optional
+        Row-position pairs with ``cos > 1 - eps`` (``analyze_pairs(...).arrays["near_parallel"]``).
+    exclude : set of (a, b) row positions, a < b, optional
+        Pairs that are not duplicates whatever their similarity (contradictions).
+    config : AnalysisConfig
+
+    Returns
+    -------
+    AnalyzerResult
+        ``name="redundancy"``. Table: ``is_exact_duplicate``, ``is_near_duplicate``,
+        ``duplicate_set`` (-1 if none), ``is_duplicate_keeper``, ``is_redundant`` (in a set and
+        not its keeper), ``redundancy_score`` (strongest link in [0, 1]: 1 exact, else Jaccard or
+        cosine). Pairs: ``exact_duplicate`` (keeper, copy) and ``near_duplicate`` with
+        ``detail["signal"]`` ``"text"`` (``jaccard``) or ``"gradient"`` (``cos``).
+    """
+    config = config if config is not None else AnalysisConfig()
+    if examples is not None:
+        N = len(examples)
+    elif n is not None:
+        N = int(n)
+    elif near_parallel is not None:
+        raise ValueError("analyze_redundancy needs examples or n")
+    else:
+        raise ValueError("analyze_redundancy needs examples or n")
+    if ids is None:
+        ids = (np.array([ex.index for ex in examples], dtype=np.int64) if examples is not None
+               else np.arange(N))
+    ids = np.asarray(ids)
+    exclude = exclude or set()
+    score = np.zeros(N)
+    is_exact = np.zeros(N, bool)
+    is_near = np.zeros(N, bool)
+    links_a: list[int] = []
+    links_b: list[int] = []
+    pairs: list[dict] = []
+    summary: dict = {"n": N}
+    exact_pos: set[tuple[int, int]] = set()
+    if examples is not None:
+        groups: dict[str, list[int]] = {}
+        for i, ex in enumerate(examples):
+            groups.setdefault(record_key(ex), []).append(i)
+        n_sets = 0
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            n_sets += 1
+            keeper = members[0]
+            for other in members[1:]:
+                pairs.append(make_pair("exact_duplicate", ids[keeper], ids[other], 1.0,
+                                       {"set_size": len(members)}))
+                links_a.append(keeper)
+                links_b.append(other)
+            for x in members:
+                for y in members:
+                    if x < y:
+                        exact_pos.add((x, y))
+            is_exact[members] = True
+            score[members] = 1.0
+        summary["exact_duplicate_sets"] = n_sets
+        summary["exact_duplicates"] = int(sum(len(m) - 1 for m in groups.values()))
+        norm = normalize_many([record_text(ex) for ex in examples])
+        a, b, jac, stats = near_duplicate_pairs(norm, config)
+        summary["minhash"] = stats
+        n_text = 0
+        for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
+            if (x, y) in exact_pos or (x, y) in exclude:
+                continue
+            n_text += 1
+            same_norm = norm[x] == norm[y]
+            pairs.append(make_pair("near_duplicate", ids[x], ids[y], j,
+                                   {"signal": "text", "jaccard": j,
+                                    "normalized_equal": same_norm}))
+            links_a.append(x)
+            links_b.append(y)
+            is_near[[x, y]] = True
+            score[x] = max(score[x], j)
+            score[y] = max(score[y], j)
+        summary["near_duplicate_pairs_text"] = n_text
+    if near_parallel is not None:
+        a, b, v = near_parallel
+        n_grad = 0
+        for x, y, c in zip(np.asarray(a).tolist(), np.asarray(b).tolist(),
+                           np.asarray(v).tolist(), strict=True):
+            x, y = min(x, y), max(x, y)
+            if (x, y) in exact_pos or (x, y) in exclude:
+                continue
+            n_grad += 1
+            c = min(1.0, c)
+            pairs.append(make_pair("near_duplicate", ids[x], ids[y], c,
+                                   {"signal": "gradient", "cos": c}))
+            links_a.append(x)
+            links_b.append(y)
+            is_near[[x, y]] = True
+            score[x] = max(score[x], c)
+            score[y] = max(score[y], c)
+        summary["near_duplicate_pairs_gradient"] = n_grad
+    # duplicate sets: union-find over every link
+    dup_set = np.full(N, -1, np.int64)
+    keeper_flag = np.zeros(N, bool)
+    sets: list[dict] = []
+    if links_a and N:
+        g = coo_matrix((np.ones(len(links_a)), (links_a, links_b)), shape=(N, N))
+        _, labels = connected_components(g, directed=False)
+        linked = np.zeros(N, bool)
+        linked[links_a] = True
+        linked[links_b] = True
+        comps: dict[int, list[int]] = {}
+        for i in np.flatnonzero(linked):
+            comps.setdefault(int(labels[i]), []).append(int(i))
+        for members in sorted(comps.values(), key=lambda m: m[0]):
+            sid = len(sets)
+            dup_set[members] = sid
+            keeper_flag[members[0]] = True
+            sets.append({"set": sid, "keeper": int(ids[members[0]]),
+                         "members": [int(ids[m]) for m in members], "size": len(members)})
+    in_set = dup_set >= 0
+    redundant = in_set & ~keeper_flag
+    summary.update({
+        "duplicate_sets": len(sets),
+        "redundant_examples": int(redundant.sum()),
+        "redundancy_ratio": float(redundant.sum() / N) if N else 0.0,
+        "keeper_rule": "first member in file order",
+        "sets": sets[:1000],
+    })
+    table = pd.DataFrame({
+        "is_exact_duplicate": is_exact,
+        "is_near_duplicate": is_near,
+        "duplicate_set": dup_set,
+        "is_duplicate_keeper": keeper_flag,
+        "is_redundant": redundant,
+        "redundancy_score": np.clip(score, 0.0, 1.0),
+    }, index=pd.Index(ids, name="index"))
+    return AnalyzerResult("redundancy", table, summary, pairs)

@@ -1,0 +1,317 @@
+"""Spectrum, ranks, leverage and the determinacy verdict of the constraint matrix G (N x k).
+
+Exact path (``min(N, k) <= svd_exact_max_dim``): eigenvalues of the smaller Gram matrix
+(``G^T G`` or ``G G^T``) in float64, singular values ``sqrt(max(eig, 0))``. Eigenvalues are exact
+to about ``1e-16 s_max^2``, i.e. singular values to about ``1e-8 s_max``, far below the rank
+tolerance. Beyond: a randomized SVD (Halko et al.) of ``svd_components`` components; the
+residual energy is exact (``||G||_F^2`` is known) and the residual's spectral norm is estimated by
+power iteration; both are in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.result import AnalyzerResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["analyze_spectrum", "determinacy_verdict", "effective_rank", "rank_tolerance"]
+
+_CHUNK = 8192
+
+
+def effective_rank(s: np.ndarray) -> float:
+    """Roy & Vetterli (2007): ``exp(H(p))``, ``p = s / sum(s)``; 0 for an all-zero spectrum."""
+    s = np.asarray(s, dtype=np.float64)
+    s = s[s > 0]
+    if len(s) == 0:
+        return 0.0
+    p = s / s.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def rank_tolerance(s_max: float, fro: float, n: int, k: int, rank_noise: float) -> float:
+    """Numerical-rank tolerance (see ``AnalysisConfig.rank_noise``)."""
+    machine = s_max * max(n, k) * float(np.finfo(np.float32).eps)
+    noise = rank_noise * fro * (1.0 / math.sqrt(k) + 1.0 / math.sqrt(n))
+    return float(max(machine, noise))
+
+
+def _gram_cols(X: np.ndarray) -> np.ndarray:
+    k = X.shape[1]
+    G = np.zeros((k, k))
+    for i in range(0, X.shape[0], _CHUNK):
+        x = X[i:i + _CHUNK].astype(np.float64)
+        G += x.T @ x
+    return G
+
+
+def _spectral_norm_estimate(X, U, s, Vt, iters: int, seed: int) -> float:
+    """Power iteration on the residual ``X - U diag(s) Vt`` (never formed)."""
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(X.shape[1])
+    v /= np.linalg.norm(v)
+    est = 0.0
+    for _ in range(iters):
+        u = X @ v - U @ (s * (Vt @ v))
+        w = X.T @ u - Vt.T @ (s * (U.T @ u))
+        nw = np.linalg.norm(w)
+        if nw == 0:
+            return 0.0
+        est = math.sqrt(nw)
+        v = w / nw
+    return float(est)
+
+
+def analyze_spectrum(
+    features: np.ndarray,
+    *,
+    ids: np.ndarray | None = None,
+    n_params: int | None = None,
+    config: AnalysisConfig | None = None,
+) -> AnalyzerResult:
+    """Singular values, numerical / effective / stable rank, energy directions, leverage.
+
+    Parameters
+    ----------
+    features : (N, k) float
+        One row per example (projected gradient).
+    ids : (N,) int, optional
+        Example ids (default ``0..N-1``).
+    n_params : int, optional
+        P, the number of trainable parameters (unknowns) for the ledger.
+    config : AnalysisConfig
+
+    Returns
+    -------
+    AnalyzerResult
+        ``name="spectrum"``; table columns ``leverage_score`` (in [0, 1]),
+        ``is_unique_constraint``, ``row_norm``; summary with ``singular_values``, ``rank``,
+        ``rank_tolerance``, ``rank_is_lower_bound``, ``effective_rank``, ``stable_rank``,
+        ``energy_directions``, ``ledger`` and ``method`` (+ ``error`` for the randomized path).
+        The determinacy verdict is added by :func:`determinacy_verdict`.
+    """
+    config = config if config is not None else AnalysisConfig()
+    X = np.asarray(features)
+    N, k = X.shape
+    ids = np.arange(N) if ids is None else np.asarray(ids)
+    fro2 = float(sum(np.square(X[i:i + _CHUNK].astype(np.float64)).sum()
+                     for i in range(0, N, _CHUNK)))
+    fro = math.sqrt(fro2)
+    small = min(N, k)
+    error = None
+    if small <= config.svd_exact_max_dim:
+        method = "exact_gram"
+        if k <= N:
+            w, V = np.linalg.eigh(_gram_cols(X))
+            w, V = w[::-1], V[:, ::-1]
+            s = np.sqrt(np.clip(w, 0.0, None))
+        else:
+            Xd = X.astype(np.float64)
+            w, U = np.linalg.eigh(Xd @ Xd.T)
+            w, U = w[::-1], U[:, ::-1]
+            s = np.sqrt(np.clip(w, 0.0, None))
+    else:
+        from sklearn.utils.extmath import randomized_svd
+
+        method = "randomized_svd"
+        ncomp = min(config.svd_components, small)
+        U, s, Vt = randomized_svd(X.astype(np.float32), ncomp, n_oversamples=20, n_iter=7,
+                                  random_state=config.seed)
+        s = s.astype(np.float64)
+        resid_energy = max(fro2 - float(np.square(s).sum()), 0.0)
+        resid_norm = _spectral_norm_estimate(X.astype(np.float32), U, s, Vt, 20, config.seed)
+        error = {
+            "components": ncomp,
+            "residual_energy_fraction": resid_energy / fro2 if fro2 > 0 else 0.0,
+            "residual_spectral_norm_estimate": resid_norm,
+            "residual_relative_to_s_max": resid_norm / s[0] if s[0] > 0 else 0.0,
+            "note": "singular values beyond the computed components are not known; ranks and "
+                    "energy shares are computed on the computed components",
+        }
+    s_max = float(s[0]) if len(s) else 0.0
+    tol = rank_tolerance(s_max, fro, N, k, config.rank_noise)
+    keep = s > tol
+    r = int(keep.sum())
+    lower_bound = r >= k or (method == "randomized_svd" and r >= len(s))
+    # leverage h_i = ||U_r[i]||^2
+    if r == 0:
+        lev = np.zeros(N)
+    elif method == "exact_gram" and k <= N:
+        P = V[:, :r] / s[:r]
+        lev = np.concatenate([np.square(X[i:i + _CHUNK].astype(np.float64) @ P).sum(1)
+                              for i in range(0, N, _CHUNK)])
+    else:
+        lev = np.square(U[:, :r]).sum(1)
+    lev = np.clip(lev, 0.0, 1.0)
+    energy = np.square(s)
+    cum = np.cumsum(energy) / energy.sum() if energy.sum() > 0 else np.zeros_like(energy)
+
+    def need(q: float) -> int:
+        return int(np.searchsorted(cum, q - 1e-12) + 1) if len(cum) and cum[-1] > 0 else 0
+
+    r_eff = effective_rank(s[keep])
+    stable = fro2 / s_max**2 if s_max > 0 else 0.0
+    ledger = {
+        "equations": N,
+        "unknowns": int(n_params) if n_params is not None else None,
+        "sketch_dim": k,
+        "rank": r,
+        "rank_is_lower_bound": bool(lower_bound),
+        "effective_rank": r_eff,
+        "redundant_equations": N - r,
+        "free_directions": int(n_params) - r if n_params is not None else None,
+    }
+    summary = {
+        "method": method,
+        "n": N,
+        "k": k,
+        "singular_values": s[: min(len(s), 4096)].tolist(),
+        "frobenius_norm": fro,
+        "rank": r,
+        "rank_tolerance": tol,
+        "rank_tolerance_rule": "max(s_max * max(N, k) * eps_float32, rank_noise * ||G||_F * "
+                               "(1/sqrt(k) + 1/sqrt(N)))",
+        "rank_noise": config.rank_noise,
+        "rank_is_lower_bound": bool(lower_bound),
+        "effective_rank": r_eff,
+        "stable_rank": stable,
+        "energy_directions": {"50%": need(0.5), "90%": need(0.9), "99%": need(0.99)},
+        "leverage_sum": float(lev.sum()),
+        "n_unique_constraints": int((lev >= config.leverage_unique).sum()),
+        "ledger": ledger,
+    }
+    if lower_bound:
+        summary["rank_note"] = (f"rank {r} reached the sketch dimension k = {k} (or the computed "
+                                "components): the true rank is at least this")
+    if error is not None:
+        summary["error"] = error
+    norms = np.sqrt(np.concatenate([np.square(X[i:i + _CHUNK].astype(np.float64)).sum(1)
+                                    for i in range(0, N, _CHUNK)])) if N else np.zeros(0)
+    table = pd.DataFrame({
+        "leverage_score": lev,
+        "is_unique_constraint": lev >= config.leverage_unique,
+        "row_norm": norms,
+    }, index=pd.Index(ids, name="index"))
+    return AnalyzerResult("spectrum", table, summary)
+
+
+def determinacy_verdict(
+    spectrum_summary: dict,
+    *,
+    n_params: int | None = None,
+    pairs_summary: dict | None = None,
+    n_contradictions: int | None = None,
+    config: AnalysisConfig | None = None,
+) -> dict:
+    """The verdict ``underdetermined`` / ``balanced`` / ``overdetermined`` and the
+    ``inconsistent`` flag, with every rule, its numbers and whether it fired.
+
+    Rules (in order; the first that fires gives the verdict):
+
+    1. ``overdetermined`` if ``N / r_eff >= over_ratio``: many examples per effective direction.
+    2. ``underdetermined`` if ``r >= under_rank_frac * N`` and (P unknown or ``N < P``): nearly
+       every example adds its own direction.
+    3. ``balanced`` otherwise.
+
+    ``inconsistent`` if any of: conflict density >= ``inconsistent_conflict_density``; share of
+    examples with a conflicting partner >= ``inconsistent_conflicted_share``; contradiction pairs
+    >= max(1, ``inconsistent_contradiction_share * N``).
+
+    Returns
+    -------
+    dict
+        ``verdict``, ``rule`` (the rule that fired), ``reason`` (one sentence with the numbers),
+        ``inconsistent``, ``inconsistent_reasons``, ``rules`` (every rule with its values and
+        ``fired``), ``caveats``.
+    """
+    config = config if config is not None else AnalysisConfig()
+    N = int(spectrum_summary["n"])
+    k = int(spectrum_summary["k"])
+    r = int(spectrum_summary["rank"])
+    r_eff = float(spectrum_summary["effective_rank"])
+    lower = bool(spectrum_summary.get("rank_is_lower_bound", False))
+    P = n_params if n_params is not None else spectrum_summary.get("ledger", {}).get("unknowns")
+    ratio = N / r_eff if r_eff > 0 else math.inf
+    rules = []
+    over = ratio >= config.over_ratio
+    rules.append({
+        "rule": "overdetermined",
+        "condition": "N / effective_rank >= over_ratio",
+        "values": {"N": N, "effective_rank": r_eff, "ratio": ratio,
+                   "over_ratio": config.over_ratio},
+        "fired": bool(over),
+    })
+    under_rank = r >= config.under_rank_frac * N
+    under_p = P is None or N < P
+    under = (not over) and under_rank and under_p
+    rules.append({
+        "rule": "underdetermined",
+        "condition": "rank >= under_rank_frac * N and (P unknown or N < P)",
+        "values": {"rank": r, "N": N, "under_rank_frac": config.under_rank_frac, "P": P},
+        "fired": bool(under),
+    })
+    verdict = "overdetermined" if over else "underdetermined" if under else "balanced"
+    rules.append({"rule": "balanced", "condition": "no other rule fired", "values": {},
+                  "fired": verdict == "balanced"})
+    if verdict == "overdetermined":
+        reason = (f"{N} examples over an effective rank of {r_eff:.1f}: {ratio:.1f} examples per "
+                  f"effective direction (>= {config.over_ratio})")
+    elif verdict == "underdetermined":
+        reason = (f"rank {r} of {N} examples (>= {config.under_rank_frac:.0%}): nearly every "
+                  "example adds its own direction" + (f", and N < P = {P}" if P else ""))
+    else:
+        reason = (f"{ratio:.1f} examples per effective direction (< {config.over_ratio}) and "
+                  f"rank {r} < {config.under_rank_frac:.0%} of N = {N}"
+                  if not under_rank else f"rank {r} ~ N = {N} but N >= P = {P}")
+    caveats = []
+    if lower:
+        caveats.append(f"rank reached k = {k}: it is a lower bound; the sketch cannot show more "
+                       f"than {k} directions (raise k to confirm)")
+        if over and N > config.over_ratio * k:
+            caveats.append(f"N = {N} > over_ratio * k = {config.over_ratio * k:g}: the "
+                           "sketch alone forces this verdict")
+    incons = []
+    if pairs_summary:
+        dens = float(pairs_summary.get("conflict_density", 0.0))
+        share = float(pairs_summary.get("conflicted_share", 0.0))
+        if dens >= config.inconsistent_conflict_density:
+            incons.append(f"conflict density {dens:.4g} >= "
+                          f"{config.inconsistent_conflict_density}")
+        if share >= config.inconsistent_conflicted_share:
+            incons.append(f"{share:.2%} of examples have a conflicting partner (>= "
+                          f"{config.inconsistent_conflicted_share:.2%})")
+    if n_contradictions is not None:
+        need = max(1.0, config.inconsistent_contradiction_share * N)
+        if n_contradictions >= need:
+            incons.append(f"{n_contradictions} contradiction pairs (>= {need:g})")
+    rules.append({
+        "rule": "inconsistent",
+        "condition": "conflict_density >= inconsistent_conflict_density or conflicted_share >= "
+                     "inconsistent_conflicted_share or contradictions >= "
+                     "max(1, inconsistent_contradiction_share * N)",
+        "values": {
+            "conflict_density": (pairs_summary or {}).get("conflict_density"),
+            "conflicted_share": (pairs_summary or {}).get("conflicted_share"),
+            "contradictions": n_contradictions,
+            "inconsistent_conflict_density": config.inconsistent_conflict_density,
+            "inconsistent_conflicted_share": config.inconsistent_conflicted_share,
+            "inconsistent_contradiction_share": config.inconsistent_contradiction_share,
+        },
+        "fired": bool(incons),
+    })
+    return {
+        "verdict": verdict,
+        "rule": verdict,
+        "reason": reason,
+        "inconsistent": bool(incons),
+        "inconsistent_reasons": incons,
+        "rules": rules,
+        "caveats": caveats,
+    }

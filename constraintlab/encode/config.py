@@ -1,0 +1,143 @@
+"""Every setting of the encoder, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from constraintlab.errors import ConfigError
+
+DTYPES: tuple[str, ...] = ("auto", "float32", "float64", "bfloat16", "float16")
+PROJECTIONS: tuple[str, ...] = ("rademacher", "gaussian", "none")
+REFERENCE_MODEL = "constraintlab-reference"
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Settings of ``extract``: model, adapter, tokenisation, batching, projection.
+
+    Attributes
+    ----------
+    model : str, default ``"constraintlab-reference"``
+        Hugging Face hub id or local directory of a causal LM. ``"constraintlab-reference"`` is the
+        built-in offline model in ``constraintlab/reference/weights/``.
+    revision : str or None, default None
+        Hub revision (branch, tag or commit) of ``model``.
+    dtype : {"float32", "float64", "bfloat16", "float16", "auto"}, default ``"float32"``
+        Weights and activations. Per-example gradients and projections are accumulated in
+        float32 for half-precision models (float64 for float64 models).
+    device : str, default ``"cpu"``
+        Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+    trust_remote_code : bool, default False
+        Passed to ``from_pretrained``; off unless asked.
+    lora_r : int, default 8
+        LoRA rank (ignored with ``adapter_config`` / ``adapter``).
+    lora_alpha : float, default 16
+        LoRA alpha; the adapter output is scaled by ``lora_alpha / lora_r``.
+    lora_dropout : float, default 0.0
+        Recorded only: gradients are always taken without dropout (the expected gradient).
+    target_modules : tuple of str or None, default None
+        Modules that get LoRA; None uses peft's default for the architecture
+        (``q_proj, v_proj`` for Llama/Qwen, ``c_attn`` for GPT-2). ``("all-linear",)`` is allowed.
+    adapter_config : str or None, default None
+        Path to an ``adapter_config.json`` (or its directory): analyse with exactly the LoRA
+        configuration you will train with. The adapter is freshly initialised (B = 0).
+    adapter : str or None, default None
+        Directory of an already-trained peft LoRA adapter: analyse at that point (A and B
+        gradients both non-zero).
+    max_length : int, default 2048
+        Longest token sequence; longer examples keep their first ``max_length`` tokens (the
+        number dropped is recorded per example and reported). An example left with no target
+        token is an input error.
+    batch_size : int, default 16
+        Most examples in one forward/backward.
+    max_batch_tokens : int, default 8192
+        Most padded tokens (batch rows x longest row) in one forward/backward. Examples are
+        sorted by length, so buckets hold examples of similar length.
+    projection : {"rademacher", "gaussian", "none"}, default ``"rademacher"``
+        ``rademacher``/``gaussian``: seeded Khatri-Rao Johnson-Lindenstrauss map of the full LoRA
+        gradient into ``k`` dims, applied module by module to the rank-r gradient factors (never
+        a P x k matrix; see :mod:`constraintlab.encode.projection`). ``none``: keep the raw
+        P-dim gradient (small models, checking).
+    k : int, default 1024
+        Projected dimension. Cosines between unrelated gradients then have a noise floor of
+        about ``1/sqrt(k)`` = 0.031 (a threshold of 0.15 sits ~5 noise sd above it), a (N, k)
+        float32 store of 20k examples is 80 MB and fits the all-pairs kernels, and rank is
+        resolved up to 1024 constraints. Raise it (e.g. 4096/8192, as LESS) for finer ranks.
+    seed : int, default 0
+        Seeds the projection matrices and the LoRA A initialisation (B = 0). Same seed, same
+        matrices and same features on any machine.
+    use_chat_template : bool, default True
+        Render conversational examples with the tokenizer's chat template when it has one;
+        otherwise (or when False) use the plain template (see :mod:`.tokenize`).
+    """
+
+    model: str = REFERENCE_MODEL
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    target_modules: tuple[str, ...] | None = None
+    adapter_config: str | None = None
+    adapter: str | None = None
+    max_length: int = 2048
+    batch_size: int = 16
+    max_batch_tokens: int = 8192
+    projection: str = "rademacher"
+    k: int = 1024
+    seed: int = 0
+    use_chat_template: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str):
+            object.__setattr__(self, "target_modules", (self.target_modules,))
+        elif self.target_modules is not None:
+            object.__setattr__(self, "target_modules", tuple(self.target_modules))
+            if not self.target_modules or not all(
+                    isinstance(m, str) and m for m in self.target_modules):
+                raise ConfigError("target_modules must be a non-empty list of module names")
+        for name in ("adapter_config", "adapter"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                object.__setattr__(self, name, str(value))
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError("model must be a hub id or a local directory")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.projection not in PROJECTIONS:
+            raise ConfigError(
+                f"projection must be one of {', '.join(PROJECTIONS)}, got {self.projection!r}")
+        _positive_int(self, "lora_r", "k", "batch_size", "max_batch_tokens")
+        if not isinstance(self.max_length, int) or self.max_length < 2:
+            raise ConfigError(f"max_length must be an integer >= 2, got {self.max_length!r}")
+        if not self.lora_alpha > 0:
+            raise ConfigError(f"lora_alpha must be > 0, got {self.lora_alpha!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if self.max_batch_tokens < self.max_length:
+            raise ConfigError(
+                f"max_batch_tokens ({self.max_batch_tokens}) must be >= max_length "
+                f"({self.max_length}) so that the longest example fits in a batch")
+        if self.adapter is not None and self.adapter_config is not None:
+            raise ConfigError("give either adapter (a trained adapter directory) or "
+                              "adapter_config (a configuration to initialise), not both")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every field (tuples as lists)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _positive_int(config: EncodeConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")

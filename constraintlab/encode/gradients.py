@@ -1,0 +1,244 @@
+r"""Exact per-example LoRA gradients from one batched forward/backward.
+
+For a LoRA site ``y = W x + s B (A x)`` and example i with tokens t, write ``h_t = A x_t`` (r)
+and ``g_t = dL/dy_t`` (out). The batch objective is ``L = sum_i l_i`` with ``l_i`` the mean NLL
+over example i's target tokens, so ``g_t`` for a token of example i is ``dl_i/dy_t`` (examples
+do not interact: right padding, causal attention, padding never attended to). Then
+
+    dl_i/dB = s * sum_{t in i} g_t h_t^T            (out, r)
+    dl_i/dA = s * sum_{t in i} (B^T g_t) x_t^T      (r, in)   -- zero when B = 0, skipped
+
+Hooks record ``x_t`` and ``h_t`` (forward hook on ``lora_A``) and ``g_t`` (tensor hook on the
+site's output). Every parameter is frozen, so backward computes input-gradients only (no
+weight-gradient work); the first LoRA outputs reached are turned into leaves that require
+grad, which starts the graph exactly where it is needed. Logits are computed only at positions
+that predict a target token (hidden states are sliced before ``lm_head``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from constraintlab.encode.model import LoadedModel
+from constraintlab.encode.projection import Projector
+from constraintlab.encode.tokenize import Encoded
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """Per-example outputs of one batch (rows follow the batch order).
+
+    Attributes
+    ----------
+    features : (b, k) or (b, P) float array
+        Projected gradient (``P`` with ``projection="none"``: ``[vec(dA), vec(dB)]`` per site,
+        sites in model order, row-major, i.e. the order of ``model.named_parameters()``).
+    grad_norm : (b,) float64
+        ``||g_i||_2`` of the full LoRA gradient before projection.
+    energy : (b, M) float64
+        ``||dl_i/dA_m||^2 + ||dl_i/dB_m||^2`` per site m (sums to ``grad_norm**2``).
+    loss : (b,) float64
+        Mean NLL over target tokens.
+    input_factors : (b, d) float
+        Final hidden state (after the last norm) averaged over the input (non-target) tokens;
+        zeros if the example has none.
+    output_factors : (b, d) float
+        ``sum_t dl_i/dh_t`` over the positions t that predict a target token, h the final
+        hidden state: ``mean_t W_U^T (softmax(z_t) - onehot(y_t))``, where the loss pushes.
+    """
+
+    features: np.ndarray
+    grad_norm: np.ndarray
+    energy: np.ndarray
+    loss: np.ndarray
+    input_factors: np.ndarray
+    output_factors: np.ndarray
+
+
+class GradientEngine:
+    """Computes :class:`BatchResult` for batches of :class:`Encoded` examples.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    projector : Projector or None
+        None keeps raw gradients.
+    pad_id : int
+        Token used for padding (never attended to, never in the loss).
+    """
+
+    def __init__(self, loaded: LoadedModel, projector: Projector | None, *, pad_id: int = 0):
+        self.loaded = loaded
+        self.sites = loaded.sites
+        self.projector = projector
+        self.pad_id = pad_id
+        model = loaded.model
+        self.base = model.get_base_model()
+        self.body = getattr(self.base, self.base.base_model_prefix, None)
+        self.head = self.base.get_output_embeddings()
+        p = next(model.parameters())
+        self.device, self.model_dtype = p.device, p.dtype
+        self.acc_dtype = torch.float64 if p.dtype == torch.float64 else torch.float32
+        self.split_head = self._head_is_separable()
+        self._saved: dict[int, dict[str, torch.Tensor]] = {}
+
+    # -- model pieces -------------------------------------------------------------------------
+    def _head_is_separable(self) -> bool:
+        """True when ``logits == lm_head(body(x).last_hidden_state)`` (no softcap etc.)."""
+        if self.body is None or self.head is None:
+            return False
+        vocab = self.head.weight.shape[0]
+        ids = torch.arange(7, device=self.device).remainder(vocab)[None]
+        with torch.no_grad():
+            full = self.base(input_ids=ids).logits
+            split = self.head(self.body(input_ids=ids).last_hidden_state)
+        ok = full.shape == split.shape and torch.allclose(full, split, rtol=1e-4, atol=1e-5)
+        if not ok:
+            logger.info("model head is not a plain linear map; computing full logits")
+        return bool(ok)
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _register(self) -> list:
+        handles = []
+        for idx, site in enumerate(self.sites):
+            saved = self._saved.setdefault(idx, {})
+
+            def a_hook(module, args, output, saved=saved, site=site):
+                saved["h"] = output.detach()
+                if site.trained:
+                    saved["x"] = args[0].detach()
+
+            def out_hook(module, args, output, saved=saved):
+                if not output.requires_grad:
+                    output = output.detach().requires_grad_(True)
+
+                def grab(grad, saved=saved):
+                    saved["g"] = grad.detach()
+
+                output.register_hook(grab)
+                return output
+
+            handles.append(site.lora_A.register_forward_hook(a_hook))
+            handles.append(site.module.register_forward_hook(out_hook))
+        return handles
+
+    # -- one batch ----------------------------------------------------------------------------
+    def collate(self, batch: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ``input_ids`` (b, L), ``attention_mask`` (b, L), ``target`` (b, L)."""
+        length = max(e.n_tokens for e in batch)
+        ids = np.full((len(batch), length), self.pad_id, dtype=np.int64)
+        attn = np.zeros((len(batch), length), dtype=np.int64)
+        tgt = np.zeros((len(batch), length), dtype=bool)
+        for i, e in enumerate(batch):
+            ids[i, :e.n_tokens] = e.input_ids
+            attn[i, :e.n_tokens] = 1
+            tgt[i, :e.n_tokens] = e.target_mask
+        tgt[:, 0] = False
+        dev = self.device
+        return (torch.from_numpy(ids).to(dev), torch.from_numpy(attn).to(dev),
+                torch.from_numpy(tgt).to(dev))
+
+    def run(self, batch: list[Encoded]) -> BatchResult:
+        """Forward/backward one batch and reduce to per-example results."""
+        ids, attn, tgt = self.collate(batch)
+        b = ids.shape[0]
+        # position p predicts token p + 1
+        rows, cols = torch.nonzero(tgt[:, 1:], as_tuple=True)
+        labels = ids[rows, cols + 1]
+        n_tgt = torch.bincount(rows, minlength=b)
+        weights = 1.0 / n_tgt[rows].to(self.acc_dtype)
+        out_grad: dict[str, torch.Tensor] = {}
+        handles = self._register()
+        try:
+            with torch.enable_grad():
+                if self.split_head:
+                    hidden = self.body(input_ids=ids, attention_mask=attn).last_hidden_state
+                    sel = hidden[rows, cols]
+                    if sel.requires_grad:
+                        sel.register_hook(lambda g: out_grad.__setitem__("g", g.detach()))
+                    logits = self.head(sel)
+                else:
+                    out = self.base(input_ids=ids, attention_mask=attn, output_hidden_states=True)
+                    hidden = out.hidden_states[-1]
+                    if hidden.requires_grad:
+                        hidden.register_hook(
+                            lambda g: out_grad.__setitem__("g", g.detach()[rows, cols]))
+                    logits = out.logits[rows, cols]
+                nll = torch.nn.functional.cross_entropy(
+                    logits.to(self.acc_dtype), labels, reduction="none")
+                objective = (nll * weights).sum()
+                objective.backward()
+        finally:
+            for h in handles:
+                h.remove()
+        with torch.no_grad():
+            loss = torch.zeros(b, dtype=self.acc_dtype, device=self.device)
+            loss.index_add_(0, rows, nll.detach() * weights)
+            result = self._reduce(b)
+            inp_mask = (attn.bool() & ~tgt_full(batch, ids.shape[1], self.device)).to(
+                self.acc_dtype)
+            n_inp = inp_mask.sum(1, keepdim=True).clamp(min=1)
+            input_factors = torch.einsum("bl,bld->bd", inp_mask,
+                                         hidden.detach().to(self.acc_dtype)) / n_inp
+            d = hidden.shape[-1]
+            output_factors = torch.zeros(b, d, dtype=self.acc_dtype, device=self.device)
+            if "g" in out_grad:
+                output_factors.index_add_(0, rows, out_grad["g"].to(self.acc_dtype))
+        self._saved.clear()
+        features, energy = result
+        return BatchResult(
+            features=features.cpu().numpy(),
+            grad_norm=energy.sum(1).sqrt().cpu().double().numpy(),
+            energy=energy.cpu().double().numpy(),
+            loss=loss.cpu().double().numpy(),
+            input_factors=input_factors.cpu().numpy(),
+            output_factors=output_factors.cpu().numpy())
+
+    def _reduce(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-example gradients per site -> features (b, k | P) and energy (b, M)."""
+        acc = self.acc_dtype
+        energy = torch.zeros(b, len(self.sites), dtype=acc, device=self.device)
+        raw_parts: list[torch.Tensor] = []
+        feats = None
+        if self.projector is not None:
+            feats = torch.zeros(b, self.projector.k, dtype=self.projector.dtype,
+                                device=self.device)
+        for idx, site in enumerate(self.sites):
+            saved = self._saved.get(idx, {})
+            g, h = saved.get("g"), saved.get("h")
+            s = site.scaling
+            if g is None or h is None:   # site not reached by the loss
+                d_b = torch.zeros(b, site.out_features, site.r, dtype=acc, device=self.device)
+            else:
+                d_b = torch.einsum("blo,blr->bor", g.to(acc), h.to(acc)) * s
+            d_a = None
+            if site.trained and g is not None:
+                gb = torch.matmul(g.to(acc), site.lora_B.weight.to(acc))      # (b, L, r)
+                d_a = torch.einsum("blr,bli->bri", gb, saved["x"].to(acc)) * s
+                energy[:, idx] += d_a.pow(2).sum((1, 2))
+            energy[:, idx] += d_b.pow(2).sum((1, 2))
+            if feats is None:
+                if d_a is None:
+                    d_a = torch.zeros(b, site.r, site.in_features, dtype=acc, device=self.device)
+                raw_parts += [d_a.reshape(b, -1), d_b.reshape(b, -1)]
+            else:
+                feats += self.projector.project(d_b, site.name, "B")
+                if d_a is not None:
+                    feats += self.projector.project(d_a, site.name, "A")
+        if feats is None:
+            feats = torch.cat(raw_parts, dim=1)
+        return feats, energy
+
+
+def tgt_full(batch: list[Encoded], length: int, device: torch.device) -> torch.Tensor:
+    """(b, L) bool: every target token, including one at position 0."""
+    out = np.zeros((len(batch), length), dtype=bool)
+    for i, e in enumerate(batch):
+        out[i, :e.n_tokens] = e.target_mask
+    return torch.from_numpy(out).to(device)

@@ -1,0 +1,183 @@
+"""The feature store: one directory per extraction, written in shards, resumable.
+
+Layout
+------
+``manifest.json``
+    ``fingerprint`` (everything that determines the numbers: tool version, full EncodeConfig,
+    model name/revision/weights digest, adapter config and weights digest, projection
+    kind/seed/k, dataset content hash and size, batch plan digest), plus dataset path, module
+    list, statistics and ``complete``.
+``features.npy``
+    (N, k) float32, memory-mappable; row n is the n-th example given to ``extract``.
+``input_factors.npy`` / ``output_factors.npy``
+    (N, d) float32; see :class:`constraintlab.encode.gradients.BatchResult`.
+``examples.csv``
+    One row per example: ``index``, ``line``, ``schema``, ``template``, ``n_tokens``,
+    ``n_input_tokens``, ``n_target_tokens``, ``n_truncated``, ``truncated``, ``loss``,
+    ``grad_norm``, and one ``energy:<layer>:<module type>`` column per LoRA site (squared norm
+    of the example's gradient on that site; the columns sum to ``grad_norm**2``).
+``shards/``
+    While running: one ``NNNNNN.npz`` per batch, written atomically; removed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from constraintlab.errors import StoreMismatchError
+
+MANIFEST = "manifest.json"
+SHARDS = "shards"
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _diff(old: object, new: object, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: store has {old!r}, now {new!r}"]
+
+
+def prepare_dir(out_dir: Path, manifest: dict, *, overwrite: bool) -> bool:
+    """Create, reuse or refuse ``out_dir``.
+
+    Returns True when the directory already holds a complete store with the same fingerprint.
+    Raises :class:`StoreMismatchError` when it holds anything built otherwise.
+    """
+    out_dir = Path(out_dir)
+    if overwrite and out_dir.exists():
+        if (out_dir / MANIFEST).exists() or (out_dir / SHARDS).exists():
+            shutil.rmtree(out_dir)
+        elif any(out_dir.iterdir()):
+            raise StoreMismatchError(
+                f"{out_dir} is not a constraintlab feature store; refusing to delete it")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        path = out_dir / MANIFEST
+        if not path.exists():
+            raise StoreMismatchError(
+                f"{out_dir} exists and is not a constraintlab feature store; choose an empty "
+                "or new directory")
+        old = json.loads(path.read_text())
+        diffs = _diff(old.get("fingerprint"), manifest["fingerprint"])
+        if diffs:
+            shown = "\n  ".join(diffs[:12])
+            raise StoreMismatchError(
+                f"{out_dir} holds features built with other settings or data; they are never "
+                f"mixed. Use another --out or --overwrite. Differences:\n  {shown}")
+        if old.get("complete"):
+            return True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SHARDS).mkdir(exist_ok=True)
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    return False
+
+
+def shard_path(out_dir: Path, batch_id: int) -> Path:
+    return Path(out_dir) / SHARDS / f"{batch_id:06d}.npz"
+
+
+def write_shard(out_dir: Path, batch_id: int, arrays: dict[str, np.ndarray]) -> None:
+    """Write one batch's arrays atomically (temp file + rename)."""
+    final = shard_path(out_dir, batch_id)
+    tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+def read_shard(out_dir: Path, batch_id: int) -> dict[str, np.ndarray] | None:
+    """The shard's arrays, or None if it is missing or unreadable (then it is recomputed)."""
+    path = shard_path(out_dir, batch_id)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+class FeatureStore:
+    """A complete feature store, opened read-only.
+
+    Attributes
+    ----------
+    path : Path
+    manifest : dict
+    features : (N, k) float32 memmap
+    input_factors : (N, d) float32 memmap
+    output_factors : (N, d) float32 memmap
+    table : pandas.DataFrame
+        One row per example (see module docstring for the columns).
+    n_params : int
+        P, the number of trainable LoRA parameters.
+    modules : pandas.DataFrame
+        One row per LoRA site: ``name``, ``layer``, ``kind``, ``n_params``, ``column``.
+    """
+
+    def __init__(self, path: Path, manifest: dict) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self.features = np.load(self.path / "features.npy", mmap_mode="r")
+        self.input_factors = np.load(self.path / "input_factors.npy", mmap_mode="r")
+        self.output_factors = np.load(self.path / "output_factors.npy", mmap_mode="r")
+        self.table = pd.read_csv(self.path / "examples.csv", float_precision="round_trip")
+        self.n_params = int(manifest["n_params"])
+        self.modules = pd.DataFrame(manifest["modules"])
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> FeatureStore:
+        """Open a store written by ``extract``; refuses an incomplete one."""
+        path = Path(path)
+        mpath = path / MANIFEST
+        if not mpath.exists():
+            raise StoreMismatchError(f"{path} is not a constraintlab feature store")
+        manifest = json.loads(mpath.read_text())
+        if not manifest.get("complete"):
+            raise StoreMismatchError(
+                f"{path} is an unfinished extraction; run the same extract command again to "
+                "resume it")
+        return cls(path, manifest)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def energy(self) -> np.ndarray:
+        """(N, M) float64 per-site gradient energy, columns in ``modules`` order."""
+        return self.table[list(self.modules["column"])].to_numpy(dtype=np.float64)
+
+    def energy_by(self, level: str = "layer") -> pd.DataFrame:
+        """Per-example energy summed by ``"layer"`` or by ``"kind"`` (module type).
+
+        Returns
+        -------
+        DataFrame (N, groups), index = example ``index``.
+        """
+        if level not in ("layer", "kind"):
+            raise ValueError("level must be 'layer' or 'kind'")
+        e = pd.DataFrame(self.energy, columns=pd.Index(self.modules[level]),
+                         index=self.table["index"])
+        return e.T.groupby(level=0).sum().T
+
+
+def parse_energy_column(column: str) -> tuple[int, str] | None:
+    """``"energy:3:self_attn.q_proj"`` -> ``(3, "self_attn.q_proj")``; None for other columns."""
+    m = re.fullmatch(r"energy:(-?\d+):(.+)", column)
+    return (int(m.group(1)), m.group(2)) if m else None

@@ -125,7 +125,11 @@ def analyze_spectrum(
         U, s, Vt = randomized_svd(X.astype(np.float32), ncomp, n_oversamples=20, n_iter=7,
                                   random_state=config.seed)
         s = s.astype(np.float64)
-        resid_energy = max(fro2 - float(np.square(s).sum()), 0.0)
+        # residual energy computed directly (fro2 - sum s^2 cancels catastrophically)
+        resid_energy = 0.0
+        for i in range(0, N, _CHUNK):
+            x = X[i:i + _CHUNK].astype(np.float64)
+            resid_energy += float(np.square(x - (U[i:i + _CHUNK] * s) @ Vt).sum())
         resid_norm = _spectral_norm_estimate(X.astype(np.float32), U, s, Vt, 20, config.seed)
         error = {
             "components": ncomp,

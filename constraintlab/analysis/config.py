@@ -86,14 +86,27 @@ class AnalysisConfig:
     num_perm : int
         128 MinHash permutations.
     minhash_threshold : float
-        0.8. Near duplicate when the exact Jaccard of the shingle sets reaches this; LSH bands
-        and rows are chosen for it as datasketch does (``lsh_bands``/``lsh_rows`` override).
+        0.8. Near duplicate when the exact Jaccard of the shingle sets reaches this. Every LSH
+        candidate is verified by exact Jaccard, so the bands are chosen for recall (see
+        ``lsh_min_recall``); ``lsh_bands``/``lsh_rows`` override.
+    near_input_min : float
+        0.5. A text near duplicate must also have similar inputs: when both examples have an
+        input, the Jaccard of their normalised input ``input_shingle_size``-shingles must reach
+        this (one long reply under two different prompts is not a duplicate example).
+    lsh_min_recall : float
+        0.99. LSH (bands, rows): among ``bands * rows <= num_perm``, the one with the smallest
+        false-candidate mass (integral of the S-curve ``1 - (1 - s^r)^b`` below the threshold)
+        whose candidate probability at the threshold is at least this. 0.8 and 128
+        permutations give 21 bands of 6 rows (0.998 at J = 0.8).
     lsh_bands, lsh_rows : int or None
-        None: optimal for ``minhash_threshold`` and ``num_perm`` (equal weights on false
-        positives and false negatives).
+        None: from ``lsh_min_recall``.
+    input_shingle_size : int
+        2 words per shingle when comparing inputs (order-sensitive, tolerant to one changed word
+        in a short prompt).
     input_jaccard : float
-        0.85. Two inputs are "nearly the same" (contradiction candidates) when the Jaccard of
-        their normalised shingles reaches this and they contain the same numbers.
+        0.8. Two inputs are "nearly the same" (contradiction candidates) when the Jaccard of
+        their normalised ``input_shingle_size`` shingles reaches this and they contain the same
+        numbers in the same order.
     contradiction_jaccard : float
         0.5. Targets whose normalised token Jaccard is below this differ in substance.
     factor_input_min : float
@@ -140,9 +153,12 @@ class AnalysisConfig:
     shingle_size: int = 3
     num_perm: int = 128
     minhash_threshold: float = 0.8
+    near_input_min: float = 0.5
+    lsh_min_recall: float = 0.99
     lsh_bands: int | None = None
     lsh_rows: int | None = None
-    input_jaccard: float = 0.85
+    input_shingle_size: int = 2
+    input_jaccard: float = 0.8
     contradiction_jaccard: float = 0.5
     factor_input_min: float = 0.95
     factor_output_max: float = 0.5
@@ -159,7 +175,7 @@ class AnalysisConfig:
 
         for name in ("top_m", "block_size", "hist_bins", "max_pairs", "exact_max_n",
                      "sample_pairs", "sample_reference", "svd_exact_max_dim", "svd_components",
-                     "shingle_size", "num_perm", "max_group", "zone_terms"):
+                     "shingle_size", "input_shingle_size", "num_perm", "max_group", "zone_terms"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  f"{name} must be a positive integer, got {v!r}")
@@ -184,7 +200,8 @@ class AnalysisConfig:
                      "inconsistent_contradiction_share"):
             v = getattr(self, name)
             need(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
-        for name in ("minhash_threshold", "input_jaccard", "contradiction_jaccard"):
+        for name in ("minhash_threshold", "input_jaccard", "contradiction_jaccard",
+                     "lsh_min_recall", "near_input_min"):
             v = getattr(self, name)
             need(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
         need(-1 < self.factor_output_max < self.factor_input_min < 1,
@@ -216,11 +233,32 @@ class AnalysisConfig:
                               f"({self.tau_for(k):.3f} for k = {k})")
         return near
 
-    def bands_rows(self) -> tuple[int, int]:
-        """LSH (bands, rows) for ``minhash_threshold`` and ``num_perm``."""
-        if self.lsh_bands is not None and self.lsh_rows is not None:
-            return self.lsh_bands, self.lsh_rows
-        return optimal_bands(self.minhash_threshold, self.num_perm)
+    def bands_rows(self, threshold: float | None = None) -> tuple[int, int]:
+        """LSH (bands, rows) for ``threshold`` (default ``minhash_threshold``)."""
+        if threshold is None or threshold == self.minhash_threshold:
+            if self.lsh_bands is not None and self.lsh_rows is not None:
+                return self.lsh_bands, self.lsh_rows
+            threshold = self.minhash_threshold
+        return recall_bands(threshold, self.num_perm, self.lsh_min_recall)
+
+
+@functools.lru_cache(maxsize=64)
+def recall_bands(threshold: float, num_perm: int, min_recall: float) -> tuple[int, int]:
+    """(bands, rows), ``bands * rows <= num_perm``, with candidate probability
+    ``1 - (1 - t^r)^b >= min_recall`` at the threshold t and the least false-candidate mass
+    below it (falls back to the most sensitive choice when none reaches ``min_recall``)."""
+    import numpy as np
+
+    s = np.linspace(0.0, threshold, 201)
+    best, best_key = (num_perm, 1), (math.inf, math.inf)
+    for r in range(1, num_perm + 1):
+        b = num_perm // r
+        p_t = 1.0 - (1.0 - threshold**r) ** b
+        fp = float(np.trapezoid(1.0 - (1.0 - s**r) ** b, s))
+        key = (0.0, fp) if p_t >= min_recall else (1.0, -p_t)
+        if key < best_key:
+            best, best_key = (b, r), key
+    return best
 
 
 @functools.lru_cache(maxsize=64)

@@ -3,7 +3,8 @@
 Text signal
     1. Inputs are normalised (:func:`constraintlab.analysis.text.normalize`). Candidates are the
        pairs with the same normalised input (hash groups), plus pairs whose inputs are *nearly*
-       the same: shingle Jaccard >= ``input_jaccard`` (MinHash LSH, verified exactly) **and**
+       the same: Jaccard of word ``input_shingle_size``-shingles >= ``input_jaccard`` (MinHash
+       LSH, verified exactly) **and**
        the same numbers in the same order (a word problem with another number is another
        problem, not the same question).
     2. Targets are compared after normalisation. Equal -> a duplicate, never a contradiction.
@@ -185,7 +186,8 @@ def analyze_contradictions(
                 for y in (members[x_pos + 1:] if x_pos < config.max_group else head):
                     cands[(min(x, y), max(x, y))] = 1.0
         summary["same_input_groups"] = n_groups
-        a, b, jac, stats = near_duplicate_pairs(n_in, config, threshold=config.input_jaccard)
+        a, b, jac, stats = near_duplicate_pairs(n_in, config, threshold=config.input_jaccard,
+                                              size=config.input_shingle_size)
         n_near = 0
         for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
             if (x, y) in cands or not n_in[x] or not n_in[y]:

@@ -124,12 +124,7 @@ def near_duplicate_pairs(
     """
     threshold = config.minhash_threshold if threshold is None else threshold
     size = config.shingle_size if size is None else size
-    if threshold == config.minhash_threshold:
-        bands, rows = config.bands_rows()
-    else:
-        from constraintlab.analysis.config import optimal_bands
-
-        bands, rows = optimal_bands(threshold, config.num_perm)
+    bands, rows = config.bands_rows(threshold)
     n = len(normalized)
     # identical normalised texts: one representative each
     uniq: dict[str, int] = {}

@@ -4,7 +4,8 @@
   and content, and which turns are targets), compared by hash.
 - **Near duplicate (text)**: exact Jaccard >= ``minhash_threshold`` of the word shingles of the
   normalised text (:func:`constraintlab.analysis.text.normalize`: case, whitespace, punctuation
-  and Unicode forms do not count), found by MinHash LSH and verified exactly.
+  and Unicode forms do not count), found by MinHash LSH and verified exactly; when both have an
+  input, their inputs must be similar too (``near_input_min``).
 - **Near duplicate (gradient)**: ``cos > 1 - eps`` of the constraint rows.
 
 Duplicate sets are the connected components (union-find) of all these links; the suggested
@@ -32,6 +33,16 @@ from constraintlab.analysis.text import normalize_many, text_hash
 logger = logging.getLogger(__name__)
 
 __all__ = ["analyze_redundancy", "record_key", "record_text"]
+
+
+def _shingles(text: str, size: int) -> set:
+    w = text.split()
+    return {tuple(w[i:i + size]) for i in range(max(len(w) - size + 1, 1))}
+
+
+def _jaccard(a: set, b: set) -> float:
+    u = len(a | b)
+    return 1.0 if u == 0 else len(a & b) / u
 
 
 def record_key(example) -> str:
@@ -127,12 +138,20 @@ def analyze_redundancy(
         summary["exact_duplicate_sets"] = n_sets
         summary["exact_duplicates"] = int(sum(len(m) - 1 for m in groups.values()))
         norm = normalize_many([record_text(ex) for ex in examples])
+        n_in = normalize_many([ex.input_text for ex in examples])
         a, b, jac, stats = near_duplicate_pairs(norm, config)
         summary["minhash"] = stats
         n_text = 0
+        n_other_input = 0
         for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
             if (x, y) in exact_pos or (x, y) in exclude:
                 continue
+            if n_in[x] and n_in[y] and n_in[x] != n_in[y]:
+                ji = _jaccard(_shingles(n_in[x], config.input_shingle_size),
+                              _shingles(n_in[y], config.input_shingle_size))
+                if ji < config.near_input_min:
+                    n_other_input += 1
+                    continue
             n_text += 1
             same_norm = norm[x] == norm[y]
             pairs.append(make_pair("near_duplicate", ids[x], ids[y], j,
@@ -144,6 +163,7 @@ def analyze_redundancy(
             score[x] = max(score[x], j)
             score[y] = max(score[y], j)
         summary["near_duplicate_pairs_text"] = n_text
+        summary["similar_text_other_input"] = n_other_input
     if near_parallel is not None:
         a, b, v = near_parallel
         n_grad = 0

@@ -1,0 +1,96 @@
+"""Constraint graph and pressure zones on planted block systems."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from constraintlab.analysis import (
+    AnalysisConfig,
+    analyze_constraints,
+    analyze_zones,
+    build_graph,
+    export_graphml,
+)
+from constraintlab.io.example import Example, Message
+
+
+def _blocks(seed=0, size=40, k=64, sigma=0.06):
+    rng = np.random.default_rng(seed)
+    D = np.linalg.qr(rng.standard_normal((k, 4)))[0].T  # 4 orthonormal directions
+    rows, truth = [], []
+    for b in range(4):
+        sign = rng.choice([-1.0, 1.0], size)[:, None] if b == 2 else np.ones((size, 1))
+        rows.append(sign * D[b] + sigma * rng.standard_normal((size, k)))
+        truth += [b] * size
+    outl = rng.standard_normal((3, k))
+    outl /= np.linalg.norm(outl, axis=1, keepdims=True)
+    return np.vstack([*rows, outl]), np.array(truth)
+
+
+def _example(i, text, topic):
+    return Example(index=i, line=i + 1, source="<records>", schema="qa",
+                   messages=(Message("user", f"{topic} question {text}"),
+                             Message("assistant", f"{topic} answer")),
+                   targets=(1,), chat=False, raw={})
+
+
+def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
+    X, truth = _blocks()
+    topics = ["apples", "rivers", "taxes", "planets"]
+    examples = [_example(i, str(i), topics[truth[i]] if i < len(truth) else "misc")
+                for i in range(len(X))]
+    out = analyze_constraints(X.astype(np.float32), examples=examples,
+                              config=AnalysisConfig(top_m=10))
+    z = out.zones
+    zones = z.summary["zones"]
+    assert z.summary["n_zones"] == 4
+    labels = z.table["zone"].to_numpy()
+    assert adjusted_rand_score(truth, labels[: len(truth)]) >= 0.9
+    # the block with +/- members (block 2) is ranked first, the others have no conflict
+    first = set(zones[0]["members"])
+    assert first == set(np.flatnonzero(truth == 2))
+    assert zones[0]["conflict_share"] > 0.3 and zones[0]["is_pressure_zone"]
+    assert all(zz["conflict_share"] == 0 and zz["pressure"] == 0 for zz in zones[1:])
+    assert "taxes" in zones[0]["label"]
+    assert z.summary["outliers"] == [160, 161, 162]
+    assert z.table["is_outlier"].sum() == 3
+    assert ((z.table["pressure_score"] >= 0) & (z.table["pressure_score"] <= 1)).all()
+    # zone stats against networkx on the same graph
+    G = out.graph
+    sub = G.subgraph(zones[0]["members"])
+    w = np.array([d["weight"] for _, _, d in sub.edges(data=True)])
+    assert zones[0]["density"] == pytest.approx(nx.density(sub))
+    assert zones[0]["conflict_share"] == pytest.approx(np.abs(w[w < 0]).sum() / np.abs(w).sum())
+    assert zones[0]["mean_alignment"] == pytest.approx(w.mean())
+    assert zones[0]["pressure"] == pytest.approx(
+        zones[0]["conflict_share"] * np.abs(w).mean() * np.log1p(len(zones[0]["members"])))
+    # GraphML round trip
+    path = tmp_path / "g.graphml"
+    export_graphml(G, path)
+    H = nx.read_graphml(path, node_type=int)
+    assert H.number_of_edges() == G.number_of_edges()
+    assert H.nodes[0]["zone"] == G.nodes[0]["zone"]
+
+
+def test_graph_edges_signed_and_thresholded():
+    top_idx = np.array([[1, 2], [0, 2], [0, -1]])
+    top_val = np.array([[0.9, -0.2], [0.9, -0.7], [-0.2, 0.0]], dtype=np.float32)
+    G = build_graph(top_idx, top_val, np.array([10, 11, 12]), edge_min=0.5)
+    assert sorted(G.edges(data="weight")) == [(10, 11, pytest.approx(0.9)),
+                                              (11, 12, pytest.approx(-0.7))]
+    res, G2 = analyze_zones(top_idx, top_val, ids=np.array([10, 11, 12]),
+                            config=AnalysisConfig(zone_edge_min=0.5))
+    assert res.summary["n_zones"] + res.summary["n_outliers"] >= 1
+    assert set(G2.nodes) == {10, 11, 12}
+
+
+def test_zones_invariant_to_permutation():
+    X, _ = _blocks(seed=1)
+    n = len(X)
+    perm = np.random.default_rng(5).permutation(n)
+    a = analyze_constraints(X).zones.table["zone"].to_numpy()
+    b = analyze_constraints(X[perm], ids=perm).zones.table["zone"].to_numpy()
+    assert adjusted_rand_score(a[perm], b) == pytest.approx(1.0)

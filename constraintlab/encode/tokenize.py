@@ -13,7 +13,8 @@ Plain template (non-chat examples, or no chat template, or ``use_chat_template=F
     ``"role: "`` (the prefix is input, not target). The tokenizer's own start tokens (BOS) are
     prepended as for any plain text.
 
-Tokens are marked as target when their first character lies in a target span; the loss is
+Tokens are marked as target when any of their characters lies in a target span (a token
+merging the separator with the first target word, like ``" Hello"``, is a target); the loss is
 the mean NLL of predicting target tokens (the first token of a sequence is never predicted).
 """
 
@@ -140,10 +141,11 @@ class Renderer:
             return None, Problem(ex.source, ex.line, f"cannot render with chat template: {err}")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
-        starts = np.array([a for a, _ in enc["offset_mapping"]], dtype=np.int64)
+        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        starts, ends = offsets[:, 0], offsets[:, 1]
         mask = np.zeros(len(ids), dtype=bool)
         for a, b in spans:
-            mask |= (starts >= a) & (starts < b)
+            mask |= (ends > a) & (starts < b)
         prefix = [] if use_chat else self.prefix
         ids = prefix + ids
         mask = np.concatenate([np.zeros(len(prefix), dtype=bool), mask])

@@ -15,6 +15,8 @@ from constraintlab._kernels.minhash import (
     minhash_signatures_numpy,
     shingle_hashes,
     shingle_hashes_numpy,
+    sorted_unique,
+    sorted_unique_numpy,
 )
 from constraintlab.analysis.lexical import candidate_pairs, permutations
 from constraintlab.analysis.text import corpus_bytes, normalize_many
@@ -112,3 +114,23 @@ def test_shingles_twin_property(texts, size):
     pa, pb = np.triu_indices(n, 1)
     j = jaccard_pairs(h, o, pa.astype(np.int64), pb.astype(np.int64))
     assert ((j >= 0) & (j <= 1)).all()
+
+
+def test_raw_shingles_and_sorted_unique_subset_match_twins():
+    buf, s, e, (h_set, o_set) = _shingled(TEXTS, 2)
+    h, o = shingle_hashes(buf, s, e, 2, False)
+    h2, o2 = shingle_hashes_numpy(buf, s, e, 2, False)
+    np.testing.assert_array_equal(h, h2)
+    np.testing.assert_array_equal(o, o2)
+    docs = np.array([7, 0, 3, 6], dtype=np.int64)
+    got = sorted_unique(h, o, docs)
+    ref = sorted_unique_numpy(h, o, docs)
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for i, d in enumerate(docs):  # the subset sets equal the full sets
+        np.testing.assert_array_equal(got[0][got[1][i]:got[1][i + 1]],
+                                      h_set[o_set[d]:o_set[d + 1]])
+    # signatures of raw hashes (with repeats) equal those of the sets
+    a, b = permutations(32, 1)
+    np.testing.assert_array_equal(minhash_signatures(h, o, a, b),
+                                  minhash_signatures(h_set, o_set, a, b))

@@ -24,6 +24,8 @@ __all__ = [
     "minhash_signatures_numpy",
     "shingle_hashes",
     "shingle_hashes_numpy",
+    "sorted_unique",
+    "sorted_unique_numpy",
 ]
 
 MERSENNE61 = np.uint64((1 << 61) - 1)
@@ -55,8 +57,8 @@ def _fold32(h):
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def shingle_hashes(buf, starts, ends, size):
-    """Sorted unique uint32 hashes of each document's word ``size``-shingles.
+def shingle_hashes(buf, starts, ends, size, unique=True):
+    """uint32 hashes of each document's word ``size``-shingles (sorted unique by default).
 
     A document with fewer than ``size`` words (but at least one) gets one shingle of all its
     words; an empty document gets none.
@@ -69,36 +71,36 @@ def shingle_hashes(buf, starts, ends, size):
         Byte range of each document.
     size : int
         Words per shingle.
+    unique : bool
+        Sort and deduplicate each document's hashes (a set); False keeps them in text order with
+        repeats (enough for MinHash signatures, see :func:`sorted_unique`).
 
     Returns
     -------
     hashes : (H,) uint32
-        Concatenated per-document sorted unique shingle hashes.
+        Concatenated per-document shingle hashes.
     offsets : (n + 1,) int64
         Document d owns ``hashes[offsets[d]:offsets[d + 1]]``.
     """
     n = starts.shape[0]
+    nwords = np.zeros(n, np.int64)
+    woff = np.zeros(n + 1, np.int64)
     cap = np.zeros(n + 1, np.int64)
-    for d in nb.prange(n):
+    for d in range(n):  # a light scan: serial, no parallel region
         nw = _count_words(buf, starts[d], ends[d])
-        if nw == 0:
-            cap[d + 1] = 0
-        elif nw < size:
-            cap[d + 1] = 1
-        else:
-            cap[d + 1] = nw - size + 1
-    for d in range(n):
-        cap[d + 1] += cap[d]
-    tmp = np.empty(cap[n], np.uint64)
+        nwords[d] = nw
+        woff[d + 1] = woff[d] + nw
+        cap[d + 1] = cap[d] + (0 if nw == 0 else (1 if nw < size else nw - size + 1))
+    wh = np.empty(woff[n], np.uint64)
+    tmp = np.empty(cap[n], np.uint32)
     uniq = np.zeros(n, np.int64)
     for d in nb.prange(n):
         c0 = cap[d]
         c1 = cap[d + 1]
         if c1 == c0:
             continue
-        nw = _count_words(buf, starts[d], ends[d])
-        wh = np.empty(nw, np.uint64)
-        w = 0
+        w0 = woff[d]
+        w = w0
         h = _FNV_OFFSET
         inword = False
         for p in range(starts[d], ends[d]):
@@ -117,20 +119,25 @@ def shingle_hashes(buf, starts, ends, size):
         if inword:
             wh[w] = h
             w += 1
+        nw = nwords[d]
         s = size if nw >= size else nw
         for i in range(c1 - c0):
             x = np.uint64(s)
             for t in range(s):
-                x = (x ^ wh[i + t]) * _MIX
+                x = (x ^ wh[w0 + i + t]) * _MIX
                 x ^= x >> np.uint64(29)
-            tmp[c0 + i] = _fold32(x)
-        seg = np.sort(tmp[c0:c1])
-        u = 0
-        for i in range(seg.shape[0]):
-            if i == 0 or seg[i] != seg[i - 1]:
-                tmp[c0 + u] = seg[i]
-                u += 1
-        uniq[d] = u
+            tmp[c0 + i] = np.uint32(_fold32(x))
+        if unique:
+            seg = tmp[c0:c1]
+            seg.sort()
+            u = 0
+            for i in range(c1 - c0):
+                if i == 0 or seg[i] != seg[i - 1]:
+                    seg[u] = seg[i]
+                    u += 1
+            uniq[d] = u
+    if not unique:
+        return tmp, cap
     offsets = np.zeros(n + 1, np.int64)
     for d in range(n):
         offsets[d + 1] = offsets[d] + uniq[d]
@@ -139,8 +146,61 @@ def shingle_hashes(buf, starts, ends, size):
         o = offsets[d]
         c0 = cap[d]
         for i in range(uniq[d]):
-            out[o + i] = np.uint32(tmp[c0 + i])
+            out[o + i] = tmp[c0 + i]
     return out, offsets
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def sorted_unique(hashes, offsets, docs):
+    """Sorted unique hash sets of the documents ``docs`` only.
+
+    Parameters
+    ----------
+    hashes : (H,) uint32
+    offsets : (n + 1,) int64
+        As :func:`shingle_hashes` with ``unique=False`` returns them.
+    docs : (q,) int64
+
+    Returns
+    -------
+    hashes : (H',) uint32, offsets : (q + 1,) int64
+        Set of ``docs[i]`` at ``hashes[offsets[i]:offsets[i + 1]]``.
+    """
+    q = docs.shape[0]
+    cap = np.zeros(q + 1, np.int64)
+    for i in range(q):
+        cap[i + 1] = cap[i] + offsets[docs[i] + 1] - offsets[docs[i]]
+    tmp = np.empty(cap[q], np.uint32)
+    uniq = np.zeros(q, np.int64)
+    for i in nb.prange(q):
+        c0 = cap[i]
+        d = docs[i]
+        m = offsets[d + 1] - offsets[d]
+        seg = tmp[c0:c0 + m]
+        seg[:] = hashes[offsets[d]:offsets[d + 1]]
+        seg.sort()
+        u = 0
+        for j in range(m):
+            if j == 0 or seg[j] != seg[j - 1]:
+                seg[u] = seg[j]
+                u += 1
+        uniq[i] = u
+    out_off = np.zeros(q + 1, np.int64)
+    for i in range(q):
+        out_off[i + 1] = out_off[i] + uniq[i]
+    out = np.empty(out_off[q], np.uint32)
+    for i in nb.prange(q):
+        for j in range(uniq[i]):
+            out[out_off[i] + j] = tmp[cap[i] + j]
+    return out, out_off
+
+
+def sorted_unique_numpy(hashes, offsets, docs):
+    """NumPy twin of :func:`sorted_unique`."""
+    sets = [np.unique(hashes[offsets[d]:offsets[d + 1]]) for d in docs]
+    off = np.concatenate([[0], np.cumsum([len(x) for x in sets])]).astype(np.int64)
+    flat = np.concatenate(sets).astype(np.uint32) if sets else np.zeros(0, np.uint32)
+    return flat, off
 
 
 def _fold32_numpy(h: np.ndarray) -> np.ndarray:
@@ -151,7 +211,7 @@ def _fold32_numpy(h: np.ndarray) -> np.ndarray:
     return h & _M32
 
 
-def shingle_hashes_numpy(buf, starts, ends, size):
+def shingle_hashes_numpy(buf, starts, ends, size, unique=True):
     """NumPy/Python twin of :func:`shingle_hashes` (same hashes, same layout)."""
     hashes = []
     offsets = [0]
@@ -172,7 +232,9 @@ def shingle_hashes_numpy(buf, starts, ends, size):
                 x = ((x ^ wh[i + t]) * int(_MIX)) & 0xFFFFFFFFFFFFFFFF
                 x ^= x >> 29
             vals.append(x)
-        u = np.unique(_fold32_numpy(np.array(vals, dtype=np.uint64))).astype(np.uint32)
+        u = _fold32_numpy(np.array(vals, dtype=np.uint64)).astype(np.uint32)
+        if unique:
+            u = np.unique(u)
         hashes.append(u)
         offsets.append(offsets[-1] + len(u))
     flat = np.concatenate(hashes) if hashes else np.zeros(0, np.uint32)

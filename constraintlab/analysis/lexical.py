@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from constraintlab._kernels._threads import threads_for
 from constraintlab._kernels.minhash import (
     band_keys,
     jaccard_pairs,
     minhash_signatures,
     shingle_hashes,
+    sorted_unique,
 )
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.text import corpus_bytes
@@ -29,7 +31,7 @@ __all__ = ["Shingled", "candidate_pairs", "near_duplicate_pairs", "permutations"
 
 @dataclass
 class Shingled:
-    """Shingle sets of n texts.
+    """Shingle hashes of n texts.
 
     Attributes
     ----------
@@ -47,10 +49,10 @@ class Shingled:
         return np.diff(self.offsets)
 
 
-def shingle(normalized: Sequence[str], size: int) -> Shingled:
-    """Word ``size``-shingle sets of normalised texts."""
+def shingle(normalized: Sequence[str], size: int, unique: bool = True) -> Shingled:
+    """Word ``size``-shingle hashes of normalised texts (sets when ``unique``)."""
     buf, starts, ends = corpus_bytes(normalized)
-    h, o = shingle_hashes(buf, starts, ends, size)
+    h, o = shingle_hashes(buf, starts, ends, size, unique)
     return Shingled(h, o)
 
 
@@ -132,7 +134,9 @@ def near_duplicate_pairs(
     for i, t in enumerate(normalized):
         rep[i] = uniq.setdefault(t, len(uniq))
     distinct = list(uniq)
-    sh = shingle(distinct, size)
+    # raw shingle hashes (text order, repeats) are enough for the signatures; only the
+    # documents of candidate pairs are turned into sorted sets for the exact Jaccard
+    sh = shingle(distinct, size, unique=False)
     a_perm, b_perm = permutations(config.num_perm, config.seed)
     sig = minhash_signatures(sh.hashes, sh.offsets, a_perm, b_perm)
     keys = band_keys(sig, bands, rows)
@@ -141,7 +145,13 @@ def near_duplicate_pairs(
         keys[empty] = np.arange(int(empty.sum()), dtype=np.uint64)[:, None] * np.uint64(
             0x9E3779B97F4A7C15) + np.arange(bands, dtype=np.uint64)[None, :] + np.uint64(1)
     ca, cb = candidate_pairs(keys)
-    jac = jaccard_pairs(sh.hashes, sh.offsets, ca, cb) if len(ca) else np.zeros(0)
+    if len(ca):
+        docs, inv = np.unique(np.concatenate([ca, cb]), return_inverse=True)
+        with threads_for(len(ca), 20_000):
+            sets_h, sets_o = sorted_unique(sh.hashes, sh.offsets, docs)
+            jac = jaccard_pairs(sets_h, sets_o, inv[: len(ca)], inv[len(ca):])
+    else:
+        jac = np.zeros(0)
     keep = (jac >= threshold) & ~empty[ca] & ~empty[cb]
     da, db, dj = ca[keep], cb[keep], jac[keep]
     # expand distinct-text pairs to original positions

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PairStats", "analyze_pairs", "blocked_pairs", "unit_rows", "wilson_interval"]
 
 
-def unit_rows(X: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def unit_rows(X: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Rows scaled to unit length (float32; zero rows stay zero).
 
     Returns

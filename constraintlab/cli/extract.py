@@ -59,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = parser.add_argument_group("projection")
     p.add_argument("--projection", default=_default("projection"), choices=PROJECTIONS)
     p.add_argument("-k", "--k", type=int, default=_default("k"), help="projected dimension")
-    p.add_argument("--seed", type=int, default=_default("seed"))
+    p.add_argument("--seed", type=int, default=_default("seed"), help="projection seed")
+    g.add_argument("--lora-init-seed", type=int, default=_default("lora_init_seed"),
+                   help="seed of the fresh adapter's A initialisation")
     add_common_options(parser)
     parser.set_defaults(func=run)
 
@@ -76,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> EncodeConfig:
         max_batch_tokens=args.max_batch_tokens or max(_default("max_batch_tokens"),
                                                       args.max_length),
         projection=args.projection, k=args.k, seed=args.seed,
+        lora_init_seed=args.lora_init_seed,
         use_chat_template=not args.no_chat_template)
 
 

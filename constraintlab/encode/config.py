@@ -65,8 +65,11 @@ class EncodeConfig:
         float32 store of 20k examples is 80 MB and fits the all-pairs kernels, and rank is
         resolved up to 1024 constraints. Raise it (e.g. 4096/8192, as LESS) for finer ranks.
     seed : int, default 0
-        Seeds the projection matrices and the LoRA A initialisation (B = 0). Same seed, same
-        matrices and same features on any machine.
+        Seeds the projection matrices: same seed, same matrices and same features on any
+        machine; another seed is an independent sketch of the same gradients.
+    lora_init_seed : int, default 0
+        Seeds the LoRA A initialisation of a fresh adapter (B = 0), which defines the gradients
+        themselves (A sketches the input side of the B-gradient).
     use_chat_template : bool, default True
         Render conversational examples with the tokenizer's chat template when it has one;
         otherwise (or when False) use the plain template (see :mod:`.tokenize`).
@@ -89,6 +92,7 @@ class EncodeConfig:
     projection: str = "rademacher"
     k: int = 1024
     seed: int = 0
+    lora_init_seed: int = 0
     use_chat_template: bool = True
 
     def __post_init__(self) -> None:
@@ -124,8 +128,10 @@ class EncodeConfig:
         if self.adapter is not None and self.adapter_config is not None:
             raise ConfigError("give either adapter (a trained adapter directory) or "
                               "adapter_config (a configuration to initialise), not both")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for name in ("seed", "lora_init_seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
 
     def to_dict(self) -> dict:
         """JSON-ready dict of every field (tuples as lists)."""

@@ -158,7 +158,7 @@ def load_model(config: EncodeConfig) -> LoadedModel:
     """Load model + tokenizer, attach LoRA and freeze everything.
 
     The LoRA A matrices are initialised under ``torch.random.fork_rng`` seeded with
-    ``config.seed`` (global RNG state untouched), so the same seed gives the same adapter.
+    ``config.lora_init_seed`` (global RNG state untouched), so the same seed gives the same adapter.
 
     Returns
     -------
@@ -181,7 +181,7 @@ def load_model(config: EncodeConfig) -> LoadedModel:
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"model {config.model!r} has no fast tokenizer (needed for offsets)")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.lora_init_seed)
         if config.adapter is not None:
             try:
                 model = PeftModel.from_pretrained(base, config.adapter, is_trainable=True)

@@ -98,6 +98,14 @@ def _show(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def check_names(conditions: Sequence[Condition], known: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` if a condition names a metric not in ``known``."""
+    for cond in conditions:
+        if cond.metric not in known:
+            raise ConfigError(f"unknown gate metric {cond.metric!r}; known metrics: "
+                              + ", ".join(sorted(known)))
+
+
 def evaluate(conditions: Sequence[Condition], metrics: Mapping[str, Any]) -> list[Check]:
     """Evaluate every condition against ``metrics`` (a flat name -> value mapping).
 
@@ -107,11 +115,9 @@ def evaluate(conditions: Sequence[Condition], metrics: Mapping[str, Any]) -> lis
         For an unknown metric (the message lists the known ones) or a comparison that makes no
         sense (``verdict < 3``).
     """
+    check_names(conditions, list(metrics))
     checks = []
     for cond in conditions:
-        if cond.metric not in metrics:
-            known = ", ".join(sorted(metrics))
-            raise ConfigError(f"unknown gate metric {cond.metric!r}; known metrics: {known}")
         actual = metrics[cond.metric]
         numeric = isinstance(actual, (int, float)) and not isinstance(actual, bool)
         if numeric and isinstance(cond.value, float):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
+from constraintlab.encode import EncodeConfig
+from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL
+from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
 from constraintlab.io.config import ON_INVALID, TRAIN_ON
 
@@ -27,3 +31,94 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
     """The :class:`ReadConfig` the parsed options describe."""
     return ReadConfig(format=args.format, train_on=args.train_on, on_invalid=args.on_invalid)
+
+
+def _encode_default(name: str):
+    return EncodeConfig.__dataclass_fields__[name].default
+
+
+def add_encode_options(parser: argparse.ArgumentParser) -> None:
+    """Model, adapter, tokenisation and projection options (the :class:`EncodeConfig`)."""
+    g = parser.add_argument_group("model and adapter")
+    g.add_argument("--model", default=REFERENCE_MODEL,
+                   help="hub id or local directory of a causal LM (default: the built-in "
+                        "offline reference model)")
+    g.add_argument("--revision", default=None, help="hub revision of --model")
+    g.add_argument("--dtype", default=_encode_default("dtype"), choices=DTYPES,
+                   help="weights and activations (default float32; bfloat16 on a GPU)")
+    g.add_argument("--device", default=_encode_default("device"),
+                   help="torch device: cpu (default), cuda, cuda:1, mps")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the model's own code from the hub (off unless given)")
+    g.add_argument("--lora-r", type=int, default=_encode_default("lora_r"),
+                   help=f"LoRA rank (default {_encode_default('lora_r')})")
+    g.add_argument("--lora-alpha", type=float, default=_encode_default("lora_alpha"),
+                   help=f"LoRA alpha (default {_encode_default('lora_alpha'):g})")
+    g.add_argument("--target-modules", nargs="+", default=None, metavar="NAME",
+                   help="modules that get LoRA (default: peft's default for the architecture; "
+                        "'all-linear' for every linear layer)")
+    g.add_argument("--adapter-config", default=None, metavar="JSON",
+                   help="adapter_config.json to analyse with (fresh adapter, B = 0)")
+    g.add_argument("--adapter", default=None, metavar="DIR",
+                   help="already-trained peft adapter to analyse at")
+    g.add_argument("--lora-init-seed", type=int, default=_encode_default("lora_init_seed"),
+                   help="seed of the fresh adapter's A initialisation")
+    t = parser.add_argument_group("tokens and batches")
+    t.add_argument("--max-length", type=int, default=_encode_default("max_length"),
+                   help=f"longest sequence in tokens; longer examples are truncated and "
+                        f"counted (default {_encode_default('max_length')})")
+    t.add_argument("--batch-size", type=int, default=_encode_default("batch_size"))
+    t.add_argument("--max-batch-tokens", type=int, default=None,
+                   help=f"most padded tokens per batch (default "
+                        f"max({_encode_default('max_batch_tokens')}, --max-length))")
+    t.add_argument("--no-chat-template", action="store_true",
+                   help="render chat examples with the plain template")
+    p = parser.add_argument_group("projection")
+    p.add_argument("--projection", default=_encode_default("projection"), choices=PROJECTIONS)
+    p.add_argument("-k", "--k", type=int, default=_encode_default("k"),
+                   help=f"projected dimension (default {_encode_default('k')})")
+    p.add_argument("--seed", type=int, default=_encode_default("seed"), help="projection seed")
+
+
+def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
+    """The :class:`EncodeConfig` the parsed options describe."""
+    return EncodeConfig(
+        model=args.model, revision=args.revision, dtype=args.dtype, device=args.device,
+        trust_remote_code=args.trust_remote_code, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        target_modules=tuple(args.target_modules) if args.target_modules else None,
+        adapter_config=args.adapter_config, adapter=args.adapter, max_length=args.max_length,
+        batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens or max(_encode_default("max_batch_tokens"),
+                                                      args.max_length),
+        projection=args.projection, k=args.k, seed=args.seed,
+        lora_init_seed=args.lora_init_seed,
+        use_chat_template=not args.no_chat_template)
+
+
+def parse_set_options(pairs: list[str], config_type: type) -> dict:
+    """``["tau=0.2", "top_m=20"]`` -> typed keyword settings of ``config_type`` (a dataclass)."""
+    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    out = {}
+    for item in pairs:
+        name, sep, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in fields:
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE with NAME one of "
+                              f"{', '.join(sorted(fields))}")
+        default = fields[name].default
+        try:
+            if raw.strip().lower() in ("none", "null"):
+                value = None
+            elif isinstance(default, bool):
+                value = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                value = int(raw)
+            elif isinstance(default, float) or default is None:
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise ConfigError(f"--set {item!r}: {raw!r} is not a valid value for {name}") from None
+        out[name] = value
+    return out

@@ -1,0 +1,108 @@
+"""``constraintlab analyze DATA``: the whole pipeline, a report, a terminal summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from constraintlab.cli._common import (
+    add_encode_options,
+    add_read_options,
+    encode_config_from_args,
+    parse_set_options,
+    read_config_from_args,
+)
+from constraintlab.cli.main import EXIT_GATE_FAILED, EXIT_OK, add_common_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "analyze", help="analyse a dataset as a system of constraints and write a report",
+        description="Read DATA, compute every example's constraint (its LoRA gradient, "
+                    "projected), and analyse them: rank and verdict, conflicts, duplicates, "
+                    "contradictions, pressure zones. Writes report.json, examples.csv and "
+                    "report.html into --out and prints a summary. A later run with the same "
+                    "data and model settings reuses the feature store.")
+    add_analyze_options(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print report.json to stdout instead of the summary")
+    parser.add_argument("--fail-on", action="append", default=[], metavar="CONDITION",
+                        help="also run the gate with this requirement, e.g. "
+                             "'contradictions <= 5' (repeatable); exit 1 if one fails")
+    add_common_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_analyze_options(parser: argparse.ArgumentParser) -> None:
+    """DATA, reading, model/encoder and analysis options (shared with ``gate``)."""
+    add_read_options(parser)
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="report directory (default: constraintlab-report/ beside DATA)")
+    add_encode_options(parser)
+    a = parser.add_argument_group("analysis")
+    a.add_argument("--tau", type=float, default=None,
+                   help="conflict threshold: pairs with cos < -tau conflict (default: 5 noise "
+                        "standard deviations, 5/sqrt(k), at least 0.05)")
+    a.add_argument("--top-m", type=int, default=None,
+                   help="neighbours per example in the constraint graph (default 10)")
+    a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="any analysis setting, e.g. --set over_ratio=3 (repeatable; see "
+                        "constraintlab.analysis.AnalysisConfig)")
+
+
+def run_analysis(args: argparse.Namespace):
+    """Run :func:`constraintlab.analyze` with the parsed options; returns the Report."""
+    from constraintlab.analysis import AnalysisConfig
+    from constraintlab.api import analyze
+
+    settings = parse_set_options(args.settings, AnalysisConfig)
+    if args.tau is not None:
+        settings["tau"] = args.tau
+    if args.top_m is not None:
+        settings["top_m"] = args.top_m
+    if args.out is None:
+        args.out = str(Path(args.data).resolve().parent / "constraintlab-report")
+    return analyze(args.data, out=args.out, read=read_config_from_args(args),
+                   encode=encode_config_from_args(args), analysis=AnalysisConfig(**settings))
+
+
+def summary_lines(report, out: str | Path) -> list[str]:
+    """The terminal summary: verdict, the five numbers that matter, where the report is."""
+    m, d = report.metrics(), report.data
+    model = d["model"]
+    name = model["name"] + (f" v{model['version']}" if model.get("version") else "")
+    lines = [f"constraintlab analyze {d['dataset']['source']}  (model {name}, "
+             f"k = {d['projection']['k']}, {m['examples']} examples"
+             + (f", {m['skipped_records']} skipped" if m["skipped_records"] else "") + ")",
+             "", report.verdict(), "",
+             f"  effective rank   {m['effective_rank']:>10.1f}   of {m['examples']} examples "
+             f"(rank {m['rank']}{', lower bound' if m['rank_is_lower_bound'] else ''}; "
+             f"P = {m['unknowns']:,} unknowns)",
+             f"  conflict density {m['conflict_density']:>10.5f}   {m['conflicting_pairs']:,} "
+             f"pairs with cos < -{d['conflict']['tau']:.3g}",
+             f"  duplicates       {m['duplicates']:>10d}   {m['exact_duplicates']} exact, "
+             f"{m['near_duplicates']} near",
+             f"  contradictions   {m['contradictions']:>10d}   pairs (same input, different "
+             "target)",
+             f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones", ""]
+    if model.get("note"):
+        lines.append(f"note: {model['note']}")
+    out = Path(out)
+    lines.append(f"report: {out / 'report.html'}  (also report.json, examples.csv)")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from constraintlab.cli.gate import print_checks, run_checks
+
+    report = run_analysis(args)
+    if args.json:
+        print(report.to_json())
+    elif not args.quiet:
+        print("\n".join(summary_lines(report, args.out)))
+    if args.fail_on:
+        checks, origin = run_checks(report, fail_on=args.fail_on)
+        print_checks(checks, origin, stream=sys.stderr if args.json else sys.stdout)
+        return EXIT_OK if all(c.passed for c in checks) else EXIT_GATE_FAILED
+    return EXIT_OK

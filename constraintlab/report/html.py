@@ -1,0 +1,203 @@
+"""``report.html``: one self-contained page a person reads top-down.
+
+Every piece of dataset text goes through :func:`html.escape`; figures are embedded as base64 PNG.
+The page reads numbers from the report dict and texts from the examples table: it computes
+nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid
+#ccc}.verdict{font-size:1.15em;padding:.8em 1em;border-left:6px solid #0072B2;background:#f3f7fb}
+.verdict.bad{border-color:#D55E00;background:#fdf3ee}.muted{color:#666;font-size:.9em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.92em}td,th{border:1px solid #ddd;
+padding:.3em .6em;vertical-align:top;text-align:left}th{background:#f5f5f5}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pair{display:grid;grid-template-columns:1fr 1fr;gap:.6em;margin:.6em 0 1.4em}
+.pair pre,.input pre{white-space:pre-wrap;word-break:break-word;background:#fafafa;
+border:1px solid #e3e3e3;padding:.5em;margin:0;font-size:.85em;max-height:18em;overflow:auto}
+del{background:#fbd5c5;text-decoration:line-through}ins{background:#cde8f5;text-decoration:none}
+img{max-width:100%;height:auto}.kpi{display:flex;flex-wrap:wrap;gap:.8em}.kpi div{border:1px solid
+#ddd;border-radius:6px;padding:.5em .9em;min-width:9em}.kpi b{display:block;font-size:1.3em}
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return _e(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return _e(value)
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if not png:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _text(examples: pd.DataFrame, idx: int, column: str, limit: int = 3000) -> str:
+    value = str(examples.at[idx, column]) if idx in examples.index else ""
+    return value if len(value) <= limit else value[:limit] + f" [... {len(value) - limit} more]"
+
+
+def _diff(a: str, b: str) -> tuple[str, str]:
+    """Word-level diff of two texts, escaped, with <del>/<ins> marks."""
+    wa, wb = a.split(" "), b.split(" ")
+    left, right = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+        ta, tb = _e(" ".join(wa[i1:i2])), _e(" ".join(wb[j1:j2]))
+        if op == "equal":
+            left.append(ta)
+            right.append(tb)
+        else:
+            if ta:
+                left.append(f"<del>{ta}</del>")
+            if tb:
+                right.append(f"<ins>{tb}</ins>")
+    return " ".join(left), " ".join(right)
+
+
+def verdict_sentence(report: Mapping[str, Any]) -> str:
+    """The verdict in one sentence with its numbers (plain text; used by the terminal too)."""
+    s = report["system"]
+    text = (f"{s['n_equations']} examples (equations) against {s['n_unknowns']:,} adapter "
+            f"parameters (unknowns): rank {s['rank']}"
+            f"{' (a lower bound: the sketch has k dimensions)' if s['rank_is_lower_bound'] else ''}"
+            f", effective rank {s['effective_rank']:.1f} → {s['verdict']}")
+    if s["inconsistent"]:
+        text += "; inconsistent (" + "; ".join(s["inconsistent_reasons"]) + ")"
+    return text + "."
+
+
+def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
+                figures: Mapping[str, bytes], advice: list[str]) -> str:
+    """The whole page.
+
+    Parameters
+    ----------
+    report : dict
+        The ``report.json`` content.
+    examples : DataFrame
+        Indexed by example index, with ``input`` and ``target`` text columns.
+    figures : dict name -> PNG bytes
+        ``spectrum``, ``cosines``, ``zones`` (any may be missing).
+    advice : list of str
+        What to do next, one plain-text sentence each.
+    """
+    s, c, r = report["system"], report["conflict"], report["redundancy"]
+    z, ds, model = report["zones"], report["dataset"], report["model"]
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>constraintlab report: {_e(ds['source'])}</title><style>{_CSS}</style>"
+             "</head><body>",
+             f"<h1>constraintlab report: {_e(ds['source'])}</h1>",
+             f"<p class='muted'>{ds['n_examples']} examples read as <b>{_e(ds['schema'])}</b>"
+             f" ({len(ds['skipped'])} skipped) · model <b>{_e(model['name'])}</b>"
+             f"{' · ' + _e(model['note']) if model.get('note') else ''} · projection "
+             f"{_e(report['projection']['kind'])}, k = {report['projection']['k']}, seed "
+             f"{report['projection']['seed']} · constraintlab {_e(report['tool']['version'])}</p>",
+             f"<p class='verdict{' bad' if s['inconsistent'] else ''}'>"
+             f"{_e(verdict_sentence(report))}</p>",
+             f"<p class='muted'>Rule: {_e(s['rule'])}</p>",
+             "<div class='kpi'>",
+             f"<div>effective rank<b>{s['effective_rank']:.1f}</b>of {s['n_equations']}</div>",
+             f"<div>conflict density<b>{c['conflict_density']:.4f}</b>cos &lt; −{c['tau']:.3g}"
+             "</div>",
+             f"<div>duplicates<b>{r['exact_duplicates'] + r['near_duplicates']}</b>"
+             f"{r['exact_duplicates']} exact, {r['near_duplicates']} near</div>",
+             f"<div>contradictions<b>{report['contradictions']['count']}</b>pairs</div>",
+             f"<div>pressure zones<b>{z['pressure_zones']}</b>of {z['count']} zones</div>",
+             "</div>",
+             "<h2>Spectrum: independent constraints</h2>",
+             _img(figures.get("spectrum"), "singular values with rank and effective rank"),
+             "<table><tr><th>N equations</th><th>P unknowns</th><th>rank</th><th>effective rank"
+             "</th><th>stable rank</th><th>directions for 50 / 90 / 99 % of energy</th></tr>"
+             f"<tr><td class=num>{s['n_equations']}</td><td class=num>{s['n_unknowns']:,}</td>"
+             f"<td class=num>{s['rank']}</td><td class=num>{s['effective_rank']:.2f}</td>"
+             f"<td class=num>{s['stable_rank']:.2f}</td><td class=num>"
+             + " / ".join(str(s["energy_directions"][k]) for k in ("50", "90", "99"))
+             + "</td></tr></table>",
+             "<h2>Conflict: do examples pull against each other?</h2>",
+             _img(figures.get("cosines"), "histogram of pair cosines"),
+             f"<p>{c['conflicting_pairs']:,} of {c['n_pairs']:,} pairs conflict (cos &lt; "
+             f"−{c['tau']:.3g}, {c['method']}); {c['aligned_pairs']:,} are aligned; "
+             f"{c['conflicted_examples']} examples have at least one conflicting partner.</p>"]
+    parts += _zones_section(z, figures.get("zones"))
+    parts += _pairs_section("Contradictions: same input, different target",
+                            [p for p in report["pairs"] if p["kind"] == "contradiction"],
+                            examples, contradiction=True)
+    parts += _sets_section(r, examples)
+    parts += ["<h2>What to do next</h2><ul>"] + [f"<li>{_e(a)}</li>" for a in advice] + ["</ul>"]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _zones_section(z: Mapping[str, Any], png: bytes | None) -> list[str]:
+    out = ["<h2>Pressure zones: where constraints collide</h2>", _img(png, "constraint graph")]
+    if not z["zones"]:
+        return [*out, "<p>No zones: the constraint graph has no edges above the noise floor.</p>"]
+    out.append("<table><tr><th>rank</th><th>zone</th><th>label</th><th>size</th>"
+               "<th>pressure</th><th>internal conflict share</th><th>mean alignment</th>"
+               "<th>density</th></tr>")
+    for zone in z["zones"][:15]:
+        flag = " ⚠" if zone["is_pressure_zone"] else ""
+        out.append(f"<tr><td class=num>{zone['rank']}</td><td class=num>{zone['id']}{flag}</td>"
+                   f"<td>{_e(zone['label'])}</td><td class=num>{zone['size']}</td>"
+                   f"<td class=num>{_num(zone['pressure'])}</td>"
+                   f"<td class=num>{_num(zone['internal_conflict_share'])}</td>"
+                   f"<td class=num>{_num(zone['mean_alignment'])}</td>"
+                   f"<td class=num>{_num(zone['density'])}</td></tr>")
+    out.append("</table>")
+    if z["outliers"]:
+        out.append(f"<p class='muted'>{len(z['outliers'])} outliers (no neighbour above the "
+                   f"noise floor): {_e(', '.join(map(str, z['outliers'][:30])))}"
+                   f"{' …' if len(z['outliers']) > 30 else ''}</p>")
+    return out
+
+
+def _pairs_section(title: str, pairs: list[dict], examples: pd.DataFrame, *,
+                   contradiction: bool, limit: int = 10) -> list[str]:
+    out = [f"<h2>{_e(title)}</h2>"]
+    if not pairs:
+        return [*out, "<p>None found.</p>"]
+    out.append(f"<p>{len(pairs)} pairs; the {min(limit, len(pairs))} strongest:</p>")
+    for p in sorted(pairs, key=lambda p: -p["score"])[:limit]:
+        a, b = p["a"], p["b"]
+        ta, tb = _diff(_text(examples, a, "target"), _text(examples, b, "target"))
+        out.append(f"<h3>records {a} and {b} <span class='muted'>score {p['score']:.3f}"
+                   "</span></h3>")
+        out.append(f"<div class='input'><pre>{_e(_text(examples, a, 'input'))}</pre></div>")
+        out.append(f"<div class='pair'><pre>{ta}</pre><pre>{tb}</pre></div>")
+    return out
+
+
+def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10) -> list[str]:
+    out = ["<h2>Duplicate sets</h2>",
+           f"<p>{r['exact_duplicates']} exact and {r['near_duplicates']} near duplicates "
+           f"(records beyond one keeper per set); redundancy ratio "
+           f"{r['redundancy_ratio']:.3f}. Flagged, never deleted.</p>"]
+    for dup in r["sets"][:limit]:
+        members = dup["members"]
+        out.append(f"<h3>{_e(dup['kind'])} set of {len(members)}: keep {dup['keeper']}, "
+                   f"flag {_e(', '.join(str(m) for m in members if m != dup['keeper']))}</h3>")
+        shown = members[:2]
+        out.append("<div class='pair'>" + "".join(
+            f"<pre>[{m}] {_e(_text(examples, m, 'input', 600))}\n→ "
+            f"{_e(_text(examples, m, 'target', 600))}</pre>" for m in shown) + "</div>")
+    return out

@@ -1,0 +1,158 @@
+"""Figures of a report. Each takes plain numbers from ``report.json`` and returns a figure.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies)
+and every mark that carries meaning also differs in line style or hatch, so the figures read in
+grey-scale print too. Figures are built with matplotlib's object-oriented API (no pyplot, no
+global backend), so they render alike in a terminal, a CI job and Jupyter. Nothing here computes
+a finding.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import networkx as nx
+from matplotlib.figure import Figure
+
+OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
+             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00",
+             "purple": "#CC79A7"}
+_STYLE = {"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False,
+          "axes.grid": True, "grid.alpha": 0.3, "font.size": 9}
+
+
+def spectrum_figure(system: Mapping[str, Any]) -> Figure:
+    """Singular values (log scale) with the numerical rank and effective rank marked.
+
+    Parameters
+    ----------
+    system : dict
+        ``report["system"]``: needs ``singular_values`` (descending), ``rank``,
+        ``effective_rank``, ``rank_tolerance``.
+    """
+    s = [float(v) for v in system["singular_values"]]
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(6.4, 3.4))
+        ax = fig.subplots()
+        xs = range(1, len(s) + 1)
+        positive = [(x, v) for x, v in zip(xs, s, strict=True) if v > 0]
+        if positive:
+            ax.semilogy(*zip(*positive, strict=True), color=OKABE_ITO["blue"], lw=1.6,
+                        label="singular values")
+        tol = system.get("rank_tolerance")
+        if tol:
+            ax.axhline(tol, color=OKABE_ITO["black"], ls=":", lw=1,
+                       label=f"rank tolerance {tol:.3g}")
+        ax.axvline(system["rank"], color=OKABE_ITO["vermillion"], ls="--", lw=1.4,
+                   label=f"rank {system['rank']}")
+        ax.axvline(system["effective_rank"], color=OKABE_ITO["green"], ls="-.", lw=1.4,
+                   label=f"effective rank {system['effective_rank']:.1f}")
+        ax.set_xlabel("direction (sorted by strength)")
+        ax.set_ylabel("singular value")
+        ax.set_title("How many independent constraints the data imposes")
+        ax.legend(loc="upper right", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+def cosine_histogram_figure(conflict: Mapping[str, Any]) -> Figure:
+    """Histogram of pair cosines with the conflict and alignment thresholds (``+-tau``).
+
+    Parameters
+    ----------
+    conflict : dict
+        ``report["conflict"]``: needs ``histogram`` {``edges`` (B+1,), ``counts`` (B,)} and
+        ``tau``.
+    """
+    edges = [float(e) for e in conflict["histogram"]["edges"]]
+    counts = [float(c) for c in conflict["histogram"]["counts"]]
+    tau = float(conflict["tau"])
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(6.4, 3.2))
+        ax = fig.subplots()
+        widths = [b - a for a, b in itertools.pairwise(edges)]
+        colours = [OKABE_ITO["vermillion"] if b <= -tau else OKABE_ITO["sky"] if a >= tau
+                   else "#999999" for a, b in itertools.pairwise(edges)]
+        hatches = ["////" if b <= -tau else "" for b in edges[1:]]
+        bars = ax.bar(edges[:-1], counts, width=widths, align="edge", color=colours,
+                      edgecolor="white", linewidth=0.2)
+        for bar, hatch in zip(bars, hatches, strict=True):
+            bar.set_hatch(hatch)
+        if any(c > 0 for c in counts):
+            ax.set_yscale("log")
+        ax.axvline(-tau, color=OKABE_ITO["black"], ls="--", lw=1,
+                   label=f"conflict: cos < -{tau:.3g}")
+        ax.axvline(tau, color=OKABE_ITO["black"], ls=":", lw=1,
+                   label=f"aligned: cos > {tau:.3g}")
+        ax.set_xlim(-1, 1)
+        ax.set_xlabel("cosine of two examples' constraints")
+        ax.set_ylabel("pairs")
+        ax.set_title("Do examples pull together or against each other?")
+        ax.legend(loc="upper left", frameon=False)
+        fig.tight_layout()
+    return fig
+
+
+def zones_figure(nodes: Iterable[int], edges: Iterable[tuple[int, int, float]],
+                 zone_of: Mapping[int, int], ranked_zones: Sequence[int],
+                 seed: int = 0) -> Figure:
+    """The constraint graph, nodes coloured by zone, conflict edges dashed.
+
+    Only examples with at least one edge are drawn (outliers are listed in the report).
+
+    Parameters
+    ----------
+    nodes : iterable of int
+        Example indices.
+    edges : iterable of (a, b, cos)
+        Signed edges of the constraint graph.
+    zone_of : mapping index -> zone id
+    ranked_zones : sequence of zone ids, highest pressure first (the first five get colours).
+    seed : int
+        Seed of the (spring) layout, so the drawing is the same every time.
+    """
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_weighted_edges_from((int(a), int(b), float(w)) for a, b, w in edges)
+    g.remove_nodes_from([n for n in list(g) if g.degree(n) == 0])
+    positions = nx.spring_layout(g, seed=seed, weight=None) if len(g) else {}
+    palette = [OKABE_ITO[c] for c in ("vermillion", "blue", "green", "orange", "purple")]
+    markers = ["o", "s", "^", "D", "v"]
+    with matplotlib.rc_context({**_STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(6.4, 4.6))
+        ax = fig.subplots()
+        for a, b, w in g.edges(data="weight"):
+            (xa, ya), (xb, yb) = positions[a], positions[b]
+            ax.plot([xa, xb], [ya, yb], lw=0.4 + 1.2 * abs(w),
+                    color=OKABE_ITO["vermillion"] if w < 0 else "#BBBBBB",
+                    ls="--" if w < 0 else "-", alpha=0.7, zorder=1)
+        style = {z: (palette[i], markers[i]) for i, z in enumerate(ranked_zones[:5])}
+        labels = {st: f"zone {z}" for z, st in style.items()}
+        groups: dict[tuple[str, str], list[int]] = {}
+        for n in g:
+            groups.setdefault(style.get(zone_of.get(n, -1), ("#999999", ".")), []).append(n)
+        for (colour, marker), members in groups.items():
+            xs, ys = zip(*(positions[n] for n in members), strict=True)
+            ax.scatter(xs, ys, s=18, c=colour, marker=marker, zorder=2, edgecolors="white",
+                       linewidths=0.3, label=labels.get((colour, marker), "other zones"))
+        if not len(g):
+            ax.text(0.5, 0.5, "no edges above the noise floor", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title("Constraint graph: top zones by pressure; conflicts dashed red")
+        if len(g):
+            ax.legend(loc="best", frameon=False, fontsize=7)
+        fig.tight_layout()
+    return fig
+
+
+def figure_to_png(fig: Figure) -> bytes:
+    """PNG bytes of a figure."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()

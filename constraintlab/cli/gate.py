@@ -17,7 +17,8 @@ from constraintlab.report.report import METRICS
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "gate", help="check a dataset against declared conditions (exit 1 when one fails)",
-        description=textwrap.fill("Analyse DATA (or read an existing report: DATA may be a report directory "
+        description=textwrap.fill(
+                    "Analyse DATA (or read an existing report: DATA may be a report directory "
                     "or its report.json) and check the conditions declared with --fail-on, in "
                     "--config, in constraintlab.toml ([gate] require = [...]) or in "
                     "pyproject.toml ([tool.constraintlab.gate] require = [...]). Each "

@@ -252,8 +252,7 @@ class Report:
                                      f"{data.get('schema_version')!r}; this constraintlab reads "
                                      f"version {SCHEMA_VERSION}")
         examples = pd.read_csv(path.parent / FILES["csv"], index_col="index",
-                               float_precision="round_trip", keep_default_na=False,
-                               na_values=[""])
+                               keep_default_na=False, na_values=[""])
         g = nx.read_graphml(path.parent / FILES["graph"], node_type=int)
         edges = pd.DataFrame(sorted((min(a, b), max(a, b), w["cos"]) for a, b, w in
                                     g.edges(data=True)), columns=["a", "b", "cos"])

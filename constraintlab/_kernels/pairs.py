@@ -28,14 +28,18 @@ __all__ = [
 ]
 
 
-@nb.njit(cache=True, nogil=True, inline="always")
-def _bin(v: float, nbins: int) -> int:
-    b = int((v + 1.0) * (0.5 * nbins))
-    if b < 0:
-        return 0
-    if b >= nbins:
-        return nbins - 1
-    return b
+@nb.njit(cache=True, nogil=True)
+def _hist_row(C, r, c0, Q, half, top, lh, cs):
+    """Add the bins of ``C[r, c0:Q]`` (except column ``cs``) to the 4 sub-histograms ``lh``
+    (IEEE arithmetic, no fast-math: the bins equal :func:`hist_bin` exactly)."""
+    row = C[r, c0:Q]
+    for j in range(row.shape[0]):
+        b = np.int64((np.float64(row[j]) + 1.0) * half)
+        b = min(max(b, 0), top)
+        lh[j & 3, b] += 1
+    if cs >= c0:
+        b = np.int64((np.float64(C[r, cs]) + 1.0) * half)
+        lh[(cs - c0) & 3, min(max(b, 0), top)] -= 1
 
 
 def hist_bin(v: np.ndarray, nbins: int) -> np.ndarray:
@@ -55,12 +59,12 @@ def hist_bin(v: np.ndarray, nbins: int) -> np.ndarray:
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def _heap_offer(keys, idx, vals, key, j, v):
-    """Offer (key, j, v) to the min-heap on ``keys`` (size m); keeps the m largest keys."""
-    m = keys.shape[0]
-    if key <= keys[0]:
+def _heap_offer(keys, idx, vals, row, key, j, v):
+    """Offer (key, j, v) to row ``row`` of the min-heaps (m columns, root in column 0); keeps
+    the m largest keys. 2-D arrays and a row index: no array views in the hot loop."""
+    m = keys.shape[1]
+    if key <= keys[row, 0]:
         return
-    # replace the root and sift down
     pos = 0
     while True:
         left = 2 * pos + 1
@@ -68,20 +72,66 @@ def _heap_offer(keys, idx, vals, key, j, v):
             break
         right = left + 1
         child = left
-        if right < m and keys[right] < keys[left]:
+        if right < m and keys[row, right] < keys[row, left]:
             child = right
-        if keys[child] >= key:
+        if keys[row, child] >= key:
             break
-        keys[pos] = keys[child]
-        idx[pos] = idx[child]
-        vals[pos] = vals[child]
+        keys[row, pos] = keys[row, child]
+        idx[row, pos] = idx[row, child]
+        vals[row, pos] = vals[row, child]
         pos = child
-    keys[pos] = key
-    idx[pos] = j
-    vals[pos] = v
+    keys[row, pos] = key
+    idx[row, pos] = j
+    vals[row, pos] = v
 
 
-@nb.njit(parallel=True, cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _row_counts(C, r, c0, Q, ntau, tau, near, lo, hi, kmin):
+    """Counts over ``C[r, c0:Q]`` (a separate function so that LLVM vectorises the loop);
+    the last count is of ``|cos| > kmin`` (candidates for the row's top-m)."""
+    nc = 0
+    na = 0
+    nn = 0
+    nlo = 0
+    nhi = 0
+    mass = 0.0
+    nk = 0
+    row = C[r, c0:Q]
+    for c in range(row.shape[0]):
+        v32 = row[c]
+        v = np.float64(v32)
+        isc = v < ntau
+        nc += isc
+        mass -= v if isc else 0.0
+        na += v > tau
+        nn += v > near
+        nlo += v < lo
+        nhi += v > hi
+        nk += abs(v32) > kmin
+    return nc, na, nn, nlo, nhi, mass, nk
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _col_counts(C, r, qs, q1, q0, ntau, tau, near, packed, cm, ckmin):
+    """Column statistics of ``C[r, qs:q1]`` into the chunk's accumulators; True when some
+    ``|cos|`` beats its column's smallest top-m key."""
+    row = C[r, qs:q1]
+    off = qs - q0
+    pk = packed[off:off + row.shape[0]]
+    ms = cm[off:off + row.shape[0]]
+    km = ckmin[off:off + row.shape[0]]
+    hit = False
+    for j in range(row.shape[0]):
+        v32 = row[j]
+        v = np.float64(v32)
+        isc = v < ntau
+        pk[j] += (np.int64(isc) | (np.int64(v > tau) << 21) | (np.int64(v > near) << 42))
+        ms[j] -= v if isc else 0.0
+        hit |= abs(v32) > km[j]
+    return hit
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def block_pair_stats(
     C, row_ids, col_ids, diag, tau, near, lo_collect, hi_collect, nbins, n_chunks,
     do_hist, do_cols,
@@ -95,7 +145,7 @@ def block_pair_stats(
     C : (R, Q) float32
         Cosines of the rows ``row_ids`` against the columns ``col_ids``.
     row_ids, col_ids : (R,), (Q,) int64
-        Global example positions of the block's rows and columns.
+        Global example positions of the block's rows and columns; ``col_ids`` sorted.
     diag : bool
         Diagonal block (``row_ids == col_ids``): only pairs ``c > r`` are used.
     tau : float
@@ -108,7 +158,8 @@ def block_pair_stats(
     nbins, n_chunks : int
         Histogram bins over [-1, 1]; number of row (and column) chunks, i.e. ``hist.shape[0]``.
     do_hist, do_cols : bool
-        Update the histogram (row pass); run the column pass (columns' own statistics).
+        Update the histogram (row pass); run the column pass (columns' own statistics; only
+        for the diagonal block or rows and columns without common ids).
     hist : (n_chunks, nbins) int64
         One histogram row per chunk, summed by the caller.
     conf_count, align_count, near_count : (N,) int64
@@ -121,72 +172,93 @@ def block_pair_stats(
         Output, overwritten.
     """
     R, Q = C.shape
+    ntau = -tau
     rchunk = (R + n_chunks - 1) // n_chunks
     for ch in nb.prange(n_chunks):
         r0 = ch * rchunk
         r1 = min(R, r0 + rchunk)
+        # 4 interleaved sub-histograms: consecutive cosines often share a bin, and increments
+        # of one counter would serialise
+        lh = np.zeros((4, nbins), np.int64)
+        half = 0.5 * nbins
+        top = nbins - 1
         for r in range(r0, r1):
             gi = row_ids[r]
             c0 = r + 1 if diag else 0
-            nc = 0
-            na = 0
-            nn = 0
-            nlo = 0
-            nhi = 0
-            mass = 0.0
-            keys = top_key[gi]
-            idx = top_idx[gi]
-            vals = top_val[gi]
-            for c in range(c0, Q):
-                gj = col_ids[c]
-                if gj == gi:
-                    continue
-                v32 = C[r, c]
-                v = np.float64(v32)
-                if do_hist:
-                    hist[ch, _bin(v, nbins)] += 1
-                if v < -tau:
-                    nc += 1
-                    mass -= v
-                elif v > tau:
-                    na += 1
-                if v > near:
-                    nn += 1
-                if v < lo_collect:
-                    nlo += 1
-                if v > hi_collect:
-                    nhi += 1
-                _heap_offer(keys, idx, vals, abs(v32), gj, v32)
+            # the row's own column (only possible when rows and columns overlap off the
+            # diagonal, e.g. against a reference set): col_ids is sorted
+            cs = -1
+            if not diag:
+                k = np.searchsorted(col_ids, gi)
+                if k < Q and col_ids[k] == gi:
+                    cs = k
+            # pass 1, branch-free and vectorisable: counts, mass, largest |cos|
+            kmin = top_key[gi, 0]
+            nc, na, nn, nlo, nhi, mass, nk = _row_counts(C, r, c0, Q, ntau, tau, near,
+                                                         lo_collect, hi_collect, kmin)
+            if cs >= c0:
+                v = np.float64(C[r, cs])
+                nc -= v < ntau
+                mass += v if v < ntau else 0.0
+                na -= v > tau
+                nn -= v > near
+                nlo -= v < lo_collect
+                nhi -= v > hi_collect
             conf_count[gi] += nc
             conf_mass[gi] += mass
             align_count[gi] += na
             near_count[gi] += nn
             row_lo[r] = nlo
             row_hi[r] = nhi
+            if do_hist:
+                _hist_row(C, r, c0, Q, half, top, lh, cs)
+            # pass 2, only when some |cos| can enter the row's top-m
+            if nk > 0:
+                for c in range(c0, Q):
+                    a32 = abs(C[r, c])
+                    if a32 > kmin and c != cs:
+                        _heap_offer(top_key, top_idx, top_val, gi, a32, col_ids[c], C[r, c])
+                        kmin = top_key[gi, 0]
+        if do_hist:
+            for t in range(4):
+                for b in range(nbins):
+                    hist[ch, b] += lh[t, b]
     if do_cols:
+        # columns' own statistics; requires rows and columns disjoint, or the diagonal block
         cchunk = (Q + n_chunks - 1) // n_chunks
         for ch in nb.prange(n_chunks):
             q0 = ch * cchunk
             q1 = min(Q, q0 + cchunk)
+            w = max(q1 - q0, 0)
+            # conflict / alignment / near counts packed in one int64 per column (21 bits each,
+            # R < 2^21): one store stream keeps the inner loop vectorisable
+            packed = np.zeros(w, np.int64)
+            cm = np.zeros(w, np.float64)
+            ckmin = np.empty(w, np.float32)
+            for c in range(q0, q1):
+                ckmin[c - q0] = top_key[col_ids[c], 0]
             for r in range(R):
-                gi = row_ids[r]
                 qs = q0
                 if diag and qs < r + 1:
                     qs = r + 1
-                for c in range(qs, q1):
-                    gj = col_ids[c]
-                    if gj == gi:
-                        continue
-                    v32 = C[r, c]
-                    v = np.float64(v32)
-                    if v < -tau:
-                        conf_count[gj] += 1
-                        conf_mass[gj] -= v
-                    elif v > tau:
-                        align_count[gj] += 1
-                    if v > near:
-                        near_count[gj] += 1
-                    _heap_offer(top_key[gj], top_idx[gj], top_val[gj], abs(v32), gi, v32)
+                hit = _col_counts(C, r, qs, q1, q0, ntau, tau, near, packed, cm, ckmin)
+                if hit:
+                    gi = row_ids[r]
+                    for c in range(qs, q1):
+                        a32 = abs(C[r, c])
+                        j = c - q0
+                        if a32 > ckmin[j]:
+                            gj = col_ids[c]
+                            _heap_offer(top_key, top_idx, top_val, gj, a32, gi, C[r, c])
+                            ckmin[j] = top_key[gj, 0]
+            for c in range(q0, q1):
+                gj = col_ids[c]
+                j = c - q0
+                pk = packed[j]
+                conf_count[gj] += pk & 0x1FFFFF
+                conf_mass[gj] += cm[j]
+                align_count[gj] += (pk >> 21) & 0x1FFFFF
+                near_count[gj] += pk >> 42
 
 
 def block_pair_stats_numpy(

@@ -22,7 +22,7 @@ import pandas as pd
 
 from constraintlab._kernels.pairs import block_pair_stats, collect_block_pairs, hist_bin
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.result import AnalyzerResult, make_pair
+from constraintlab.analysis.result import AnalyzerResult
 from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -390,8 +390,10 @@ def analyze_pairs(
         "near_parallel_count": near_count,
         "is_zero_vector": zero,
     }, index=pd.Index(ids, name="index"))
-    a, b, v = lo_pairs
-    pairs = [make_pair("conflict", ids[x], ids[y], -float(c), {"cos": float(c)})
-             for x, y, c in zip(a, b, v, strict=True)]
+    a, b, v = lo_pairs  # a < b row positions; ids may be in any order
+    ia, ib = ids[a], ids[b]
+    lo_id, hi_id = np.minimum(ia, ib).tolist(), np.maximum(ia, ib).tolist()
+    pairs = [{"kind": "conflict", "a": x, "b": y, "score": -c, "detail": {"cos": c}}
+             for x, y, c in zip(lo_id, hi_id, v.astype(np.float64).tolist(), strict=True)]
     arrays = {"top_idx": top_idx, "top_val": top_val, "near_parallel": hi_pairs}
     return AnalyzerResult("pairs", table, summary, pairs, arrays)

@@ -1,0 +1,146 @@
+"""Contradictions (same input, different target): text rules, chat histories, the factor
+signal, and invariances."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from constraintlab.analysis import (
+    AnalysisConfig,
+    analyze_constraints,
+    analyze_contradictions,
+    compare_targets,
+)
+from constraintlab.analysis.text import final_answer, normalize, numbers, short_diff
+from constraintlab.io.example import Example, Message
+
+
+def qa(i: int, q: str, a: str) -> Example:
+    return Example(index=i, line=i + 1, source="<records>", schema="qa",
+                   messages=(Message("user", q), Message("assistant", a)), targets=(1,),
+                   chat=False, raw={"question": q, "answer": a})
+
+
+def chat(i: int, turns: list[tuple[str, str]]) -> Example:
+    msgs = tuple(Message(r, c) for r, c in turns)
+    return Example(index=i, line=i + 1, source="<records>", schema="chat", messages=msgs,
+                   targets=(len(msgs) - 1,), chat=True, raw={})
+
+
+Q1 = ("Tom has 3 boxes with 12 pens each, and he keeps them on the shelf in his room next to "
+      "the window. He gives away 5 pens to his friends at school. How many pens are left?")
+A1 = "Tom has 3 * 12 = <<3*12=36>>36 pens.\nHe has 36 - 5 = <<36-5=31>>31 pens left.\n#### 31"
+
+
+def cmp(a: str, b: str):
+    return compare_targets(a, b, normalize(a), normalize(b))
+
+
+def test_text_helpers():
+    assert final_answer(A1) == "31"
+    assert final_answer("so the answer is $1,200.") == "1200"
+    assert final_answer("Final answer: \\boxed{3.50}") == "3.5"
+    assert final_answer("no conclusion here") is None
+    assert numbers("It costs $1,200.50 or -3 and .5") == ["1200.5", "-3", "0.5"]
+    d = short_diff("the answer is 31 today", "the answer is 32 today")
+    assert "[-31-]" in d and "{+32+}" in d
+
+
+def test_compare_targets_rules():
+    assert cmp(A1, A1.upper().replace(" ", "  ")) is None  # cosmetic only
+    r = cmp(A1, A1.replace("#### 31", "#### 30"))
+    assert r["reasons"][0] == "final_answer" and r["strength"] == 1.0
+    r = cmp(A1, A1.replace("36 - 5", "37 - 5"))
+    assert r["reasons"] == ["numbers"] and 0.5 < r["strength"] < 1.0
+    r = cmp("Paris is the capital of France.", "I think it might be Lyon, in the south east.")
+    assert "content" in r["reasons"]
+    # a paraphrase with the same numbers and answer is not a contradiction
+    assert cmp("He has 31 pens left. #### 31", "He is left with 31 pens. #### 31") is None
+
+
+def test_same_question_different_answers():
+    exs = [qa(0, Q1, A1), qa(1, "What is 2 + 2?", "4"),
+           qa(2, Q1.lower() + "  ", A1.replace("#### 31", "#### 29")),  # cosmetic q, new answer
+           qa(3, Q1, A1),  # exact duplicate, not a contradiction
+           qa(4, Q1.replace("5 pens", "7 pens"), A1.replace("36 - 5", "36 - 7")),  # other problem
+           qa(5, Q1.replace("gives away", "gave away"), A1.replace("=31>>31", "=30>>30"))]
+    res = analyze_contradictions(exs)
+    got = {(p["a"], p["b"]): p for p in res.pairs}
+    # 2 contradicts 0 and 3; 5 (nearly the same question) contradicts 0, 3 and 2
+    assert set(got) == {(0, 2), (2, 3), (0, 5), (3, 5), (2, 5)}
+    p = got[(0, 2)]
+    assert p["kind"] == "contradiction" and p["score"] == 1.0
+    assert p["detail"]["final_answers"] == ["31", "29"]
+    assert "[-31-]" in p["detail"]["diff"] and "{+29+}" in p["detail"]["diff"]
+    assert got[(0, 5)]["detail"]["input_similarity"] < 1.0
+    t = res.table
+    assert list(t.index[t["is_contradiction"]]) == [0, 2, 3, 5]
+    assert t.loc[1, "contradiction_score"] == 0.0
+    assert ((t["contradiction_score"] >= 0) & (t["contradiction_score"] <= 1)).all()
+    json.dumps(res.summary)
+    json.dumps(res.pairs)
+
+
+def test_chat_histories():
+    hist = [("system", "You are terse."), ("user", "Is the store open on Sunday?")]
+    exs = [chat(0, [*hist, ("assistant", "Yes, from 10 to 4.")]),
+           chat(1, [*hist, ("assistant", "No, it is closed on Sundays.")]),
+           chat(2, [*hist, ("assistant", "yes , from 10 to 4 !")]),
+           chat(3, [("user", "Is the store open on Sunday?"),
+                    ("assistant", "No, it is closed on Sundays.")])]  # another history
+    out = analyze_constraints(examples=exs)
+    contra = {(p["a"], p["b"]) for p in out.all_pairs(["contradiction"])}
+    assert contra == {(0, 1), (1, 2)}
+    near = {(p["a"], p["b"]) for p in out.all_pairs(["near_duplicate"])}
+    assert (0, 2) in near and (0, 1) not in near
+
+
+def test_factor_signal_alone_and_with_text():
+    rng = np.random.default_rng(0)
+    N, d = 60, 32
+    fin = rng.standard_normal((N, d))
+    fout = rng.standard_normal((N, d))
+    planted = [(4, 40), (7, 8), (20, 59)]
+    for a, b in planted:
+        fin[b] = fin[a] + 0.01 * rng.standard_normal(d)
+        fout[b] = -fout[a]
+    fin[30] = fin[31] + 0.01 * rng.standard_normal(d)  # same input, same output: no conflict
+    fout[30] = fout[31]
+    res = analyze_contradictions(input_factors=fin, output_factors=fout)
+    assert sorted((p["a"], p["b"]) for p in res.pairs) == sorted(planted)
+    for p in res.pairs:
+        assert p["detail"]["signal"] == "factors"
+        assert p["score"] == pytest.approx((p["detail"]["cos_input"]
+                                            - p["detail"]["cos_output"]) / 2)
+    # with texts: a factor pair whose targets are equal is dropped; a text pair gets the cosines
+    exs = [qa(i, f"question number {i} about topic {i * 7}", f"answer {i}") for i in range(N)]
+    exs[8] = qa(8, exs[7].input_text, exs[7].target_text)  # same text as 7
+    exs[59] = qa(59, exs[20].input_text, "a completely different reply")
+    res = analyze_contradictions(exs, input_factors=fin, output_factors=fout)
+    got = {(p["a"], p["b"]): p for p in res.pairs}
+    assert set(got) == {(4, 40), (20, 59)}
+    assert got[(20, 59)]["detail"]["signal"] == "text+factors"
+    assert got[(4, 40)]["detail"]["signal"] == "factors"
+
+
+def test_invariant_to_permutation():
+    rows = [(Q1, A1), (Q1, A1.replace("#### 31", "#### 3")), ("Name a colour.", "Blue."),
+            ("name a colour", "Green is nice."), ("What is 5 * 5?", "25"), ("What is 5*5?", "25")]
+    exs = [qa(i, q, a) for i, (q, a) in enumerate(rows)]
+    perm = np.random.default_rng(3).permutation(len(exs))
+    base = {(p["a"], p["b"], round(p["score"], 9)) for p in analyze_contradictions(exs).pairs}
+    shuffled = [exs[i] for i in perm]
+    got = {(p["a"], p["b"], round(p["score"], 9))
+           for p in analyze_contradictions(shuffled).pairs}
+    assert got == base and len(base) == 2
+
+
+def test_config_controls_the_rules():
+    exs = [qa(0, "Describe the sea.", "The sea is wide, deep and blue under the sky."),
+           qa(1, "Describe the sea.", "The sea is wide, cold and grey under the sky.")]
+    assert len(analyze_contradictions(exs).pairs) == 0  # Jaccard 0.67 >= 0.5: a variant
+    strict = AnalysisConfig(contradiction_jaccard=0.8)
+    assert len(analyze_contradictions(exs, config=strict).pairs) == 1

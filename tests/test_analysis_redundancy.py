@@ -1,0 +1,112 @@
+"""Redundancy (exact / near duplicates, sets, keepers) and the analyze_constraints container."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from constraintlab.analysis import (
+    PAIR_KINDS,
+    AnalysisConfig,
+    analyze_constraints,
+    analyze_redundancy,
+)
+from constraintlab.errors import InputError
+from constraintlab.io.example import Example, Message
+
+LONG = ("Write a short note to a neighbour asking them to water the plants on the balcony while "
+        "we are away for the weekend")
+REPLY = ("Hi Sam, we are away from Friday to Sunday. Could you water the plants on our balcony "
+         "once on Saturday? The key is under the blue pot. Thank you so much, Alex")
+
+
+def ex(i: int, prompt: str, reply: str) -> Example:
+    return Example(index=i, line=i + 1, source="<records>", schema="alpaca",
+                   messages=(Message("user", prompt), Message("assistant", reply)),
+                   targets=(1,), chat=False, raw={})
+
+
+def test_exact_and_near_duplicates_sets_and_keepers():
+    exs = [ex(0, LONG, REPLY), ex(1, "Name a prime.", "7"), ex(2, LONG, REPLY),
+           ex(3, LONG.upper() + " !", REPLY.replace(" ", "  ").lower()),  # cosmetic
+           ex(4, "Name a prime.", "7"), ex(5, LONG, REPLY),
+           ex(6, "Translate 'cat' into French.", REPLY),  # same reply, another prompt
+           ex(7, LONG, REPLY.replace("blue pot", "green pot")),  # one-word edit
+           ex(8, "Say hi.", " ".join([REPLY] * 4)),  # one long reply under two prompts
+           ex(9, "Be brief.", " ".join([REPLY] * 4))]
+    res = analyze_redundancy(exs)
+    pairs = {(p["kind"], p["a"], p["b"]): p for p in res.pairs}
+    exact = {(a, b) for k, a, b in pairs if k == "exact_duplicate"}
+    assert exact == {(0, 2), (0, 5), (1, 4)}  # (keeper, copy)
+    near = {(a, b) for k, a, b in pairs if k == "near_duplicate"}
+    assert {(0, 3), (2, 3), (3, 5), (0, 7), (2, 7), (5, 7), (3, 7)} == near
+    assert pairs[("near_duplicate", 0, 3)]["detail"] == {"signal": "text", "jaccard": 1.0,
+                                                        "normalized_equal": True}
+    assert all(p["a"] < p["b"] and 0 <= p["score"] <= 1 for p in res.pairs)
+    t = res.table
+    assert t.loc[[0, 2, 3, 5, 7], "duplicate_set"].nunique() == 1
+    assert t.loc[[1, 4], "duplicate_set"].nunique() == 1
+    assert t.loc[6, "duplicate_set"] == -1 and not t.loc[6, "is_near_duplicate"]
+    assert list(t.index[t["is_duplicate_keeper"]]) == [0, 1]
+    assert t["is_redundant"].sum() == 5
+    assert res.summary["redundancy_ratio"] == pytest.approx(5 / 10)
+    assert res.summary["similar_text_other_input"] == 1  # (8, 9): similar text, other input
+    json.dumps(res.summary)
+
+
+def test_gradient_near_duplicates_and_exclusions():
+    near = (np.array([0, 2]), np.array([1, 3]), np.array([0.999, 0.995], np.float32))
+    res = analyze_redundancy(n=5, near_parallel=near, exclude={(2, 3)})
+    assert [(p["a"], p["b"], p["detail"]["signal"]) for p in res.pairs] == [(0, 1, "gradient")]
+    assert res.pairs[0]["score"] == pytest.approx(0.999)
+    assert res.summary["duplicate_sets"] == 1
+
+
+def test_empty_texts_are_not_near_duplicates():
+    exs = [Example(index=i, line=i + 1, source="<records>", schema="text",
+                   messages=(Message("assistant", t),), targets=(0,), chat=False, raw={})
+           for i, t in enumerate(["", "...", "hello there friend", "Hello, there friend!"])]
+    res = analyze_redundancy(exs)
+    assert [(p["a"], p["b"]) for p in res.pairs] == [(2, 3)]
+
+
+def test_analyze_constraints_container():
+    rng = np.random.default_rng(0)
+    exs = [ex(10 + 2 * i, f"prompt {i} about {w}", f"reply {i} on {w} and more")
+           for i, w in enumerate(["sea", "sky", "sand", "salt", "sun", "snow"])]
+    exs.append(ex(30, exs[0].input_text, exs[0].target_text))  # exact duplicate of id 10
+    X = rng.standard_normal((7, 16))
+    X[6] = X[0] * 2.0  # the copy has a parallel gradient
+    out = analyze_constraints(X, examples=exs, n_params=1000)
+    assert list(out.ids) == [10, 12, 14, 16, 18, 20, 30]
+    t = out.table()
+    assert list(t.index) == [10, 12, 14, 16, 18, 20, 30]
+    assert {"leverage_score", "conflict_score", "is_exact_duplicate", "is_contradiction",
+            "zone"} <= set(t.columns)
+    pairs = out.all_pairs()
+    assert {p["kind"] for p in pairs} <= set(PAIR_KINDS)
+    assert ("exact_duplicate", 10, 30) in {(p["kind"], p["a"], p["b"]) for p in pairs}
+    json.dumps(out.summary())
+    assert out.spectrum.summary["determinacy"]["verdict"] in ("underdetermined", "balanced",
+                                                              "overdetermined")
+    assert out.graph.number_of_nodes() == 7
+    # lexical only
+    lex = analyze_constraints(examples=exs)
+    assert lex.pairs is None and lex.spectrum is None and lex.zones is None
+    assert lex.redundancy is not None and lex.contradictions is not None
+
+
+def test_input_errors():
+    exs = [ex(0, "a", "b"), ex(1, "c", "d")]
+    with pytest.raises(InputError, match="3 rows but there are 2 examples"):
+        analyze_constraints(np.ones((3, 4)), examples=exs)
+    with pytest.raises(InputError, match="both"):
+        analyze_constraints(np.ones((2, 4)), input_factors=np.ones((2, 3)))
+    with pytest.raises(InputError, match="distinct"):
+        analyze_constraints(np.ones((2, 4)), ids=[1, 1])
+    with pytest.raises(InputError):
+        analyze_constraints()
+    with pytest.raises(Exception, match="tau"):
+        analyze_constraints(np.ones((2, 4)), config=AnalysisConfig(eps=0.5, tau_min=0.6))

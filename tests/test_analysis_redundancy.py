@@ -110,3 +110,26 @@ def test_input_errors():
         analyze_constraints()
     with pytest.raises(Exception, match="tau"):
         analyze_constraints(np.ones((2, 4)), config=AnalysisConfig(eps=0.5, tau_min=0.6))
+
+
+def test_analyze_store_duck_typed():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    ids = np.array([0, 2, 3, 5])
+    store = SimpleNamespace(features=rng.standard_normal((4, 8)).astype(np.float32),
+                            input_factors=rng.standard_normal((4, 6)).astype(np.float32),
+                            output_factors=rng.standard_normal((4, 6)).astype(np.float32),
+                            n_params=123, table=pd.DataFrame({"index": ids}))
+    from constraintlab.analysis import analyze_store
+
+    out = analyze_store(store)
+    assert list(out.ids) == [0, 2, 3, 5]
+    assert out.spectrum.summary["ledger"]["unknowns"] == 123
+    assert "factors" in out.contradictions.summary["signals"]
+    exs = [ex(int(i), f"p{i}", f"r{i}") for i in ids]
+    assert list(analyze_store(store, examples=exs).table().index) == [0, 2, 3, 5]
+    with pytest.raises(InputError, match="not the ones of the store"):
+        analyze_store(store, examples=exs[::-1])

@@ -5,7 +5,7 @@ Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary di
 :func:`analyze_constraints` runs all of them that the inputs allow.
 """
 
-from constraintlab.analysis.api import analyze_constraints
+from constraintlab.analysis.api import analyze_constraints, analyze_store
 from constraintlab.analysis.config import AnalysisConfig, optimal_bands
 from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
 from constraintlab.analysis.pairs import analyze_pairs, blocked_pairs, unit_rows
@@ -29,6 +29,7 @@ __all__ = [
     "analyze_pairs",
     "analyze_redundancy",
     "analyze_spectrum",
+    "analyze_store",
     "analyze_zones",
     "blocked_pairs",
     "build_graph",

@@ -18,7 +18,7 @@ from constraintlab.errors import InputError, Problem
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["analyze_constraints"]
+__all__ = ["analyze_constraints", "analyze_store"]
 
 
 def _check_matrix(name: str, M, n: int | None) -> np.ndarray:
@@ -123,3 +123,36 @@ def analyze_constraints(
             res.spectrum.summary, n_params=n_params, pairs_summary=res.pairs.summary,
             n_contradictions=n_contra, config=config)
     return res
+
+
+def analyze_store(
+    store,
+    *,
+    examples: Sequence | None = None,
+    config: AnalysisConfig | None = None,
+) -> AnalysisResults:
+    """:func:`analyze_constraints` on a feature store written by ``extract``.
+
+    Parameters
+    ----------
+    store : constraintlab.encode.store.FeatureStore
+        Anything with ``features`` (N, k), ``input_factors`` / ``output_factors`` (N, d),
+        ``n_params`` and a ``table`` whose ``index`` column holds the example ids.
+    examples : sequence of N Example, optional
+        The examples in store row order (for the lexical analyses and zone labels).
+    config : AnalysisConfig, optional
+    """
+    table = getattr(store, "table", None)
+    ids = (table["index"].to_numpy() if table is not None and "index" in table.columns
+           else None)
+    if examples is not None and ids is not None:
+        ex_ids = [ex.index for ex in examples]
+        if len(ex_ids) != len(ids) or list(ids) != ex_ids:
+            raise InputError([Problem("<store>", 1, "the examples are not the ones of the store "
+                                      "(ids or order differ); read the dataset the store was "
+                                      "extracted from")])
+    return analyze_constraints(
+        store.features, examples=examples,
+        input_factors=getattr(store, "input_factors", None),
+        output_factors=getattr(store, "output_factors", None),
+        n_params=getattr(store, "n_params", None), ids=ids, config=config)

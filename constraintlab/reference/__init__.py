@@ -1,6 +1,6 @@
 """The built-in offline reference model ``constraintlab-reference``.
 
-A small Qwen3 causal LM (6.5 M parameters, byte-level BPE tokenizer with a ChatML chat template)
+A small Qwen3 causal LM (5.48 M parameters, byte-level BPE tokenizer with a ChatML chat template)
 trained from scratch on GSM8K train by :mod:`constraintlab.reference.train` and shipped inside
 the package, so ``analyze`` runs without a model download or network. Its directory
 (:func:`weights_dir`) is an ordinary Hugging Face model folder::

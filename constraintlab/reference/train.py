@@ -14,7 +14,7 @@ What it does
    tokenizer with a ChatML chat template whose assistant contents sit inside
    ``{% generation %}`` markers (``return_assistant_tokens_mask=True`` works).
 3. Builds a ``Qwen3Config`` causal LM (hidden 256, 6 layers, 4 query / 2 key-value heads of 64,
-   MLP 704, tied embeddings, RoPE, max 1024 positions: 6.5 M parameters) with seeded init.
+   MLP 704, tied embeddings, RoPE, max 1024 positions: 5.48 M parameters) with seeded init.
 4. Trains on every GSM8K train row rendered the two ways the encoder renders data: plain text
    ``question + sep + answer + <|endoftext|>`` (sep ``"\\n\\n"`` mostly, sometimes ``"\\n"`` or
    ``" "``) and the ChatML chat form (user = question, assistant = answer; sometimes with one of
@@ -410,12 +410,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output model directory")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="folder with gsm8k_train.jsonl and gsm8k_test.jsonl")
-    p.add_argument("--steps", type=int, default=500, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=360, help="optimizer steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-tokens", type=int, default=8192,
+    p.add_argument("--batch-tokens", type=int, default=4096,
                    help="padded tokens per batch (rows x longest row)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--max-len", type=int, default=1024, help="truncate documents to this")

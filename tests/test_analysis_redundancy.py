@@ -133,3 +133,16 @@ def test_analyze_store_duck_typed():
     assert list(analyze_store(store, examples=exs).table().index) == [0, 2, 3, 5]
     with pytest.raises(InputError, match="not the ones of the store"):
         analyze_store(store, examples=exs[::-1])
+
+
+def test_large_groups_stay_linear():
+    exs = [ex(i, "Say hello.", "Hello!" if i % 2 else "hello") for i in range(400)]
+    cfg = AnalysisConfig(max_group=20)
+    out = analyze_constraints(examples=exs, config=cfg)
+    red = out.redundancy
+    assert red.summary["duplicate_sets"] == 1  # all 400 in one set (exact + cosmetic)
+    assert red.table["is_redundant"].sum() == 399
+    n_pairs = len(red.pairs)
+    assert n_pairs < 400 * 20 + 400
+    # cosmetic variants: the same normalised target, so no contradictions
+    assert out.contradictions.summary["contradiction_pairs"] == 0

@@ -119,6 +119,8 @@ def near_duplicate_pairs(
     -------
     a, b : (m,) int64
         Text positions, ``a < b``; texts with identical normalised form are included (Jaccard 1).
+        Groups of more than ``max_group`` identical texts are linked through their first member
+        past that size.
     jac : (m,) float64
         Exact Jaccard of the pairs.
     stats : dict
@@ -158,16 +160,24 @@ def near_duplicate_pairs(
     members: list[list[int]] = [[] for _ in range(len(distinct))]
     for i, r in enumerate(rep):
         members[r].append(i)
+    # (groups larger than max_group: members past the first max_group are linked to the
+    # group's first member only, so that n copies cost O(n * max_group), not O(n^2))
+    cap = config.max_group
     out_a, out_b, out_j = [], [], []
     for grp in members:
         if len(grp) > 1 and sh.sizes[rep[grp[0]]] > 0:
-            g = np.array(grp)
+            g = np.array(grp[:cap])
             ia, ib = np.triu_indices(len(g), 1)
             out_a.append(g[ia])
             out_b.append(g[ib])
             out_j.append(np.ones(len(ia)))
+            if len(grp) > cap:
+                rest = np.array(grp[cap:])
+                out_a.append(np.full(len(rest), grp[0]))
+                out_b.append(rest)
+                out_j.append(np.ones(len(rest)))
     for x, y, j in zip(da, db, dj, strict=True):
-        gx, gy = np.array(members[x]), np.array(members[y])
+        gx, gy = np.array(members[x][:cap]), np.array(members[y][:cap])
         aa = np.repeat(gx, len(gy))
         bb = np.tile(gy, len(gx))
         out_a.append(np.minimum(aa, bb))

@@ -113,7 +113,11 @@ def analyze_redundancy(
     links_b: list[int] = []
     pairs: list[dict] = []
     summary: dict = {"n": N}
-    exact_pos: set[tuple[int, int]] = set()
+    exact_gid = np.full(N, -1, np.int64)  # exact-duplicate group of each example
+
+    def same_exact(x: int, y: int) -> bool:
+        return exact_gid[x] >= 0 and exact_gid[x] == exact_gid[y]
+
     if examples is not None:
         groups: dict[str, list[int]] = {}
         for i, ex in enumerate(examples):
@@ -129,10 +133,7 @@ def analyze_redundancy(
                                        {"set_size": len(members)}))
                 links_a.append(keeper)
                 links_b.append(other)
-            for x in members:
-                for y in members:
-                    if x < y:
-                        exact_pos.add((x, y))
+            exact_gid[members] = n_sets
             is_exact[members] = True
             score[members] = 1.0
         summary["exact_duplicate_sets"] = n_sets
@@ -144,7 +145,7 @@ def analyze_redundancy(
         n_text = 0
         n_other_input = 0
         for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
-            if (x, y) in exact_pos or (x, y) in exclude:
+            if same_exact(x, y) or (x, y) in exclude:
                 continue
             if n_in[x] and n_in[y] and n_in[x] != n_in[y]:
                 ji = _jaccard(_shingles(n_in[x], config.input_shingle_size),
@@ -170,7 +171,7 @@ def analyze_redundancy(
         for x, y, c in zip(np.asarray(a).tolist(), np.asarray(b).tolist(),
                            np.asarray(v).tolist(), strict=True):
             x, y = min(x, y), max(x, y)
-            if (x, y) in exact_pos or (x, y) in exclude:
+            if same_exact(x, y) or (x, y) in exclude:
                 continue
             n_grad += 1
             c = min(1.0, c)

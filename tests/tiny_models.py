@@ -111,7 +111,8 @@ def build_tokenizer(kind: str, path: str | Path, *, vocab_size: int = 600):
 
 def build_model(arch: str, path: str | Path, *, hidden: int = 32, layers: int = 2,
                 intermediate: int | None = None, heads: int = 4, kv_heads: int = 2,
-                vocab_size: int = 600, seed: int = 0, tokenizer_kind: str | None = None) -> Path:
+                vocab_size: int = 600, seed: int = 0, tokenizer_kind: str | None = None,
+                model_vocab: int | None = None, tie_embeddings: bool = False) -> Path:
     """Build a random tiny causal LM of architecture ``arch`` and save it (with tokenizer).
 
     Parameters
@@ -122,6 +123,9 @@ def build_model(arch: str, path: str | Path, *, hidden: int = 32, layers: int = 
         ``2 * hidden``; GPT-2 uses ``4 * hidden`` and ignores ``kv_heads``).
     seed : seeds the weight init through a private ``torch.Generator`` state (``fork_rng``).
     tokenizer_kind : defaults to ``chatml`` for qwen3, ``llama`` for llama, ``gpt2`` for gpt2.
+    model_vocab : embedding rows (default: the tokenizer's size); larger values give a real
+        model's vocabulary cost (e.g. 151936 for Qwen3) with the small trained tokenizer.
+    tie_embeddings : share input embedding and ``lm_head`` (Qwen3 and Llama only).
 
     Returns
     -------
@@ -132,19 +136,19 @@ def build_model(arch: str, path: str | Path, *, hidden: int = 32, layers: int = 
     path = Path(path)
     kind = tokenizer_kind or {"qwen3": "chatml", "llama": "llama", "gpt2": "gpt2"}[arch]
     tok = build_tokenizer(kind, path, vocab_size=vocab_size)
-    vocab = len(tok)
+    vocab = max(len(tok), model_vocab or 0)
     inter = intermediate or 2 * hidden
     if arch == "qwen3":
         cfg = Qwen3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
                           num_hidden_layers=layers, num_attention_heads=heads,
                           num_key_value_heads=kv_heads, head_dim=hidden // heads,
-                          max_position_embeddings=2048, tie_word_embeddings=False,
+                          max_position_embeddings=2048, tie_word_embeddings=tie_embeddings,
                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     elif arch == "llama":
         cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter,
                           num_hidden_layers=layers, num_attention_heads=heads,
                           num_key_value_heads=kv_heads, max_position_embeddings=2048,
-                          tie_word_embeddings=False, bos_token_id=tok.bos_token_id,
+                          tie_word_embeddings=tie_embeddings, bos_token_id=tok.bos_token_id,
                           eos_token_id=tok.eos_token_id)
     elif arch == "gpt2":
         cfg = GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=heads,

@@ -29,6 +29,8 @@ from constraintlab.encode.tokenize import Encoded
 
 logger = logging.getLogger(__name__)
 
+HEAD_CHUNK_ELEMENTS = 1 << 25   # logits computed at most 32M at a time (128 MB in float32)
+
 
 @dataclass
 class BatchResult:
@@ -160,9 +162,10 @@ class GradientEngine:
                 if self.split_head:
                     hidden = self.body(input_ids=ids, attention_mask=attn).last_hidden_state
                     sel = hidden[rows, cols]
+                    nll, grad_sel = self._head_loss(sel.detach(), labels, weights)
+                    out_grad["g"] = grad_sel
                     if sel.requires_grad:
-                        sel.register_hook(lambda g: out_grad.__setitem__("g", g.detach()))
-                    logits = self.head(sel)
+                        torch.autograd.backward(sel, grad_sel.to(sel.dtype))
                 else:
                     out = self.base(input_ids=ids, attention_mask=attn, output_hidden_states=True)
                     hidden = out.hidden_states[-1]
@@ -170,16 +173,16 @@ class GradientEngine:
                         hidden.register_hook(
                             lambda g: out_grad.__setitem__("g", g.detach()[rows, cols]))
                     logits = out.logits[rows, cols]
-                nll = torch.nn.functional.cross_entropy(
-                    logits.to(self.acc_dtype), labels, reduction="none")
-                objective = (nll * weights).sum()
-                objective.backward()
+                    nll = torch.nn.functional.cross_entropy(
+                        logits.to(self.acc_dtype), labels, reduction="none")
+                    (nll * weights).sum().backward()
+                    nll = nll.detach()
         finally:
             for h in handles:
                 h.remove()
         with torch.no_grad():
             loss = torch.zeros(b, dtype=self.acc_dtype, device=self.device)
-            loss.index_add_(0, rows, nll.detach() * weights)
+            loss.index_add_(0, rows, nll * weights)
             result = self._reduce(b)
             inp_mask = (attn.bool() & ~tgt_full(batch, ids.shape[1], self.device)).to(
                 self.acc_dtype)
@@ -200,6 +203,60 @@ class GradientEngine:
             input_factors=input_factors.cpu().numpy(),
             output_factors=output_factors.cpu().numpy())
 
+    def _head_loss(self, sel: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """NLL and its gradient w.r.t. the selected hidden states, ``chunk`` rows at a time.
+
+        The head is frozen and linear, so ``dL/dh = (softmax(z) - onehot(y)) w W`` is formed
+        chunk by chunk: the (n, vocab) logits never exist at once (for a 150k vocabulary they
+        would be gigabytes); one logits buffer is reused across chunks and batches (large
+        short-lived CPU allocations cost page faults).
+
+        Parameters
+        ----------
+        sel : (n, d) final hidden states at positions predicting a target token
+        labels : (n,) target token ids
+        weights : (n,) ``1 / n_target_tokens`` of each row's example
+
+        Returns
+        -------
+        nll : (n,) per-token NLL; grad : (n, d) gradient of ``sum(weights * nll)``.
+        """
+        acc = self.acc_dtype
+        weight = self._head_weight()
+        bias = self.head.bias
+        bias = bias.to(acc) if bias is not None else None
+        n = sel.shape[0]
+        chunk = max(1, HEAD_CHUNK_ELEMENTS // weight.shape[0])
+        nll = torch.empty(n, dtype=acc, device=sel.device)
+        grad = torch.empty(n, weight.shape[1], dtype=acc, device=sel.device)
+        vocab = weight.shape[0]
+        buf = getattr(self, "_zbuf", None)
+        if buf is None or buf.shape[0] < min(n, chunk) or buf.dtype != acc:
+            buf = self._zbuf = torch.empty(min(n, chunk), vocab, dtype=acc, device=sel.device)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            z = buf[:stop - start]
+            torch.matmul(sel[start:stop].to(acc), weight.T, out=z)
+            if bias is not None:
+                z += bias
+            lab = labels[start:stop, None]
+            lse = torch.logsumexp(z, dim=1, keepdim=True)
+            nll[start:stop] = (lse - z.gather(1, lab))[:, 0]
+            z.sub_(lse).exp_()                                  # softmax
+            z.scatter_add_(1, lab, torch.full_like(lab, -1, dtype=acc))
+            z.mul_(weights[start:stop, None])
+            torch.matmul(z, weight, out=grad[start:stop])
+        return nll, grad
+
+    def _head_weight(self) -> torch.Tensor:
+        w = self.head.weight
+        if w.dtype == self.acc_dtype:
+            return w
+        if getattr(self, "_head_acc", None) is None:
+            self._head_acc = w.detach().to(self.acc_dtype)
+        return self._head_acc
+
     def _reduce(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-example gradients per site -> features (b, k | P) and energy (b, M)."""
         acc = self.acc_dtype
@@ -216,11 +273,11 @@ class GradientEngine:
             if g is None or h is None:   # site not reached by the loss
                 d_b = torch.zeros(b, site.out_features, site.r, dtype=acc, device=self.device)
             else:
-                d_b = torch.einsum("blo,blr->bor", g.to(acc), h.to(acc)) * s
+                d_b = torch.bmm(g.to(acc).transpose(1, 2), h.to(acc)) * s
             d_a = None
             if site.trained and g is not None:
                 gb = torch.matmul(g.to(acc), site.lora_B.weight.to(acc))      # (b, L, r)
-                d_a = torch.einsum("blr,bli->bri", gb, saved["x"].to(acc)) * s
+                d_a = torch.bmm(gb.transpose(1, 2), saved["x"].to(acc)) * s
                 energy[:, idx] += d_a.pow(2).sum((1, 2))
             energy[:, idx] += d_b.pow(2).sum((1, 2))
             if feats is None:

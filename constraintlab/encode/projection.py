@@ -99,13 +99,14 @@ class Projector:
         (b, k) tensor: ``k^{-1/2} L[j]^T G R[j]`` for every j (unscaled sum over factors is
         done by the caller).
         """
-        _, p, q = grads.shape
+        b, p, q = grads.shape
         left, right = self.matrices(name, factor, p, q)
         grads = grads.to(self.dtype)
         if p >= q:
-            tmp = torch.matmul(left, grads)          # (b, k, q)
-            out = (tmp * right).sum(-1)
+            # one GEMM: (k, p) @ (p, b*q) -> (k, b, q), then contract q with R[j]
+            tmp = (left @ grads.transpose(0, 1).reshape(p, b * q)).view(self.k, b, q)
+            out = torch.einsum("kbq,kq->bk", tmp, right)
         else:
-            tmp = torch.matmul(grads, right.T)       # (b, p, k)
-            out = (tmp * left.T).sum(-2)
+            tmp = (grads.reshape(b * p, q) @ right.T).view(b, p, self.k)
+            out = torch.einsum("bpk,kp->bk", tmp, left)
         return out / self.k ** 0.5

@@ -107,23 +107,33 @@ def run_vmap(model, encoded, batches) -> tuple[float, str]:
         return (nll * mask).sum() / mask.sum()
 
     per_example = vmap(grad(loss_fn), in_dims=(None, 0, 0))
+    # vmap materialises full (rows, length, vocab) logits: at most `group` rows per call
+    vocab = model.get_base_model().config.vocab_size
     t = time.perf_counter()
     try:
-        for b in batches:
-            length = max(encoded[i].n_tokens for i in b)
-            ids = torch.zeros(len(b), length, dtype=torch.long)
-            labels = torch.full((len(b), length), -100, dtype=torch.long)
-            for row, i in enumerate(b):
-                e = encoded[i]
-                ids[row, :e.n_tokens] = torch.as_tensor(e.input_ids)
-                lab = torch.as_tensor(e.input_ids).clone()
-                lab[~torch.as_tensor(e.target_mask)] = -100
-                labels[row, :e.n_tokens] = lab
-            g = per_example(params, ids, labels)
-            torch.cat([g[n].reshape(len(b), -1) for n in names], 1).numpy()
+        for bucket in batches:
+            length = max(encoded[i].n_tokens for i in bucket)
+            group = max(1, int(2e8 // (length * vocab)))
+            for s in range(0, len(bucket), group):
+                _vmap_group(per_example, params, names, encoded, bucket[s:s + group])
     except Exception as err:  # report, do not hide: vmap support depends on the model code
         return float("nan"), f"failed: {type(err).__name__}: {str(err)[:120]}"
     return time.perf_counter() - t, "ok"
+
+
+def _vmap_group(per_example, params, names, encoded, b) -> None:
+    """Raw per-example gradients of the examples ``b`` (right-padded) with vmap(grad)."""
+    length = max(encoded[i].n_tokens for i in b)
+    ids = torch.zeros(len(b), length, dtype=torch.long)
+    labels = torch.full((len(b), length), -100, dtype=torch.long)
+    for row, i in enumerate(b):
+        e = encoded[i]
+        ids[row, :e.n_tokens] = torch.as_tensor(e.input_ids)
+        lab = torch.as_tensor(e.input_ids).clone()
+        lab[~torch.as_tensor(e.target_mask)] = -100
+        labels[row, :e.n_tokens] = lab
+    g = per_example(params, ids, labels)
+    torch.cat([g[n].reshape(len(b), -1) for n in names], 1).numpy()
 
 
 def main() -> None:
@@ -148,7 +158,7 @@ def main() -> None:
                            vocab_size=2000, model_vocab=args.vocab, tie_embeddings=True,
                            seed=0)
         data = read_examples(gsm8k_records(args.n))
-        cfg = EncodeConfig(model=str(path), k=1024, batch_size=32, max_batch_tokens=8192)
+        cfg = EncodeConfig(model=str(path))     # defaults: k=1024, batches of 16 / 8192 tokens
         enc = Encoder(cfg)
         encoded = enc.encode(data.examples)
         batches = enc.plan(encoded)

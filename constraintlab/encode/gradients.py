@@ -241,9 +241,12 @@ class GradientEngine:
             if bias is not None:
                 z += bias
             lab = labels[start:stop, None]
-            lse = torch.logsumexp(z, dim=1, keepdim=True)
-            nll[start:stop] = (lse - z.gather(1, lab))[:, 0]
-            z.sub_(lse).exp_()                                  # softmax
+            picked = z.gather(1, lab)
+            top = z.amax(dim=1, keepdim=True)
+            z.sub_(top).exp_()
+            total = z.sum(dim=1, keepdim=True)
+            z.div_(total)                                       # softmax, in place
+            nll[start:stop] = (top + total.log() - picked)[:, 0]
             z.scatter_add_(1, lab, torch.full_like(lab, -1, dtype=acc))
             z.mul_(weights[start:stop, None])
             torch.matmul(z, weight, out=grad[start:stop])

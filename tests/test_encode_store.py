@@ -216,3 +216,21 @@ def test_cli_extract(env, tmp_path, capsys):
                               "--max-length", "300", "-q"])
     with pytest.raises(StoreMismatchError):
         args.func(args)
+
+
+def test_plan_batches_buckets_by_length_within_budgets():
+    from constraintlab.encode import plan_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=200).tolist()
+    batches = plan_batches(lengths, batch_size=16, max_batch_tokens=1024)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(200))                  # every example exactly once
+    for b in batches:
+        assert len(b) <= 16
+        assert len(b) * max(lengths[i] for i in b) <= 1024
+    longest = [max(lengths[i] for i in b) for b in batches]
+    assert longest == sorted(longest, reverse=True)          # sorted buckets, longest first
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded <= 1.1 * sum(lengths)                      # little padding
+    assert plan_batches(lengths, 16, 1024) == batches        # deterministic

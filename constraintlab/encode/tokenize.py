@@ -137,8 +137,10 @@ class Renderer:
         use_chat = ex.chat and self.has_template
         try:
             text, spans = self._chat(ex) if use_chat else self._plain(ex)
-        except ValueError as err:
-            return None, Problem(ex.source, ex.line, f"cannot render with chat template: {err}")
+        except Exception as err:  # template errors (jinja raises its own types) are data errors
+            return None, Problem(ex.source, ex.line,
+                                 f"the tokenizer's chat template cannot render this example "
+                                 f"({type(err).__name__}: {err}); try --no-chat-template")
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
         offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)

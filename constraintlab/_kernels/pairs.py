@@ -10,6 +10,10 @@ Parallel layout (pynndescent style): the row pass is a ``prange`` over contiguou
 chunk writing its own rows and its own histogram row; the column pass is a ``prange`` over
 contiguous column chunks, each writing its own columns. No two iterations write the same slot.
 
+The counting loops are compiled with fast-math so that LLVM vectorises them (sums may be
+reassociated; inputs must be finite, which ``analyze_constraints`` checks); the histogram binning
+is plain IEEE arithmetic, so bins equal :func:`hist_bin` exactly.
+
 Every kernel has a NumPy twin ``<name>_numpy`` with the same contract; the tests use it as the
 oracle.
 """

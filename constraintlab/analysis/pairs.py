@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +145,7 @@ def blocked_pairs(
     hist_bins: int,
     max_pairs: int,
     collect_low: bool = True,
+    overlap: bool = True,
     desc: str = "all pairs",
 ) -> PairStats:
     """Exact statistics over every pair of unit rows, block by block.
@@ -159,6 +161,9 @@ def blocked_pairs(
     top_m, block_size, hist_bins, max_pairs : int
     collect_low : bool
         List the conflicting pairs (``cos < -tau``).
+    overlap : bool
+        Fold block t (one numba thread) while BLAS computes block t + 1 (default); False:
+        one after the other, kernels on every numba thread.
     """
     import numba
 
@@ -176,32 +181,53 @@ def blocked_pairs(
     top_val = np.zeros((N, top_m), np.float32)
     lo = _Collector(max_pairs, True, -tau if collect_low else -2.0)
     hi = _Collector(max_pairs, False, hi_collect)
-    buf = np.empty(B * B, np.float32)
+    bufs = [np.empty(B * B, np.float32), np.empty(B * B, np.float32)]
     row_lo = np.empty(B, np.int64)
     row_hi = np.empty(B, np.int64)
     starts = list(range(0, N, B))
     ids = np.arange(N, dtype=np.int64)
-    total = len(starts) * (len(starts) + 1) // 2
-    with progress(total=total, desc=desc, unit="block") as bar:
-        for bi, i0 in enumerate(starts):
-            i1 = min(N, i0 + B)
-            Xi = Xn[i0:i1]
-            for j0 in starts[bi:]:
-                j1 = min(N, j0 + B)
-                C = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-                np.dot(Xi, Xn[j0:j1].T, out=C)
-                diag = i0 == j0
-                rl, rh = row_lo[: i1 - i0], row_hi[: i1 - i0]
-                block_pair_stats(C, ids[i0:i1], ids[j0:j1], diag, tau, near, lo.thr, hi.thr,
-                                 hist_bins, n_chunks, True, True, hist, conf_count, conf_mass,
-                                 align_count, near_count, top_key, top_idx, top_val, rl, rh)
-                n_lo, n_hi = int(rl.sum()), int(rh.sum())
-                if n_lo or n_hi:
-                    la, lb, lv, ha, hb, hv = collect_block_pairs(
-                        C, ids[i0:i1], ids[j0:j1], diag, lo.thr, hi.thr, rl, rh)
-                    lo.add(la, lb, lv, 0)
-                    hi.add(ha, hb, hv, 0)
+    blocks = [(i0, j0) for bi, i0 in enumerate(starts) for j0 in starts[bi:]]
+    # one thread runs the kernels on block t (numba, one thread, GIL released) while the main
+    # thread has BLAS compute block t + 1: the cores never wait for each other, and no idle,
+    # still-spinning BLAS worker competes with kernel threads
+    pipelined = overlap and len(blocks) > 1
+
+    def fold(C: np.ndarray, i0: int, i1: int, j0: int, j1: int) -> None:
+        if pipelined:
+            numba.set_num_threads(1)
+        diag = i0 == j0
+        rl, rh = row_lo[: i1 - i0], row_hi[: i1 - i0]
+        block_pair_stats(C, ids[i0:i1], ids[j0:j1], diag, tau, near, lo.thr, hi.thr,
+                         hist_bins, n_chunks, True, True, hist, conf_count, conf_mass,
+                         align_count, near_count, top_key, top_idx, top_val, rl, rh)
+        if rl.any() or rh.any():
+            la, lb, lv, ha, hb, hv = collect_block_pairs(
+                C, ids[i0:i1], ids[j0:j1], diag, lo.thr, hi.thr, rl, rh)
+            lo.add(la, lb, lv, 0)
+            hi.add(ha, hb, hv, 0)
+
+    pool = ThreadPoolExecutor(1) if pipelined else None
+    pending = None
+    try:
+        with progress(total=len(blocks), desc=desc, unit="block") as bar:
+            for t, (i0, j0) in enumerate(blocks):
+                i1, j1 = min(N, i0 + B), min(N, j0 + B)
+                C = bufs[t % 2][: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+                np.dot(Xn[i0:i1], Xn[j0:j1].T, out=C)
+                if pending is not None:
+                    pending.result()
+                    bar.update(1)
+                if pool is None:
+                    fold(C, i0, i1, j0, j1)
+                    bar.update(1)
+                else:
+                    pending = pool.submit(fold, C, i0, i1, j0, j1)
+            if pending is not None:
+                pending.result()
                 bar.update(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     order = np.argsort(-top_key, axis=1, kind="stable")
     top_idx = np.take_along_axis(top_idx, order, 1)
     top_val = np.take_along_axis(top_val, order, 1)

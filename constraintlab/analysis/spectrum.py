@@ -91,7 +91,8 @@ def analyze_spectrum(
     Returns
     -------
     AnalyzerResult
-        ``name="spectrum"``; table columns ``leverage_score`` (in [0, 1]),
+        ``name="spectrum"``; effective rank over the singular values above the rank
+        tolerance (noise directions excluded); table columns ``leverage_score`` (in [0, 1]),
         ``is_unique_constraint``, ``row_norm``; summary with ``singular_values``, ``rank``,
         ``rank_tolerance``, ``rank_is_lower_bound``, ``effective_rank``, ``stable_rank``,
         ``energy_directions``, ``ledger`` and ``method`` (+ ``error`` for the randomized path).
@@ -122,7 +123,8 @@ def analyze_spectrum(
 
         method = "randomized_svd"
         ncomp = min(config.svd_components, small)
-        U, s, Vt = randomized_svd(X.astype(np.float32), ncomp, n_oversamples=20, n_iter=7,
+        X32 = np.asarray(X, dtype=np.float32)  # no copy when already float32
+        U, s, Vt = randomized_svd(X32, ncomp, n_oversamples=20, n_iter=7,
                                   random_state=config.seed)
         s = s.astype(np.float64)
         # residual energy computed directly (fro2 - sum s^2 cancels catastrophically)
@@ -130,7 +132,7 @@ def analyze_spectrum(
         for i in range(0, N, _CHUNK):
             x = X[i:i + _CHUNK].astype(np.float64)
             resid_energy += float(np.square(x - (U[i:i + _CHUNK] * s) @ Vt).sum())
-        resid_norm = _spectral_norm_estimate(X.astype(np.float32), U, s, Vt, 20, config.seed)
+        resid_norm = _spectral_norm_estimate(X32, U, s, Vt, 20, config.seed)
         error = {
             "components": ncomp,
             "residual_energy_fraction": resid_energy / fro2 if fro2 > 0 else 0.0,
@@ -185,6 +187,8 @@ def analyze_spectrum(
         "rank_noise": config.rank_noise,
         "rank_is_lower_bound": bool(lower_bound),
         "effective_rank": r_eff,
+        "effective_rank_rule": "exp(entropy of s / sum(s)) over the singular values above the "
+                               "rank tolerance (Roy & Vetterli 2007)",
         "stable_rank": stable,
         "energy_directions": {"50%": need(0.5), "90%": need(0.9), "99%": need(0.99)},
         "leverage_sum": float(lev.sum()),

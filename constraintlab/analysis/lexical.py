@@ -28,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Shingled", "candidate_pairs", "near_duplicate_pairs", "permutations", "shingle"]
 
+# Work per numba thread below which a kernel runs on fewer threads: a parallel region has to
+# carry some tens of milliseconds per thread to pay for waking the workers (and, on a shared
+# machine, for waiting on a descheduled one). ~20 ms of single-thread work each.
+_TEXT_BYTES_PER_THREAD = 8 << 20
+_HASH_PERMS_PER_THREAD = 200_000_000
+
 
 @dataclass
 class Shingled:
@@ -52,7 +58,8 @@ class Shingled:
 def shingle(normalized: Sequence[str], size: int, unique: bool = True) -> Shingled:
     """Word ``size``-shingle hashes of normalised texts (sets when ``unique``)."""
     buf, starts, ends = corpus_bytes(normalized)
-    h, o = shingle_hashes(buf, starts, ends, size, unique)
+    with threads_for(len(buf), _TEXT_BYTES_PER_THREAD):
+        h, o = shingle_hashes(buf, starts, ends, size, unique)
     return Shingled(h, o)
 
 
@@ -85,9 +92,14 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         same = s[1:] == s[:-1]
         if not same.any():
             continue
-        # runs of equal keys
+        # runs of equal keys [r0, r1); pairs of runs of two in one vectorised step
         edges = np.flatnonzero(np.diff(np.concatenate([[False], same, [False]]).astype(np.int8)))
-        for r0, r1 in zip(edges[0::2], edges[1::2] + 1, strict=True):
+        r0s, r1s = edges[0::2], edges[1::2] + 1
+        two = (r1s - r0s) == 2
+        x, y = order[r0s[two]], order[r0s[two] + 1]
+        out_a.append(np.minimum(x, y))
+        out_b.append(np.maximum(x, y))
+        for r0, r1 in zip(r0s[~two], r1s[~two], strict=True):
             members = np.sort(order[r0:r1])
             ia, ib = np.triu_indices(len(members), 1)
             out_a.append(members[ia])
@@ -140,8 +152,9 @@ def near_duplicate_pairs(
     # documents of candidate pairs are turned into sorted sets for the exact Jaccard
     sh = shingle(distinct, size, unique=False)
     a_perm, b_perm = permutations(config.num_perm, config.seed)
-    sig = minhash_signatures(sh.hashes, sh.offsets, a_perm, b_perm)
-    keys = band_keys(sig, bands, rows)
+    with threads_for(len(sh.hashes) * config.num_perm, _HASH_PERMS_PER_THREAD):
+        sig = minhash_signatures(sh.hashes, sh.offsets, a_perm, b_perm)
+        keys = band_keys(sig, bands, rows)
     empty = sh.sizes == 0
     if empty.any():  # empty texts never match anything lexically
         keys[empty] = np.arange(int(empty.sum()), dtype=np.uint64)[:, None] * np.uint64(

@@ -180,3 +180,16 @@ def test_config_validation_and_bad_input():
     X[1, 2] = np.nan
     with pytest.raises(InputError, match="<features>:2"):
         analyze_constraints(X)
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (2, 1), (3, 2), (5, 300)])
+def test_tiny_and_degenerate_inputs_give_strict_json(shape):
+    X = np.random.default_rng(0).standard_normal(shape)
+    out = analyze_constraints(X)
+    json.dumps(out.summary(), allow_nan=False)
+    assert out.spectrum.summary["rank"] == min(shape)
+    zero = analyze_constraints(np.zeros(shape))
+    d = zero.spectrum.summary["determinacy"]
+    assert zero.spectrum.summary["rank"] == 0
+    assert d["verdict"] == "overdetermined" and "zero" in d["reason"]
+    json.dumps(zero.summary(), allow_nan=False)

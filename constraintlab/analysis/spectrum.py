@@ -246,12 +246,12 @@ def determinacy_verdict(
     r_eff = float(spectrum_summary["effective_rank"])
     lower = bool(spectrum_summary.get("rank_is_lower_bound", False))
     P = n_params if n_params is not None else spectrum_summary.get("ledger", {}).get("unknowns")
-    ratio = N / r_eff if r_eff > 0 else math.inf
+    ratio = N / r_eff if r_eff > 0 else None  # None: every row is zero
     rules = []
-    over = ratio >= config.over_ratio
+    over = ratio is None or ratio >= config.over_ratio
     rules.append({
         "rule": "overdetermined",
-        "condition": "N / effective_rank >= over_ratio",
+        "condition": "N / effective_rank >= over_ratio (or every row zero)",
         "values": {"N": N, "effective_rank": r_eff, "ratio": ratio,
                    "over_ratio": config.over_ratio},
         "fired": bool(over),
@@ -268,7 +268,9 @@ def determinacy_verdict(
     verdict = "overdetermined" if over else "underdetermined" if under else "balanced"
     rules.append({"rule": "balanced", "condition": "no other rule fired", "values": {},
                   "fired": verdict == "balanced"})
-    if verdict == "overdetermined":
+    if ratio is None:
+        reason = f"all {N} rows are zero: no example constrains the adapter"
+    elif verdict == "overdetermined":
         reason = (f"{N} examples over an effective rank of {r_eff:.1f}: {ratio:.1f} examples per "
                   f"effective direction (>= {config.over_ratio})")
     elif verdict == "underdetermined":

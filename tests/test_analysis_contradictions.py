@@ -59,6 +59,14 @@ def test_compare_targets_rules():
     assert "content" in r["reasons"]
     # a paraphrase with the same numbers and answer is not a contradiction
     assert cmp("He has 31 pens left. #### 31", "He is left with 31 pens. #### 31") is None
+    # another path to the same answer (extra steps, other wording) is not one either
+    other_path = ("3 boxes of 12 make <<3*12=36>>36, and giving 5 away leaves 36 - 5 = 31 pens "
+                  "in total for Tom.\n#### 31")
+    assert cmp(A1, other_path) is None
+    # a number replaced in the same place is, and the detail says which
+    r = cmp(A1, A1.replace("<<36-5=31>>31", "<<36-5=32>>32"))
+    assert r["reasons"] == ["numbers"] and r["substitutions"] == [["31 31", "32 32"]]
+    assert cmp(A1, A1.replace("36 - 5", "37 - 5"))["substitutions"] == [["36", "37"]]
 
 
 def test_same_question_different_answers():

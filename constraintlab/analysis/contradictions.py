@@ -12,10 +12,11 @@ Text signal
 
        - ``final_answer``: both state a final answer (``#### x``, ``\\boxed{x}``,
          ``the answer is x``) and the answers differ;
-       - ``numbers``: the multisets of numbers in the two targets differ (a different number
-         inside the reasoning);
+       - ``numbers``: a number of one target is replaced by another number in the same context
+         (word-level alignment of the normalised targets): a different number inside the
+         reasoning. Steps that only one target has are another path, not a contradiction;
        - ``content``: the token Jaccard of the normalised targets is below
-         ``contradiction_jaccard`` (a different reply).
+         ``contradiction_jaccard`` (a different reply), unless both state the same final answer.
 
        Targets that differ only in wording (same numbers, same answer, high overlap) are
        paraphrases: not reported.
@@ -32,6 +33,7 @@ Factor signal (when the encoder's factors are given)
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -60,9 +62,30 @@ def _multiset_jaccard(a: Counter, b: Counter) -> float:
     return 1.0 if u == 0 else sum((a & b).values()) / u
 
 
+def _numeric_substitutions(n_a: str, n_b: str) -> list[tuple[str, str]]:
+    """Places where one target has other numbers than the other in the same context: the
+    ``replace`` steps of a word-level alignment whose two sides are numbers only."""
+    ta, tb = n_a.split(), n_b.split()
+    sm = difflib.SequenceMatcher(a=ta, b=tb, autojunk=False)
+    subs = []
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op != "replace":
+            continue
+        sa, sb = ta[i1:i2], tb[j1:j2]
+        if all(w.isdigit() for w in sa) and all(w.isdigit() for w in sb):
+            subs.append((" ".join(sa), " ".join(sb)))
+    return subs
+
+
 def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
                     config: AnalysisConfig | None = None) -> dict | None:
     """How two targets differ in substance (None if they do not).
+
+    Reasons: ``final_answer`` (both state one, they differ); ``numbers`` (a number replaced by
+    another in the same context, e.g. ``<<48/2=24>>`` vs ``<<48/2=25>>``; steps only one target
+    has are another way to the answer, not a contradiction); ``content`` (token Jaccard below
+    ``contradiction_jaccard``, unless both state the same final answer: then the replies agree
+    on what matters).
 
     Parameters
     ----------
@@ -75,8 +98,9 @@ def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
     -------
     dict or None
         ``reasons`` (list), ``strength`` in [0, 1], ``target_jaccard``, ``final_answers``,
-        ``numbers_jaccard``; None when the normalised targets are equal or differ only in
-        wording.
+        ``numbers_jaccard``, ``substitutions`` (up to 5 ``[old, new]``); None when the
+        normalised targets are equal or differ only in wording or in the path to the same
+        answer.
     """
     config = config if config is not None else AnalysisConfig()
     if n_a == n_b:
@@ -85,21 +109,24 @@ def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
     na, nb = Counter(numbers(t_a)), Counter(numbers(t_b))
     tj = _jaccard(set(n_a.split()), set(n_b.split()))
     nj = _multiset_jaccard(na, nb)
+    same_answer = fa is not None and fb is not None and fa == fb
+    subs = _numeric_substitutions(n_a, n_b) if na != nb else []
     reasons = []
     strength = 0.0
     if fa is not None and fb is not None and fa != fb:
         reasons.append("final_answer")
         strength = 1.0
-    if na != nb:
+    if subs:
         reasons.append("numbers")
         strength = max(strength, 0.5 + 0.5 * (1.0 - nj))
-    if tj < config.contradiction_jaccard:
+    if tj < config.contradiction_jaccard and not same_answer:
         reasons.append("content")
         strength = max(strength, 1.0 - tj)
     if not reasons:
         return None
     return {"reasons": reasons, "strength": float(strength), "target_jaccard": tj,
-            "final_answers": [fa, fb], "numbers_jaccard": nj}
+            "final_answers": [fa, fb], "numbers_jaccard": nj,
+            "substitutions": [list(x) for x in subs[:5]]}
 
 
 def _factor_candidates(input_factors, output_factors, config: AnalysisConfig):
@@ -208,6 +235,7 @@ def analyze_contradictions(
                 "detail": {"signal": "text", "reasons": cmp["reasons"],
                            "input_similarity": sim, "target_jaccard": cmp["target_jaccard"],
                            "final_answers": cmp["final_answers"],
+                           "substitutions": cmp["substitutions"],
                            "diff": short_diff(targets[x], targets[y])},
             }
     if have_factors:

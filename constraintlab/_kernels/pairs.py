@@ -265,6 +265,14 @@ def block_pair_stats(
                 near_count[gj] += pk >> 42
 
 
+def _valid_pairs(row_ids, col_ids, diag, R, Q):
+    """(R, Q) bool: the block's pairs that count (not self, ``c > r`` on the diagonal)."""
+    valid = row_ids[:, None] != col_ids[None, :]
+    if diag:
+        valid &= np.arange(Q)[None, :] > np.arange(R)[:, None]
+    return valid
+
+
 def block_pair_stats_numpy(
     C, row_ids, col_ids, diag, tau, near, lo_collect, hi_collect, nbins, n_chunks,
     do_hist, do_cols,
@@ -279,9 +287,7 @@ def block_pair_stats_numpy(
     C = np.asarray(C)
     R, Q = C.shape
     v = C.astype(np.float64)
-    valid = row_ids[:, None] != col_ids[None, :]
-    if diag:
-        valid &= np.arange(Q)[None, :] > np.arange(R)[:, None]
+    valid = _valid_pairs(row_ids, col_ids, diag, R, Q)
     if do_hist:
         hist[0] += np.bincount(hist_bin(v[valid], nbins), minlength=nbins)
     conf = valid & (v < -tau)
@@ -377,9 +383,7 @@ def collect_block_pairs_numpy(C, row_ids, col_ids, diag, lo, hi, row_lo=None, ro
     C = np.asarray(C)
     R, Q = C.shape
     v = C.astype(np.float64)
-    valid = row_ids[:, None] != col_ids[None, :]
-    if diag:
-        valid &= np.arange(Q)[None, :] > np.arange(R)[:, None]
+    valid = _valid_pairs(row_ids, col_ids, diag, R, Q)
     out = []
     for mask in (valid & (v < lo), valid & (v > hi)):
         r, c = np.nonzero(mask)

@@ -134,6 +134,14 @@ class _Collector:
         return lo[order], hi[order], v[order]
 
 
+def _new_state(N: int, m: int, n_chunks: int, bins: int) -> tuple[np.ndarray, ...]:
+    """Zeroed running statistics, in :func:`block_pair_stats` argument order: hist, conflict
+    count, conflict mass, alignment count, near count, top-m keys (-1), partners (-1), values."""
+    return (np.zeros((n_chunks, bins), np.int64), np.zeros(N, np.int64), np.zeros(N, np.float64),
+            np.zeros(N, np.int64), np.zeros(N, np.int64), np.full((N, m), -1.0, np.float32),
+            np.full((N, m), -1, np.int64), np.zeros((N, m), np.float32))
+
+
 def blocked_pairs(
     Xn: np.ndarray,
     *,
@@ -171,14 +179,8 @@ def blocked_pairs(
     N = Xn.shape[0]
     B = min(block_size, max(N, 1))
     n_chunks = max(1, numba.get_num_threads() * 4)
-    hist = np.zeros((n_chunks, hist_bins), np.int64)
-    conf_count = np.zeros(N, np.int64)
-    align_count = np.zeros(N, np.int64)
-    near_count = np.zeros(N, np.int64)
-    conf_mass = np.zeros(N, np.float64)
-    top_key = np.full((N, top_m), -1.0, np.float32)
-    top_idx = np.full((N, top_m), -1, np.int64)
-    top_val = np.zeros((N, top_m), np.float32)
+    (hist, conf_count, conf_mass, align_count, near_count, top_key, top_idx,
+     top_val) = _new_state(N, top_m, n_chunks, hist_bins)
     lo = _Collector(max_pairs, True, -tau if collect_low else -2.0)
     hi = _Collector(max_pairs, False, hi_collect)
     bufs = [np.empty(B * B, np.float32), np.empty(B * B, np.float32)]
@@ -261,14 +263,8 @@ def _sampled_pairs(Xn: np.ndarray, tau: float, near: float, config: AnalysisConf
     R = len(ref)
     m = config.top_m
     n_chunks = max(1, numba.get_num_threads() * 4)
-    h = np.zeros((n_chunks, config.hist_bins), np.int64)
-    conf_count = np.zeros(N, np.int64)
-    align_count = np.zeros(N, np.int64)
-    near_count = np.zeros(N, np.int64)
-    conf_mass = np.zeros(N, np.float64)
-    top_key = np.full((N, m), -1.0, np.float32)
-    top_idx = np.full((N, m), -1, np.int64)
-    top_val = np.zeros((N, m), np.float32)
+    (h, conf_count, conf_mass, align_count, near_count, top_key, top_idx,
+     top_val) = _new_state(N, m, n_chunks, config.hist_bins)
     Xr = Xn[ref]
     B = config.block_size
     lo = _Collector(config.max_pairs, True, -tau)

@@ -118,6 +118,14 @@ def analyze_redundancy(
     def same_exact(x: int, y: int) -> bool:
         return exact_gid[x] >= 0 and exact_gid[x] == exact_gid[y]
 
+    def near_link(x: int, y: int, sim: float, detail: dict) -> None:
+        pairs.append(make_pair("near_duplicate", ids[x], ids[y], sim, detail))
+        links_a.append(x)
+        links_b.append(y)
+        is_near[[x, y]] = True
+        score[x] = max(score[x], sim)
+        score[y] = max(score[y], sim)
+
     if examples is not None:
         groups: dict[str, list[int]] = {}
         for i, ex in enumerate(examples):
@@ -154,15 +162,8 @@ def analyze_redundancy(
                     n_other_input += 1
                     continue
             n_text += 1
-            same_norm = norm[x] == norm[y]
-            pairs.append(make_pair("near_duplicate", ids[x], ids[y], j,
-                                   {"signal": "text", "jaccard": j,
-                                    "normalized_equal": same_norm}))
-            links_a.append(x)
-            links_b.append(y)
-            is_near[[x, y]] = True
-            score[x] = max(score[x], j)
-            score[y] = max(score[y], j)
+            near_link(x, y, j, {"signal": "text", "jaccard": j,
+                                "normalized_equal": norm[x] == norm[y]})
         summary["near_duplicate_pairs_text"] = n_text
         summary["similar_text_other_input"] = n_other_input
     if near_parallel is not None:
@@ -175,13 +176,7 @@ def analyze_redundancy(
                 continue
             n_grad += 1
             c = min(1.0, c)
-            pairs.append(make_pair("near_duplicate", ids[x], ids[y], c,
-                                   {"signal": "gradient", "cos": c}))
-            links_a.append(x)
-            links_b.append(y)
-            is_near[[x, y]] = True
-            score[x] = max(score[x], c)
-            score[y] = max(score[y], c)
+            near_link(x, y, c, {"signal": "gradient", "cos": c})
         summary["near_duplicate_pairs_gradient"] = n_grad
     # duplicate sets: union-find over every link
     dup_set = np.full(N, -1, np.int64)

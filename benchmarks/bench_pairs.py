@@ -85,6 +85,8 @@ class PeakRSS:
 
 
 def run_sklearn(X: np.ndarray) -> dict:
+    """cosine_similarity (the full N x N float32 matrix), then NumPy counting on float32 row
+    chunks of it (no float64 copies)."""
     from sklearn.metrics.pairwise import cosine_similarity
 
     n = X.shape[0]
@@ -97,18 +99,19 @@ def run_sklearn(X: np.ndarray) -> dict:
     top = np.empty((n, TOP_M), np.int64)
     step = 1000
     cols = np.arange(n)
+    tau32, near32 = np.float32(TAU), np.float32(1 - EPS)
     for i0 in range(0, n, step):
-        B = S[i0:i0 + step].astype(np.float64)
+        B = S[i0:i0 + step]  # a float32 view: no copy
         rows = np.arange(i0, min(n, i0 + step))
         B[rows - i0, rows] = 0.0  # self pairs out of the counts
         upper = cols[None, :] > rows[:, None]
-        b = np.clip(np.floor((B[upper] + 1.0) * (BINS / 2)), 0, BINS - 1).astype(np.int64)
-        hist += np.bincount(b, minlength=BINS)
-        c = B < -TAU
+        b = ((B[upper] + np.float32(1.0)) * np.float32(BINS / 2)).astype(np.int64)
+        hist += np.bincount(np.clip(b, 0, BINS - 1), minlength=BINS)
+        c = B < -tau32
         conf[rows] = c.sum(1)
         mass[rows] = np.where(c, -B, 0.0).sum(1)
-        align[rows] = (B > TAU).sum(1)
-        r, cc = np.nonzero(upper & (B > 1 - EPS))
+        align[rows] = (B > tau32).sum(1)
+        r, cc = np.nonzero(upper & (B > near32))
         near_a.append(rows[r])
         near_b.append(cc)
         r, cc = np.nonzero(upper & c)

@@ -111,7 +111,7 @@ def test_factor_signal_alone_and_with_text():
     N, d = 60, 32
     fin = rng.standard_normal((N, d))
     fout = rng.standard_normal((N, d))
-    planted = [(4, 40), (7, 8), (20, 59)]
+    planted = [(4, 40), (7, 8), (20, 59), (12, 50)]
     for a, b in planted:
         fin[b] = fin[a] + 0.01 * rng.standard_normal(d)
         fout[b] = -fout[a]
@@ -127,9 +127,13 @@ def test_factor_signal_alone_and_with_text():
     exs = [qa(i, f"question number {i} about topic {i * 7}", f"answer {i}") for i in range(N)]
     exs[8] = qa(8, exs[7].input_text, exs[7].target_text)  # same text as 7
     exs[59] = qa(59, exs[20].input_text, "a completely different reply")
+    # Aligned in the model but unrelated as text (two shouted questions): not a contradiction.
+    exs[12] = qa(12, "HOW MANY GOATS GRAZE IN THE NORTH FIELD?", "#### 12")
+    exs[50] = qa(50, "WHAT DOES THE BAKER SELL ON MONDAYS?", "#### 5")
     res = analyze_contradictions(exs, input_factors=fin, output_factors=fout)
     got = {(p["a"], p["b"]): p for p in res.pairs}
     assert set(got) == {(4, 40), (20, 59)}
+    assert res.summary["factor_pairs_without_text_support"] == 2  # (7, 8) and (12, 50)
     assert got[(20, 59)]["detail"]["signal"] == "text+factors"
     assert got[(4, 40)]["detail"]["signal"] == "factors"
 

@@ -33,6 +33,8 @@ def test_check_line_shows_value() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("contradictions", "cannot read gate condition"),
+    ("contradictions <=", "cannot read gate condition"),
+    ("contradictions =< 3", "cannot read gate condition"),
     ("contradictions <= five percent", "cannot read value"),
     ("nonsense < 1", "unknown gate metric 'nonsense'; known metrics: conflict_density"),
     ("verdict < 3", "types differ or the operator does not apply"),

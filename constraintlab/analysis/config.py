@@ -111,6 +111,12 @@ class AnalysisConfig:
         0.5. Targets whose normalised token Jaccard is below this differ in substance.
     factor_input_min : float
         0.95. Factor signal: inputs aligned when the cosine of their input factors exceeds this.
+    factor_input_words : float
+        0.5. When texts are available, a pair found by the factor signal alone (inputs aligned
+        in the model, outputs apart) also needs this word Jaccard between its normalised inputs
+        and a substantive target difference (as for text pairs): the factor signal finds
+        paraphrased questions, not unrelated inputs written in the same style (e.g. two
+        all-caps questions that a small model represents alike).
     factor_output_max : float
         0.5. Factor signal: outputs apart when the cosine of their output factors is below this.
     max_group : int
@@ -161,6 +167,7 @@ class AnalysisConfig:
     input_jaccard: float = 0.8
     contradiction_jaccard: float = 0.5
     factor_input_min: float = 0.95
+    factor_input_words: float = 0.5
     factor_output_max: float = 0.5
     max_group: int = 200
     zone_edge_min: float | None = None

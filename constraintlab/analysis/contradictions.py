@@ -242,6 +242,7 @@ def analyze_contradictions(
         summary["signals"].append("factors")
         fa, fb, cin, cout = _factor_candidates(input_factors, output_factors, config)
         summary["factor_pairs"] = len(fa)
+        n_uncorroborated = 0
         for x, y, ci, co in zip(fa.tolist(), fb.tolist(), cin.tolist(), cout.tolist(), strict=True):
             x, y = min(x, y), max(x, y)
             fscore = float(np.clip((ci - co) / 2.0, 0.0, 1.0))
@@ -252,10 +253,17 @@ def analyze_contradictions(
                 continue
             detail = {"signal": "factors", "cos_input": ci, "cos_output": co}
             if examples is not None:
-                if n_tg[x] == n_tg[y]:
+                words = _jaccard(set(n_in[x].split()), set(n_in[y].split()))
+                cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
+                if words < config.factor_input_words or cmp is None:
+                    n_uncorroborated += 1
                     continue
-                detail["diff"] = short_diff(targets[x], targets[y])
+                detail.update({"reasons": cmp["reasons"], "input_similarity": words,
+                               "target_jaccard": cmp["target_jaccard"],
+                               "final_answers": cmp["final_answers"],
+                               "diff": short_diff(targets[x], targets[y])})
             found[(x, y)] = {"score": fscore, "detail": detail}
+        summary["factor_pairs_without_text_support"] = n_uncorroborated
         if examples is not None:  # text pairs: does the factor signal agree?
             Fi, _ = unit_rows(input_factors)
             Fo, _ = unit_rows(output_factors)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-GSM8K = Path("/work/shared/data/gsm8k_train.jsonl")
+GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k_train.jsonl"
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from constraintlab._version import __version__
-from constraintlab.analysis import AnalysisConfig, analyze_constraints
+from constraintlab.analysis import AnalysisConfig, analyze_store
 from constraintlab.encode import EncodeConfig, FeatureStore, extract
 from constraintlab.encode.model import resolve_model, weights_digest
 from constraintlab.errors import ConfigError, StoreMismatchError
@@ -126,9 +126,7 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
             store = extract(examples, enc_cfg, store_dir)
         timings["extract"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        results = analyze_constraints(
-            store.features, examples=examples.examples, input_factors=store.input_factors,
-            output_factors=store.output_factors, n_params=store.n_params, config=ana_cfg)
+        results = analyze_store(store, examples=examples.examples, config=ana_cfg)
         timings["analysis"] = time.perf_counter() - t0
         run = {"seconds": {k: round(v, 3) for k, v in timings.items()},
                "feature_store": str(store_dir) if out is not None else None,

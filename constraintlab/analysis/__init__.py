@@ -1,5 +1,6 @@
 """Stage 3: the constraint matrix -> findings (spectrum, pairs, redundancy, contradictions,
-zones). Numba kernels live in :mod:`constraintlab._kernels`, never here.
+zones, response map, training orders). Numba kernels live in :mod:`constraintlab._kernels`,
+never here.
 
 Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary dict, pairs);
 :func:`analyze_constraints` runs all of them that the inputs allow.
@@ -10,6 +11,7 @@ from constraintlab.analysis.config import AnalysisConfig, optimal_bands
 from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
 from constraintlab.analysis.pairs import analyze_pairs, blocked_pairs, unit_rows
 from constraintlab.analysis.redundancy import analyze_redundancy
+from constraintlab.analysis.response import analyze_response, zone_matrix
 from constraintlab.analysis.result import PAIR_KINDS, AnalysisResults, AnalyzerResult
 from constraintlab.analysis.spectrum import (
     analyze_spectrum,
@@ -28,6 +30,7 @@ __all__ = [
     "analyze_contradictions",
     "analyze_pairs",
     "analyze_redundancy",
+    "analyze_response",
     "analyze_spectrum",
     "analyze_store",
     "analyze_zones",
@@ -40,4 +43,5 @@ __all__ = [
     "optimal_bands",
     "rank_tolerance",
     "unit_rows",
+    "zone_matrix",
 ]

@@ -11,6 +11,7 @@ from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.contradictions import analyze_contradictions
 from constraintlab.analysis.pairs import analyze_pairs
 from constraintlab.analysis.redundancy import analyze_redundancy, record_text
+from constraintlab.analysis.response import analyze_response
 from constraintlab.analysis.result import AnalysisResults
 from constraintlab.analysis.spectrum import analyze_spectrum, determinacy_verdict
 from constraintlab.analysis.zones import analyze_zones
@@ -71,7 +72,9 @@ def analyze_constraints(
     -------
     AnalysisResults
         ``.spectrum`` (with ``summary["determinacy"]``: the verdict), ``.pairs``,
-        ``.redundancy``, ``.contradictions``, ``.zones``, ``.graph``; ``.table()``,
+        ``.redundancy``, ``.contradictions``, ``.zones``, ``.graph``, ``.response`` (the
+        first-order response map, when there are features; see
+        :func:`constraintlab.analysis.response.analyze_response`); ``.table()``,
         ``.all_pairs()``, ``.summary()``.
     """
     config = config if config is not None else AnalysisConfig()
@@ -116,6 +119,13 @@ def analyze_constraints(
         res.zones, res.graph = analyze_zones(
             res.pairs.arrays["top_idx"], res.pairs.arrays["top_val"], ids=ids_arr, texts=texts,
             tau=res.pairs.summary["tau"], config=config)
+    if features is not None:
+        # first-order response map; set as an attribute (AnalysisResults has no field for it
+        # yet, so .results / .table() / .summary() do not include it)
+        res.response = analyze_response(
+            features, ids=ids_arr,
+            zones=res.zones.table["zone"].to_numpy() if res.zones is not None else None,
+            config=config)
     if res.spectrum is not None:
         n_contra = (res.contradictions.summary["contradiction_pairs"]
                     if res.contradictions is not None else None)

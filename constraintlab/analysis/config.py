@@ -132,6 +132,16 @@ class AnalysisConfig:
     zone_conflict_share : float
         0.1. A zone whose internal conflict share reaches this is a pressure zone
         (``is_pressure_zone``).
+    response_top_m : int
+        5. Top helpers and top hurters kept per example in the response map (partners j with
+        the largest / smallest ``g_i . g_j``).
+    response_list : int
+        20. Most helpful and most harmful examples (by net effect) listed in the response
+        summary.
+    order_volatility_weight : float
+        0.5. ``gradual`` ordering: the next unit is the unvisited one minimising
+        ``(1 - cos) + order_volatility_weight * q``, q its volatility quantile in [0, 1]
+        (0 = pure nearest-neighbour path, large = sort by volatility). Must be >= 0.
     """
 
     tau: float | None = None
@@ -174,6 +184,9 @@ class AnalysisConfig:
     louvain_resolution: float = 1.0
     zone_terms: int = 3
     zone_conflict_share: float = 0.1
+    response_top_m: int = 5
+    response_list: int = 20
+    order_volatility_weight: float = 0.5
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -182,7 +195,8 @@ class AnalysisConfig:
 
         for name in ("top_m", "block_size", "hist_bins", "max_pairs", "exact_max_n",
                      "sample_pairs", "sample_reference", "svd_exact_max_dim", "svd_components",
-                     "shingle_size", "input_shingle_size", "num_perm", "max_group", "zone_terms"):
+                     "shingle_size", "input_shingle_size", "num_perm", "max_group", "zone_terms",
+                     "response_top_m", "response_list"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  f"{name} must be a positive integer, got {v!r}")
@@ -225,6 +239,8 @@ class AnalysisConfig:
                  f"zone_edge_min must be in [0, 1), got {self.zone_edge_min}")
         need(self.louvain_resolution > 0,
              f"louvain_resolution must be > 0, got {self.louvain_resolution}")
+        need(math.isfinite(self.order_volatility_weight) and self.order_volatility_weight >= 0,
+             f"order_volatility_weight must be >= 0, got {self.order_volatility_weight}")
 
     def tau_for(self, k: int) -> float:
         """The conflict threshold for features of dimension ``k`` (see ``tau``)."""

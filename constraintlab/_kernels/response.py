@@ -1,0 +1,141 @@
+"""Signed top-m partners per example and signed sums, folded block by block.
+
+The response map needs, for every example i, the partners j with the largest and the smallest
+raw dot products ``g_i . g_j`` (j != i) and the sums of the positive and negative parts. One
+block ``C = G[I] @ G[J].T`` at a time is folded into per-example min-heaps (m slots each) and
+float64 sums; memory is O(N * m) beyond the block.
+
+Threads: the row pass is a ``prange`` over contiguous row chunks, each writing the heaps and
+sums of its own rows; the column pass (diagonal block, or rows and columns without common ids)
+is a ``prange`` over contiguous column chunks, each writing its own columns' slots. The passes
+run one after the other, so no two iterations write the same slot.
+
+Every kernel has a NumPy twin ``<name>_numpy`` with the same contract; the tests use it as the
+oracle.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from constraintlab._kernels.pairs import _heap_offer
+
+__all__ = ["block_signed_topm", "block_signed_topm_numpy", "new_signed_state"]
+
+
+def new_signed_state(n: int, m: int) -> tuple[np.ndarray, ...]:
+    """Empty running state for ``n`` examples and ``m`` slots, in :func:`block_signed_topm`
+    argument order.
+
+    Returns
+    -------
+    hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val : (n, m) float32 / int64 / float32
+        Min-heaps of the m largest (key ``v``) and the m smallest (key ``-v``) dot products;
+        keys ``-inf`` and partners ``-1`` mark empty slots.
+    pos_sum, neg_sum : (n,) float64
+        Sums of ``max(v, 0)`` and ``min(v, 0)`` over the partners seen.
+    """
+    return (np.full((n, m), -np.inf, np.float32), np.full((n, m), -1, np.int64),
+            np.zeros((n, m), np.float32), np.full((n, m), -np.inf, np.float32),
+            np.full((n, m), -1, np.int64), np.zeros((n, m), np.float32),
+            np.zeros(n, np.float64), np.zeros(n, np.float64))
+
+
+@nb.njit(cache=True, nogil=True)
+def _offer_both(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum, neg_sum, g, j, v):
+    """Add partner ``j`` with dot product ``v`` to example ``g``'s heaps and sums."""
+    if v > 0:
+        pos_sum[g] += np.float64(v)
+    else:
+        neg_sum[g] += np.float64(v)
+    if v > hi_key[g, 0]:
+        _heap_offer(hi_key, hi_idx, hi_val, g, v, j, v)
+    if -v > lo_key[g, 0]:
+        _heap_offer(lo_key, lo_idx, lo_val, g, -v, j, v)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def block_signed_topm(C, row_ids, col_ids, diag, do_cols, n_chunks,
+                      hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum, neg_sum):
+    """Fold one block of dot products into the signed top-m heaps and sums (in place).
+
+    Parameters
+    ----------
+    C : (R, Q) float32
+        Dot products of the rows ``row_ids`` with the columns ``col_ids``.
+    row_ids, col_ids : (R,), (Q,) int64
+        Global example positions; a pair with equal ids (an example with itself) is skipped.
+    diag : bool
+        Diagonal block (``row_ids == col_ids``): only pairs ``c > r`` are read.
+    do_cols : bool
+        Also fold every pair into the column's state (diagonal block, or disjoint rows and
+        columns); False: rows only (e.g. against a reference sample).
+    n_chunks : int
+        Row (and column) chunks of the parallel loops.
+    hi_key, hi_val, lo_key, lo_val : (N, m) float32
+    hi_idx, lo_idx : (N, m) int64
+        Min-heaps (root in column 0) of the m largest dot products (key ``v``) and the m
+        smallest (key ``-v``); values ``v``, partners in ``*_idx``.
+    pos_sum, neg_sum : (N,) float64
+        Running sums of the positive and the negative dot products.
+    """
+    R, Q = C.shape
+    rchunk = (R + n_chunks - 1) // n_chunks
+    for ch in nb.prange(n_chunks):
+        for r in range(ch * rchunk, min(R, (ch + 1) * rchunk)):
+            gi = row_ids[r]
+            c0 = r + 1 if diag else 0
+            for c in range(c0, Q):
+                gj = col_ids[c]
+                if gj != gi:
+                    _offer_both(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum,
+                                neg_sum, gi, gj, C[r, c])
+    if do_cols:
+        cchunk = (Q + n_chunks - 1) // n_chunks
+        for ch in nb.prange(n_chunks):
+            for c in range(ch * cchunk, min(Q, (ch + 1) * cchunk)):
+                gj = col_ids[c]
+                r1 = c if diag else R
+                for r in range(r1):
+                    gi = row_ids[r]
+                    if gi != gj:
+                        _offer_both(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum,
+                                    neg_sum, gj, gi, C[r, c])
+
+
+def block_signed_topm_numpy(C, row_ids, col_ids, diag, do_cols, n_chunks,
+                            hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum, neg_sum):
+    """NumPy twin of :func:`block_signed_topm` (same arguments, same in-place updates).
+
+    The heaps are rebuilt by sorting (stored sorted, best first, instead of in heap order): sort
+    both before comparing with the kernel.
+    """
+    C = np.asarray(C)
+    R, Q = C.shape
+    valid = row_ids[:, None] != col_ids[None, :]
+    if diag:
+        valid &= np.arange(Q)[None, :] > np.arange(R)[:, None]
+    m = hi_key.shape[1]
+
+    def merge(key, idx, val, g, partners, v, sign):
+        keys = np.concatenate([key[g], (sign * v).astype(np.float32)])
+        ids = np.concatenate([idx[g], partners])
+        vals = np.concatenate([val[g], v.astype(np.float32)])
+        order = np.argsort(-keys, kind="stable")[:m]
+        key[g], idx[g], val[g] = keys[order], ids[order], vals[order]
+
+    def fold(g, partners, v):
+        v64 = v.astype(np.float64)
+        pos_sum[g] += v64[v64 > 0].sum()
+        neg_sum[g] += v64[v64 <= 0].sum()
+        merge(hi_key, hi_idx, hi_val, g, partners, v, 1.0)
+        merge(lo_key, lo_idx, lo_val, g, partners, v, -1.0)
+
+    for r in range(R):
+        sel = valid[r]
+        fold(row_ids[r], col_ids[sel], C[r, sel])
+    if do_cols:
+        for c in range(Q):
+            sel = valid[:, c]
+            fold(col_ids[c], row_ids[sel], C[sel, c])

@@ -1,0 +1,172 @@
+"""Response map against the dense Gram matrix, the zone matrix against a brute-force double
+loop, and the signed top-m kernel against its NumPy twin."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from constraintlab._kernels.response import (
+    block_signed_topm,
+    block_signed_topm_numpy,
+    new_signed_state,
+)
+from constraintlab.analysis import AnalysisConfig, analyze_constraints, analyze_response
+from constraintlab.analysis.response import zone_matrix
+
+N, K, M = 60, 12, 5
+
+
+@pytest.fixture(scope="module")
+def system() -> dict:
+    rng = np.random.default_rng(7)
+    # a few shared directions so that helpers and hurters are not all noise
+    basis = rng.normal(size=(4, K))
+    G = (rng.normal(size=(N, 4)) @ basis + 0.5 * rng.normal(size=(N, K))).astype(np.float32)
+    G[5] = 0.0  # a zero row: no helper, no hurter, no effect
+    zones = rng.integers(-1, 4, N)
+    ids = np.arange(1000, 1000 + N) * 3
+    D = G.astype(np.float64) @ G.astype(np.float64).T  # the dense Gram matrix
+    return {"G": G, "zones": zones, "ids": ids, "D": D}
+
+
+def _check(res, G, D, ids, m) -> None:
+    n = len(G)
+    off = ~np.eye(n, dtype=bool)
+    Doff = np.where(off, D, 0.0)
+    t = res.table
+    assert list(t.index) == list(ids)
+    np.testing.assert_allclose(t["net_effect"], -Doff.sum(1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(t["help_effect"], -np.clip(Doff, 0, None).sum(1), rtol=1e-5,
+                               atol=1e-4)
+    np.testing.assert_allclose(t["hurt_effect"], -np.clip(Doff, None, 0).sum(1), rtol=1e-5,
+                               atol=1e-4)
+    np.testing.assert_allclose(t["help_effect"] + t["hurt_effect"], t["net_effect"], rtol=1e-5,
+                               atol=1e-4)
+    np.testing.assert_allclose(t["self_effect"], -np.diag(D), rtol=1e-9)
+    a = res.arrays
+    for i in range(n):
+        cand = np.flatnonzero(off[i])
+        by_desc = cand[np.argsort(-D[i, cand], kind="stable")]
+        want_help = [j for j in by_desc[:m] if D[i, j] > 0]
+        want_hurt = [j for j in by_desc[::-1][:m] if D[i, j] < 0]
+        got_help = [j for j in a["helper_idx"][i] if j >= 0]
+        got_hurt = [j for j in a["hurter_idx"][i] if j >= 0]
+        assert got_help == want_help, i  # same partners, same order
+        assert got_hurt == want_hurt, i
+        np.testing.assert_allclose(a["helper_effect"][i, :len(want_help)], -D[i, want_help],
+                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a["hurter_effect"][i, :len(want_hurt)], -D[i, want_hurt],
+                                   rtol=1e-4, atol=1e-4)
+        assert list(a["helper_ids"][i, :len(want_help)]) == list(ids[want_help])
+        assert t["top_helper"].iloc[i] == (ids[want_help[0]] if want_help else -1)
+        assert t["top_hurter"].iloc[i] == (ids[want_hurt[0]] if want_hurt else -1)
+        assert (a["helper_effect"][i] <= 0).all() and (a["hurter_effect"][i] >= 0).all()
+
+
+@pytest.mark.parametrize("block_size", [16, 2048])
+def test_response_map_equals_the_dense_gram_matrix(system, block_size) -> None:
+    G, D, ids = system["G"], system["D"], system["ids"]
+    cfg = AnalysisConfig(block_size=block_size, response_top_m=M)
+    res = analyze_response(G, ids=ids, zones=system["zones"], config=cfg)
+    _check(res, G, D, ids, M)
+    assert res.summary["method"] == "exact"
+    assert res.arrays["helper_idx"][5].max() == -1 and res.arrays["hurter_idx"][5].max() == -1
+    assert res.table["net_effect"].iloc[5] == 0.0
+    net = -np.where(~np.eye(N, dtype=bool), D, 0).sum(1)
+    assert res.summary["total_effect"] == pytest.approx(net.sum(), rel=1e-9)
+    assert res.summary["helpful_examples"] == int((net < -1e-9).sum())
+    assert [e["index"] for e in res.summary["most_helpful"]] == \
+        list(ids[np.argsort(net)[: cfg.response_list]][net[np.argsort(net)][:20] < 0])
+    json.dumps(res.summary, allow_nan=False)
+
+
+def test_sampled_mode_with_every_example_as_reference_is_exact(system) -> None:
+    G, D, ids = system["G"], system["D"], system["ids"]
+    cfg = AnalysisConfig(block_size=16, response_top_m=M, exact_max_n=10, sample_reference=N)
+    res = analyze_response(G, ids=ids, config=cfg)
+    assert res.summary["method"] == "sampled"
+    _check(res, G, D, ids, M)
+
+
+def test_zone_matrix_equals_a_brute_force_double_loop(system) -> None:
+    G, D, zones = system["G"], system["D"], system["zones"]
+    res = analyze_response(G, zones=zones, config=AnalysisConfig(block_size=16))
+    s = res.summary
+    assert s["zone_ids"] == [0, 1, 2, 3, -1]
+    Z = len(s["zone_ids"])
+    brute = np.zeros((Z, Z))
+    pairs = np.zeros((Z, Z), int)
+    for a, za in enumerate(s["zone_ids"]):
+        for b, zb in enumerate(s["zone_ids"]):
+            for i in np.flatnonzero(zones == za):
+                for j in np.flatnonzero(zones == zb):
+                    if i != j:
+                        brute[a, b] -= D[i, j]
+                        pairs[a, b] += 1
+    np.testing.assert_allclose(s["zone_matrix"], brute, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(s["zone_matrix_mean"], brute / pairs, rtol=1e-9, atol=1e-9)
+    assert s["zone_sizes"] == [int((zones == z).sum()) for z in s["zone_ids"]]
+    np.testing.assert_allclose(s["zone_net_effect"], brute.sum(1) - np.diag(brute), rtol=1e-9)
+    # every pair in exactly one cell: the matrix sums to the total net effect
+    assert np.sum(s["zone_matrix"]) == pytest.approx(s["total_effect"], rel=1e-9)
+
+
+def test_zone_matrix_singleton_zone_has_no_mean_on_its_diagonal() -> None:
+    G = np.array([[1.0, 0.0], [0.5, 0.5], [-1.0, 2.0]], np.float32)
+    res = analyze_response(G, zones=np.array([0, 0, 1]))
+    s = res.summary
+    # zone 0 = rows 0, 1; zone 1 = row 2. M[0,1] = -(g0 + g1) . g2 = -(-1 + 0.5) = 0.5
+    np.testing.assert_allclose(s["zone_matrix"], [[-1.0, 0.5], [0.5, 0.0]], atol=1e-12)
+    assert s["zone_matrix_mean"][1][1] is None
+    assert s["zone_matrix_mean"][0][0] == pytest.approx(-0.5)
+    json.dumps(s, allow_nan=False)
+    _, sizes, _, pairs = zone_matrix(G, np.array([0, 0, 1]))
+    assert list(sizes) == [2, 1] and pairs.tolist() == [[2, 2], [2, 0]]
+
+
+@pytest.mark.parametrize(("diag", "do_cols", "shared"), [(True, True, False),
+                                                         (False, True, False),
+                                                         (False, False, False),
+                                                         (False, False, True)])
+def test_signed_topm_kernel_matches_its_numpy_twin(diag, do_cols, shared) -> None:
+    rng = np.random.default_rng(3)
+    n, m = 40, 4
+    R = 13
+    rows = np.arange(5, 5 + R, dtype=np.int64)
+    if diag:
+        cols = rows
+    elif shared:
+        cols = np.sort(rng.choice(n, 17, replace=False)).astype(np.int64)
+        cols[0] = rows[2]  # an example against itself: skipped
+        cols.sort()
+    else:
+        cols = np.arange(20, 37, dtype=np.int64)
+    C = rng.normal(size=(R, len(cols))).astype(np.float32)
+    if diag:
+        C = np.triu(C) + np.triu(C, 1).T
+    s1, s2 = new_signed_state(n, m), new_signed_state(n, m)
+    for _ in range(2):  # twice: the second fold merges into filled heaps
+        block_signed_topm(C, rows, cols, diag, do_cols, 3, *s1)
+        block_signed_topm_numpy(C, rows, cols, diag, do_cols, 3, *s2)
+    for key, idx, val in ((0, 1, 2), (3, 4, 5)):
+        o1 = np.argsort(-s1[key], axis=1, kind="stable")
+        o2 = np.argsort(-s2[key], axis=1, kind="stable")
+        for arr in (key, idx, val):
+            np.testing.assert_array_equal(np.take_along_axis(s1[arr], o1, 1),
+                                          np.take_along_axis(s2[arr], o2, 1))
+    np.testing.assert_allclose(s1[6], s2[6], rtol=1e-12)
+    np.testing.assert_allclose(s1[7], s2[7], rtol=1e-12)
+
+
+def test_analyze_constraints_adds_the_response_map_with_the_zones(system) -> None:
+    G = system["G"]
+    res = analyze_constraints(G, config=AnalysisConfig(block_size=16))
+    r = res.response
+    assert r.name == "response"
+    zone_ids = res.zones.table["zone"].to_numpy()
+    want = sorted({int(z) for z in zone_ids if z >= 0}) + ([-1] if (zone_ids < 0).any() else [])
+    assert r.summary["zone_ids"] == want
+    _check(r, G, system["D"], np.arange(N), AnalysisConfig().response_top_m)

@@ -207,6 +207,7 @@ def load_model(config: EncodeConfig) -> LoadedModel:
         "name": config.model,
         "path": path,
         "revision": config.revision,
+        "commit": getattr(model.get_base_model().config, "_commit_hash", None),
         "architecture": type(model.get_base_model()).__name__,
         "weights": weights_digest(path),
         "adapter_config": adapter_dict,

@@ -42,13 +42,46 @@ def new_signed_state(n: int, m: int) -> tuple[np.ndarray, ...]:
             np.zeros(n, np.float64), np.zeros(n, np.float64))
 
 
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _row_sums(C, r, c0, Q, kh, kl):
+    """Positive and negative sums over ``C[r, c0:Q]`` and how many values can enter the row's
+    heaps (a separate function so that LLVM vectorises the loop)."""
+    ps = 0.0
+    ns = 0.0
+    nk = 0
+    row = C[r, c0:Q]
+    for c in range(row.shape[0]):
+        v32 = row[c]
+        v = np.float64(v32)
+        ps += v if v > 0 else 0.0
+        ns += v if v < 0 else 0.0
+        nk += (v32 > kh) | (-v32 > kl)
+    return ps, ns, nk
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _col_sums(C, r, qs, q1, q0, cps, cns, ckh, ckl):
+    """Column sums of ``C[r, qs:q1]`` into the chunk's accumulators; True when some value can
+    enter its column's heaps."""
+    row = C[r, qs:q1]
+    off = qs - q0
+    ps = cps[off:off + row.shape[0]]
+    ns = cns[off:off + row.shape[0]]
+    kh = ckh[off:off + row.shape[0]]
+    kl = ckl[off:off + row.shape[0]]
+    hit = False
+    for j in range(row.shape[0]):
+        v32 = row[j]
+        v = np.float64(v32)
+        ps[j] += v if v > 0 else 0.0
+        ns[j] += v if v < 0 else 0.0
+        hit |= (v32 > kh[j]) | (-v32 > kl[j])
+    return hit
+
+
 @nb.njit(cache=True, nogil=True)
-def _offer_both(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum, neg_sum, g, j, v):
-    """Add partner ``j`` with dot product ``v`` to example ``g``'s heaps and sums."""
-    if v > 0:
-        pos_sum[g] += np.float64(v)
-    else:
-        neg_sum[g] += np.float64(v)
+def _offer(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, g, j, v):
+    """Offer partner ``j`` with dot product ``v`` to example ``g``'s two heaps."""
     if v > hi_key[g, 0]:
         _heap_offer(hi_key, hi_idx, hi_val, g, v, j, v)
     if -v > lo_key[g, 0]:
@@ -65,12 +98,13 @@ def block_signed_topm(C, row_ids, col_ids, diag, do_cols, n_chunks,
     C : (R, Q) float32
         Dot products of the rows ``row_ids`` with the columns ``col_ids``.
     row_ids, col_ids : (R,), (Q,) int64
-        Global example positions; a pair with equal ids (an example with itself) is skipped.
+        Global example positions; ``col_ids`` sorted. A pair with equal ids (an example with
+        itself, possible against a reference sample) is skipped.
     diag : bool
         Diagonal block (``row_ids == col_ids``): only pairs ``c > r`` are read.
     do_cols : bool
-        Also fold every pair into the column's state (diagonal block, or disjoint rows and
-        columns); False: rows only (e.g. against a reference sample).
+        Also fold every pair into the column's state (diagonal block, or rows and columns
+        without common ids); False: rows only (e.g. against a reference sample).
     n_chunks : int
         Row (and column) chunks of the parallel loops.
     hi_key, hi_val, lo_key, lo_val : (N, m) float32
@@ -86,22 +120,57 @@ def block_signed_topm(C, row_ids, col_ids, diag, do_cols, n_chunks,
         for r in range(ch * rchunk, min(R, (ch + 1) * rchunk)):
             gi = row_ids[r]
             c0 = r + 1 if diag else 0
-            for c in range(c0, Q):
-                gj = col_ids[c]
-                if gj != gi:
-                    _offer_both(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum,
-                                neg_sum, gi, gj, C[r, c])
+            cs = -1
+            if not diag:
+                k = np.searchsorted(col_ids, gi)
+                if k < Q and col_ids[k] == gi:
+                    cs = k
+            # pass 1, vectorisable: sums and whether any value can enter the heaps
+            ps, ns, nk = _row_sums(C, r, c0, Q, hi_key[gi, 0], lo_key[gi, 0])
+            if cs >= c0:
+                v = np.float64(C[r, cs])
+                ps -= v if v > 0 else 0.0
+                ns -= v if v < 0 else 0.0
+            pos_sum[gi] += ps
+            neg_sum[gi] += ns
+            # pass 2, only when needed
+            if nk > 0:
+                for c in range(c0, Q):
+                    if c != cs:
+                        _offer(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, gi, col_ids[c],
+                               C[r, c])
     if do_cols:
         cchunk = (Q + n_chunks - 1) // n_chunks
         for ch in nb.prange(n_chunks):
-            for c in range(ch * cchunk, min(Q, (ch + 1) * cchunk)):
-                gj = col_ids[c]
-                r1 = c if diag else R
-                for r in range(r1):
+            q0 = ch * cchunk
+            q1 = min(Q, q0 + cchunk)
+            w = max(q1 - q0, 0)
+            cps = np.zeros(w, np.float64)
+            cns = np.zeros(w, np.float64)
+            ckh = np.empty(w, np.float32)
+            ckl = np.empty(w, np.float32)
+            for c in range(q0, q1):
+                ckh[c - q0] = hi_key[col_ids[c], 0]
+                ckl[c - q0] = lo_key[col_ids[c], 0]
+            for r in range(R):
+                qs = q0
+                if diag and qs < r + 1:
+                    qs = r + 1
+                if qs >= q1:
+                    continue
+                if _col_sums(C, r, qs, q1, q0, cps, cns, ckh, ckl):
                     gi = row_ids[r]
-                    if gi != gj:
-                        _offer_both(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum,
-                                    neg_sum, gj, gi, C[r, c])
+                    for c in range(qs, q1):
+                        gj = col_ids[c]
+                        j = c - q0
+                        v = C[r, c]
+                        if v > ckh[j] or -v > ckl[j]:
+                            _offer(hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, gj, gi, v)
+                            ckh[j] = hi_key[gj, 0]
+                            ckl[j] = lo_key[gj, 0]
+            for c in range(q0, q1):
+                pos_sum[col_ids[c]] += cps[c - q0]
+                neg_sum[col_ids[c]] += cns[c - q0]
 
 
 def block_signed_topm_numpy(C, row_ids, col_ids, diag, do_cols, n_chunks,

@@ -17,7 +17,7 @@ from constraintlab.errors import ConstraintlabError
 from constraintlab.progress import set_progress
 
 # Subcommand modules, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("inspect", "extract", "analyze", "gate", "order")
+SUBCOMMANDS: tuple[str, ...] = ("inspect", "extract", "analyze", "gate", "probe", "order")
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -1,0 +1,166 @@
+"""``constraintlab probe DATA --examples IDS | --zone Z``: what would training on them do?"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+from constraintlab.cli._common import (
+    add_encode_options,
+    add_read_options,
+    encode_config_from_args,
+    read_config_from_args,
+)
+from constraintlab.cli.main import EXIT_OK, add_common_options
+from constraintlab.errors import ConfigError
+from constraintlab.probe.config import OPTIMIZERS, ProbeConfig
+
+_D = ProbeConfig.__dataclass_fields__
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "probe", help="take a real LoRA update on some examples and measure its effect",
+        description="Take a few real optimiser steps of the LoRA adapter on the chosen examples "
+                    "(--examples or a zone of an analysis report), then measure on a probe set: "
+                    "the change of each probe example's loss next to the first-order "
+                    "prediction, the target tokens whose probability moved most, and the drift "
+                    "of the hidden states per layer. The adapter is restored afterwards; no "
+                    "weights are written unless --save-adapter is given.")
+    add_read_options(parser)
+    s = parser.add_argument_group("what to train on and what to measure")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--examples", metavar="IDS", default=None,
+                       help="record indices to train on, as in reports: 3,17,42")
+    which.add_argument("--zone", type=int, metavar="Z", default=None,
+                       help="train on the members of zone Z of the analysis report")
+    s.add_argument("--report", metavar="DIR", default=None,
+                   help="analyze output directory that defines --zone (default: run the "
+                        "analysis with default analysis settings, writing its report beside "
+                        "DATA as 'constraintlab analyze' does)")
+    s.add_argument("--probe", metavar="PROBE", default=None, dest="probe_data",
+                   help="probe set file (read like DATA); default: a sample of the rest of DATA")
+    s.add_argument("--probe-size", type=int, default=_D["probe_size"].default,
+                   help=f"most probe examples sampled from the rest of DATA "
+                        f"(default {_D['probe_size'].default})")
+    s.add_argument("--probe-seed", type=int, default=_D["seed"].default,
+                   help="seed of that sample (default 0; --seed is the projection seed)")
+    s.add_argument("--top-tokens", type=int, default=_D["top_tokens"].default,
+                   help=f"moved tokens to report (default {_D['top_tokens'].default})")
+    u = parser.add_argument_group("the update")
+    u.add_argument("--optimizer", choices=OPTIMIZERS, default=_D["optimizer"].default,
+                   help="adamw (default: betas 0.9/0.999, eps 1e-8, no weight decay) or sgd "
+                        "(no momentum)")
+    u.add_argument("--steps", type=int, default=_D["steps"].default,
+                   help=f"full-batch optimiser steps (default {_D['steps'].default})")
+    u.add_argument("--lr", type=float, default=_D["lr"].default,
+                   help=f"learning rate (default {_D['lr'].default:g})")
+    u.add_argument("--weight-decay", type=float, default=_D["weight_decay"].default,
+                   help="adamw's decoupled weight decay (default 0)")
+    o = parser.add_argument_group("results")
+    o.add_argument("--out", metavar="FILE", default=None, help="write the result as JSON here")
+    o.add_argument("--json", action="store_true",
+                   help="print the JSON result to stdout instead of the summary")
+    o.add_argument("--save-adapter", metavar="DIR", default=None,
+                   help="also save the updated adapter (peft save_pretrained) into DIR")
+    add_encode_options(parser)
+    add_common_options(parser)
+    parser.set_defaults(func=run)
+
+
+def probe_config_from_args(args: argparse.Namespace) -> ProbeConfig:
+    """The :class:`ProbeConfig` the parsed options describe."""
+    return ProbeConfig(optimizer=args.optimizer, steps=args.steps, lr=args.lr,
+                       weight_decay=args.weight_decay, probe_size=args.probe_size,
+                       seed=args.probe_seed, top_tokens=args.top_tokens)
+
+
+def _zone_report(args: argparse.Namespace):
+    """The report that defines ``--zone``: ``--report``, or a fresh analysis of DATA."""
+    if args.report is not None:
+        path = Path(args.report)
+        if not (path / "report.json").is_file() and not path.is_file():
+            raise ConfigError(f"--report {args.report}: no report.json there; run "
+                              f"'constraintlab analyze DATA --out {args.report}' first, or "
+                              "leave out --report to run the analysis now")
+        return path
+    from constraintlab.cli.analyze import run_analysis
+
+    ns = copy.copy(args)
+    ns.out, ns.settings, ns.tau, ns.top_m = None, [], None, None
+    return run_analysis(ns)
+
+
+def run(args: argparse.Namespace) -> int:
+    from constraintlab.io import read_examples
+    from constraintlab.probe import probe
+
+    config = probe_config_from_args(args)
+    encode = encode_config_from_args(args)
+    read = read_config_from_args(args)
+    if args.examples is None and args.zone is None:
+        raise ConfigError("choose what to train on: --examples 3,17,42 or --zone Z")
+    if args.report is not None and args.zone is None:
+        raise ConfigError("--report only defines zones; give --zone Z with it")
+    data = read_examples(args.data, read)
+    report = _zone_report(args) if args.zone is not None else None
+    result = probe(data, examples=args.examples, zone=args.zone, report=report,
+                   probe_data=args.probe_data, config=config, encode=encode, read=read,
+                   save_adapter=args.save_adapter)
+    if args.out:
+        result.save(args.out)
+    if args.json:
+        print(result.to_json())
+    elif not args.quiet:
+        print("\n".join(summary_lines(result, args)))
+    return EXIT_OK
+
+
+def _num(x: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def summary_lines(result, args: argparse.Namespace) -> list[str]:
+    """The terminal summary of a :class:`ProbeResult`."""
+    s = result.summary
+    opt = s["optimizer"]
+    train = s["train_examples"]
+    shown = ", ".join(map(str, train[:12])) + (f", ... ({len(train)} in all)"
+                                              if len(train) > 12 else "")
+    lines = [f"constraintlab probe {args.data}  (model {s['model']['name']}, {opt['name']} "
+             f"lr {opt['lr']:g} x {opt['steps']} step{'s' if opt['steps'] > 1 else ''})",
+             f"trained on: {shown}",
+             f"probe set:  {s['probe_source']}",
+             f"training loss {s['train_loss'][0]:.4f} -> {s['train_loss'][-1]:.4f}  "
+             f"(update norm {s['update_norm']:.3g})", "",
+             f"predicted vs actual loss change over {s['n_probe']} probe examples: "
+             f"Spearman {_num(s['spearman'])}, Pearson {_num(s['pearson'])}, "
+             f"same sign {100 * s['sign_agreement']:.0f} %",
+             f"  prediction: {s['prediction']}", ""]
+    head = f"  {'index':>7} {'before':>9} {'after':>9} {'change':>10} {'predicted':>10}  input"
+
+    def rows(df):
+        return [f"  {i:>7} {r.loss_before:>9.4f} {r.loss_after:>9.4f} {r.actual_change:>+10.2e} "
+                f"{r.predicted_change:>+10.2e}  {r.input[:40]!r}" for i, r in df.iterrows()]
+
+    helped = result.helped(5)
+    hurt = result.hurt(5)
+    lines += ["most helped (loss fell most):", head, *rows(helped[helped.actual_change < 0]), ""]
+    lines += ["most hurt (loss rose most):", head, *rows(hurt[hurt.actual_change > 0]), ""]
+    if s["top_tokens"]:
+        lines.append("target tokens whose probability moved most:")
+        lines.append(f"  {'example':>7} {'pos':>5}  {'token':<16} {'p before':>10} "
+                     f"{'p after':>10} {'d log p':>9}")
+        lines += [f"  {x['example']:>7} {x['position']:>5}  {x['token']!r:<16} "
+                  f"{x['p_before']:>10.4g} {x['p_after']:>10.4g} {x['delta_logp']:>+9.3g}"
+                  for x in s["top_tokens"]]
+        lines.append("")
+    lines.append("hidden-state drift (cosine before/after, mean over probe tokens):")
+    lines += [f"  layer {d['layer']:>3}{' (embeddings)' if d['layer'] == 0 else '':<13} "
+              f"{d['cosine']:.6f}" for d in s["drift"]]
+    if args.out:
+        lines.append(f"\nresult: {args.out}")
+    if s["adapter_saved_to"]:
+        lines.append(f"updated adapter: {s['adapter_saved_to']}")
+    return lines

@@ -53,6 +53,18 @@ def test_gradual_follows_its_rule(w) -> None:
     assert got.tolist() == brute_gradual(X.astype(np.float64), vol, w)
 
 
+def test_gradual_scan_without_the_gram_matrix_gives_the_same_path() -> None:
+    from constraintlab.analysis.order import _greedy, _quantiles
+    from constraintlab.analysis.pairs import unit_rows
+
+    X, vol = clustered(200)
+    Xn, _ = unit_rows(X)
+    qw = 0.5 * _quantiles(vol)
+    with_gram = _greedy(Xn, qw, vol)
+    assert _greedy(Xn, qw, vol, gram_max_units=0).tolist() == with_gram.tolist()
+    assert with_gram.tolist() == brute_gradual(X.astype(np.float64), vol, 0.5)
+
+
 def test_every_strategy_is_a_permutation_and_keeps_families_and_zones_together() -> None:
     X, vol = clustered(120)
     rng = np.random.default_rng(1)

@@ -9,6 +9,13 @@ Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary di
 from constraintlab.analysis.api import analyze_constraints, analyze_store
 from constraintlab.analysis.config import AnalysisConfig, optimal_bands
 from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
+from constraintlab.analysis.order import (
+    STRATEGIES,
+    order_examples,
+    order_report,
+    path_metrics,
+    volatility_proxy,
+)
 from constraintlab.analysis.pairs import analyze_pairs, blocked_pairs, unit_rows
 from constraintlab.analysis.redundancy import analyze_redundancy
 from constraintlab.analysis.response import analyze_response, zone_matrix
@@ -23,6 +30,7 @@ from constraintlab.analysis.zones import analyze_zones, build_graph, export_grap
 
 __all__ = [
     "PAIR_KINDS",
+    "STRATEGIES",
     "AnalysisConfig",
     "AnalysisResults",
     "AnalyzerResult",
@@ -41,7 +49,11 @@ __all__ = [
     "effective_rank",
     "export_graphml",
     "optimal_bands",
+    "order_examples",
+    "order_report",
+    "path_metrics",
     "rank_tolerance",
     "unit_rows",
+    "volatility_proxy",
     "zone_matrix",
 ]

@@ -145,7 +145,7 @@ def zone_matrix(G: np.ndarray, zones: np.ndarray, sq: np.ndarray | None = None
     ----------
     G : (N, k) float
     zones : (N,) int
-        Zone of each row; -1 (outliers) is a group of its own, listed last.
+        Zone of each row; negative (outliers, -1) is a group of its own, listed last.
     sq : (N,) float64, optional
         ``||g_i||^2`` when already known.
 
@@ -159,17 +159,17 @@ def zone_matrix(G: np.ndarray, zones: np.ndarray, sq: np.ndarray | None = None
     pairs : (Z, Z) int64
         Example pairs behind each entry (``|A| |B|``, ``|A| (|A| - 1)`` on the diagonal).
     """
-    zones = np.asarray(zones, dtype=np.int64)
+    zones = np.maximum(np.asarray(zones, dtype=np.int64), -1)
     if sq is None:
         sq = response_sums(G)[1]
-    zone_ids = np.unique(zones)
-    zone_ids = np.concatenate([zone_ids[zone_ids >= 0], zone_ids[zone_ids < 0][:1]])
+    uniq, inv = np.unique(zones, return_inverse=True)  # -1 first when present
+    has_out = bool(len(uniq)) and uniq[0] < 0
+    zone_ids = np.concatenate([uniq[1:], uniq[:1]]) if has_out else uniq
+    row_zone = (inv - 1) % len(uniq) if has_out else inv  # outliers to the last slot
     Z, k = len(zone_ids), G.shape[1]
     S = np.zeros((Z, k), np.float64)
     self_sq = np.zeros(Z, np.float64)
     sizes = np.zeros(Z, np.int64)
-    pos = {int(z): a for a, z in enumerate(zone_ids)}
-    row_zone = np.array([pos[int(z) if z >= 0 else -1] for z in zones], np.int64)
     for i in range(0, G.shape[0], 4096):
         x = np.asarray(G[i:i + 4096], dtype=np.float64)
         np.add.at(S, row_zone[i:i + 4096], x)

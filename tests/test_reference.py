@@ -22,8 +22,8 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 N_TEST_DOCS = 40
 # Nats per token the trained model must beat the unigram baseline by. An untrained model is
 # worse than the unigram model (about ln(vocab) = 8.3 vs 5.5 nats), the shipped one is
-# about 4 nats better (see training.json).
-MARGIN_NATS = 2.0
+# about 2.3 nats better (see training.json).
+MARGIN_NATS = 1.5
 
 pytestmark = pytest.mark.skipif(not reference.is_installed(),
                                 reason="reference weights not installed")
@@ -58,13 +58,14 @@ def _test_sample() -> list[dict]:
     return [rows[i] for i in sorted(pick)]
 
 
-def _unigram_logp(tokenizer) -> np.ndarray:
+@pytest.fixture(scope="module")
+def unigram_logp(tokenizer) -> np.ndarray:
     """Add-one smoothed log-frequencies of GSM8K train tokens, ``(vocab,) float64``."""
     rows = _rows("gsm8k_train.jsonl")
     texts = [r["question"] + "\n\n" + r["answer"] for r in rows]
-    counts = np.ones(len(tokenizer), dtype=np.float64)
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        np.add.at(counts, ids, 1.0)
+    ids = np.concatenate([np.asarray(d, dtype=np.int64) for d in
+                          tokenizer(texts, add_special_tokens=False)["input_ids"]])
+    counts = np.bincount(ids, minlength=len(tokenizer)).astype(np.float64) + 1.0
     return np.log(counts / counts.sum())
 
 
@@ -78,11 +79,12 @@ def _nll(model, docs: list[list[int]], masks: list[list[int]]) -> tuple[float, n
         for ids, mask in zip(docs, masks, strict=True):
             x = torch.tensor([ids])
             logp = torch.log_softmax(model(input_ids=x).logits[0].double(), dim=-1)
-            for t in range(1, len(ids)):
-                if mask[t]:
-                    total -= float(logp[t - 1, ids[t]])
-                    targets.append(ids[t])
-    return total / len(targets), np.asarray(targets, dtype=np.int64)
+            keep = torch.tensor(mask[1:], dtype=torch.bool)
+            nxt = x[0, 1:]
+            total -= float(logp[:-1].gather(1, nxt[:, None])[:, 0][keep].sum())
+            targets.append(nxt[keep].numpy())
+    targets = np.concatenate(targets)
+    return total / len(targets), targets
 
 
 def test_model_info_matches_files(model):
@@ -164,10 +166,10 @@ def test_chat_template_and_assistant_mask(tokenizer):
     assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_heldout_loss_beats_unigram_and_random_weights(tokenizer, model):
+def test_heldout_loss_beats_unigram_and_random_weights(tokenizer, model, unigram_logp):
     from transformers import AutoModelForCausalLM
 
-    logp_uni = _unigram_logp(tokenizer)
+    logp_uni = unigram_logp
     rows = _test_sample()
     docs = tokenizer([r["question"] + "\n\n" + r["answer"] for r in rows],
                      add_special_tokens=False)["input_ids"]
@@ -184,8 +186,8 @@ def test_heldout_loss_beats_unigram_and_random_weights(tokenizer, model):
     assert nll_random > nll_uni  # the margin above cannot be met without training
 
 
-def test_chat_rendering_is_in_distribution(tokenizer, model):
-    logp_uni = _unigram_logp(tokenizer)
+def test_chat_rendering_is_in_distribution(tokenizer, model, unigram_logp):
+    logp_uni = unigram_logp
     rows = _test_sample()[:16]
     docs, masks = [], []
     for r in rows:

@@ -13,6 +13,7 @@ Spearman(predicted, actual) >= 0.7 is required (about 1.0 is measured).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from scipy.stats import spearmanr
 from tiny_models import build_model, gsm8k_records
 
 from constraintlab.cli.main import main
+from constraintlab.cli.probe import summary_lines
 from constraintlab.encode import EncodeConfig
 from constraintlab.encode.model import load_model
 from constraintlab.encode.tokenize import Renderer
@@ -199,14 +201,20 @@ def test_adamw_prediction_and_bitwise_restore(setup):
     json.loads(result.to_json())
 
 
-def test_save_adapter_writes_the_update_and_restores(setup):
+def test_save_adapter_and_probe_file(setup):
+    """--save-adapter writes the updated adapter (it reproduces ``loss_after``) and the model
+    in memory is restored; a probe file's examples are measured with their own indices."""
     loaded = setup["loaded"]
     before = _state(loaded.model)
     out = setup["root"] / "adapter"
-    cfg = ProbeConfig(optimizer="sgd", lr=1e-2, steps=2, probe_size=3)
-    result = probe(setup["records"], examples=TRAIN, config=cfg, encode=setup["enc"],
-                   loaded=loaded, save_adapter=out)
+    probe_file = setup["root"] / "probe-set.jsonl"
+    probe_file.write_text("".join(json.dumps(r) + "\n" for r in setup["records"][5:8]))
+    cfg = ProbeConfig(optimizer="sgd", lr=1e-2, steps=2)
+    result = probe(setup["records"], examples=TRAIN, probe_data=probe_file, config=cfg,
+                   encode=setup["enc"], loaded=loaded, save_adapter=out)
     _assert_identical(loaded.model, before)
+    assert list(result.table.index) == [0, 1, 2]
+    assert result.summary["probe_source"] == str(probe_file)
     assert (out / "adapter_config.json").is_file()
     assert (out / "adapter_model.safetensors").is_file()
     assert result.summary["adapter_saved_to"] == str(out)
@@ -214,14 +222,30 @@ def test_save_adapter_writes_the_update_and_restores(setup):
                                       dtype="float64"))
     assert trained.info["trained_adapter"]
     ref = setup["ref"]
-    enc = ref.encoded
-    j = int(result.table.index[0])
-    ids = torch.from_numpy(enc[j].input_ids)[None]
-    logits = trained.model(input_ids=ids).logits[0, :-1].double()
-    mask = torch.from_numpy(enc[j].target_mask[1:])
-    loss = torch.nn.functional.cross_entropy(logits[mask], ids[0, 1:][mask])
-    assert float(loss) == pytest.approx(result.table.loc[j, "loss_after"], abs=1e-10)
-    assert result.table.loc[j, "loss_after"] != result.table.loc[j, "loss_before"]
+    for j in result.table.index:
+        e = ref.encoded[5 + j]                      # probe file row j = dataset record 5 + j
+        assert result.table.loc[j, "loss_before"] == pytest.approx(ref.at_theta0(5 + j)[0],
+                                                                   abs=1e-10)
+        ids = torch.from_numpy(e.input_ids)[None]
+        with torch.no_grad():
+            logits = trained.model(input_ids=ids).logits[0, :-1].double()
+        mask = torch.from_numpy(e.target_mask[1:])
+        loss = torch.nn.functional.cross_entropy(logits[mask], ids[0, 1:][mask])
+        assert float(loss) == pytest.approx(result.table.loc[j, "loss_after"], abs=1e-10)
+    assert (result.table["loss_after"] != result.table["loss_before"]).all()
+
+
+def test_summary_lines(setup, sgd_run):
+    _, result = sgd_run
+    text = "\n".join(summary_lines(result, argparse.Namespace(data="d.jsonl", out=None)))
+    assert f"Spearman {result.spearman:.3f}" in text
+    assert "sgd lr 0.001 x 1 step)" in text and "trained on: 0, 1, 2" in text
+    helped = result.helped(5)
+    assert list(helped.index) == list(result.table.sort_values("actual_change").index[:5])
+    for i in helped.index[helped.actual_change < 0]:
+        assert f"\n  {i:>7} " in text
+    assert "hidden-state drift" in text and "layer   2" in text
+    assert repr(result.summary["top_tokens"][0]["token"]) in text
 
 
 def test_selection_helpers(setup):
@@ -283,13 +307,15 @@ def test_cli_zone_from_report_writes_json(setup, capsys):
     out = setup["root"] / "probe.json"
     code = main(["probe", str(setup["data"]), "--model", str(setup["path"]), "--zone", "1",
                  "--report", report, "--optimizer", "sgd", "--lr", "1e-3", "--steps", "1",
-                 "--probe-size", "4", "--top-tokens", "3", "--out", str(out)])
+                 "--probe-size", "4", "--top-tokens", "3", "--out", str(out), "--json"])
     assert code == 0
-    text = capsys.readouterr().out
-    assert "Spearman" in text and "hidden-state drift" in text and "layer   2" in text
+    printed = json.loads(capsys.readouterr().out)
     saved = json.loads(out.read_text())
+    assert printed == saved
     assert saved["train_examples"] == [5, 6]
     assert saved["n_probe"] == 4 and len(saved["examples"]) == 4
     assert not {row["index"] for row in saved["examples"]} & {5, 6}
     assert saved["optimizer"]["name"] == "sgd" and len(saved["top_tokens"]) == 3
     assert saved["adapter_saved_to"] is None
+    assert saved["encode_config"]["dtype"] == "float32"
+    assert [d["layer"] for d in saved["drift"]] == [0, 1, 2]

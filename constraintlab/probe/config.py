@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 
 from constraintlab.errors import ConfigError
 
@@ -88,11 +88,7 @@ class ProbeConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready dict of every field (tuples as lists)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        return {**asdict(self), "betas": list(self.betas)}
 
 
 def _finite(value) -> bool:

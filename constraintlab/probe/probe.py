@@ -172,7 +172,10 @@ def zone_members(report: Any, zone: int) -> list[int]:
             if not members:
                 raise ConfigError(f"zone {zone} has no members")
             return members
-    ids = ", ".join(str(z.get("id")) for z in zones) or "none"
+    if not zones:
+        raise ConfigError(f"zone {zone} not found: the report has no zones (no group of "
+                          "examples was coupled strongly enough); choose --examples instead")
+    ids = ", ".join(str(z.get("id")) for z in zones)
     raise ConfigError(f"zone {zone} not found in the report (zones: {ids})")
 
 
@@ -270,8 +273,8 @@ def probe_examples(loaded: LoadedModel, train: Sequence[Example], probe_set: Seq
     config : ProbeConfig, optional
     encode : EncodeConfig, optional
         The settings ``loaded`` was loaded with (tokenisation: ``max_length``,
-        ``use_chat_template``; chunking of the training batch: ``batch_size``,
-        ``max_batch_tokens``). Default ``EncodeConfig()``.
+        ``use_chat_template``; batches of the training step and of the after-update
+        measurement: ``batch_size``, ``max_batch_tokens``). Default ``EncodeConfig()``.
     save_adapter : path, optional
         Write the updated adapter there (``save_pretrained``) before restoring.
     probe_source : str
@@ -399,22 +402,30 @@ def _probe(run: _Runner, train: Sequence[Example], train_enc: list[Encoded],
         logger.info("updated adapter written to %s", saved)
 
     loss_after = np.zeros(n)
-    logp_after: list[np.ndarray] = []
+    logp_after: list[np.ndarray] = [np.zeros(0)] * n
     cos_sum: np.ndarray | None = None
     n_tok = 0
+    probe_chunks = plan_batches([e.n_tokens for e in probe_enc], encode.batch_size,
+                                encode.max_batch_tokens)
     with torch.no_grad():
-        for j in progress(range(n), desc="probe after", unit="ex"):
-            loss, logp, hs_after = run.nll([probe_enc[j]], hidden=True)
-            loss_after[j] = float(loss[0])
-            logp_after.append(logp.double().cpu().numpy())
+        for chunk in progress(probe_chunks, desc="probe after", unit="batch"):
+            batch = [probe_enc[j] for j in chunk]
+            loss, logp, hs_after = run.nll(batch, hidden=True)
             run.set_params(theta0)
-            _, _, hs_before = run.nll([probe_enc[j]], hidden=True)
+            _, _, hs_before = run.nll(batch, hidden=True)
             run.set_params(theta_s)
-            cos = np.array([float(torch.nn.functional.cosine_similarity(
-                a[0].to(run.acc), b[0].to(run.acc), dim=-1, eps=1e-12).sum())
+            loss_after[chunk] = loss.double().cpu().numpy()
+            parts = logp.double().cpu().numpy()
+            at = 0
+            for j, e in zip(chunk, batch, strict=True):
+                logp_after[j] = parts[at:at + e.n_target_tokens]
+                at += e.n_target_tokens
+            real = run.engine.collate(batch)[1].to(run.acc)            # (b, L) attention mask
+            cos = np.array([float((torch.nn.functional.cosine_similarity(
+                a.to(run.acc), b.to(run.acc), dim=-1, eps=1e-12) * real).sum())
                 for a, b in zip(hs_before, hs_after, strict=True)])
             cos_sum = cos if cos_sum is None else cos_sum + cos
-            n_tok += probe_enc[j].n_tokens
+            n_tok += sum(e.n_tokens for e in batch)
 
     actual = loss_after - loss_before
     table = pd.DataFrame({

@@ -368,14 +368,12 @@ def _probe(run: _Runner, train: Sequence[Example], train_enc: list[Encoded],
         with torch.enable_grad():
             loss, logp, _ = run.nll([probe_enc[j]])
             grads = torch.autograd.grad(loss[0], params, allow_unused=True)
-        dot, sq = 0.0, 0.0
-        for gj, d in zip(grads, direction, strict=True):
-            if gj is not None:
-                gj = gj.double()
-                dot += float((gj * d).sum())
-                sq += float(gj.pow(2).sum())
-        loss_before[j], predicted[j] = float(loss[0].detach()), dot
-        grad_norm[j] = math.sqrt(sq)
+        used = [(gj.double(), d) for gj, d in zip(grads, direction, strict=True)
+                if gj is not None]
+        sums = torch.stack([torch.stack([(gj * d).sum(), gj.pow(2).sum()]) for gj, d in used]
+                           ).sum(0).cpu()                 # one device sync per example
+        loss_before[j], predicted[j] = float(loss[0].detach()), float(sums[0])
+        grad_norm[j] = math.sqrt(float(sums[1]))
         logp_before.append(logp.detach().double().cpu().numpy())
 
     opt_settings = config.optimizer_settings()

@@ -15,13 +15,13 @@ Three strategies, each a permutation of the N rows:
     ``q(v)`` in [0, 1] the volatility quantile of v among all units (rank-based, so the loss
     scale does not matter) and ``w = AnalysisConfig.order_volatility_weight`` (0.5): a greedy
     nearest-neighbour path in cosine distance, biased to the examples the model already
-    predicts well. Ties go to the lower row position. Cost: one U x U Gram matrix (up to 8192
-    units), beyond that O(U^2 k) memory traffic (minutes at U ~ 20k).
+    predicts well. Ties go to the unit whose first row comes first. Cost: one U x U Gram
+    matrix (up to 8192 units), beyond that O(U^2 k) memory traffic (minutes at U ~ 20k).
 ``zones``
-    One zone after another (zones ordered by their members' mean volatility, ascending, ties by
-    zone id; outliers, zone -1, last); inside a zone the ``gradual`` rule, restarted at the
-    zone's lowest-volatility unit. A family goes to the zone most of its members are in
-    (ties: the lower zone id).
+    One zone after another (zones ordered by the mean volatility of the examples placed in
+    them, ascending, ties by zone id; outliers, zone -1, last); inside a zone the ``gradual``
+    rule, restarted at the zone's lowest-volatility unit. A family goes to the zone most of its
+    members are in (ties: the lower zone id; outliers only when no member has a zone).
 ``random``
     ``np.random.default_rng(seed).permutation(N)`` (families not kept together).
 

@@ -120,8 +120,7 @@ def analyze_constraints(
             res.pairs.arrays["top_idx"], res.pairs.arrays["top_val"], ids=ids_arr, texts=texts,
             tau=res.pairs.summary["tau"], config=config)
     if features is not None:
-        # first-order response map; set as an attribute (AnalysisResults has no field for it
-        # yet, so .results / .table() / .summary() do not include it)
+        # first-order response map (needs the zones for its zone-by-zone matrix)
         res.response = analyze_response(
             features, ids=ids_arr,
             zones=res.zones.table["zone"].to_numpy() if res.zones is not None else None,

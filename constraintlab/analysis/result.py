@@ -77,7 +77,7 @@ class AnalysisResults:
     ----------
     ids : (N,) int64
         Example ids in row order.
-    spectrum, pairs, redundancy, contradictions, zones : AnalyzerResult or None
+    spectrum, pairs, redundancy, contradictions, zones, response : AnalyzerResult or None
         None when the analyzer could not run (no features, or no examples).
     graph : networkx.Graph or None
         The constraint graph (nodes = example ids, edge attribute ``weight`` = signed cosine,
@@ -91,6 +91,7 @@ class AnalysisResults:
     redundancy: AnalyzerResult | None = None
     contradictions: AnalyzerResult | None = None
     zones: AnalyzerResult | None = None
+    response: AnalyzerResult | None = None
     graph: Any = None
     config: Any = None
 
@@ -98,7 +99,7 @@ class AnalysisResults:
     def results(self) -> list[AnalyzerResult]:
         """The analyzers that ran, in pipeline order."""
         return [r for r in (self.spectrum, self.pairs, self.redundancy, self.contradictions,
-                            self.zones) if r is not None]
+                            self.zones, self.response) if r is not None]
 
     def table(self) -> pd.DataFrame:
         """All per-example tables side by side (one row per example, index = example id)."""

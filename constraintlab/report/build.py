@@ -112,6 +112,7 @@ def build_report(data: ExampleSet, store: FeatureStore, results: AnalysisResults
             "zones": [_zone(z, rank) for rank, z in enumerate(zon["zones"], start=1)],
             "outliers": zon["outliers"],
         },
+        "response": _response_section(results.response.summary),
         "pairs": results.all_pairs(),
     }
     return Report(data=plain(report), examples=_examples_table(data, store, results),
@@ -147,6 +148,14 @@ def _sets(sets: list[dict], pairs: list[dict]) -> list[dict]:
         out.append({"id": s["set"], "kind": "exact" if is_exact else "near",
                     "keeper": s["keeper"], "members": members, "size": s["size"]})
     return out
+
+
+def _response_section(r: dict) -> dict:
+    keys = ("method", "sign_convention", "units", "formulas", "top_m", "total_effect",
+            "helpful_examples", "harmful_examples", "most_helpful", "most_harmful", "zone_ids",
+            "zone_sizes", "zone_matrix", "zone_matrix_mean", "zone_net_effect",
+            "zone_matrix_rule")
+    return {k: r[k] for k in keys if k in r}
 
 
 def _zone(z: dict, rank: int) -> dict:

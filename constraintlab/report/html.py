@@ -143,6 +143,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
                             [p for p in report["pairs"] if p["kind"] == "contradiction"],
                             examples, contradiction=True)
     parts += _sets_section(r, examples)
+    parts += _response_section(report["response"], examples)
     parts += ["<h2>What to do next</h2><ul>"] + [f"<li>{_e(a)}</li>" for a in advice] + ["</ul>"]
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -184,6 +185,35 @@ def _pairs_section(title: str, pairs: list[dict], examples: pd.DataFrame, *,
                    "</span></h3>")
         out.append(f"<div class='input'><pre>{_e(_text(examples, a, 'input'))}</pre></div>")
         out.append(f"<div class='pair'><pre>{ta}</pre><pre>{tb}</pre></div>")
+    return out
+
+
+def _response_section(resp: Mapping[str, Any], examples: pd.DataFrame,
+                      limit: int = 5) -> list[str]:
+    out = ["<h2>What training on one example does to the others</h2>",
+           f"<p class='muted'>First order: {_e(resp['sign_convention'])}; "
+           f"{_e(resp['units'])}.</p>",
+           f"<p>{resp['harmful_examples']} examples raise the others' summed loss when trained "
+           f"on; {resp['helpful_examples']} lower it.</p>",
+           "<table><tr><th></th><th>record</th><th>net effect on the others</th>"
+           "<th>input</th></tr>"]
+    for title, rows in (("most harmful", resp["most_harmful"]),
+                        ("most helpful", resp["most_helpful"])):
+        for row in rows[:limit]:
+            out.append(f"<tr><td>{title}</td><td class=num>{row['index']}</td>"
+                       f"<td class=num>{_num(row['net_effect'])}</td>"
+                       f"<td>{_e(_text(examples, row['index'], 'input', 160))}</td></tr>")
+    out.append("</table>")
+    ids, matrix = resp["zone_ids"][:8], resp["zone_matrix"]
+    if len(ids) > 1:
+        out.append("<p>Zone by zone (row: the zone trained on; column: the zone whose loss "
+                   "changes; first eight zones):</p><table><tr><th></th>"
+                   + "".join(f"<th>zone {z}</th>" for z in ids) + "</tr>")
+        for i, z in enumerate(ids):
+            out.append(f"<tr><th>zone {z}</th>" + "".join(
+                f"<td class=num>{_num(matrix[i][j], 3)}</td>" for j in range(len(ids)))
+                + "</tr>")
+        out.append("</table>")
     return out
 
 

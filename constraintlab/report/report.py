@@ -54,6 +54,7 @@ METRICS: dict[str, str] = {
     "zones": "communities of the constraint graph",
     "pressure_zones": "zones whose internal conflict share passes the threshold",
     "max_zone_pressure": "the highest zone pressure score",
+    "harmful_examples": "examples whose unit step raises the others' summed loss (first order)",
 }
 FILES = {"json": "report.json", "csv": "examples.csv", "parquet": "examples.parquet",
          "html": "report.html", "graph": "constraint_graph.graphml"}
@@ -106,6 +107,7 @@ class Report:
             "contradicting_examples": d["contradictions"]["examples"],
             "zones": z["count"], "pressure_zones": z["pressure_zones"],
             "max_zone_pressure": max(pressures) if pressures else 0.0,
+            "harmful_examples": d["response"]["harmful_examples"],
         }
         return {name: values[name] for name in METRICS}
 

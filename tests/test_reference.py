@@ -22,8 +22,8 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 N_TEST_DOCS = 40
 # Nats per token the trained model must beat the unigram baseline by. An untrained model is
 # worse than the unigram model (about ln(vocab) = 8.3 vs 5.5 nats), the shipped one is
-# about 2.3 nats better (see training.json).
-MARGIN_NATS = 1.5
+# about 2.8 nats better (see training.json and the README next to the weights).
+MARGIN_NATS = 2.0
 
 pytestmark = pytest.mark.skipif(not reference.is_installed(),
                                 reason="reference weights not installed")

@@ -6,7 +6,7 @@ default), float32, every thread of this machine:
 
   (a) loop   one forward + ``loss.backward()`` per example (what LESS does), raw gradients
   (b) vmap   ``torch.func.vmap(grad(loss))`` over padded length buckets, raw gradients
-  (c) ours   ``constraintlab.encode.extract`` end to end (tokenise, batched hooks, projection
+  (c) ours   ``constraintlab.encode.extraction`` end to end (tokenise, batched hooks, projection
              to k=1024, shards, assembled store)
 
 plus the FLOP bound: the flops a perfect implementation needs for these lengths (forward over

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DRIVER = textwrap.dedent("""
     import sys, time
     from constraintlab.encode import EncodeConfig, extract
-    from constraintlab.encode.extract import Encoder
+    from constraintlab.encode.extraction import Encoder
     from constraintlab.io import read_examples
     model, data, out, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     if delay:

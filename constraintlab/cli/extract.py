@@ -12,7 +12,6 @@ from constraintlab.cli._common import (
     read_config_from_args,
 )
 from constraintlab.cli.main import add_common_options
-from constraintlab.encode import extract
 from constraintlab.io import read_examples
 
 
@@ -34,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from constraintlab.encode import extract
+
     config = encode_config_from_args(args)
     data = read_examples(args.data, read_config_from_args(args))
     store = extract(data, config, args.out, dataset_source=data.source,

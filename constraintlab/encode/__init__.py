@@ -17,8 +17,22 @@ What is stored per example i (see :mod:`.gradients` for the derivation, :mod:`.s
   final hidden state, i.e. where the example pushes the model.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from constraintlab.encode.config import EncodeConfig
-from constraintlab.encode.extract import Encoder, extract, plan_batches
 from constraintlab.encode.store import FeatureStore
 
+if TYPE_CHECKING:
+    from constraintlab.encode.extraction import Encoder, extract, plan_batches
+
 __all__ = ["EncodeConfig", "Encoder", "FeatureStore", "extract", "plan_batches"]
+
+
+def __getattr__(name: str) -> Any:
+    # torch and transformers load on first use, so the CLI and `import constraintlab` stay fast
+    if name in ("Encoder", "extract", "plan_batches"):
+        return getattr(importlib.import_module("constraintlab.encode.extraction"), name)
+    raise AttributeError(f"module 'constraintlab.encode' has no attribute {name!r}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,10 +168,32 @@ def load_model(config: EncodeConfig) -> LoadedModel:
         ``model`` in eval mode on ``config.device`` with every parameter frozen (gradients are
         computed by hooks, not accumulated into ``.grad``).
     """
+    path = resolve_model(config.model)
+    with _quiet_transformers():
+        return _load(config, path)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No per-tensor "Loading weights" bar and no deprecation chatter from a library call we do
+    not make ourselves (transformers/peft internals); our own progress bar reports the work."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+            yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load(config: EncodeConfig, path: str) -> LoadedModel:
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_model(config.model)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             path, revision=config.revision, trust_remote_code=config.trust_remote_code)

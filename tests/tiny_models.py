@@ -36,7 +36,14 @@ LLAMA_TEMPLATE = (
 
 
 def gsm8k_records(n: int, *, offset: int = 0) -> list[dict]:
-    """The first ``n`` GSM8K training records (``question``/``answer``) after ``offset``."""
+    """The first ``n`` GSM8K training records (``question``/``answer``) after ``offset``.
+
+    Skips the calling test (with the reason) when ``../shared/data`` is not beside the checkout.
+    """
+    if not GSM8K.exists():
+        import pytest
+
+        pytest.skip(f"real datasets not found at {GSM8K.parent}")
     out = []
     with GSM8K.open() as fh:
         for i, line in enumerate(fh):

@@ -94,7 +94,13 @@ def test_examples_csv_has_one_row_per_record(run) -> None:
     flagged = set(table.index[table["is_exact_duplicate"].astype(bool)])
     assert flagged == {3, 7, 40, 41}
     assert set(table.index[table["is_contradiction"].astype(bool)]) == {15, 44, 45, 46}
-    assert {"loss", "grad_norm", "zone", "duplicate_set", "conflict_score"} <= set(table.columns)
+    assert {"loss", "grad_norm", "zone", "duplicate_set", "conflict_score", "net_effect"} <= set(
+        table.columns)
+    # The response map's per-example net effect is -(g_i . sum_j g_j - |g_i|^2): its total is
+    # -(|sum g|^2 - sum |g|^2), and report.json states the same total.
+    report = json.loads((run["out"] / "report.json").read_text())
+    assert table["net_effect"].sum() == pytest.approx(report["response"]["total_effect"],
+                                                      rel=1e-6)
 
 
 class _Collector(HTMLParser):

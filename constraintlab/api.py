@@ -7,19 +7,16 @@ io (read) -> encode (feature store, reused when it matches) -> analysis -> repor
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from constraintlab._version import __version__
 from constraintlab.analysis import AnalysisConfig, analyze_store
-from constraintlab.encode import EncodeConfig, FeatureStore, extract
-from constraintlab.encode.model import resolve_model, weights_digest
-from constraintlab.errors import ConfigError, StoreMismatchError
+from constraintlab.encode import EncodeConfig, extract
+from constraintlab.encode.store import open_matching_store, store_key
+from constraintlab.errors import ConfigError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
 from constraintlab.report.build import build_report
 from constraintlab.report.report import Report
@@ -48,31 +45,9 @@ def split_settings(settings: dict[str, Any], *, read: ReadConfig | None = None,
     return out[0], out[1], out[2]
 
 
-def store_key(config: EncodeConfig, content_hash: str) -> str:
-    """Name of the feature store of these settings and data: 16 hex digits."""
-    blob = json.dumps({"config": config.to_dict(), "data": content_hash, "v": __version__},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def open_matching_store(directory: Path, config: EncodeConfig, data: ExampleSet
-                        ) -> FeatureStore | None:
-    """The complete store in ``directory`` if it was built from these settings and data.
-
-    Checked without loading the model: same encoder settings, same dataset hash and size, same
-    tool version, and for a local model directory the same weights digest.
-    """
-    try:
-        store = FeatureStore.open(directory)
-    except StoreMismatchError:
-        return None
-    m = store.manifest
-    same = (m.get("config") == config.to_dict() and m.get("tool_version") == __version__
-            and m["dataset"]["content_hash"] == data.content_hash
-            and m["dataset"]["n_examples"] == len(data))
-    if same and Path(resolve_model(config.model)).is_dir():
-        same = m["model"].get("weights") == weights_digest(resolve_model(config.model))
-    return store if same else None
+def default_out_dir(data: str | Path) -> Path:
+    """Where the report of a data file goes by default: ``constraintlab-report/`` beside it."""
+    return Path(data).resolve().parent / "constraintlab-report"
 
 
 def analyze(data: Any, model: str | None = None, *, out: str | Path | None = None,
@@ -113,12 +88,12 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     examples = data if isinstance(data, ExampleSet) else read_examples(data, read_cfg)
     timings["read"] = time.perf_counter() - t0
     if out is None and isinstance(data, (str, Path)):
-        out = Path(data).resolve().parent / "constraintlab-report"
+        out = default_out_dir(data)
     with tempfile.TemporaryDirectory(prefix="constraintlab-") as tmp:
         root = Path(out) / "features" if out is not None else Path(tmp)
         store_dir = root / store_key(enc_cfg, examples.content_hash)
         t0 = time.perf_counter()
-        store = open_matching_store(store_dir, enc_cfg, examples)
+        store = open_matching_store(store_dir, enc_cfg, examples.content_hash, len(examples))
         reused = store is not None
         if reused:
             logger.info("reusing the feature store in %s", store_dir)

@@ -6,7 +6,7 @@ Bars go to stderr and only appear on a terminal, so logs and CI output stay clea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -38,7 +38,3 @@ def progress(
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable,
                 dynamic_ncols=True)
 
-
-def iterate(iterable: Iterable[T], **kwargs) -> Iterator[T]:
-    """Typed convenience: ``for x in iterate(xs, desc=...)``."""
-    yield from progress(iterable, **kwargs)

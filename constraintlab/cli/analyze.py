@@ -54,7 +54,7 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
 def run_analysis(args: argparse.Namespace):
     """Run :func:`constraintlab.analyze` with the parsed options; returns the Report."""
     from constraintlab.analysis import AnalysisConfig
-    from constraintlab.api import analyze
+    from constraintlab.api import analyze, default_out_dir
 
     settings = parse_set_options(args.settings, AnalysisConfig)
     if args.tau is not None:
@@ -62,7 +62,7 @@ def run_analysis(args: argparse.Namespace):
     if args.top_m is not None:
         settings["top_m"] = args.top_m
     if args.out is None:
-        args.out = str(Path(args.data).resolve().parent / "constraintlab-report")
+        args.out = str(default_out_dir(args.data))
     return analyze(args.data, out=args.out, read=read_config_from_args(args),
                    encode=encode_config_from_args(args), analysis=AnalysisConfig(**settings))
 

@@ -22,6 +22,7 @@ Layout
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from constraintlab._version import __version__
 from constraintlab.errors import StoreMismatchError
 
 MANIFEST = "manifest.json"
@@ -181,3 +183,37 @@ def parse_energy_column(column: str) -> tuple[int, str] | None:
     """``"energy:3:self_attn.q_proj"`` -> ``(3, "self_attn.q_proj")``; None for other columns."""
     m = re.fullmatch(r"energy:(-?\d+):(.+)", column)
     return (int(m.group(1)), m.group(2)) if m else None
+
+
+def store_key(config, content_hash: str) -> str:
+    """Name of the feature store of these encoder settings and data: 16 hex digits.
+
+    ``config`` is an :class:`~constraintlab.encode.EncodeConfig`.
+    """
+    blob = json.dumps({"config": config.to_dict(), "data": content_hash, "v": __version__},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def open_matching_store(directory: str | os.PathLike, config, content_hash: str,
+                        n_examples: int) -> FeatureStore | None:
+    """The complete store in ``directory`` if it was built from these settings and data.
+
+    Checked without loading the model (``extract`` itself would load it to compute the full
+    fingerprint): same encoder settings, same dataset hash and size, same tool version, and for
+    a local model directory the same weights digest. None when anything differs or no complete
+    store is there.
+    """
+    from constraintlab.encode.model import resolve_model, weights_digest
+
+    try:
+        store = FeatureStore.open(directory)
+    except StoreMismatchError:
+        return None
+    m = store.manifest
+    same = (m.get("config") == config.to_dict() and m.get("tool_version") == __version__
+            and m["dataset"]["content_hash"] == content_hash
+            and m["dataset"]["n_examples"] == n_examples)
+    if same and Path(resolve_model(config.model)).is_dir():
+        same = m["model"].get("weights") == weights_digest(resolve_model(config.model))
+    return store if same else None

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pandas as pd
 import pytest
 from tiny_models import build_model, gsm8k_records
@@ -96,11 +97,13 @@ def test_examples_csv_has_one_row_per_record(run) -> None:
     assert set(table.index[table["is_contradiction"].astype(bool)]) == {15, 44, 45, 46}
     assert {"loss", "grad_norm", "zone", "duplicate_set", "conflict_score", "net_effect"} <= set(
         table.columns)
-    # The response map's per-example net effect is -(g_i . sum_j g_j - |g_i|^2): its total is
-    # -(|sum g|^2 - sum |g|^2), and report.json states the same total.
+    # Net effect of a unit step on i over the others is -(g_i . sum_j g_j - |g_i|^2); check it
+    # against NumPy on the stored features (float64).
     report = json.loads((run["out"] / "report.json").read_text())
-    assert table["net_effect"].sum() == pytest.approx(report["response"]["total_effect"],
-                                                      rel=1e-6)
+    g = np.load(Path(report["run"]["feature_store"]) / "features.npy").astype(np.float64)
+    expected = -(g @ g.sum(axis=0) - (g * g).sum(axis=1))
+    np.testing.assert_allclose(table["net_effect"].to_numpy(), expected, rtol=1e-4,
+                               atol=1e-6 * np.abs(expected).max())
 
 
 class _Collector(HTMLParser):

@@ -198,6 +198,10 @@ def _assistant_targets(messages: tuple[Message, ...], all_assistant: bool,
 
 
 def _prompt_completion(record: dict) -> tuple[tuple[Message, ...], tuple[int, ...], bool]:
+    missing = [k for k in ("prompt", "completion") if k not in record]
+    if missing:
+        raise RecordProblem(f"missing field(s) {', '.join(repr(k) for k in missing)} "
+                            f"(found keys: {key_list(record)})")
     prompt, completion = record["prompt"], record["completion"]
     if isinstance(prompt, str) and isinstance(completion, str):
         if not completion.strip():

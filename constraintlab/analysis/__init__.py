@@ -1,6 +1,6 @@
 """Stage 3: the constraint matrix -> findings (spectrum, pairs, redundancy, contradictions,
-zones, response map, training orders). Numba kernels live in :mod:`constraintlab._kernels`,
-never here.
+zones, response map, token volatility, variant families, layer map, training orders). Numba
+kernels live in :mod:`constraintlab._kernels`, never here.
 
 Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary dict, pairs);
 :func:`analyze_constraints` runs all of them that the inputs allow.
@@ -9,6 +9,8 @@ Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary di
 from constraintlab.analysis.api import analyze_constraints, analyze_store
 from constraintlab.analysis.config import AnalysisConfig, optimal_bands
 from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
+from constraintlab.analysis.families import analyze_families, family_coherence
+from constraintlab.analysis.layers import analyze_layers
 from constraintlab.analysis.order import (
     STRATEGIES,
     order_examples,
@@ -26,6 +28,7 @@ from constraintlab.analysis.spectrum import (
     effective_rank,
     rank_tolerance,
 )
+from constraintlab.analysis.volatility import analyze_volatility, token_statistics
 from constraintlab.analysis.zones import analyze_zones, build_graph, export_graphml
 
 __all__ = [
@@ -36,11 +39,14 @@ __all__ = [
     "AnalyzerResult",
     "analyze_constraints",
     "analyze_contradictions",
+    "analyze_families",
+    "analyze_layers",
     "analyze_pairs",
     "analyze_redundancy",
     "analyze_response",
     "analyze_spectrum",
     "analyze_store",
+    "analyze_volatility",
     "analyze_zones",
     "blocked_pairs",
     "build_graph",
@@ -48,11 +54,13 @@ __all__ = [
     "determinacy_verdict",
     "effective_rank",
     "export_graphml",
+    "family_coherence",
     "optimal_bands",
     "order_examples",
     "order_report",
     "path_metrics",
     "rank_tolerance",
+    "token_statistics",
     "unit_rows",
     "volatility_proxy",
     "zone_matrix",

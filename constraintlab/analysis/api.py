@@ -9,11 +9,14 @@ import numpy as np
 
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.contradictions import analyze_contradictions
+from constraintlab.analysis.families import analyze_families
+from constraintlab.analysis.layers import analyze_layers
 from constraintlab.analysis.pairs import analyze_pairs
 from constraintlab.analysis.redundancy import analyze_redundancy, record_text
 from constraintlab.analysis.response import analyze_response
 from constraintlab.analysis.result import AnalysisResults
 from constraintlab.analysis.spectrum import analyze_spectrum, determinacy_verdict
+from constraintlab.analysis.volatility import analyze_volatility
 from constraintlab.analysis.zones import analyze_zones
 from constraintlab.errors import InputError, Problem
 
@@ -48,6 +51,11 @@ def analyze_constraints(
     output_factors: np.ndarray | None = None,
     n_params: int | None = None,
     ids: Sequence[int] | None = None,
+    tokens=None,
+    grad_norm: np.ndarray | None = None,
+    vocab_size: int | None = None,
+    energy: np.ndarray | None = None,
+    modules=None,
     config: AnalysisConfig | None = None,
 ) -> AnalysisResults:
     """Run every analyzer that the inputs allow.
@@ -66,6 +74,16 @@ def analyze_constraints(
         P, the trainable LoRA parameters (unknowns of the ledger).
     ids : sequence of N int, optional
         Example ids; default ``Example.index`` when examples are given, else ``0..N-1``.
+    tokens : TokenProfiles, optional
+        Per-token NLL and rank of the target tokens (with ``grad_norm`` and ``vocab_size``:
+        token volatility).
+    grad_norm : (N,) float, optional
+        Norm of each example's full LoRA gradient.
+    vocab_size : int, optional
+        The model's vocabulary size.
+    energy : (N, M) float, optional
+        Per-site gradient energy; with ``modules`` (``layer``, ``kind``, ``column`` per site):
+        the layer map.
     config : AnalysisConfig
 
     Returns
@@ -74,7 +92,8 @@ def analyze_constraints(
         ``.spectrum`` (with ``summary["determinacy"]``: the verdict), ``.pairs``,
         ``.redundancy``, ``.contradictions``, ``.zones``, ``.graph``, ``.response`` (the
         first-order response map, when there are features; see
-        :func:`constraintlab.analysis.response.analyze_response`); ``.table()``,
+        :func:`constraintlab.analysis.response.analyze_response`), ``.volatility`` (with
+        tokens), ``.families`` (with examples), ``.layers`` (with energy); ``.table()``,
         ``.all_pairs()``, ``.summary()``.
     """
     config = config if config is not None else AnalysisConfig()
@@ -104,16 +123,33 @@ def analyze_constraints(
     if features is not None:
         res.pairs = analyze_pairs(features, ids=ids_arr, config=config)
         res.spectrum = analyze_spectrum(features, ids=ids_arr, n_params=n_params, config=config)
+    if tokens is not None:
+        if grad_norm is None or vocab_size is None:
+            raise InputError([Problem("<tokens>", 1, "token volatility needs grad_norm and "
+                                      "vocab_size with the tokens")])
+        if len(tokens) != n:
+            raise InputError([Problem("<tokens>", 1, f"token profiles cover {len(tokens)} "
+                                      f"examples, there are {n}")])
+        res.volatility = analyze_volatility(tokens, grad_norm, vocab_size=vocab_size,
+                                            ids=ids_arr, config=config)
     if examples is not None or input_factors is not None:
         res.contradictions = analyze_contradictions(
             examples, input_factors=input_factors, output_factors=output_factors, ids=ids_arr,
             config=config)
     exclude = res.contradictions.arrays["positions"] if res.contradictions else set()
+    if examples is not None:
+        res.families = analyze_families(
+            examples, features=features, ids=ids_arr,
+            volatility=(res.volatility.table["volatility"].to_numpy()
+                        if res.volatility is not None else None),
+            tau=res.pairs.summary["tau"] if res.pairs is not None else None, config=config)
     if examples is not None or res.pairs is not None:
         res.redundancy = analyze_redundancy(
             examples, n=n, ids=ids_arr,
             near_parallel=res.pairs.arrays["near_parallel"] if res.pairs else None,
-            exclude=exclude, config=config)
+            exclude=exclude,
+            families=res.families.arrays["labels"] if res.families is not None else None,
+            config=config)
     if res.pairs is not None:
         texts = [record_text(ex) for ex in examples] if examples is not None else None
         res.zones, res.graph = analyze_zones(
@@ -123,6 +159,13 @@ def analyze_constraints(
         # first-order response map (needs the zones for its zone-by-zone matrix)
         res.response = analyze_response(
             features, ids=ids_arr,
+            zones=res.zones.table["zone"].to_numpy() if res.zones is not None else None,
+            config=config)
+    if energy is not None and modules is not None:
+        zone_rank = ([z["zone"] for z in res.zones.summary["zones"]]
+                     if res.zones is not None else None)
+        res.layers = analyze_layers(
+            _check_matrix("energy", energy, n), modules, ids=ids_arr, zone_rank=zone_rank,
             zones=res.zones.table["zone"].to_numpy() if res.zones is not None else None,
             config=config)
     if res.spectrum is not None:
@@ -160,8 +203,18 @@ def analyze_store(
             raise InputError([Problem("<store>", 1, "the examples are not the ones of the store "
                                       "(ids or order differ); read the dataset the store was "
                                       "extracted from")])
+    tokens = getattr(store, "tokens", None)
+    modules = getattr(store, "modules", None)
+    has_energy = (table is not None and modules is not None and len(modules)
+                  and set(modules["column"]) <= set(table.columns))
+    manifest = getattr(store, "manifest", {}) or {}
     return analyze_constraints(
         store.features, examples=examples,
         input_factors=getattr(store, "input_factors", None),
         output_factors=getattr(store, "output_factors", None),
-        n_params=getattr(store, "n_params", None), ids=ids, config=config)
+        n_params=getattr(store, "n_params", None), ids=ids,
+        tokens=tokens,
+        grad_norm=table["grad_norm"].to_numpy() if tokens is not None else None,
+        vocab_size=manifest.get("vocab_size") if tokens is not None else None,
+        energy=table[list(modules["column"])].to_numpy() if has_energy else None,
+        modules=modules if has_energy else None, config=config)

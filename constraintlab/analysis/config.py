@@ -142,6 +142,34 @@ class AnalysisConfig:
         0.5. ``gradual`` ordering: the next unit is the unvisited one minimising
         ``(1 - cos) + order_volatility_weight * q``, q its volatility quantile in [0, 1]
         (0 = pure nearest-neighbour path, large = sort by volatility). Must be >= 0.
+    volatility_top_k : int
+        10. A target token the model does not rank among its 10 most likely next tokens counts
+        as a miss (``topk_miss_share``). 10 sits between top-1 (which penalises every
+        legitimate paraphrase) and the long tail; raise it for models with very large
+        vocabularies if synonyms dominate the misses.
+    volatility_weights : tuple of 4 float
+        (1, 1, 1, 1). Weights of the four volatility parts (mean NLL, max NLL, top-k miss
+        share, relative gradient norm); see :mod:`constraintlab.analysis.volatility`.
+    volatility_list : int
+        20. Most volatile examples listed (with their token profiles) in the report.
+    volatility_tokens : int
+        5. Most surprising tokens named per listed example.
+    family_jaccard : float
+        0.5. Two records are variants of one text when the Jaccard of their word
+        ``shingle_size``-shingles (normalised text) reaches this. Lower than
+        ``minhash_threshold``: variants differ by a marked word, a synonym, an added step.
+    family_min_size : int
+        3. A connected set of at least this many distinct variants is a variant family (an
+        intended variant set); smaller sets stay accidental near duplicates.
+    family_coherence_min : float
+        0.5. A family is incoherent when the mean pairwise cosine of its members' constraints
+        is below this, or when any two members conflict (``cos < -tau``).
+    families_are_duplicates : bool
+        False. When False, near-duplicate links inside a family are intended variation, not
+        redundancy: they are left out of the near-duplicate counts and duplicate sets (exact
+        repeats still count). True treats family members like any near duplicate.
+    layer_map_zones : int
+        10. Zones (highest pressure first) whose layer map is stored in the report.
     """
 
     tau: float | None = None
@@ -187,6 +215,15 @@ class AnalysisConfig:
     response_top_m: int = 5
     response_list: int = 20
     order_volatility_weight: float = 0.5
+    volatility_top_k: int = 10
+    volatility_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    volatility_list: int = 20
+    volatility_tokens: int = 5
+    family_jaccard: float = 0.5
+    family_min_size: int = 3
+    family_coherence_min: float = 0.5
+    families_are_duplicates: bool = False
+    layer_map_zones: int = 10
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -196,7 +233,8 @@ class AnalysisConfig:
         for name in ("top_m", "block_size", "hist_bins", "max_pairs", "exact_max_n",
                      "sample_pairs", "sample_reference", "svd_exact_max_dim", "svd_components",
                      "shingle_size", "input_shingle_size", "num_perm", "max_group", "zone_terms",
-                     "response_top_m", "response_list"):
+                     "response_top_m", "response_list", "volatility_top_k", "volatility_list",
+                     "volatility_tokens", "layer_map_zones"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                  f"{name} must be a positive integer, got {v!r}")
@@ -239,6 +277,17 @@ class AnalysisConfig:
                  f"zone_edge_min must be in [0, 1), got {self.zone_edge_min}")
         need(self.louvain_resolution > 0,
              f"louvain_resolution must be > 0, got {self.louvain_resolution}")
+        weights = tuple(float(w) for w in self.volatility_weights)
+        object.__setattr__(self, "volatility_weights", weights)
+        need(len(weights) == 4 and all(math.isfinite(w) and w >= 0 for w in weights)
+             and sum(weights) > 0, "volatility_weights must be 4 non-negative numbers with a "
+             f"positive sum, got {self.volatility_weights!r}")
+        need(0 < self.family_jaccard <= 1,
+             f"family_jaccard must be in (0, 1], got {self.family_jaccard}")
+        need(isinstance(self.family_min_size, int) and self.family_min_size >= 2,
+             f"family_min_size must be an integer >= 2, got {self.family_min_size!r}")
+        need(-1 <= self.family_coherence_min <= 1,
+             f"family_coherence_min must be in [-1, 1], got {self.family_coherence_min}")
         need(math.isfinite(self.order_volatility_weight) and self.order_volatility_weight >= 0,
              f"order_volatility_weight must be >= 0, got {self.order_volatility_weight}")
 

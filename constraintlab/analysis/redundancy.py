@@ -11,7 +11,9 @@
 Duplicate sets are the connected components (union-find) of all these links; the suggested
 keeper of a set is its first member in file order. Nothing is deleted: members are flagged.
 Pairs that the contradiction analyzer reports (same input, targets differ in substance) are never
-near duplicates.
+near duplicates. Near-duplicate links between members of one variant family
+(:mod:`constraintlab.analysis.families`) are intended variation, not redundancy, unless
+``families_are_duplicates``; exact repeats always count.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def analyze_redundancy(
     ids: np.ndarray | None = None,
     near_parallel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     exclude: set[tuple[int, int]] | None = None,
+    families: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
 ) -> AnalyzerResult:
     """Exact and near duplicates and the duplicate sets.
@@ -81,6 +84,10 @@ def analyze_redundancy(
         Row-position pairs with ``cos > 1 - eps`` (``analyze_pairs(...).arrays["near_parallel"]``).
     exclude : set of (a, b) row positions, a < b, optional
         Pairs that are not duplicates whatever their similarity (contradictions).
+    families : (N,) int, optional
+        Variant family of each row (-1 for none); near-duplicate links inside a family are
+        skipped (counted as ``near_duplicate_pairs_in_families``) unless
+        ``config.families_are_duplicates``.
     config : AnalysisConfig
 
     Returns
@@ -114,9 +121,19 @@ def analyze_redundancy(
     pairs: list[dict] = []
     summary: dict = {"n": N}
     exact_gid = np.full(N, -1, np.int64)  # exact-duplicate group of each example
+    fam = (np.asarray(families) if families is not None and not config.families_are_duplicates
+           else np.full(N, -1, np.int64))
+    n_in_family = 0
 
     def same_exact(x: int, y: int) -> bool:
         return exact_gid[x] >= 0 and exact_gid[x] == exact_gid[y]
+
+    def same_family(x: int, y: int) -> bool:
+        nonlocal n_in_family
+        if fam[x] >= 0 and fam[x] == fam[y]:
+            n_in_family += 1
+            return True
+        return False
 
     def near_link(x: int, y: int, sim: float, detail: dict) -> None:
         pairs.append(make_pair("near_duplicate", ids[x], ids[y], sim, detail))
@@ -153,7 +170,7 @@ def analyze_redundancy(
         n_text = 0
         n_other_input = 0
         for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
-            if same_exact(x, y) or (x, y) in exclude:
+            if same_exact(x, y) or (x, y) in exclude or same_family(x, y):
                 continue
             if n_in[x] and n_in[y] and n_in[x] != n_in[y]:
                 ji = _jaccard(_shingles(n_in[x], config.input_shingle_size),
@@ -172,7 +189,7 @@ def analyze_redundancy(
         for x, y, c in zip(np.asarray(a).tolist(), np.asarray(b).tolist(),
                            np.asarray(v).tolist(), strict=True):
             x, y = min(x, y), max(x, y)
-            if same_exact(x, y) or (x, y) in exclude:
+            if same_exact(x, y) or (x, y) in exclude or same_family(x, y):
                 continue
             n_grad += 1
             c = min(1.0, c)
@@ -200,6 +217,7 @@ def analyze_redundancy(
     in_set = dup_set >= 0
     redundant = in_set & ~keeper_flag
     summary.update({
+        "near_duplicate_pairs_in_families": n_in_family,
         "duplicate_sets": len(sets),
         "redundant_examples": int(redundant.sum()),
         "redundancy_ratio": float(redundant.sum() / N) if N else 0.0,

@@ -77,8 +77,10 @@ class AnalysisResults:
     ----------
     ids : (N,) int64
         Example ids in row order.
-    spectrum, pairs, redundancy, contradictions, zones, response : AnalyzerResult or None
-        None when the analyzer could not run (no features, or no examples).
+    spectrum, pairs, redundancy, contradictions, zones, response, volatility, families, layers
+        : AnalyzerResult or None
+        None when the analyzer could not run (no features, no examples, no token profiles or
+        no per-site energies).
     graph : networkx.Graph or None
         The constraint graph (nodes = example ids, edge attribute ``weight`` = signed cosine,
         node attribute ``zone``).
@@ -92,14 +94,18 @@ class AnalysisResults:
     contradictions: AnalyzerResult | None = None
     zones: AnalyzerResult | None = None
     response: AnalyzerResult | None = None
+    volatility: AnalyzerResult | None = None
+    families: AnalyzerResult | None = None
+    layers: AnalyzerResult | None = None
     graph: Any = None
     config: Any = None
 
     @property
     def results(self) -> list[AnalyzerResult]:
         """The analyzers that ran, in pipeline order."""
-        return [r for r in (self.spectrum, self.pairs, self.redundancy, self.contradictions,
-                            self.zones, self.response) if r is not None]
+        return [r for r in (self.spectrum, self.pairs, self.volatility, self.redundancy,
+                            self.contradictions, self.families, self.zones, self.response,
+                            self.layers) if r is not None]
 
     def table(self) -> pd.DataFrame:
         """All per-example tables side by side (one row per example, index = example id)."""

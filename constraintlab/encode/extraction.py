@@ -24,6 +24,7 @@ from constraintlab.encode.store import (
     MANIFEST,
     SHARDS,
     FeatureStore,
+    TokenProfiles,
     prepare_dir,
     read_shard,
     write_json_atomic,
@@ -36,7 +37,7 @@ from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-STORE_FORMAT = "constraintlab.features/1"
+STORE_FORMAT = "constraintlab.features/2"
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int
@@ -178,7 +179,9 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         "plan_sha256": plan_digest,
         "n_params": enc.loaded.n_params,
     }
-    d_model = int(enc.engine.head.weight.shape[1]) if enc.engine.head is not None else None
+    head = enc.engine.head
+    d_model = int(head.weight.shape[1]) if head is not None else None
+    vocab_size = int(head.weight.shape[0]) if head is not None else len(enc.loaded.tokenizer)
     manifest = {
         "format": STORE_FORMAT,
         "fingerprint": fingerprint,
@@ -192,6 +195,7 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         "n_params": enc.loaded.n_params,
         "dim": enc.dim,
         "d_model": d_model,
+        "vocab_size": vocab_size,
         "modules": [{"name": s.name, "layer": s.layer, "kind": s.kind, "n_params": s.n_params,
                      "column": s.column} for s in sites],
         "n_batches": len(batches),
@@ -217,7 +221,10 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
                 "features": res.features.astype(np.float32),
                 "input_factors": res.input_factors.astype(np.float32),
                 "output_factors": res.output_factors.astype(np.float32),
-                "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss})
+                "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
+                "token_nll": res.token_nll.astype(np.float32),
+                "token_rank": res.token_rank.astype(np.int32),
+                "token_counts": res.token_counts})
             bar.update(len(positions))
             n_new += len(positions)
     finally:
@@ -244,6 +251,8 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
                                      shape=(n, d))
     energy = np.zeros((n, len(sites)))
     grad_norm, loss = np.zeros(n), np.zeros(n)
+    tok_nll: list[np.ndarray | None] = [None] * n
+    tok_rank: list[np.ndarray | None] = [None] * n
     for b in range(len(batches)):
         shard = read_shard(out_dir, b)
         if shard is None:
@@ -255,9 +264,17 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
         energy[pos] = shard["energy"]
         grad_norm[pos] = shard["grad_norm"]
         loss[pos] = shard["loss"]
+        bounds = np.concatenate([[0], np.cumsum(shard["token_counts"])])
+        for j, p in enumerate(pos.tolist()):
+            tok_nll[p] = shard["token_nll"][bounds[j]:bounds[j + 1]]
+            tok_rank[p] = shard["token_rank"][bounds[j]:bounds[j + 1]]
     for arr in (feats, inp, outp):
         arr.flush()
     del feats, inp, outp
+    TokenProfiles.from_lists(
+        tok_nll, tok_rank,
+        [e.input_ids[1:][e.target_mask[1:]] for e in encoded],
+        [e.target_pieces() for e in encoded]).save(out_dir, suffix=".tmp")
     table = pd.DataFrame({
         "index": [ex.index for ex in examples],
         "line": [ex.line for ex in examples],
@@ -276,6 +293,7 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
     table.to_csv(out_dir / "examples.csv.tmp", index=False, float_format="%.17g")
     for name, path in tmp.items():
         os.replace(path, out_dir / f"{name}.npy")
+    TokenProfiles.commit(out_dir, suffix=".tmp")
     os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
     n_trunc = int(table["truncated"].sum())
     if n_trunc:

@@ -53,6 +53,14 @@ class BatchResult:
     output_factors : (b, d) float
         ``sum_t dl_i/dh_t`` over the positions t that predict a target token, h the final
         hidden state: ``mean_t W_U^T (softmax(z_t) - onehot(y_t))``, where the loss pushes.
+    token_nll : (T,) float64
+        NLL of every predicted target token, example by example in batch order, positions
+        ascending (``token_counts`` per example).
+    token_rank : (T,) int64
+        Rank of the target token among the model's predictions at its position: how many
+        vocabulary entries have a strictly larger logit (0 = the model's top prediction).
+    token_counts : (b,) int64
+        Predicted target tokens per example.
     """
 
     features: np.ndarray
@@ -61,6 +69,9 @@ class BatchResult:
     loss: np.ndarray
     input_factors: np.ndarray
     output_factors: np.ndarray
+    token_nll: np.ndarray
+    token_rank: np.ndarray
+    token_counts: np.ndarray
 
 
 class GradientEngine:
@@ -162,7 +173,7 @@ class GradientEngine:
                 if self.split_head:
                     hidden = self.body(input_ids=ids, attention_mask=attn).last_hidden_state
                     sel = hidden[rows, cols]
-                    nll, grad_sel = self._head_loss(sel.detach(), labels, weights)
+                    nll, rank, grad_sel = self._head_loss(sel.detach(), labels, weights)
                     out_grad["g"] = grad_sel
                     if sel.requires_grad:
                         torch.autograd.backward(sel, grad_sel.to(sel.dtype))
@@ -177,6 +188,9 @@ class GradientEngine:
                         logits.to(self.acc_dtype), labels, reduction="none")
                     (nll * weights).sum().backward()
                     nll = nll.detach()
+                    with torch.no_grad():
+                        picked = logits.gather(1, labels[:, None])
+                        rank = (logits > picked).sum(1)
         finally:
             for h in handles:
                 h.remove()
@@ -201,10 +215,13 @@ class GradientEngine:
             energy=energy.cpu().double().numpy(),
             loss=loss.cpu().double().numpy(),
             input_factors=input_factors.cpu().numpy(),
-            output_factors=output_factors.cpu().numpy())
+            output_factors=output_factors.cpu().numpy(),
+            token_nll=nll.cpu().double().numpy(),
+            token_rank=rank.cpu().numpy().astype(np.int64),
+            token_counts=n_tgt.cpu().numpy().astype(np.int64))
 
     def _head_loss(self, sel: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """NLL and its gradient w.r.t. the selected hidden states, ``chunk`` rows at a time.
 
         The head is frozen and linear, so ``dL/dh = (softmax(z) - onehot(y)) w W`` is formed
@@ -220,7 +237,8 @@ class GradientEngine:
 
         Returns
         -------
-        nll : (n,) per-token NLL; grad : (n, d) gradient of ``sum(weights * nll)``.
+        nll : (n,) per-token NLL; rank : (n,) int64, logits strictly above the target's;
+        grad : (n, d) gradient of ``sum(weights * nll)``.
         """
         acc = self.acc_dtype
         weight = self._head_weight()
@@ -229,6 +247,7 @@ class GradientEngine:
         n = sel.shape[0]
         chunk = max(1, HEAD_CHUNK_ELEMENTS // weight.shape[0])
         nll = torch.empty(n, dtype=acc, device=sel.device)
+        rank = torch.empty(n, dtype=torch.int64, device=sel.device)
         grad = torch.empty(n, weight.shape[1], dtype=acc, device=sel.device)
         vocab = weight.shape[0]
         buf = getattr(self, "_zbuf", None)
@@ -242,6 +261,7 @@ class GradientEngine:
                 z += bias
             lab = labels[start:stop, None]
             picked = z.gather(1, lab)
+            torch.sum(z > picked, dim=1, out=rank[start:stop])
             top = z.amax(dim=1, keepdim=True)
             z.sub_(top).exp_()
             total = z.sum(dim=1, keepdim=True)
@@ -250,7 +270,7 @@ class GradientEngine:
             z.scatter_add_(1, lab, torch.full_like(lab, -1, dtype=acc))
             z.mul_(weights[start:stop, None])
             torch.matmul(z, weight, out=grad[start:stop])
-        return nll, grad
+        return nll, rank, grad
 
     def _head_weight(self) -> torch.Tensor:
         w = self.head.weight

@@ -16,6 +16,11 @@ Layout
     ``n_input_tokens``, ``n_target_tokens``, ``n_truncated``, ``truncated``, ``loss``,
     ``grad_norm``, and one ``energy:<layer>:<module type>`` column per LoRA site (squared norm
     of the example's gradient on that site; the columns sum to ``grad_norm**2``).
+``tokens.npz`` / ``tokens.jsonl``
+    Per-token profiles of the predicted target tokens (:class:`TokenProfiles`): ``offsets``
+    (N + 1), ``nll`` (T,) float32, ``rank`` (T,) int32 (logits strictly above the target's;
+    0 = the model's top prediction), ``ids`` (T,) int32; ``tokens.jsonl`` holds one JSON list of
+    the tokens' text pieces per example.
 ``shards/``
     While running: one ``NNNNNN.npz`` per batch, written atomically; removed when complete.
 """
@@ -115,6 +120,105 @@ def read_shard(out_dir: Path, batch_id: int) -> dict[str, np.ndarray] | None:
         return None
 
 
+class TokenProfiles:
+    """Per-token profiles of the target tokens of N examples (ragged, concatenated).
+
+    Parameters
+    ----------
+    offsets : (N + 1,) int64
+        Tokens of example (row) n are ``offsets[n]:offsets[n + 1]``.
+    nll : (T,) float32
+        ``-log p(y_t | context)`` of each predicted target token.
+    rank : (T,) int32
+        Vocabulary entries with a strictly larger logit than the target (0 = top-1).
+    ids : (T,) int32
+        Token ids.
+    lines : list of N str
+        One JSON list per example: the text piece of each token.
+    """
+
+    NPZ, JSONL = "tokens.npz", "tokens.jsonl"
+
+    def __init__(self, offsets: np.ndarray, nll: np.ndarray, rank: np.ndarray, ids: np.ndarray,
+                 lines: list[str]) -> None:
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.nll = np.asarray(nll, dtype=np.float32)
+        self.rank = np.asarray(rank, dtype=np.int32)
+        self.ids = np.asarray(ids, dtype=np.int32)
+        self.lines = lines
+        if len(lines) != len(self.offsets) - 1 or self.offsets[-1] != len(self.nll):
+            raise StoreMismatchError("token profiles are inconsistent (offsets vs arrays)")
+
+    @classmethod
+    def from_lists(cls, nll: list, rank: list, ids: list, pieces: list[list[str]]
+                   ) -> TokenProfiles:
+        """From one array (or list) per example."""
+        counts = [len(x) for x in nll]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+        def cat(parts: list, dtype) -> np.ndarray:
+            return (np.concatenate([np.asarray(p, dtype=dtype) for p in parts]) if parts
+                    else np.zeros(0, dtype))
+
+        lines = [json.dumps(list(p), ensure_ascii=False) for p in pieces]
+        return cls(offsets, cat(nll, np.float32), cat(rank, np.int32), cat(ids, np.int32),
+                   lines)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(N,) int64 target tokens per example."""
+        return np.diff(self.offsets)
+
+    def pieces(self, row: int) -> list[str]:
+        """The text pieces of example ``row``'s target tokens."""
+        return json.loads(self.lines[row])
+
+    def profile(self, row: int) -> pd.DataFrame:
+        """One row per target token of example ``row``: ``token`` (text), ``id``, ``nll``,
+        ``rank``."""
+        a, b = self.offsets[row], self.offsets[row + 1]
+        return pd.DataFrame({"token": self.pieces(row), "id": self.ids[a:b],
+                             "nll": self.nll[a:b].astype(np.float64), "rank": self.rank[a:b]})
+
+    def subset(self, rows: np.ndarray | list[int]) -> TokenProfiles:
+        """The profiles of ``rows`` only, in that order."""
+        rows = [int(r) for r in rows]
+        sl = [slice(self.offsets[r], self.offsets[r + 1]) for r in rows]
+        return TokenProfiles.from_lists([self.nll[s] for s in sl], [self.rank[s] for s in sl],
+                                        [self.ids[s] for s in sl],
+                                        [self.pieces(r) for r in rows])
+
+    def save(self, directory: str | os.PathLike, suffix: str = "") -> None:
+        """Write ``tokens.npz`` and ``tokens.jsonl`` (each name + ``suffix``)."""
+        d = Path(directory)
+        with open(d / (self.NPZ + suffix), "wb") as fh:
+            np.savez(fh, offsets=self.offsets, nll=self.nll, rank=self.rank, ids=self.ids)
+        with open(d / (self.JSONL + suffix), "w", encoding="utf-8") as fh:
+            fh.writelines(line + "\n" for line in self.lines)
+
+    @classmethod
+    def commit(cls, directory: str | os.PathLike, suffix: str) -> None:
+        """Rename files written with ``save(..., suffix)`` to their final names."""
+        d = Path(directory)
+        for name in (cls.NPZ, cls.JSONL):
+            os.replace(d / (name + suffix), d / name)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> TokenProfiles | None:
+        """The profiles saved in ``directory``, or None when there are none."""
+        d = Path(directory)
+        if not (d / cls.NPZ).exists() or not (d / cls.JSONL).exists():
+            return None
+        with np.load(d / cls.NPZ) as z:
+            arrays = {k: z[k] for k in ("offsets", "nll", "rank", "ids")}
+        # split on "\n" only: JSON escapes it, but U+2028 and friends stay raw in the strings
+        lines = (d / cls.JSONL).read_text(encoding="utf-8").split("\n")[:-1]
+        return cls(lines=lines, **arrays)
+
+
 class FeatureStore:
     """A complete feature store, opened read-only.
 
@@ -125,6 +229,8 @@ class FeatureStore:
     features : (N, k) float32 memmap
     input_factors : (N, d) float32 memmap
     output_factors : (N, d) float32 memmap
+    tokens : TokenProfiles
+        Per-token NLL, rank, id and text piece of every predicted target token.
     table : pandas.DataFrame
         One row per example (see module docstring for the columns).
     n_params : int
@@ -142,6 +248,7 @@ class FeatureStore:
         self.table = pd.read_csv(self.path / "examples.csv", float_precision="round_trip")
         self.n_params = int(manifest["n_params"])
         self.modules = pd.DataFrame(manifest["modules"])
+        self.tokens = TokenProfiles.load(self.path)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> FeatureStore:

@@ -43,6 +43,11 @@ class Encoded:
         Tokens dropped by ``max_length``.
     template : str
         ``"chat"`` or ``"plain"``.
+    text : str
+        The rendered text the tokens come from.
+    offsets : (T, 2) int64
+        Character span ``[start, end)`` of each token in ``text`` (``(0, 0)`` for tokens the
+        tokenizer adds itself, such as BOS).
     """
 
     position: int
@@ -50,6 +55,28 @@ class Encoded:
     target_mask: np.ndarray
     n_truncated: int
     template: str
+    text: str = ""
+    offsets: np.ndarray | None = None
+
+    def target_pieces(self) -> list[str]:
+        """The text of each predicted target token (positions >= 1 with ``target_mask``), in
+        order: from the token's start to the next token's start, so that the pieces of a run
+        of target tokens concatenate to its text (whitespace included)."""
+        pos = np.flatnonzero(self.target_mask)
+        pos = pos[pos >= 1]
+        if self.offsets is None:
+            return [""] * len(pos)
+        starts, ends = self.offsets[:, 0].tolist(), self.offsets[:, 1].tolist()
+        out, cursor = [], 0
+        for p in pos.tolist():
+            start = max(starts[p], cursor)
+            stop = ends[p]
+            if p + 1 < len(starts) and starts[p + 1] >= stop:
+                stop = starts[p + 1]
+            stop = max(stop, start)
+            out.append(self.text[start:stop])
+            cursor = stop   # bytes of one character split over tokens: shown once
+        return out
 
     @property
     def n_tokens(self) -> int:
@@ -151,12 +178,14 @@ class Renderer:
         prefix = [] if use_chat else self.prefix
         ids = prefix + ids
         mask = np.concatenate([np.zeros(len(prefix), dtype=bool), mask])
+        offsets = np.concatenate([np.zeros((len(prefix), 2), dtype=np.int64), offsets])
         n_trunc = max(0, len(ids) - self.max_length)
         if n_trunc:
             ids, mask = ids[:self.max_length], mask[:self.max_length]
+            offsets = offsets[:self.max_length]
         out = Encoded(position=position, input_ids=np.asarray(ids, dtype=np.int64),
                       target_mask=mask, n_truncated=n_trunc, template="chat" if use_chat
-                      else "plain")
+                      else "plain", text=text, offsets=offsets)
         if out.n_target_tokens == 0:
             why = (f"no target token left within max_length={self.max_length} "
                    f"({len(ids) + n_trunc} tokens); raise max_length or shorten the input"

@@ -1,0 +1,269 @@
+"""Variant families: deliberate near-variants of one text, and whether their constraints agree.
+
+Finding families
+    Records are linked when the Jaccard of their word ``shingle_size``-shingles (normalised
+    text, :func:`constraintlab.analysis.text.normalize`) reaches ``family_jaccard`` (MinHash LSH,
+    verified exactly). A connected set of records with at least ``family_min_size`` distinct
+    *variants* is a family. Variants are told apart by their text with whitespace collapsed and
+    case folded (markup and punctuation kept): copies that differ only in spacing or case are
+    repeats, not variants; ``**twelve**`` against ``twelve`` is a variant (a marked word).
+
+What varies
+    Each member is aligned word by word with the family's *base*, the member most similar to
+    all others (highest mean shingle Jaccard; the first in file order on ties), and every
+    difference is classified: ``marked`` (the same word with markup added or removed, e.g.
+    ``**twelve**``, ``<b>twelve</b>``), ``replaced`` (another word: a synonym or a changed
+    number), ``added`` and ``removed`` words (an appended step).
+
+Coherence (with constraint rows)
+    ``mean_cos``: mean pairwise cosine of the members' constraint rows; ``first_direction_share``
+    = ``s_1^2 / sum_j s_j^2`` of the members' (m, k) matrix (1 = every member pushes the same
+    way); ``opposing_pairs``: member pairs with ``cos < -tau``. A family is *incoherent* when
+    ``mean_cos < family_coherence_min`` or any pair opposes: training on it pulls the model in
+    different directions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.lexical import near_duplicate_pairs
+from constraintlab.analysis.pairs import unit_rows
+from constraintlab.analysis.redundancy import record_text
+from constraintlab.analysis.result import AnalyzerResult
+from constraintlab.analysis.text import normalize_many
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["analyze_families", "diff_words", "family_coherence"]
+
+_WORD_CORE = re.compile(r"[\W_]+")
+_MAX_MEDOID = 64        # members compared when choosing the base of a large family
+_LISTED = 5             # most frequent changes of each kind named per family
+_MAX_FAMILIES = 1000    # families detailed in the summary
+
+
+def variant_key(text: str) -> str:
+    """Whitespace collapsed, case folded: copies equal under it are repeats, not variants."""
+    return " ".join(text.split()).casefold()
+
+
+def _core(word: str) -> str:
+    return _WORD_CORE.sub("", word).casefold()
+
+
+def diff_words(base: str, other: str) -> dict[str, list]:
+    """Word-level differences of ``other`` against ``base``.
+
+    Returns
+    -------
+    dict
+        ``marked``: words of ``base`` that ``other`` marks (or unmarks) with punctuation or
+        markup (as written in ``other``); ``replaced``: ``[old, new]`` word pairs; ``added`` /
+        ``removed``: words only ``other`` / only ``base`` has. Case-only changes are ignored.
+    """
+    a, b = base.split(), other.split()
+    out: dict[str, list] = {"marked": [], "replaced": [], "added": [], "removed": []}
+    sm = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op == "insert":
+            out["added"] += b[j1:j2]
+        elif op == "delete":
+            out["removed"] += a[i1:i2]
+        elif op == "replace":
+            wa, wb = a[i1:i2], b[j1:j2]
+            if len(wa) != len(wb):
+                # align the block on its word cores (markup-insensitive) before classifying
+                inner = difflib.SequenceMatcher(a=[_core(w) for w in wa],
+                                                b=[_core(w) for w in wb], autojunk=False)
+                for op2, k1, k2, l1, l2 in inner.get_opcodes():
+                    if op2 == "equal":
+                        pairs = list(zip(wa[k1:k2], wb[l1:l2], strict=True))
+                        out["marked"] += [y for x, y in pairs if x != y]
+                    else:
+                        out["removed"] += wa[k1:k2]
+                        out["added"] += wb[l1:l2]
+                continue
+            for x, y in zip(wa, wb, strict=True):
+                if _core(x) == _core(y) and _core(x):
+                    if x.casefold() != y.casefold():
+                        out["marked"].append(y)
+                else:
+                    out["replaced"].append([x, y])
+    return out
+
+
+def family_coherence(rows: np.ndarray, tau: float) -> dict:
+    """Agreement of a family's constraint rows.
+
+    Parameters
+    ----------
+    rows : (m, k) float, m >= 2
+    tau : float
+        Conflict threshold (a pair opposes when ``cos < -tau``).
+
+    Returns
+    -------
+    dict
+        ``mean_cos`` (mean over the m(m-1)/2 pairs), ``min_cos``, ``opposing_pairs``,
+        ``first_direction_share`` (``s_1^2 / sum s^2`` of ``rows``).
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    u = unit_rows(rows).astype(np.float64)
+    c = u @ u.T
+    iu = np.triu_indices(len(rows), 1)
+    pair = c[iu]
+    s = np.linalg.svd(rows, compute_uv=False)
+    total = float((s ** 2).sum())
+    return {"mean_cos": float(pair.mean()), "min_cos": float(pair.min()),
+            "opposing_pairs": int((pair < -tau).sum()),
+            "first_direction_share": float(s[0] ** 2 / total) if total > 0 else 0.0}
+
+
+def _medoid(shingles: list[set]) -> int:
+    m = len(shingles)
+    best, best_score = 0, -1.0
+    for i in range(m):
+        score = 0.0
+        for j in range(m):
+            if i != j:
+                u = len(shingles[i] | shingles[j])
+                score += len(shingles[i] & shingles[j]) / u if u else 1.0
+        if score > best_score + 1e-12:
+            best, best_score = i, score
+    return best
+
+
+def _top(counter: Counter) -> list:
+    return [[w, c] for w, c in sorted(counter.items(), key=lambda x: (-x[1], str(x[0])))
+            [:_LISTED]]
+
+
+def analyze_families(
+    examples: Sequence,
+    *,
+    features: np.ndarray | None = None,
+    volatility: np.ndarray | None = None,
+    tau: float | None = None,
+    ids: np.ndarray | None = None,
+    config: AnalysisConfig | None = None,
+) -> AnalyzerResult:
+    """Variant families, what varies in each, and whether their constraints agree.
+
+    Parameters
+    ----------
+    examples : sequence of N Example
+    features : (N, k) float, optional
+        Constraint rows (for the coherence of each family).
+    volatility : (N,) float, optional
+        Volatility score of each example (for the spread within each family).
+    tau : float, optional
+        Conflict threshold of the features (default ``config.tau_for(k)``).
+    ids : (N,) int, optional
+        Example ids (default ``Example.index``).
+    config : AnalysisConfig
+        ``family_jaccard``, ``family_min_size``, ``family_coherence_min``, ``shingle_size``.
+
+    Returns
+    -------
+    AnalyzerResult
+        ``name="families"``. Table: ``family`` (-1 if none), ``is_family_member``,
+        ``is_family_base``. Summary: ``n_families``, ``family_members``,
+        ``incoherent_families``, ``coherence_rule``, ``families`` (id, size, n_variants,
+        base, members, label, varies, volatility spread, coherence, ``coherent``).
+        ``arrays["labels"]``: (N,) family of each row position.
+    """
+    config = config if config is not None else AnalysisConfig()
+    n = len(examples)
+    ids = (np.array([ex.index for ex in examples], dtype=np.int64) if ids is None
+           else np.asarray(ids))
+    texts = [record_text(ex) for ex in examples]
+    norm = normalize_many(texts)
+    a, b, _, stats = near_duplicate_pairs(norm, config, threshold=config.family_jaccard)
+    labels = np.full(n, -1, np.int64)
+    families: list[dict] = []
+    if len(a):
+        g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+        linked = np.zeros(n, bool)
+        linked[a] = linked[b] = True
+        groups: dict[int, list[int]] = {}
+        for i in np.flatnonzero(linked).tolist():
+            groups.setdefault(int(comp[i]), []).append(i)
+        keys = {i: variant_key(texts[i]) for members in groups.values() for i in members}
+        for members in sorted(groups.values(), key=lambda m: m[0]):
+            if len({keys[i] for i in members}) >= config.family_min_size:
+                labels[members] = len(families)
+                families.append({"rows": members})
+    if features is not None and tau is None:
+        tau = config.tau_for(np.asarray(features).shape[1])
+    size = config.shingle_size
+    base_flag = np.zeros(n, bool)
+    out = []
+    for fid, fam in enumerate(families):
+        rows = fam["rows"]
+        words = [norm[i].split() for i in rows[:_MAX_MEDOID]]
+        shingles = [{tuple(w[j:j + size]) for j in range(max(len(w) - size + 1, 1))}
+                    for w in words]
+        base = rows[_medoid(shingles)]
+        base_flag[base] = True
+        varies = {k: Counter() for k in ("marked", "replaced", "added", "removed")}
+        changed = Counter()
+        for i in rows:
+            if i == base:
+                continue
+            d = diff_words(texts[base], texts[i])
+            for kind, items in d.items():
+                if items:
+                    changed[kind] += 1
+                for item in items:
+                    varies[kind][" -> ".join(item) if kind == "replaced" else item] += 1
+        entry = {
+            "id": fid, "size": len(rows),
+            "n_variants": len({variant_key(texts[i]) for i in rows}),
+            "base": int(ids[base]), "members": [int(ids[i]) for i in rows],
+            "label": " ".join(texts[base].split()[:12]),
+            "varies": {k: {"members": int(changed[k]), "top": _top(varies[k])}
+                       for k in varies},
+        }
+        if volatility is not None:
+            v = np.asarray(volatility, dtype=np.float64)[rows]
+            entry["volatility"] = {"min": float(v.min()), "max": float(v.max()),
+                                   "spread": float(v.max() - v.min()), "std": float(v.std())}
+        if features is not None:
+            coh = family_coherence(np.asarray(features)[rows], tau)
+            coh["coherent"] = bool(coh["mean_cos"] >= config.family_coherence_min
+                                   and coh["opposing_pairs"] == 0)
+            entry["coherence"] = coh
+            entry["coherent"] = coh["coherent"]
+        else:
+            entry["coherent"] = None
+        out.append(entry)
+    incoherent = [f["id"] for f in out if f["coherent"] is False]
+    summary = {
+        "n": n, "n_families": len(out), "family_members": int((labels >= 0).sum()),
+        "incoherent_families": len(incoherent), "incoherent": incoherent,
+        "family_jaccard": config.family_jaccard, "min_size": config.family_min_size,
+        "coherence_rule": (f"incoherent when mean pairwise cos < {config.family_coherence_min}"
+                           f" or any member pair has cos < -tau"
+                           + (f" (tau = {tau:.3f})" if tau is not None else "")),
+        "tau": tau, "minhash": stats, "families": out[:_MAX_FAMILIES],
+    }
+    coherence = np.full(n, np.nan)
+    for f in out:
+        if "coherence" in f:
+            coherence[labels == f["id"]] = f["coherence"]["mean_cos"]
+    table = pd.DataFrame({"family": labels, "is_family_member": labels >= 0,
+                          "is_family_base": base_flag, "family_coherence": coherence},
+                         index=pd.Index(ids, name="index"))
+    return AnalyzerResult("families", table, summary, arrays={"labels": labels})

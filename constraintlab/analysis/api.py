@@ -142,7 +142,8 @@ def analyze_constraints(
             examples, features=features, ids=ids_arr,
             volatility=(res.volatility.table["volatility"].to_numpy()
                         if res.volatility is not None else None),
-            tau=res.pairs.summary["tau"] if res.pairs is not None else None, config=config)
+            tau=res.pairs.summary["tau"] if res.pairs is not None else None,
+            contradictions=exclude if res.contradictions is not None else None, config=config)
     if examples is not None or res.pairs is not None:
         res.redundancy = analyze_redundancy(
             examples, n=n, ids=ids_arr,

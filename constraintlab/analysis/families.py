@@ -18,9 +18,12 @@ What varies
 Coherence (with constraint rows)
     ``mean_cos``: mean pairwise cosine of the members' constraint rows; ``first_direction_share``
     = ``s_1^2 / sum_j s_j^2`` of the members' (m, k) matrix (1 = every member pushes the same
-    way); ``opposing_pairs``: member pairs with ``cos < -tau``. A family is *incoherent* when
-    ``mean_cos < family_coherence_min`` or any pair opposes: training on it pulls the model in
-    different directions.
+    way); ``opposing_pairs``: member pairs with ``cos < -tau``. A family is *incoherent*
+    (``reasons``) when ``mean_cos < family_coherence_min`` (``low_coherence``), when a member
+    pair opposes (``opposing``), or when two members contradict each other (``contradiction``:
+    the contradiction analyzer's same input, different answer): training on it pulls the model
+    in different directions. A changed final answer in a long worked solution moves a few of a
+    hundred target tokens, so the gradient barely shows it; the text signal does.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from scipy.sparse.csgraph import connected_components
 
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.lexical import near_duplicate_pairs
-from constraintlab.analysis.pairs import unit_rows
 from constraintlab.analysis.redundancy import record_text
 from constraintlab.analysis.result import AnalyzerResult
 from constraintlab.analysis.text import normalize_many
@@ -119,7 +121,8 @@ def family_coherence(rows: np.ndarray, tau: float) -> dict:
         ``first_direction_share`` (``s_1^2 / sum s^2`` of ``rows``).
     """
     rows = np.asarray(rows, dtype=np.float64)
-    u = unit_rows(rows).astype(np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    u = rows / np.where(norms > 0, norms, 1.0)
     c = u @ u.T
     iu = np.triu_indices(len(rows), 1)
     pair = c[iu]
@@ -155,6 +158,7 @@ def analyze_families(
     features: np.ndarray | None = None,
     volatility: np.ndarray | None = None,
     tau: float | None = None,
+    contradictions: set[tuple[int, int]] | None = None,
     ids: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
 ) -> AnalyzerResult:
@@ -169,6 +173,8 @@ def analyze_families(
         Volatility score of each example (for the spread within each family).
     tau : float, optional
         Conflict threshold of the features (default ``config.tau_for(k)``).
+    contradictions : set of (a, b) row positions, a < b, optional
+        Contradiction pairs (``analyze_contradictions(...).arrays["positions"]``).
     ids : (N,) int, optional
         Example ids (default ``Example.index``).
     config : AnalysisConfig
@@ -240,14 +246,23 @@ def analyze_families(
             v = np.asarray(volatility, dtype=np.float64)[rows]
             entry["volatility"] = {"min": float(v.min()), "max": float(v.max()),
                                    "spread": float(v.max() - v.min()), "std": float(v.std())}
+        reasons = []
+        if contradictions is not None:
+            members = set(rows)
+            n_con = sum(1 for x, y in contradictions if x in members and y in members)
+            entry["contradicting_pairs"] = n_con
+            if n_con:
+                reasons.append("contradiction")
         if features is not None:
             coh = family_coherence(np.asarray(features)[rows], tau)
-            coh["coherent"] = bool(coh["mean_cos"] >= config.family_coherence_min
-                                   and coh["opposing_pairs"] == 0)
             entry["coherence"] = coh
-            entry["coherent"] = coh["coherent"]
-        else:
-            entry["coherent"] = None
+            if coh["mean_cos"] < config.family_coherence_min:
+                reasons.append("low_coherence")
+            if coh["opposing_pairs"]:
+                reasons.append("opposing")
+        entry["reasons"] = reasons
+        entry["coherent"] = (not reasons if features is not None or contradictions is not None
+                             else None)
         out.append(entry)
     incoherent = [f["id"] for f in out if f["coherent"] is False]
     summary = {
@@ -255,8 +270,9 @@ def analyze_families(
         "incoherent_families": len(incoherent), "incoherent": incoherent,
         "family_jaccard": config.family_jaccard, "min_size": config.family_min_size,
         "coherence_rule": (f"incoherent when mean pairwise cos < {config.family_coherence_min}"
-                           f" or any member pair has cos < -tau"
-                           + (f" (tau = {tau:.3f})" if tau is not None else "")),
+                           ", or a member pair has cos < -tau"
+                           + (f" (tau = {tau:.3f})" if tau is not None else "")
+                           + ", or two members contradict each other"),
         "tau": tau, "minhash": stats, "families": out[:_MAX_FAMILIES],
     }
     coherence = np.full(n, np.nan)

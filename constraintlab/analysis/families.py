@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["analyze_families", "diff_words", "family_coherence"]
 
+_TAG = re.compile(r"<[^<>]*>")
 _WORD_CORE = re.compile(r"[\W_]+")
 _MAX_MEDOID = 64        # members compared when choosing the base of a large family
 _LISTED = 5             # most frequent changes of each kind named per family
@@ -61,7 +62,8 @@ def variant_key(text: str) -> str:
 
 
 def _core(word: str) -> str:
-    return _WORD_CORE.sub("", word).casefold()
+    """The word without markup (tags, punctuation, ``*``/``_`` emphasis), case folded."""
+    return _WORD_CORE.sub("", _TAG.sub("", word)).casefold()
 
 
 def diff_words(base: str, other: str) -> dict[str, list]:

@@ -7,8 +7,16 @@ same tokenizer, seeded). Two separations are measured, each as a ROC AUC (1 = pe
 0.5 = chance):
 
 - duplicates: cosine of the two gradients, planted near-duplicate pairs vs random pairs;
-- contradictions: cosine of the two output factors (where the loss pushes), lower for planted
-  contradictions than for planted near duplicates (both have the same input).
+- contradictions: the surprise of the stated final answer (mean NLL of the target tokens after
+  ``####``, from the store's per-token profiles). A model that learned GSM8K copies the last
+  computed number into the final answer, so a changed answer is surprising and a cosmetic
+  question edit is not: the pair score ``|surprise_a - surprise_b|`` should be larger for planted
+  contradictions than for planted near duplicates. Also printed: how often the changed answer
+  is the more surprising member of its contradiction pair (0.5 = chance).
+
+The first measure tried for contradictions, the cosine of the two output factors, is printed
+too (``out-factor AUC``): it is wrong-way for both models, because a changed final answer moves 1-2
+of ~100 target tokens while a cosmetic question edit moves the context of every token.
 
 Run from the repository root: ``python benchmarks/bench_reference.py [--n 200] [--k 1024]``.
 """
@@ -74,6 +82,25 @@ def cos_pairs(m: np.ndarray, pairs) -> np.ndarray:
     return np.array([u[a] @ u[b] for a, b in pairs])
 
 
+def answer_surprise(store) -> np.ndarray:
+    """(N,) mean NLL of each example's final-answer tokens (those after the last ``####``)."""
+    tok = store.tokens
+    out = np.full(len(tok), np.nan)
+    for row in range(len(tok)):
+        pieces = tok.pieces(row)
+        text = "".join(pieces)
+        at = text.rfind("####")
+        if at < 0:
+            continue
+        ends = np.cumsum([len(p) for p in pieces])
+        starts = ends - np.array([len(p) for p in pieces])
+        # tokens after the marker, up to the end of the answer (not the end-of-turn token)
+        sel = (starts >= at + 4) & np.array([any(c.isdigit() for c in p) for p in pieces])
+        if sel.any():
+            out[row] = tok.nll[tok.offsets[row]:tok.offsets[row + 1]][sel].mean()
+    return out
+
+
 def random_twin(path: Path, seed: int) -> Path:
     """The reference architecture and tokenizer with freshly initialised weights."""
     config = AutoConfig.from_pretrained(weights_dir())
@@ -105,8 +132,8 @@ def main() -> None:
                   "same architecture, random weights": str(random_twin(tmp / "rand", args.seed))}
         print(f"{n} examples ({args.planted} planted near duplicates, {args.planted} planted "
               f"contradictions), k = {args.k}\n")
-        print(f"{'model':<36}{'dup AUC':>9}{'contra AUC':>12}{'mean cos dup':>14}"
-              f"{'mean cos rand':>15}{'seconds':>9}")
+        print(f"{'model':<36}{'dup AUC':>9}{'contra AUC':>12}{'changed>orig':>14}"
+              f"{'out-factor AUC':>16}{'mean cos dup':>14}{'mean cos rand':>15}{'seconds':>9}")
         for name, model in models.items():
             t0 = time.perf_counter()
             store = extract(data, EncodeConfig(model=model, k=args.k), tmp / f"store-{len(name)}")
@@ -115,10 +142,18 @@ def main() -> None:
             cd, cr = cos_pairs(g, dups), cos_pairs(g, rand_pairs)
             out_dup = cos_pairs(store.output_factors, dups)
             out_con = cos_pairs(store.output_factors, contras)
-            print(f"{name:<36}{auc(cd, cr):>9.3f}{auc(out_dup, out_con):>12.3f}"
-                  f"{cd.mean():>14.3f}{cr.mean():>15.3f}{seconds:>9.1f}")
-    print("\ndup AUC: gradient cosine of planted near duplicates above random pairs; contra AUC:"
-          " output-factor cosine of near duplicates above contradictions (same inputs).")
+            s = answer_surprise(store)
+            sd = np.array([abs(s[a] - s[b]) for a, b in dups])
+            sc = np.array([abs(s[a] - s[b]) for a, b in contras])
+            changed = np.mean([s[b] > s[a] for a, b in contras])
+            print(f"{name:<36}{auc(cd, cr):>9.3f}{auc(sc, sd):>12.3f}{changed:>14.3f}"
+                  f"{auc(out_dup, out_con):>16.3f}{cd.mean():>14.3f}{cr.mean():>15.3f}"
+                  f"{seconds:>9.1f}")
+    print("\ndup AUC: gradient cosine of planted near duplicates above random pairs. contra AUC:"
+          " |answer surprise difference| of contradictions above near duplicates. changed>orig:"
+          " share of contradictions whose changed answer is the more surprising member."
+          " out-factor AUC: output-factor cosine of near duplicates above contradictions"
+          " (the first measure; wrong-way, see the module docstring).")
 
 
 if __name__ == "__main__":

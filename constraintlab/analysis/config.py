@@ -279,7 +279,12 @@ class AnalysisConfig:
                  f"zone_edge_min must be in [0, 1), got {self.zone_edge_min}")
         need(self.louvain_resolution > 0,
              f"louvain_resolution must be > 0, got {self.louvain_resolution}")
-        weights = tuple(float(w) for w in self.volatility_weights)
+        try:
+            weights = tuple(float(w) for w in self.volatility_weights)
+        except (TypeError, ValueError):
+            weights = ()
+        need(len(weights) == 4, "volatility_weights must be 4 numbers, got "
+             f"{self.volatility_weights!r}")
         object.__setattr__(self, "volatility_weights", weights)
         need(len(weights) == 4 and all(math.isfinite(w) and w >= 0 for w in weights)
              and sum(weights) > 0, "volatility_weights must be 4 non-negative numbers with a "

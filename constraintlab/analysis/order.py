@@ -25,8 +25,9 @@ Three strategies, each a permutation of the N rows:
 ``random``
     ``np.random.default_rng(seed).permutation(N)`` (families not kept together).
 
-Volatility proxy (until per-token volatility is measured): the per-example loss (mean target
-NLL, the feature store's ``loss`` column); when it is missing or not finite, the gradient norm.
+Volatility: the ``volatility`` score of :mod:`constraintlab.analysis.volatility` (token
+surprise, top-k misses and gradient norm); for tables without it, the per-example loss (mean
+target NLL), else the gradient norm.
 
 Path metrics (:func:`path_metrics`), on unit-length rows ``u``: a step is the Euclidean distance
 ``||u_{t+1} - u_t|| = sqrt(2 - 2 cos)`` (in [0, 2]; a zero row is at distance 1 from every unit
@@ -71,8 +72,9 @@ def volatility_proxy(table: pd.DataFrame | None = None, features: np.ndarray | N
     Parameters
     ----------
     table : DataFrame, optional
-        Rows in feature order with a ``loss`` and/or ``grad_norm`` column (the feature store's
-        ``examples.csv`` or the report's examples table).
+        Rows in feature order with a ``volatility``, ``loss`` and/or ``grad_norm`` column (the
+        report's examples table, or the feature store's ``examples.csv``); the first present
+        and finite one is used.
     features : (N, k) float, optional
         Fallback: the norm of each row.
 
@@ -80,9 +82,9 @@ def volatility_proxy(table: pd.DataFrame | None = None, features: np.ndarray | N
     -------
     volatility : (N,) float64
     source : str
-        ``"loss"``, ``"grad_norm"`` or ``"feature_norm"``.
+        ``"volatility"``, ``"loss"``, ``"grad_norm"`` or ``"feature_norm"``.
     """
-    for col in ("loss", "grad_norm"):
+    for col in ("volatility", "loss", "grad_norm"):
         if table is not None and col in table.columns:
             v = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64)
             if len(v) and np.isfinite(v).all():

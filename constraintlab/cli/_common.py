@@ -116,6 +116,8 @@ def parse_set_options(pairs: list[str], config_type: type) -> dict:
                 value = int(raw)
             elif isinstance(default, float) or default is None:
                 value = float(raw)
+            elif isinstance(default, tuple):
+                value = tuple(float(x) for x in raw.split(","))
             else:
                 value = raw
         except ValueError:

@@ -17,10 +17,14 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from constraintlab.cli.analyze import add_analyze_options, run_analysis
 from constraintlab.cli.main import EXIT_OK, add_common_options
 from constraintlab.errors import ConstraintlabError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _analysis_config(report):
@@ -114,6 +118,19 @@ def table_lines(rep: dict) -> list[str]:
             rep["path_metric"]]
 
 
+def _units(ex) -> np.ndarray | None:
+    """Rows kept together: variant families first, then duplicate sets (labels >= 0)."""
+    import numpy as np
+
+    fam = (ex["family"].fillna(-1).to_numpy(dtype=np.int64) if "family" in ex
+           else np.full(len(ex), -1, np.int64))
+    dup = (ex["duplicate_set"].fillna(-1).to_numpy(dtype=np.int64) if "duplicate_set" in ex
+           else np.full(len(ex), -1, np.int64))
+    if (fam < 0).all() and (dup < 0).all():
+        return None if "duplicate_set" not in ex else dup
+    return np.where(fam >= 0, fam, np.where(dup >= 0, dup + fam.max() + 1, -1))
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -133,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     features = np.asarray(store.features)
     volatility, source = volatility_proxy(ex, features)
     zones = ex["zone"].fillna(-1).to_numpy(dtype=np.int64) if "zone" in ex else None
-    families = (ex["duplicate_set"].fillna(-1).to_numpy(dtype=np.int64)
-                if "duplicate_set" in ex else None)
+    families = _units(ex)
     cfg = _analysis_config(report)
     order = order_examples(features, volatility, strategy=args.strategy, zones=zones,
                            families=families, seed=args.order_seed, config=cfg)

@@ -1,9 +1,11 @@
 """Rebuild data/gsm8k_sample.jsonl from ../shared/data/gsm8k_train.jsonl (GSM8K, MIT).
 
-300 records: 288 rows drawn with a seeded generator, plus 12 planted rows that make the sample
+306 records: 288 rows drawn with a seeded generator, plus 18 planted rows that make the sample
 show what constraintlab finds: 4 exact duplicates, 4 cosmetic near duplicates (case, spacing,
-punctuation) and 4 contradictions (same question, another final answer). Each planted row says
-what it is in a "planted" field (ignored by the reader); run from the repository root:
+punctuation), 4 contradictions (same question, another final answer) and two variant families
+of 3 added variants each (a marked word, a synonym, an appended instruction): one where every
+variant keeps the answer, one where two variants change it. Each planted row says what it is in
+a "planted" field (ignored by the reader); run from the repository root:
 
     python data/make_sample.py
 """
@@ -34,6 +36,19 @@ def other_answer(answer: str) -> str:
     return f"{head}#### {value + 7}"
 
 
+def variants(question: str) -> list[str]:
+    """Three deliberate variants of a question: a marked word, a synonym, an added step."""
+    words = question.split(" ")
+    marked = list(words)
+    marked[2] = f"**{marked[2]}**"
+    synonyms = {"has": "owns", "bought": "purchased", "buys": "purchases", "each": "every",
+                "makes": "earns", "gave": "handed", "wants": "would like"}
+    swapped = [synonyms.get(w, w) for w in words]
+    if swapped == words:
+        swapped.insert(1, "really")
+    return [" ".join(marked), " ".join(swapped), question + " Explain each step."]
+
+
 def main() -> None:
     rows = [json.loads(line) for line in SOURCE.read_text(encoding="utf-8").splitlines()]
     rng = random.Random(20261123)
@@ -47,6 +62,14 @@ def main() -> None:
     for i, r in enumerate(base[8:12], start=8):
         planted.append({"question": r["question"], "answer": other_answer(r["answer"]),
                         "planted": f"contradiction of sample row {i}"})
+    for i, flip in ((12, False), (13, True)):
+        r = base[i]
+        for j, q in enumerate(variants(r["question"])):
+            changed = flip and j != 1
+            planted.append({"question": q,
+                            "answer": other_answer(r["answer"]) if changed else r["answer"],
+                            "planted": f"variant {j + 1} of sample row {i}"
+                            + (" with another final answer" if changed else "")})
     records = base + planted
     order = list(range(len(records)))
     rng.shuffle(order)

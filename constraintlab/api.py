@@ -16,7 +16,7 @@ from typing import Any
 from constraintlab.analysis import AnalysisConfig, analyze_store
 from constraintlab.encode import EncodeConfig, extract
 from constraintlab.encode.store import open_matching_store, store_key
-from constraintlab.errors import ConfigError
+from constraintlab.errors import ConfigError, StoreMismatchError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
 from constraintlab.report.build import build_report
 from constraintlab.report.report import Report
@@ -98,7 +98,15 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
         if reused:
             logger.info("reusing the feature store in %s", store_dir)
         else:
-            store = extract(examples, enc_cfg, store_dir)
+            try:
+                store = extract(examples, enc_cfg, store_dir)
+            except StoreMismatchError as err:
+                # the directory is this tool's cache for these settings and data: a store left
+                # there by another tool version or format is rebuilt (an unfinished store of
+                # this very extraction is resumed by extract itself and never gets here)
+                logger.warning("rebuilding the feature store in %s: %s", store_dir,
+                               str(err).splitlines()[0])
+                store = extract(examples, enc_cfg, store_dir, overwrite=True)
         timings["extract"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         results = analyze_store(store, examples=examples.examples, config=ana_cfg)

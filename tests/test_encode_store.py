@@ -238,3 +238,27 @@ def test_plan_batches_buckets_by_length_within_budgets():
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     assert padded <= 1.1 * sum(lengths)                      # little padding
     assert plan_batches(lengths, 16, 1024) == batches        # deterministic
+
+
+def test_store_of_another_format_is_not_reused_but_rebuilt(env, tmp_path):
+    from constraintlab.api import analyze
+    from constraintlab.encode.store import open_matching_store
+
+    _, model, data, _ = env
+    out = tmp_path / "report"
+    first = analyze(str(data), model=model, out=out, k=32)
+    store_dir = Path(first.data["run"]["feature_store"])
+    manifest = json.loads((store_dir / "manifest.json").read_text())
+    manifest["format"] = manifest["fingerprint"]["format"] = "constraintlab.features/1"
+    (store_dir / "manifest.json").write_text(json.dumps(manifest))
+    (store_dir / "tokens.npz").unlink()                     # format 1 had no token profiles
+    ds = read_examples(data)
+    cfg = EncodeConfig(model=model, k=32)
+    assert open_matching_store(store_dir, cfg, ds.content_hash, len(ds)) is None
+    with pytest.raises(StoreMismatchError, match="format"):
+        extract(ds, cfg, store_dir)
+    second = analyze(str(data), model=model, out=out, k=32)
+    assert second.data["run"]["feature_store_reused"] is False
+    rebuilt = FeatureStore.open(store_dir)
+    assert rebuilt.manifest["format"] == "constraintlab.features/2"
+    assert rebuilt.tokens is not None and len(rebuilt.tokens) == len(ds)

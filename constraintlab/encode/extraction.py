@@ -23,6 +23,7 @@ from constraintlab.encode.projection import Projector
 from constraintlab.encode.store import (
     MANIFEST,
     SHARDS,
+    STORE_FORMAT,
     FeatureStore,
     TokenProfiles,
     prepare_dir,
@@ -36,8 +37,6 @@ from constraintlab.io.example import Example
 from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
-
-STORE_FORMAT = "constraintlab.features/2"
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int
@@ -169,6 +168,7 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
     info = enc.loaded.info
     sites = enc.loaded.sites
     fingerprint = {
+        "format": STORE_FORMAT,
         "tool_version": __version__,
         "config": config.to_dict(),
         "model": {k: info[k] for k in ("name", "revision", "architecture", "weights")},

@@ -42,6 +42,8 @@ from constraintlab.errors import StoreMismatchError
 
 MANIFEST = "manifest.json"
 SHARDS = "shards"
+#: Layout version written in every manifest; a store of another format is never reused.
+STORE_FORMAT = "constraintlab.features/2"
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -318,7 +320,8 @@ def open_matching_store(directory: str | os.PathLike, config, content_hash: str,
     except StoreMismatchError:
         return None
     m = store.manifest
-    same = (m.get("config") == config.to_dict() and m.get("tool_version") == __version__
+    same = (m.get("format") == STORE_FORMAT and m.get("config") == config.to_dict()
+            and m.get("tool_version") == __version__
             and m["dataset"]["content_hash"] == content_hash
             and m["dataset"]["n_examples"] == n_examples)
     if same and Path(resolve_model(config.model)).is_dir():

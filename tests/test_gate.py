@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from constraintlab.errors import ConfigError
 from constraintlab.gate import Condition, evaluate, load_conditions, markdown_summary
 
 METRICS = {"exact_duplicates": 2, "contradictions": 5, "conflict_density": 0.0312,
-           "verdict": "overdetermined", "inconsistent": False}
+           "verdict": "overdetermined", "inconsistent": False, "volatility_p99": 0.55,
+           "incoherent_families": 0, "max_volatility": math.nan}
 
 
 @pytest.mark.parametrize(("text", "passed"), [
@@ -19,6 +21,10 @@ METRICS = {"exact_duplicates": 2, "contradictions": 5, "conflict_density": 0.031
     ("conflict_density < 0.02", False), ("conflict_density<3.2e-2", True),
     ('verdict != "underdetermined"', True), ("verdict == overdetermined", True),
     ("verdict != 'overdetermined'", False), ("inconsistent == false", True),
+    ("volatility_p99 < 0.6", True), ("volatility_p99 < 0.5", False),
+    ("incoherent_families == 0", True), ("incoherent_families > 0", False),
+    # a metric the report did not measure (nan) fails every numeric condition
+    ("max_volatility < 2", False), ("max_volatility >= 0", False),
 ])
 def test_conditions_evaluate_like_python(text: str, passed: bool) -> None:
     (check,) = evaluate([Condition.parse(text)], METRICS)
@@ -83,3 +89,11 @@ def test_markdown_summary() -> None:
     assert "1 of 2 conditions hold" in md
     assert "| ❌ | `exact_duplicates == 0` | 2 |" in md
     assert "| ✅ | `contradictions <= 5` | 5 |" in md
+
+
+def test_report_metrics_name_the_new_analyzers() -> None:
+    from constraintlab.report.report import METRICS as REPORT_METRICS
+
+    new = {"volatility_p99", "max_volatility", "families", "family_members",
+           "incoherent_families"}
+    assert new <= set(REPORT_METRICS) and all(REPORT_METRICS[m] for m in new)

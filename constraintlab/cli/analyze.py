@@ -68,7 +68,7 @@ def run_analysis(args: argparse.Namespace):
 
 
 def summary_lines(report, out: str | Path) -> list[str]:
-    """The terminal summary: verdict, the five numbers that matter, where the report is."""
+    """The terminal summary: verdict, the numbers that matter, where the report is."""
     m, d = report.metrics(), report.data
     model = d["model"]
     name = model["name"] + (f" v{model['version']}" if model.get("version") else "")
@@ -85,11 +85,32 @@ def summary_lines(report, out: str | Path) -> list[str]:
              f"{m['near_duplicates']} near",
              f"  contradictions   {m['contradictions']:>10d}   pairs (same input, different "
              "target)",
-             f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones", ""]
+             f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones",
+             *_new_lines(m, d), ""]
     if model.get("note"):
         lines.append(f"note: {model['note']}")
     out = Path(out)
     lines.append(f"report: {out / 'report.html'}  (also report.json, examples.csv)")
+    return lines
+
+
+def _new_lines(m: dict, d: dict) -> list[str]:
+    """Volatility, families and layer map lines (each only when the report has it)."""
+    lines = []
+    if d.get("volatility"):
+        lines.append(f"  volatility p99   {m['volatility_p99']:>10.3f}   max "
+                     f"{m['max_volatility']:.3f} (0 = predicted, 1 = unknown to the model)")
+    if d.get("families"):
+        lines.append(f"  variant families {m['families']:>10d}   {m['incoherent_families']} "
+                     f"incoherent ({m['family_members']} examples)")
+    lm = d.get("layer_map")
+    if lm and lm["dataset"]["top_layer"] is not None:
+        ds = lm["dataset"]
+        layer_share = ds["by_layer"][lm["layers"].index(ds["top_layer"])]
+        kind_share = ds["by_kind"][lm["kinds"].index(ds["top_kind"])]
+        top = f"layer {ds['top_layer']}"
+        lines.append(f"  layer map        {top:>10}   {layer_share:.0%} of the squared gradient "
+                     f"norm; {ds['top_kind']} {kind_share:.0%}")
     return lines
 
 

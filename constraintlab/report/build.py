@@ -13,14 +13,14 @@ import pandas as pd
 
 from constraintlab._version import __version__
 from constraintlab.analysis import AnalysisResults
-from constraintlab.analysis.result import plain
+from constraintlab.analysis.result import AnalyzerResult, plain
 from constraintlab.encode import FeatureStore
 from constraintlab.io import ExampleSet
 from constraintlab.reference import REFERENCE_MODEL_NAME, REFERENCE_MODEL_NOTE, model_info
 from constraintlab.report.report import SCHEMA_VERSION, Report
 
-#: Columns of the encoder's table that go into ``examples.csv`` (per-module energies stay in
-#: the feature store).
+#: Columns of the encoder's table that go into ``examples.csv`` (the per-site energies come
+#: with the layer map's table, ``energy:<layer>:<kind>``).
 STORE_COLUMNS = ("line", "n_tokens", "n_input_tokens", "n_target_tokens", "n_truncated", "loss",
                  "grad_norm")
 
@@ -36,7 +36,8 @@ def build_report(data: ExampleSet, store: FeatureStore, results: AnalysisResults
     store : FeatureStore
         What encode wrote (manifest, per-example loss and gradient norm).
     results : AnalysisResults
-        What analysis found (needs the spectrum, pairs, redundancy, contradictions and zones).
+        What analysis found (needs the spectrum, pairs, redundancy, contradictions and zones;
+        volatility, families and layers are ``null`` sections when they did not run).
     run : dict, optional
         Volatile facts about this run (timings, whether the store was reused); ``created`` is
         added. The only part of the report that may differ between identical runs.
@@ -93,6 +94,7 @@ def build_report(data: ExampleSet, store: FeatureStore, results: AnalysisResults
             + red["near_duplicate_pairs_gradient"],
             "near_duplicate_pairs_text": red["near_duplicate_pairs_text"],
             "near_duplicate_pairs_gradient": red["near_duplicate_pairs_gradient"],
+            "near_duplicate_pairs_in_families": red["near_duplicate_pairs_in_families"],
             "near_duplicates": red["redundant_examples"] - red["exact_duplicates"],
             "duplicate_sets": red["duplicate_sets"],
             "redundant_examples": red["redundant_examples"],
@@ -113,10 +115,13 @@ def build_report(data: ExampleSet, store: FeatureStore, results: AnalysisResults
             "outliers": zon["outliers"],
         },
         "response": _response_section(results.response.summary),
+        "volatility": _volatility_section(results.volatility),
+        "families": _families_section(results.families),
+        "layer_map": _layer_map_section(results.layers),
         "pairs": results.all_pairs(),
     }
     return Report(data=plain(report), examples=_examples_table(data, store, results),
-                  edges=_edges(results))
+                  edges=_edges(results), tokens=getattr(store, "tokens", None))
 
 
 def _model_section(m: dict) -> dict:
@@ -156,6 +161,32 @@ def _response_section(r: dict) -> dict:
             "zone_sizes", "zone_matrix", "zone_matrix_mean", "zone_net_effect",
             "zone_matrix_rule")
     return {k: r[k] for k in keys if k in r}
+
+
+def _volatility_section(r: AnalyzerResult | None) -> dict | None:
+    if r is None:
+        return None
+    keys = ("formula", "top_k", "weights", "ln_vocab", "vocab_size", "grad_norm_median",
+            "percentiles", "most_volatile")
+    return {k: r.summary[k] for k in keys}
+
+
+def _families_section(r: AnalyzerResult | None) -> dict | None:
+    if r is None:
+        return None
+    s = r.summary
+    return {"count": s["n_families"], "members": s["family_members"],
+            "incoherent": s["incoherent_families"], "incoherent_ids": s["incoherent"],
+            "coherence_rule": s["coherence_rule"], "family_jaccard": s["family_jaccard"],
+            "min_size": s["min_size"], "families": s["families"]}
+
+
+def _layer_map_section(r: AnalyzerResult | None) -> dict | None:
+    if r is None:
+        return None
+    s = r.summary
+    return {"layers": s["layers"], "kinds": s["kinds"], "n_sites": s["n_sites"],
+            "dataset": s["dataset"], "zones": s["zones"]}
 
 
 def _zone(z: dict, rank: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import difflib
 import html
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pair pre,.input pre{white-space:pre-wrap;word-break:break-word;background:#fafafa;
 border:1px solid #e3e3e3;padding:.5em;margin:0;font-size:.85em;max-height:18em;overflow:auto}
 del{background:#fbd5c5;text-decoration:line-through}ins{background:#cde8f5;text-decoration:none}
+.tokens{white-space:pre-wrap;word-break:break-word;font-family:ui-monospace,monospace;
+font-size:.85em;line-height:1.7;border:1px solid #e3e3e3;padding:.5em;max-height:14em;
+overflow:auto}tr.bad td{background:#fdf3ee}
 img{max-width:100%;height:auto}.kpi{display:flex;flex-wrap:wrap;gap:.8em}.kpi div{border:1px solid
 #ddd;border-radius:6px;padding:.5em .9em;min-width:9em}.kpi b{display:block;font-size:1.3em}
 """
@@ -38,7 +42,9 @@ def _e(text: Any) -> str:
 
 
 def _num(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
         return _e(value)
     if isinstance(value, float):
         return f"{value:.{digits}g}"
@@ -97,7 +103,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
     examples : DataFrame
         Indexed by example index, with ``input`` and ``target`` text columns.
     figures : dict name -> PNG bytes
-        ``spectrum``, ``cosines``, ``zones`` (any may be missing).
+        ``spectrum``, ``cosines``, ``zones``, ``layer_map`` (any may be missing).
     advice : list of str
         What to do next, one plain-text sentence each.
     """
@@ -121,6 +127,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              "</div>",
              f"<div>duplicates<b>{r['exact_duplicates'] + r['near_duplicates']}</b>"
              f"{r['exact_duplicates']} exact, {r['near_duplicates']} near</div>",
+             *_kpi_extra(report),
              f"<div>contradictions<b>{report['contradictions']['count']}</b>pairs</div>",
              f"<div>pressure zones<b>{z['pressure_zones']}</b>of {z['count']} zones</div>",
              "</div>",
@@ -143,7 +150,10 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
                             [p for p in report["pairs"] if p["kind"] == "contradiction"],
                             examples, contradiction=True)
     parts += _sets_section(r, examples)
+    parts += _families_section(report.get("families"))
+    parts += _volatility_section(report.get("volatility"), examples)
     parts += _response_section(report["response"], examples)
+    parts += _layer_map_section(report.get("layer_map"), figures.get("layer_map"))
     parts += ["<h2>What to do next</h2><ul>"] + [f"<li>{_e(a)}</li>" for a in advice] + ["</ul>"]
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -221,7 +231,10 @@ def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10)
     out = ["<h2>Duplicate sets</h2>",
            f"<p>{r['exact_duplicates']} exact and {r['near_duplicates']} near duplicates "
            f"(records beyond one keeper per set); redundancy ratio "
-           f"{r['redundancy_ratio']:.3f}. Flagged, never deleted.</p>"]
+           f"{r['redundancy_ratio']:.3f}. Flagged, never deleted."
+           + (f" {r['near_duplicate_pairs_in_families']} near-duplicate links inside variant "
+              "families are intended variation and not counted."
+              if r.get("near_duplicate_pairs_in_families") else "") + "</p>"]
     for dup in r["sets"][:limit]:
         members = dup["members"]
         out.append(f"<h3>{_e(dup['kind'])} set of {len(members)}: keep {dup['keeper']}, "
@@ -230,4 +243,152 @@ def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10)
         out.append("<div class='pair'>" + "".join(
             f"<pre>[{m}] {_e(_text(examples, m, 'input', 600))}\n→ "
             f"{_e(_text(examples, m, 'target', 600))}</pre>" for m in shown) + "</div>")
+    return out
+
+
+def _kpi_extra(report: Mapping[str, Any]) -> list[str]:
+    out = []
+    vol, fam = report.get("volatility"), report.get("families")
+    if vol:
+        p = vol["percentiles"]["volatility"]
+        out.append(f"<div>volatility p99<b>{p['p99']:.3f}</b>max {p['max']:.3f}</div>")
+    if fam:
+        out.append(f"<div>variant families<b>{fam['count']}</b>{fam['incoherent']} incoherent"
+                   "</div>")
+    return out
+
+
+_PCT_ROWS = (("volatility", "volatility score"), ("mean_nll", "mean NLL (nats)"),
+             ("max_nll", "max NLL (nats)"), ("topk_miss_share", "top-k miss share"),
+             ("grad_norm", "gradient norm"))
+
+
+def _shaded_tokens(profile: list, ln_vocab: float) -> str:
+    """Each token piece, escaped, on a background whose opacity is min(1, nll / ln V)."""
+    spans = []
+    for piece, nll in profile:
+        alpha = min(1.0, max(0.0, float(nll) / ln_vocab)) if ln_vocab > 0 else 0.0
+        spans.append(f'<span style="background:rgba(213,94,0,{alpha:.2f})" '
+                     f'title="nll {float(nll):.2f}">{_e(piece)}</span>')
+    return "".join(spans)
+
+
+def _volatility_section(vol: Mapping[str, Any] | None, examples: pd.DataFrame,
+                        limit: int = 10) -> list[str]:
+    out = ["<h2>Token volatility: how far the targets lie from what the model predicts</h2>"]
+    if not vol:
+        return [*out, "<p>Not measured: the feature store has no token profiles.</p>"]
+    weights = ", ".join(f"{_e(k)} {_num(w, 3)}" for k, w in vol["weights"].items())
+    out += [f"<p class='muted'>{_e(vol['formula'])} (weights {weights}; top-k with k = "
+            f"{vol['top_k']}; ln V = {vol['ln_vocab']:.3f} nats; median gradient norm "
+            f"{_num(vol['grad_norm_median'])}). 0 = the model already predicts the target, "
+            "1 = it knows nothing of it.</p>",
+            "<table><tr><th></th>" + "".join(f"<th>{k}</th>" for k in
+                                             ("p50", "p90", "p95", "p99", "max", "mean"))
+            + "</tr>"]
+    for key, title in _PCT_ROWS:
+        row = vol["percentiles"].get(key)
+        if row:
+            out.append(f"<tr><th>{title}</th>" + "".join(
+                f"<td class=num>{_num(row[k])}</td>"
+                for k in ("p50", "p90", "p95", "p99", "max", "mean")) + "</tr>")
+    out.append("</table>")
+    listed = vol["most_volatile"][:limit]
+    if not listed:
+        return out
+    out.append(f"<p>The {len(listed)} most volatile examples; each target token is shaded by "
+               "its surprise (opacity min(1, NLL / ln V); hover for the NLL):</p>")
+    for v in listed:
+        worst = ", ".join(f"<code>{_e(json.dumps(t['text'], ensure_ascii=False))}</code> "
+                          f"{t['nll']:.2f} (rank {t['rank']})" for t in v["tokens"])
+        more = (f" <span class='muted'>[first {len(v['profile'])} of {v['n_tokens']} tokens]"
+                "</span>" if v["profile_truncated"] else "")
+        out += [f"<h3>record {v['id']} <span class='muted'>volatility {v['volatility']:.3f} "
+                f"(percentile {v['percentile']:.0%}) · mean NLL {v['mean_nll']:.2f} · max NLL "
+                f"{v['max_nll']:.2f} · top-{vol['top_k']} miss {v['topk_miss_share']:.0%} · "
+                f"gradient norm {_num(v['grad_norm'])}</span></h3>",
+                f"<div class='input'><pre>{_e(_text(examples, v['id'], 'input', 300))}</pre>"
+                "</div>",
+                f"<div class='tokens'>{_shaded_tokens(v['profile'], vol['ln_vocab'])}{more}"
+                "</div>",
+                f"<p class='muted'>most surprising tokens: {worst}</p>"]
+    return out
+
+
+def _varies(varies: Mapping[str, Any]) -> str:
+    parts = []
+    for kind in ("marked", "replaced", "added", "removed"):
+        entry = varies.get(kind) or {}
+        if entry.get("members"):
+            items = ", ".join(f"<code>{_e(w)}</code>" + (f" ×{c}" if c > 1 else "")
+                              for w, c in entry["top"])
+            parts.append(f"<b>{kind}</b> ({entry['members']}): {items}")
+    return "<br>".join(parts) or "<span class='muted'>spacing or case only</span>"
+
+
+def _families_section(fam: Mapping[str, Any] | None, limit: int = 20) -> list[str]:
+    out = ["<h2>Variant families: deliberate variants of one text</h2>"]
+    if not fam:
+        return [*out, "<p>Not measured.</p>"]
+    out.append(f"<p>{fam['count']} famil{'y' if fam['count'] == 1 else 'ies'} "
+               f"({fam['members']} examples; at least "
+               f"{fam['min_size']} distinct variants linked by word-shingle Jaccard &ge; "
+               f"{_num(fam['family_jaccard'], 3)}); <b>{fam['incoherent']} incoherent</b>.</p>"
+               f"<p class='muted'>{_e(fam['coherence_rule'])}.</p>")
+    if not fam["families"]:
+        return out
+    ranked = sorted(fam["families"], key=lambda f: (f["coherent"] is not False, f["id"]))
+    out.append("<table><tr><th>family</th><th>size</th><th>base record · label</th>"
+               "<th>what varies</th><th>volatility spread</th><th>mean cos</th>"
+               "<th>first-direction share</th><th>coherent</th></tr>")
+    for f in ranked[:limit]:
+        coh, vol = f.get("coherence") or {}, f.get("volatility") or {}
+        bad = f["coherent"] is False
+        counts = {"contradiction": f.get("contradicting_pairs"),
+                  "opposing": coh.get("opposing_pairs")}
+        reasons = ", ".join(r.replace("_", " ") + (f" ({counts[r]} pairs)" if counts.get(r)
+                                                   else "") for r in f["reasons"])
+        verdict = ("⚠ no: " + _e(reasons) if bad
+                   else "yes" if f["coherent"] else "not measured")
+        members = ", ".join(map(str, f["members"][:12])) + (" …" if f["size"] > 12 else "")
+        out.append(f"<tr{' class=bad' if bad else ''}><td class=num>{f['id']}</td>"
+                   f"<td class=num>{f['size']} ({f['n_variants']} variants)</td>"
+                   f"<td>{f['base']} · {_e(f['label'])}<br><span class='muted'>records "
+                   f"{_e(members)}</span></td><td>{_varies(f['varies'])}</td>"
+                   f"<td class=num>{_num(vol.get('spread'), 3)}</td>"
+                   f"<td class=num>{_num(coh.get('mean_cos'), 3)}</td>"
+                   f"<td class=num>{_num(coh.get('first_direction_share'), 3)}</td>"
+                   f"<td>{verdict}</td></tr>")
+    out.append("</table>")
+    if len(ranked) > limit:
+        out.append(f"<p class='muted'>{len(ranked) - limit} more in report.json.</p>")
+    return out
+
+
+def _layer_map_section(lm: Mapping[str, Any] | None, png: bytes | None) -> list[str]:
+    out = ["<h2>Layer map: where the constraints land in the network</h2>"]
+    if not lm:
+        return [*out, "<p>Not measured: the feature store has no per-site energies.</p>"]
+    ds = lm["dataset"]
+    out += [_img(png, "heatmap of the squared gradient norm by layer and module kind"),
+            "<p class='muted'>Each example's squared gradient norm splits exactly over the "
+            "LoRA sites (layer, module kind); the map is the dataset's sum as shares.</p>"]
+    if ds["top_layer"] is not None:
+        li, ki = lm["layers"].index(ds["top_layer"]), lm["kinds"].index(ds["top_kind"])
+        out.append(f"<p>Top layer <b>{ds['top_layer']}</b> ({ds['by_layer'][li]:.0%} of the "
+                   f"squared gradient norm); top module kind <b>{_e(ds['top_kind'])}</b> "
+                   f"({ds['by_kind'][ki]:.0%}).</p>")
+    if lm["zones"]:
+        out.append("<p>Highest-pressure zones:</p><table><tr><th>zone</th><th>top layer</th>"
+                   "<th>its share</th><th>top module kind</th><th>its share</th>"
+                   "<th>squared gradient norm</th></tr>")
+        for zone, zm in lm["zones"].items():
+            if zm["top_layer"] is None:
+                continue
+            li, ki = lm["layers"].index(zm["top_layer"]), lm["kinds"].index(zm["top_kind"])
+            out.append(f"<tr><td class=num>{_e(zone)}</td><td class=num>{zm['top_layer']}</td>"
+                       f"<td class=num>{zm['by_layer'][li]:.0%}</td>"
+                       f"<td>{_e(zm['top_kind'])}</td><td class=num>{zm['by_kind'][ki]:.0%}</td>"
+                       f"<td class=num>{_num(zm['total'])}</td></tr>")
+        out.append("</table>")
     return out

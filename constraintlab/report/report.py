@@ -8,11 +8,15 @@ Files written by :meth:`Report.save` (and read back by :meth:`Report.load`):
 ``examples.parquet``      the same, when pyarrow is installed
 ``report.html``           self-contained page (figures embedded, dataset text escaped)
 ``constraint_graph.graphml``  the constraint graph (edge ``cos``, node ``zone``)
+``tokens.npz``, ``tokens.jsonl``  per-token profiles of every example's target (NLL, rank, id,
+                          text piece; :class:`~constraintlab.encode.store.TokenProfiles`), when
+                          the report has them
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,11 +25,18 @@ import networkx as nx
 import pandas as pd
 from matplotlib.figure import Figure
 
+from constraintlab.encode.store import TokenProfiles, parse_energy_column
 from constraintlab.errors import ConstraintlabError
 from constraintlab.report import plots
 from constraintlab.report.html import render_html, verdict_sentence
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
+#: :meth:`Report.advice` names the most volatile examples when ``volatility_p99`` reaches this.
+#: Measured: the reference model on the shipped GSM8K sample (its own domain) has p99 0.60; a
+#: model that knows nothing of the targets scores about 0.87 (random tiny models in the tests).
+VOLATILITY_ADVICE_P99 = 0.7
 
 #: The flat metrics of :meth:`Report.metrics` (what gate conditions can name), documented once.
 METRICS: dict[str, str] = {
@@ -55,9 +66,34 @@ METRICS: dict[str, str] = {
     "pressure_zones": "zones whose internal conflict share passes the threshold",
     "max_zone_pressure": "the highest zone pressure score",
     "harmful_examples": "examples whose unit step raises the others' summed loss (first order)",
+    "volatility_p99": "99th percentile of the token volatility score (0 = the model already "
+                      "predicts the target, 1 = it knows nothing of it)",
+    "max_volatility": "the highest token volatility score",
+    "families": "variant families (near-variants of one text, at least family_min_size)",
+    "family_members": "examples in a variant family",
+    "incoherent_families": "families whose members' constraints disagree (low mean cosine, an "
+                           "opposing pair, or two members contradicting each other)",
 }
 FILES = {"json": "report.json", "csv": "examples.csv", "parquet": "examples.parquet",
          "html": "report.html", "graph": "constraint_graph.graphml"}
+
+
+def _family_reasons(f: dict) -> str:
+    """Why a family is incoherent, with its numbers (plain text)."""
+    coh, out = f.get("coherence") or {}, []
+    for reason in f["reasons"]:
+        if reason == "contradiction":
+            out.append(f"{f.get('contradicting_pairs', 0)} member pair(s) ask for different "
+                       "answers to the same input")
+        elif reason == "low_coherence":
+            out.append(f"mean cosine of the members' constraints only "
+                       f"{coh.get('mean_cos', math.nan):.2f}")
+        elif reason == "opposing":
+            out.append(f"{coh.get('opposing_pairs', 0)} member pair(s) pull in opposite "
+                       "directions")
+        else:
+            out.append(reason)
+    return ", ".join(out)
 
 
 class Report:
@@ -72,19 +108,31 @@ class Report:
         and every analyzer's flags and scores.
     edges : DataFrame
         The constraint graph's edges: ``a``, ``b`` (example indices, ``a < b``), ``cos``.
+    tokens : TokenProfiles, optional
+        Per-token profiles of the examples' targets, in the row order of ``examples``
+        (:meth:`token_profile`).
     """
 
-    def __init__(self, data: dict, examples: pd.DataFrame, edges: pd.DataFrame) -> None:
+    def __init__(self, data: dict, examples: pd.DataFrame, edges: pd.DataFrame,
+                 tokens: TokenProfiles | None = None) -> None:
         self.data = data
         self.examples = examples
         self.edges = edges
+        self.tokens = tokens
 
     # -- tables ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        """The flat numbers the gate and the terminal summary use (names: :data:`METRICS`)."""
+        """The flat numbers the gate and the terminal summary use (names: :data:`METRICS`).
+
+        A metric whose report section is missing or null (not measured, e.g. a store without
+        token profiles) is ``nan``: every numeric gate condition on it fails.
+        """
         d = self.data
         s, c, r, z = d["system"], d["conflict"], d["redundancy"], d["zones"]
         pressures = [zone["pressure"] for zone in z["zones"]]
+        vol, fam = d.get("volatility"), d.get("families")
+        vp = vol["percentiles"]["volatility"] if vol else {}
+        nan = math.nan
         values = {
             "examples": s["n_equations"], "unknowns": s["n_unknowns"],
             "skipped_records": len(d["dataset"]["skipped"]),
@@ -108,6 +156,10 @@ class Report:
             "zones": z["count"], "pressure_zones": z["pressure_zones"],
             "max_zone_pressure": max(pressures) if pressures else 0.0,
             "harmful_examples": d["response"]["harmful_examples"],
+            "volatility_p99": vp.get("p99", nan), "max_volatility": vp.get("max", nan),
+            "families": fam["count"] if fam else nan,
+            "family_members": fam["members"] if fam else nan,
+            "incoherent_families": fam["incoherent"] if fam else nan,
         }
         return {name: values[name] for name in METRICS}
 
@@ -145,6 +197,139 @@ class Report:
         return pd.DataFrame(rows, columns=["a", "b", "score", "input_a", "target_a", "input_b",
                                            "target_b", "diff"])
 
+    def volatile_examples(self) -> pd.DataFrame:
+        """The most volatile examples (highest score first), index = example index.
+
+        Columns: ``volatility``, ``percentile`` (share of examples scoring as low or lower),
+        ``mean_nll``, ``max_nll``, ``topk_miss_share``, ``grad_norm``, ``n_tokens`` and
+        ``worst_tokens`` (the most surprising target tokens as ``"piece" nll``).
+        """
+        cols = ["volatility", "percentile", "mean_nll", "max_nll", "topk_miss_share",
+                "grad_norm", "n_tokens", "worst_tokens"]
+        rows = [{**{k: v[k] for k in cols[:-1]}, "index": v["id"],
+                 "worst_tokens": ", ".join(f"{json.dumps(t['text'], ensure_ascii=False)} "
+                                           f"{t['nll']:.2f}" for t in v["tokens"])}
+                for v in self._section("volatility")["most_volatile"]]
+        return pd.DataFrame(rows, columns=["index", *cols]).set_index("index")
+
+    @property
+    def families(self) -> pd.DataFrame:
+        """The variant families, index = family id.
+
+        Columns: ``size``, ``n_variants``, ``base`` (the member the others are compared with),
+        ``coherent`` (None when not measured), ``reasons`` (why not, comma-separated),
+        ``mean_cos``, ``first_direction_share``, ``opposing_pairs``, ``contradicting_pairs``,
+        ``volatility_spread`` (max - min score of the members), ``label``, ``members``.
+        """
+        cols = ["size", "n_variants", "base", "coherent", "reasons", "mean_cos",
+                "first_direction_share", "opposing_pairs", "contradicting_pairs",
+                "volatility_spread", "label", "members"]
+        rows = []
+        for f in self._section("families")["families"]:
+            coh = f.get("coherence") or {}
+            rows.append({"id": f["id"], "size": f["size"], "n_variants": f["n_variants"],
+                         "base": f["base"], "coherent": f["coherent"],
+                         "reasons": ", ".join(f["reasons"]),
+                         "mean_cos": coh.get("mean_cos", math.nan),
+                         "first_direction_share": coh.get("first_direction_share", math.nan),
+                         "opposing_pairs": coh.get("opposing_pairs"),
+                         "contradicting_pairs": f.get("contradicting_pairs"),
+                         "volatility_spread": (f.get("volatility") or {}).get("spread",
+                                                                               math.nan),
+                         "label": f["label"], "members": f["members"]})
+        return pd.DataFrame(rows, columns=["id", *cols]).set_index("id")
+
+    def layer_map(self, example: int | None = None, zone: int | None = None,
+                  share: bool = False) -> pd.DataFrame:
+        """Where the constraints land: squared gradient norm per (layer, module kind).
+
+        Parameters
+        ----------
+        example : int, optional
+            One example's map (its ``energy:<layer>:<kind>`` columns; the cells sum to its
+            ``grad_norm ** 2``).
+        zone : int, optional
+            A zone's map (kept for the highest-pressure zones, see ``report.json``).
+        share : bool
+            Divide by the total, so the cells sum to 1.
+
+        Returns
+        -------
+        DataFrame (layers, kinds)
+            Index ``layer``, columns ``kind``; the dataset's map unless ``example`` or ``zone``.
+        """
+        if example is not None and zone is not None:
+            raise ConstraintlabError("layer_map: give example or zone, not both")
+        section = self.data.get("layer_map")
+        if example is not None:
+            return self._example_layer_map(example, section, share)
+        if not section:
+            raise ConstraintlabError("this report has no layer map (the feature store has no "
+                                     "per-site energies)")
+        if zone is None:
+            cell = section["dataset"]
+        elif str(zone) in section["zones"]:
+            cell = section["zones"][str(zone)]
+        else:
+            raise ConstraintlabError(
+                f"no layer map for zone {zone}; the report keeps maps for zones "
+                f"{', '.join(section['zones']) or '(none)'} (AnalysisConfig.layer_map_zones)")
+        return pd.DataFrame(cell["share" if share else "energy"],
+                            index=pd.Index(section["layers"], name="layer"),
+                            columns=pd.Index(section["kinds"], name="kind"), dtype=float)
+
+    def _example_layer_map(self, example: int, section: dict | None, share: bool
+                           ) -> pd.DataFrame:
+        row = self._row(example)
+        sites = {c: parse_energy_column(c) for c in self.examples.columns}
+        sites = {c: site for c, site in sites.items() if site is not None}
+        if not sites:
+            raise ConstraintlabError("this report has no per-site energies "
+                                     "(energy:<layer>:<kind> columns in examples)")
+        values = self.examples.iloc[row][list(sites)].astype(float)
+        cells = pd.DataFrame({"layer": [s[0] for s in sites.values()],
+                              "kind": [s[1] for s in sites.values()],
+                              "energy": values.to_numpy()})
+        table = cells.pivot_table(index="layer", columns="kind", values="energy",
+                                  aggfunc="sum", fill_value=0.0, sort=False)
+        layers = section["layers"] if section else sorted(table.index)
+        kinds = section["kinds"] if section else list(dict.fromkeys(cells["kind"]))
+        table = table.reindex(index=layers, columns=kinds, fill_value=0.0).astype(float)
+        table.index.name, table.columns.name = "layer", "kind"
+        if share:
+            total = float(table.to_numpy().sum())
+            table = table / total if total > 0 else table * 0.0
+        return table
+
+    def token_profile(self, example: int) -> pd.DataFrame:
+        """One row per target token of ``example`` (index = position): ``token`` (text piece),
+        ``id``, ``nll`` (``-log p``, nats) and ``rank`` (0 = the model's top prediction)."""
+        if self.tokens is None:
+            raise ConstraintlabError("this report has no token profiles (tokens.npz and "
+                                     "tokens.jsonl beside report.json); rerun constraintlab "
+                                     "analyze to get them")
+        profile = self.tokens.profile(self._row(example))
+        profile.index.name = "position"
+        return profile
+
+    def _row(self, example: int) -> int:
+        try:
+            row = self.examples.index.get_loc(example)
+        except KeyError:
+            raise ConstraintlabError(f"no example {example!r} in this report (indices "
+                                     f"{self.examples.index.min()}..."
+                                     f"{self.examples.index.max()})") from None
+        if not isinstance(row, int):
+            raise ConstraintlabError(f"example index {example!r} is not unique in the report")
+        return row
+
+    def _section(self, name: str) -> dict:
+        section = self.data.get(name)
+        if not section:
+            raise ConstraintlabError(f"this report has no {name} section (not measured: see "
+                                     "report.json)")
+        return section
+
     # -- words ------------------------------------------------------------------------------
     def verdict(self) -> str:
         """The verdict in one sentence with its numbers."""
@@ -165,6 +350,24 @@ class Report:
         if m["near_duplicates"]:
             out.append(f"Review the {m['near_duplicates']} near duplicate(s) (is_near_duplicate):"
                        " cosmetic variants of other records.")
+        fam = d.get("families") or {}
+        bad = [f for f in fam.get("families", []) if f["coherent"] is False]
+        if bad:
+            named = "; ".join(f"family {f['id']} (base record {f['base']}, {f['size']} "
+                              f"records): {_family_reasons(f)}" for f in bad[:3])
+            out.append(f"{fam['incoherent']} of {fam['count']} variant families are incoherent,"
+                       f" their variants disagree: {named}. Make the variants agree or drop "
+                       "the odd one out (column family; report.families).")
+        vol = d.get("volatility")
+        if vol and m["volatility_p99"] >= VOLATILITY_ADVICE_P99:
+            top = vol["most_volatile"][:3]
+            named = ", ".join(f"{v['id']} ({v['volatility']:.2f}, mean NLL "
+                              f"{v['mean_nll']:.1f} nats)" for v in top)
+            out.append(f"Check the most volatile examples first: the top 1 % score "
+                       f"{m['volatility_p99']:.2f} or more on token volatility (max "
+                       f"{m['max_volatility']:.2f}; 0 = the model already predicts the "
+                       f"target, 1 = it knows nothing of it), so training moves the model most"
+                       f" on them: records {named} (report.volatile_examples()).")
         pz = [z for z in d["zones"]["zones"] if z["is_pressure_zone"]][:3]
         for z in pz:
             out.append(f"Inspect pressure zone {z['id']} ({z['label']}, {z['size']} examples):"
@@ -204,10 +407,21 @@ class Report:
         return plots.zones_figure(list(self.examples.index), self.edges.itertuples(index=False),
                                   zone_of, ranked)
 
+    def plot_layer_map(self, zone: int | None = None, example: int | None = None) -> Figure:
+        """Heatmap of the layer map's shares (the dataset's, a zone's or an example's)."""
+        what = ("the dataset" if zone is None and example is None
+                else f"zone {zone}" if zone is not None else f"record {example}")
+        table = self.layer_map(example=example, zone=zone, share=True)
+        return plots.layer_map_figure(table.to_numpy().tolist(), list(table.index),
+                                      list(table.columns), title=f"Layer map of {what}")
+
     def _figures(self) -> dict[str, bytes]:
-        return {"spectrum": plots.figure_to_png(self.plot_spectrum()),
-                "cosines": plots.figure_to_png(self.plot_cosines()),
-                "zones": plots.figure_to_png(self.plot_zones())}
+        figures = {"spectrum": plots.figure_to_png(self.plot_spectrum()),
+                   "cosines": plots.figure_to_png(self.plot_cosines()),
+                   "zones": plots.figure_to_png(self.plot_zones())}
+        if self.data.get("layer_map"):
+            figures["layer_map"] = plots.figure_to_png(self.plot_layer_map())
+        return figures
 
     # -- files ------------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -239,6 +453,11 @@ class Report:
             pass
         (out / FILES["html"]).write_text(self.to_html(), encoding="utf-8")
         nx.write_graphml(self.graph(), out / FILES["graph"])
+        if self.tokens is not None:
+            self.tokens.save(out)
+        else:   # never leave another report's profiles beside this one
+            for name in (TokenProfiles.NPZ, TokenProfiles.JSONL):
+                (out / name).unlink(missing_ok=True)
         return out
 
     @classmethod
@@ -258,7 +477,12 @@ class Report:
         g = nx.read_graphml(path.parent / FILES["graph"], node_type=int)
         edges = pd.DataFrame(sorted((min(a, b), max(a, b), w["cos"]) for a, b, w in
                                     g.edges(data=True)), columns=["a", "b", "cos"])
-        return cls(data, examples, edges)
+        tokens = TokenProfiles.load(path.parent)
+        if tokens is not None and len(tokens) != len(examples):
+            logger.warning("%s: token profiles cover %d examples, the report has %d; ignored",
+                           path.parent, len(tokens), len(examples))
+            tokens = None
+        return cls(data, examples, edges, tokens=tokens)
 
     def _repr_html_(self) -> str:
         m = self.metrics()

@@ -43,7 +43,7 @@ def test_inspect_sample_json_matches_the_file() -> None:
 def test_inspect_human_output() -> None:
     out = cli("inspect", str(SAMPLE), "--show", "1")
     assert out.returncode == 0
-    assert out.stdout.startswith(f"{SAMPLE}: 300 examples, schema qa")
+    assert out.stdout.startswith(f"{SAMPLE}: 306 examples, schema qa")
     assert "--- record 0 (line 1)" in out.stdout
 
 

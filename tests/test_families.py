@@ -82,8 +82,12 @@ def test_diff_words_classifies_changes():
     d = diff_words("Tom bought 3 apples", "Tom purchased 3 apples")
     assert d["replaced"] == [["bought", "purchased"]] and not d["marked"]
     d = diff_words("He wants 3 pens", "He would like 3 <b>pens</b>")
-    assert d["marked"] == ["<b>pens</b>"]
-    assert d["removed"] == ["wants"] and d["added"] == ["would", "like"]
+    assert d["marked"] == ["<b>pens</b>"] and d["replaced"] == [["wants", "would like"]]
+    assert d["removed"] == [] and d["added"] == []
+    # the marked form is named whichever side carries the markup
+    assert diff_words("I ate **twelve** eggs", "I ate twelve eggs")["marked"] == ["**twelve**"]
+    d = diff_words("Tom has 3 apples.", "Tom has 3 apples. Explain each step.")
+    assert d["added"] == ["Explain", "each", "step."] and not d["replaced"]
     assert diff_words("Same text", "SAME   text") == {"marked": [], "replaced": [], "added": [],
                                                       "removed": []}
 

@@ -143,9 +143,12 @@ def test_gradual_path_is_shorter_than_random_and_the_report_says_so() -> None:
     json.dumps(rep, allow_nan=False)
 
 
-def test_volatility_proxy_prefers_loss_then_gradient_norm_then_feature_norm() -> None:
+def test_volatility_proxy_prefers_score_then_loss_then_gradient_norm_then_feature_norm() -> None:
     X = np.array([[3.0, 4.0], [0.0, 1.0]])
-    t = pd.DataFrame({"loss": [0.5, 2.0], "grad_norm": [9.0, 8.0]})
+    t = pd.DataFrame({"volatility": [0.7, 0.2], "loss": [0.5, 2.0], "grad_norm": [9.0, 8.0]})
+    v, src = volatility_proxy(t, X)
+    assert src == "volatility" and v.tolist() == [0.7, 0.2]
+    t = t.drop(columns="volatility")
     assert volatility_proxy(t, X)[1] == "loss"
     t.loc[1, "loss"] = np.nan
     v, src = volatility_proxy(t, X)
@@ -209,17 +212,16 @@ def test_order_writes_every_valid_record_once_byte_identical(cli_run) -> None:
 def test_gradual_is_shorter_than_random_on_gsm8k_and_keeps_duplicates_together(cli_run) -> None:
     _, rep = cli_run["out"]["gradual"]
     assert rep["chosen"]["path_length"] < rep["random"]["path_length"]
-    assert rep["volatility_source"] == "loss"
+    assert rep["volatility_source"] == "volatility"
     pos = {i: p for p, i in enumerate(rep["order"])}
     assert abs(pos[3] - pos[48]) == 1 and abs(pos[7] - pos[49]) == 1
-    # the first example is the one with the lowest loss
     report = Path(cli_run["root"] / "report")
     table = pd.read_csv(report / "examples.csv", index_col="index")
-    # the first unit is the one of lowest (mean) loss; a family starts with its lowest member
+    # the first unit is the one of lowest (mean) volatility; a family starts with its lowest
     unit = table["duplicate_set"].where(table["duplicate_set"] >= 0, -1 - table.index.to_series())
-    unit_loss = table.groupby(unit)["loss"].mean()
-    start = table[unit == unit_loss.idxmin()]
-    assert rep["order"][0] == start["loss"].idxmin()
+    unit_vol = table.groupby(unit)["volatility"].mean()
+    start = table[unit == unit_vol.idxmin()]
+    assert rep["order"][0] == start["volatility"].idxmin()
 
 
 def test_same_seed_same_order(cli_run) -> None:

@@ -10,7 +10,8 @@ Finding families
 
 What varies
     Each member is aligned word by word with the family's *base*, the member most similar to
-    all others (highest mean shingle Jaccard; the first in file order on ties), and every
+    all others (highest mean shingle Jaccard; on ties the one with the least markup, then the
+    first in file order), and every
     difference is classified: ``marked`` (the same word with markup added or removed, e.g.
     ``**twelve**``, ``<b>twelve</b>``), ``replaced`` (another word: a synonym or a changed
     number), ``added`` and ``removed`` words (an appended step).
@@ -66,15 +67,36 @@ def _core(word: str) -> str:
     return _WORD_CORE.sub("", _TAG.sub("", word)).casefold()
 
 
+_SYMBOL = re.compile(r"[^\w\s]|_")
+
+
+def _markup(text: str) -> int:
+    """Tags plus punctuation/symbol characters outside them."""
+    return len(_TAG.findall(text)) + len(_SYMBOL.findall(_TAG.sub("", text)))
+
+
+def _marked_form(x: str, y: str) -> str:
+    """Of two spellings of one word, the one carrying more markup."""
+    return y if len(y) - len(_core(y)) >= len(x) - len(_core(x)) else x
+
+
+def _marks(xs: list[str], ys: list[str], out: dict[str, list]) -> None:
+    for x, y in zip(xs, ys, strict=True):
+        if x.casefold() != y.casefold():
+            out["marked"].append(_marked_form(x, y))
+
+
 def diff_words(base: str, other: str) -> dict[str, list]:
     """Word-level differences of ``other`` against ``base``.
 
     Returns
     -------
     dict
-        ``marked``: words of ``base`` that ``other`` marks (or unmarks) with punctuation or
-        markup (as written in ``other``); ``replaced``: ``[old, new]`` word pairs; ``added`` /
-        ``removed``: words only ``other`` / only ``base`` has. Case-only changes are ignored.
+        ``marked``: words one side marks with punctuation or markup that the other writes
+        plain (given in their marked form, whichever side has it); ``replaced``: ``[old, new]``
+        (a word or a run of words replaced by another, e.g. ``["twelve", "a dozen"]``);
+        ``added`` / ``removed``: words only ``other`` / only ``base`` has. Case-only changes
+        are ignored.
     """
     a, b = base.split(), other.split()
     out: dict[str, list] = {"marked": [], "replaced": [], "added": [], "removed": []}
@@ -92,16 +114,16 @@ def diff_words(base: str, other: str) -> dict[str, list]:
                                                 b=[_core(w) for w in wb], autojunk=False)
                 for op2, k1, k2, l1, l2 in inner.get_opcodes():
                     if op2 == "equal":
-                        pairs = list(zip(wa[k1:k2], wb[l1:l2], strict=True))
-                        out["marked"] += [y for x, y in pairs if x != y]
+                        _marks(wa[k1:k2], wb[l1:l2], out)
+                    elif op2 == "replace":
+                        out["replaced"].append([" ".join(wa[k1:k2]), " ".join(wb[l1:l2])])
                     else:
                         out["removed"] += wa[k1:k2]
                         out["added"] += wb[l1:l2]
                 continue
             for x, y in zip(wa, wb, strict=True):
                 if _core(x) == _core(y) and _core(x):
-                    if x.casefold() != y.casefold():
-                        out["marked"].append(y)
+                    _marks([x], [y], out)
                 else:
                     out["replaced"].append([x, y])
     return out
@@ -135,17 +157,20 @@ def family_coherence(rows: np.ndarray, tau: float) -> dict:
             "first_direction_share": float(s[0] ** 2 / total) if total > 0 else 0.0}
 
 
-def _medoid(shingles: list[set]) -> int:
+def _medoid(shingles: list[set], markup: list[int]) -> int:
+    """The member with the highest summed Jaccard to the others; ties go to the one with the
+    least markup (``markup``: non-word characters), then to the first."""
     m = len(shingles)
-    best, best_score = 0, -1.0
+    best, best_key = 0, None
     for i in range(m):
         score = 0.0
         for j in range(m):
             if i != j:
                 u = len(shingles[i] | shingles[j])
                 score += len(shingles[i] & shingles[j]) / u if u else 1.0
-        if score > best_score + 1e-12:
-            best, best_score = i, score
+        key = (round(score, 9), -markup[i])
+        if best_key is None or key > best_key:
+            best, best_key = i, key
     return best
 
 
@@ -223,7 +248,8 @@ def analyze_families(
         words = [norm[i].split() for i in rows[:_MAX_MEDOID]]
         shingles = [{tuple(w[j:j + size]) for j in range(max(len(w) - size + 1, 1))}
                     for w in words]
-        base = rows[_medoid(shingles)]
+        markup = [_markup(texts[i]) for i in rows[:_MAX_MEDOID]]
+        base = rows[_medoid(shingles, markup)]
         base_flag[base] = True
         varies = {k: Counter() for k in ("marked", "replaced", "added", "removed")}
         changed = Counter()

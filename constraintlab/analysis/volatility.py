@@ -7,19 +7,21 @@ Per example, over its predicted target tokens t (NLL ``l_t = -log p(y_t | contex
 - ``topk_miss_share`` = share of tokens with ``r_t >= volatility_top_k`` (outside the top-k);
 - ``grad_norm`` = ||g_i|| of the full LoRA gradient (from the encoder).
 
-The volatility score combines them, each first mapped to [0, 1]:
+The volatility score combines them, each first mapped to [0, 1) by ``x / (x + scale)`` (0.5
+when x equals its scale; it never saturates, so the worst examples stay ordered):
 
 .. math::
 
-    s_{mean} = \min(1, mean\_nll / \ln V), \quad s_{max} = \min(1, max\_nll / \ln V), \quad
-    s_{topk} = topk\_miss\_share, \quad s_{grad} = g_i / (g_i + \mathrm{median}_j\, g_j)
+    s_{mean} = \frac{mean\_nll}{mean\_nll + \ln V}, \quad
+    s_{max} = \frac{max\_nll}{max\_nll + \ln V}, \quad
+    s_{topk} = topk\_miss\_share, \quad
+    s_{grad} = \frac{g_i}{g_i + \mathrm{median}_j\, g_j}
 
     volatility_i = \frac{\sum_c w_c s_c}{\sum_c w_c}, \quad w = volatility\_weights
 
-``ln V`` (V the vocabulary size) is the surprise of a uniform guess: ``s_mean = 1`` means the
-model knows nothing about the target. The gradient part is relative to the dataset (0.5 at the
-median gradient norm): gradient norms have no model-independent scale. Percentiles are over the
-dataset.
+``ln V`` (V the vocabulary size) is the surprise of a uniform guess, the natural scale of a
+token NLL. The gradient part is relative to the dataset (0.5 at the median gradient norm):
+gradient norms have no model-independent scale. Percentiles are over the dataset.
 """
 
 from __future__ import annotations
@@ -121,8 +123,8 @@ def analyze_volatility(tokens, grad_norm: np.ndarray, *, vocab_size: int,
     ln_v = math.log(vocab_size)
     med = float(np.median(grad_norm))
     s_grad = grad_norm / (grad_norm + med) if med > 0 else np.zeros(n)
-    parts = np.column_stack([np.minimum(1.0, mean_nll / ln_v), np.minimum(1.0, max_nll / ln_v),
-                             miss, s_grad])
+    parts = np.column_stack([mean_nll / (mean_nll + ln_v), max_nll / (max_nll + ln_v), miss,
+                             s_grad])
     w = np.asarray(config.volatility_weights, dtype=np.float64)
     score = parts @ w / w.sum()
     # percentile of each example: share of examples scoring <= it
@@ -157,8 +159,8 @@ def analyze_volatility(tokens, grad_norm: np.ndarray, *, vocab_size: int,
     summary = {
         "n": n, "top_k": k, "weights": dict(zip(COMPONENTS, w.tolist(), strict=True)),
         "ln_vocab": ln_v, "vocab_size": int(vocab_size), "grad_norm_median": med,
-        "formula": ("volatility = weighted mean of min(1, mean_nll / ln V), "
-                    "min(1, max_nll / ln V), topk_miss_share, grad_norm / (grad_norm + "
+        "formula": ("volatility = weighted mean of mean_nll / (mean_nll + ln V), "
+                    "max_nll / (max_nll + ln V), topk_miss_share, grad_norm / (grad_norm + "
                     "median grad_norm)"),
         "percentiles": percentiles,
         "most_volatile": listed,

@@ -264,7 +264,8 @@ _PCT_ROWS = (("volatility", "volatility score"), ("mean_nll", "mean NLL (nats)")
 
 
 def _shaded_tokens(profile: list, ln_vocab: float) -> str:
-    """Each token piece, escaped, on a background whose opacity is min(1, nll / ln V)."""
+    """Each token piece, escaped, on a background whose opacity is min(1, nll / ln V) (a token
+    as surprising as a uniform guess is fully shaded)."""
     spans = []
     for piece, nll in profile:
         alpha = min(1.0, max(0.0, float(nll) / ln_vocab)) if ln_vocab > 0 else 0.0

@@ -34,9 +34,10 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 #: :meth:`Report.advice` names the most volatile examples when ``volatility_p99`` reaches this.
-#: Measured: the reference model on the shipped GSM8K sample (its own domain) has p99 0.60; a
-#: model that knows nothing of the targets scores about 0.87 (random tiny models in the tests).
-VOLATILITY_ADVICE_P99 = 0.7
+#: Measured on the shipped GSM8K sample: the reference model (its own domain) has p99 0.47
+#: (median 0.35); the same architecture with random weights, which knows nothing of the targets,
+#: p99 0.66 (median 0.63).
+VOLATILITY_ADVICE_P99 = 0.55
 
 #: The flat metrics of :meth:`Report.metrics` (what gate conditions can name), documented once.
 METRICS: dict[str, str] = {

@@ -261,7 +261,7 @@ class GradientEngine:
                 z += bias
             lab = labels[start:stop, None]
             picked = z.gather(1, lab)
-            torch.sum(z > picked, dim=1, out=rank[start:stop])
+            rank[start:stop] = self._count_above(z, picked)
             top = z.amax(dim=1, keepdim=True)
             z.sub_(top).exp_()
             total = z.sum(dim=1, keepdim=True)
@@ -271,6 +271,27 @@ class GradientEngine:
             z.mul_(weights[start:stop, None])
             torch.matmul(z, weight, out=grad[start:stop])
         return nll, rank, grad
+
+    def _count_above(self, z: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+        """(n,) int64: entries of each row of ``z`` (n, V) strictly above ``picked`` (n, 1).
+
+        Counted as ``sum(sign(max(z - picked, 0)))`` in a reused float scratch, a quarter of the
+        logits chunk at a time: several times faster than summing a boolean mask, exact (0/1
+        sums stay below 2^24 for any vocabulary), and ``z`` is left untouched.
+        """
+        n, vocab = z.shape
+        step = max(1, min(n, HEAD_CHUNK_ELEMENTS // (4 * vocab)))
+        buf = getattr(self, "_rank_buf", None)
+        if buf is None or buf.shape[0] < step or buf.shape[1] != vocab or buf.dtype != z.dtype:
+            buf = self._rank_buf = torch.empty(step, vocab, dtype=z.dtype, device=z.device)
+        out = torch.empty(n, dtype=torch.int64, device=z.device)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            s = buf[:b - a]
+            torch.sub(z[a:b], picked[a:b], out=s)
+            s.clamp_(min=0).sign_()
+            out[a:b] = s.sum(dim=1).round().to(torch.int64)
+        return out
 
     def _head_weight(self) -> torch.Tensor:
         w = self.head.weight

@@ -45,16 +45,17 @@ from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.lexical import near_duplicate_pairs
 from constraintlab.analysis.pairs import blocked_pairs, unit_rows
 from constraintlab.analysis.result import AnalyzerResult, make_pair
-from constraintlab.analysis.text import final_answer, normalize_many, numbers, short_diff
+from constraintlab.analysis.text import (
+    final_answer,
+    jaccard,
+    normalize_many,
+    numbers,
+    short_diff,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["analyze_contradictions", "compare_targets"]
-
-
-def _jaccard(a: set, b: set) -> float:
-    u = len(a | b)
-    return 1.0 if u == 0 else len(a & b) / u
 
 
 def _multiset_jaccard(a: Counter, b: Counter) -> float:
@@ -107,7 +108,7 @@ def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
         return None
     fa, fb = final_answer(t_a), final_answer(t_b)
     na, nb = Counter(numbers(t_a)), Counter(numbers(t_b))
-    tj = _jaccard(set(n_a.split()), set(n_b.split()))
+    tj = jaccard(set(n_a.split()), set(n_b.split()))
     nj = _multiset_jaccard(na, nb)
     same_answer = fa is not None and fb is not None and fa == fb
     subs = _numeric_substitutions(n_a, n_b) if na != nb else []
@@ -253,7 +254,7 @@ def analyze_contradictions(
                 continue
             detail = {"signal": "factors", "cos_input": ci, "cos_output": co}
             if examples is not None:
-                words = _jaccard(set(n_in[x].split()), set(n_in[y].split()))
+                words = jaccard(set(n_in[x].split()), set(n_in[y].split()))
                 cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
                 if words < config.factor_input_words or cmp is None:
                     n_uncorroborated += 1

@@ -44,7 +44,7 @@ from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.lexical import near_duplicate_pairs
 from constraintlab.analysis.redundancy import record_text
 from constraintlab.analysis.result import AnalyzerResult
-from constraintlab.analysis.text import normalize_many
+from constraintlab.analysis.text import jaccard, normalize_many, word_shingles
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +163,7 @@ def _medoid(shingles: list[set], markup: list[int]) -> int:
     m = len(shingles)
     best, best_key = 0, None
     for i in range(m):
-        score = 0.0
-        for j in range(m):
-            if i != j:
-                u = len(shingles[i] | shingles[j])
-                score += len(shingles[i] & shingles[j]) / u if u else 1.0
+        score = sum(jaccard(shingles[i], shingles[j]) for j in range(m) if j != i)
         key = (round(score, 9), -markup[i])
         if best_key is None or key > best_key:
             best, best_key = i, key
@@ -235,9 +231,10 @@ def analyze_families(
             groups.setdefault(int(comp[i]), []).append(i)
         keys = {i: variant_key(texts[i]) for members in groups.values() for i in members}
         for members in sorted(groups.values(), key=lambda m: m[0]):
-            if len({keys[i] for i in members}) >= config.family_min_size:
+            n_variants = len({keys[i] for i in members})
+            if n_variants >= config.family_min_size:
                 labels[members] = len(families)
-                families.append({"rows": members})
+                families.append({"rows": members, "n_variants": n_variants})
     if features is not None and tau is None:
         tau = config.tau_for(np.asarray(features).shape[1])
     size = config.shingle_size
@@ -245,9 +242,7 @@ def analyze_families(
     out = []
     for fid, fam in enumerate(families):
         rows = fam["rows"]
-        words = [norm[i].split() for i in rows[:_MAX_MEDOID]]
-        shingles = [{tuple(w[j:j + size]) for j in range(max(len(w) - size + 1, 1))}
-                    for w in words]
+        shingles = [word_shingles(norm[i], size) for i in rows[:_MAX_MEDOID]]
         markup = [_markup(texts[i]) for i in rows[:_MAX_MEDOID]]
         base = rows[_medoid(shingles, markup)]
         base_flag[base] = True
@@ -264,7 +259,7 @@ def analyze_families(
                     varies[kind][" -> ".join(item) if kind == "replaced" else item] += 1
         entry = {
             "id": fid, "size": len(rows),
-            "n_variants": len({variant_key(texts[i]) for i in rows}),
+            "n_variants": fam["n_variants"],
             "base": int(ids[base]), "members": [int(ids[i]) for i in rows],
             "label": " ".join(texts[base].split()[:12]),
             "varies": {k: {"members": int(changed[k]), "top": _top(varies[k])}

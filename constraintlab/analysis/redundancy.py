@@ -30,21 +30,11 @@ from scipy.sparse.csgraph import connected_components
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.lexical import near_duplicate_pairs
 from constraintlab.analysis.result import AnalyzerResult, make_pair
-from constraintlab.analysis.text import normalize_many, text_hash
+from constraintlab.analysis.text import jaccard, normalize_many, text_hash, word_shingles
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["analyze_redundancy", "record_key", "record_text"]
-
-
-def _shingles(text: str, size: int) -> set:
-    w = text.split()
-    return {tuple(w[i:i + size]) for i in range(max(len(w) - size + 1, 1))}
-
-
-def _jaccard(a: set, b: set) -> float:
-    u = len(a | b)
-    return 1.0 if u == 0 else len(a & b) / u
 
 
 def record_key(example) -> str:
@@ -173,8 +163,8 @@ def analyze_redundancy(
             if same_exact(x, y) or (x, y) in exclude or same_family(x, y):
                 continue
             if n_in[x] and n_in[y] and n_in[x] != n_in[y]:
-                ji = _jaccard(_shingles(n_in[x], config.input_shingle_size),
-                              _shingles(n_in[y], config.input_shingle_size))
+                ji = jaccard(word_shingles(n_in[x], config.input_shingle_size),
+                             word_shingles(n_in[y], config.input_shingle_size))
                 if ji < config.near_input_min:
                     n_other_input += 1
                     continue

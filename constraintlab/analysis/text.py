@@ -22,12 +22,14 @@ from constraintlab._kernels.text import ASCII_TABLE, UTF8_TABLE, normalize_ascii
 __all__ = [
     "corpus_bytes",
     "final_answer",
+    "jaccard",
     "normalize",
     "normalize_many",
     "numbers",
     "short_diff",
     "text_hash",
     "tokens",
+    "word_shingles",
 ]
 
 _SEP = "\x1e"  # record separator: not punctuation, not whitespace for our regexes
@@ -129,6 +131,18 @@ def corpus_bytes(normalized: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.
 def text_hash(text: str) -> str:
     """Stable 128-bit hex digest of a string."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def word_shingles(text: str, size: int) -> set[tuple[str, ...]]:
+    """Set of the word ``size``-grams of ``text`` (one shorter shingle for a shorter text)."""
+    w = text.split()
+    return {tuple(w[i:i + size]) for i in range(max(len(w) - size + 1, 1))}
+
+
+def jaccard(a: set, b: set) -> float:
+    """``|a & b| / |a | b|`` (1 for two empty sets)."""
+    u = len(a | b)
+    return 1.0 if u == 0 else len(a & b) / u
 
 
 def tokens(normalized: str) -> list[str]:

@@ -273,7 +273,7 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
     del feats, inp, outp
     TokenProfiles.from_lists(
         tok_nll, tok_rank,
-        [e.input_ids[1:][e.target_mask[1:]] for e in encoded],
+        [e.input_ids[e.predicted_targets()] for e in encoded],
         [e.target_pieces() for e in encoded]).save(out_dir, suffix=".tmp")
     table = pd.DataFrame({
         "index": [ex.index for ex in examples],

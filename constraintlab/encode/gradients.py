@@ -189,8 +189,8 @@ class GradientEngine:
                     (nll * weights).sum().backward()
                     nll = nll.detach()
                     with torch.no_grad():
-                        picked = logits.gather(1, labels[:, None])
-                        rank = (logits > picked).sum(1)
+                        z = logits.detach()
+                        rank = self._count_above(z, z.gather(1, labels[:, None]))
         finally:
             for h in handles:
                 h.remove()

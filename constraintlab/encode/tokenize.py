@@ -58,12 +58,16 @@ class Encoded:
     text: str = ""
     offsets: np.ndarray | None = None
 
+    def predicted_targets(self) -> np.ndarray:
+        """(n_target_tokens,) int64 positions of the target tokens the loss predicts (target
+        mask at position >= 1: the first token of a sequence is never predicted)."""
+        return np.flatnonzero(self.target_mask[1:]) + 1
+
     def target_pieces(self) -> list[str]:
-        """The text of each predicted target token (positions >= 1 with ``target_mask``), in
-        order: from the token's start to the next token's start, so that the pieces of a run
-        of target tokens concatenate to its text (whitespace included)."""
-        pos = np.flatnonzero(self.target_mask)
-        pos = pos[pos >= 1]
+        """The text of each predicted target token (:meth:`predicted_targets`), in order: from
+        the token's start to the next token's start, so that the pieces of a run of target
+        tokens concatenate to its text (whitespace included)."""
+        pos = self.predicted_targets()
         if self.offsets is None:
             return [""] * len(pos)
         starts, ends = self.offsets[:, 0].tolist(), self.offsets[:, 1].tolist()

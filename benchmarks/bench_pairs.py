@@ -137,7 +137,7 @@ def run_ours(X: np.ndarray) -> dict:
             "conf": res.table["conflict_count"].to_numpy(),
             "align": res.table["alignment_count"].to_numpy(),
             "near": res.summary["near_parallel_pairs"],
-            "n_conflicts_listed": len(res.pairs), "top": res.arrays["top_idx"]}
+            "n_conflicts_listed": len(res.pairs), "top": res.top_idx}
 
 
 def warm_up() -> None:

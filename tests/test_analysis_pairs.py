@@ -44,8 +44,8 @@ def test_pairs_match_brute_force_with_many_blocks():
     A = np.abs(C)
     np.fill_diagonal(A, -1)
     ref = -np.sort(-A, axis=1)[:, :6]
-    np.testing.assert_allclose(np.abs(res.arrays["top_val"]), ref, atol=1e-6)
-    got_nb = res.arrays["top_idx"]
+    np.testing.assert_allclose(np.abs(res.top_val), ref, atol=1e-6)
+    got_nb = res.top_idx
     assert (np.abs(np.take_along_axis(C, got_nb, 1)) - ref < 1e-6).all()
     # listed conflicts = exactly the brute-force set, with ids, a < b, most negative first
     conf = {(p["a"], p["b"]) for p in res.pairs}

@@ -46,24 +46,23 @@ def _check(res, G, D, ids, m) -> None:
     np.testing.assert_allclose(t["help_effect"] + t["hurt_effect"], t["net_effect"], rtol=1e-5,
                                atol=1e-4)
     np.testing.assert_allclose(t["self_effect"], -np.diag(D), rtol=1e-9)
-    a = res.arrays
     for i in range(n):
         cand = np.flatnonzero(off[i])
         by_desc = cand[np.argsort(-D[i, cand], kind="stable")]
         want_help = [j for j in by_desc[:m] if D[i, j] > 0]
         want_hurt = [j for j in by_desc[::-1][:m] if D[i, j] < 0]
-        got_help = [j for j in a["helper_idx"][i] if j >= 0]
-        got_hurt = [j for j in a["hurter_idx"][i] if j >= 0]
+        got_help = [j for j in res.helper_idx[i] if j >= 0]
+        got_hurt = [j for j in res.hurter_idx[i] if j >= 0]
         assert got_help == want_help, i  # same partners, same order
         assert got_hurt == want_hurt, i
-        np.testing.assert_allclose(a["helper_effect"][i, :len(want_help)], -D[i, want_help],
+        np.testing.assert_allclose(res.helper_effect[i, :len(want_help)], -D[i, want_help],
                                    rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(a["hurter_effect"][i, :len(want_hurt)], -D[i, want_hurt],
+        np.testing.assert_allclose(res.hurter_effect[i, :len(want_hurt)], -D[i, want_hurt],
                                    rtol=1e-4, atol=1e-4)
-        assert list(a["helper_ids"][i, :len(want_help)]) == list(ids[want_help])
+        assert list(res.helper_ids[i, :len(want_help)]) == list(ids[want_help])
         assert t["top_helper"].iloc[i] == (ids[want_help[0]] if want_help else -1)
         assert t["top_hurter"].iloc[i] == (ids[want_hurt[0]] if want_hurt else -1)
-        assert (a["helper_effect"][i] <= 0).all() and (a["hurter_effect"][i] >= 0).all()
+        assert (res.helper_effect[i] <= 0).all() and (res.hurter_effect[i] >= 0).all()
 
 
 @pytest.mark.parametrize("block_size", [16, 2048])
@@ -73,7 +72,7 @@ def test_response_map_equals_the_dense_gram_matrix(system, block_size) -> None:
     res = analyze_response(G, ids=ids, zones=system["zones"], config=cfg)
     _check(res, G, D, ids, M)
     assert res.summary["method"] == "exact"
-    assert res.arrays["helper_idx"][5].max() == -1 and res.arrays["hurter_idx"][5].max() == -1
+    assert res.helper_idx[5].max() == -1 and res.hurter_idx[5].max() == -1
     assert res.table["net_effect"].iloc[5] == 0.0
     net = -np.where(~np.eye(N, dtype=bool), D, 0).sum(1)
     assert res.summary["total_effect"] == pytest.approx(net.sum(), rel=1e-9)

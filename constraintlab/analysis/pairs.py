@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,8 @@ from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PairStats", "analyze_pairs", "blocked_pairs", "unit_rows", "wilson_interval"]
+__all__ = ["PairStats", "PairsResult", "analyze_pairs", "blocked_pairs", "unit_rows",
+           "wilson_interval"]
 
 
 def unit_rows(X: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +97,41 @@ class PairStats:
     n_lo_total: int
     n_hi_total: int
     n_pairs: int
+
+
+@dataclass
+class PairsResult(AnalyzerResult):
+    """What :func:`analyze_pairs` found: the common result plus the arrays the next analyzers
+    read (row positions, not ids).
+
+    Attributes
+    ----------
+    near_parallel : tuple of (a, b, cos) arrays
+        Pairs with ``cos > 1 - eps``: ``a < b`` row positions (int64), cosines (float32),
+        largest first, at most ``max_pairs``.
+    top_idx : (N, top_m) int64
+        Top-m neighbours by ``|cos|`` (row positions, -1 = empty slot), best first.
+    top_val : (N, top_m) float32
+        Their signed cosines.
+    partners : SignedPartners or None
+        The response map's signed top partners and help/hurt sums, folded in the same pass
+        over the Gram blocks (:func:`constraintlab.analysis.response.analyze_response` takes
+        this result as ``pairs=``); None when not asked for.
+
+    ``arrays`` mirrors ``near_parallel`` / ``top_idx`` / ``top_val`` under those keys for
+    callers not yet moved to the attributes.
+    """
+
+    near_parallel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None,
+                                                                           repr=False)
+    top_idx: np.ndarray | None = field(default=None, repr=False)
+    top_val: np.ndarray | None = field(default=None, repr=False)
+    partners: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.arrays = {"top_idx": self.top_idx, "top_val": self.top_val,
+                       "near_parallel": self.near_parallel}
 
 
 class _Collector:
@@ -314,7 +351,7 @@ def analyze_pairs(
     *,
     ids: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
-) -> AnalyzerResult:
+) -> PairsResult:
     """Every pair of constraint rows: histogram, conflict and alignment density, per-example
     conflict score, near-parallel pairs, top-m neighbours.
 
@@ -329,14 +366,14 @@ def analyze_pairs(
 
     Returns
     -------
-    AnalyzerResult
+    PairsResult
         ``name="pairs"``. Table: ``conflict_count``, ``conflict_score`` (share of the other
         examples it conflicts with, in [0, 1]), ``conflict_mass`` (sum of ``-cos`` over its
         conflicts), ``is_conflict`` (at least one conflicting partner), ``alignment_count``,
         ``near_parallel_count``, ``is_zero_vector``. Pairs: kind ``"conflict"`` (most negative
-        first, at most ``max_pairs``), score ``-cos``. ``arrays``: ``top_idx``/``top_val``
+        first, at most ``max_pairs``), score ``-cos``. Attributes ``top_idx`` / ``top_val``
         (row positions / signed cosines, (N, top_m)), ``near_parallel`` (a, b, cos) with row
-        positions.
+        positions, ``partners``.
     """
     config = config if config is not None else AnalysisConfig()
     X = np.asarray(features)
@@ -417,5 +454,5 @@ def analyze_pairs(
     lo_id, hi_id = np.minimum(ia, ib).tolist(), np.maximum(ia, ib).tolist()
     pairs = [{"kind": "conflict", "a": x, "b": y, "score": -c, "detail": {"cos": c}}
              for x, y, c in zip(lo_id, hi_id, v.astype(np.float64).tolist(), strict=True)]
-    arrays = {"top_idx": top_idx, "top_val": top_val, "near_parallel": hi_pairs}
-    return AnalyzerResult("pairs", table, summary, pairs, arrays)
+    return PairsResult("pairs", table, summary, pairs, near_parallel=hi_pairs, top_idx=top_idx,
+                       top_val=top_val)

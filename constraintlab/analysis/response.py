@@ -32,6 +32,7 @@ sums come from ``sample_reference`` random reference examples (sums scaled to N 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,12 +44,36 @@ from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SIGN_CONVENTION", "UNITS", "analyze_response", "response_sums", "signed_top_partners",
-           "zone_matrix"]
+__all__ = ["SIGN_CONVENTION", "UNITS", "ResponseResult", "analyze_response", "response_sums",
+           "signed_top_partners", "zone_matrix"]
 
 SIGN_CONVENTION = ("values are first-order loss changes: negative = the step lowers the loss "
                    "(helps), positive = it raises the loss (hurts)")
 UNITS = "nats per unit learning rate, per SGD step, to first order (multiply by the step size)"
+
+
+@dataclass
+class ResponseResult(AnalyzerResult):
+    """What :func:`analyze_response` found: the common result plus each example's top
+    partners.
+
+    Attributes
+    ----------
+    helper_idx, hurter_idx : (N, m) int64
+        Top helpers (largest ``g_i . g_j > 0`` first) / hurters (most negative first) as row
+        positions, -1 = empty slot.
+    helper_ids, hurter_ids : (N, m) int64
+        The same partners as example ids (-1 = empty).
+    helper_effect, hurter_effect : (N, m) float32
+        ``-g_i . g_j`` (<= 0 for helpers, >= 0 for hurters; 0 in empty slots).
+    """
+
+    helper_idx: np.ndarray | None = field(default=None, repr=False)
+    hurter_idx: np.ndarray | None = field(default=None, repr=False)
+    helper_ids: np.ndarray | None = field(default=None, repr=False)
+    hurter_ids: np.ndarray | None = field(default=None, repr=False)
+    helper_effect: np.ndarray | None = field(default=None, repr=False)
+    hurter_effect: np.ndarray | None = field(default=None, repr=False)
 
 
 def response_sums(G: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,7 +220,7 @@ def analyze_response(
     ids: np.ndarray | None = None,
     zones: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
-) -> AnalyzerResult:
+) -> ResponseResult:
     """The first-order response map of the whole dataset (module docstring: signs and units).
 
     Parameters
@@ -213,7 +238,7 @@ def analyze_response(
 
     Returns
     -------
-    AnalyzerResult
+    ResponseResult
         ``name="response"``. Table (index = example id): ``net_effect``, ``help_effect``,
         ``hurt_effect``, ``self_effect`` (``-||g_i||^2``: its own loss change), ``top_helper``
         / ``top_hurter`` (example id, -1 = none) with ``top_helper_effect`` /
@@ -223,7 +248,7 @@ def analyze_response(
         ``most_harmful`` (lists of ``{"index", "net_effect", "self_effect"}``), and with zones
         ``zone_ids``, ``zone_sizes``, ``zone_matrix``, ``zone_matrix_mean`` (nested lists, row =
         the zone trained on, column = the zone affected; null mean where no pair),
-        ``zone_net_effect`` (row sums without the diagonal), ``zone_matrix_rule``. ``arrays``:
+        ``zone_net_effect`` (row sums without the diagonal), ``zone_matrix_rule``. Attributes
         ``helper_idx`` / ``hurter_idx`` (N, m) row positions (-1 = empty), ``helper_ids`` /
         ``hurter_ids`` (example ids), ``helper_effect`` / ``hurter_effect`` (N, m) float32
         (0 in empty slots).
@@ -310,9 +335,8 @@ def analyze_response(
                                 "M[A, B] = -(S_A . S_B - [A == B] sum_{i in A} ||g_i||^2); "
                                 "mean = M / example pairs; zone -1 = outliers",
         })
-    arrays = {"helper_idx": helper_idx, "hurter_idx": hurter_idx, "helper_ids": helper_ids,
-              "hurter_ids": hurter_ids, "helper_effect": helper_eff,
-              "hurter_effect": hurter_eff}
     logger.info("response map: %d examples, %d helpful, %d harmful (net effect)", N,
                 summary["helpful_examples"], summary["harmful_examples"])
-    return AnalyzerResult("response", table, summary, [], arrays)
+    return ResponseResult("response", table, summary, [], helper_idx=helper_idx,
+                          hurter_idx=hurter_idx, helper_ids=helper_ids, hurter_ids=hurter_ids,
+                          helper_effect=helper_eff, hurter_effect=hurter_eff)

@@ -9,27 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from constraintlab._json import plain  # the one JSON rule (re-exported here)
+
 __all__ = ["PAIR_KINDS", "AnalysisResults", "AnalyzerResult", "make_pair", "plain"]
 
 PAIR_KINDS: tuple[str, ...] = ("exact_duplicate", "near_duplicate", "contradiction", "conflict")
-
-
-def plain(obj: Any) -> Any:
-    """Turn NumPy scalars/arrays (nested in dicts/lists/tuples) into plain Python types."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        v = float(obj)
-        return v
-    return obj
 
 
 def make_pair(kind: str, a: int, b: int, score: float, detail: dict | None = None) -> dict:

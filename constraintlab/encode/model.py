@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from constraintlab._json import plain
 from constraintlab.encode.config import REFERENCE_MODEL, EncodeConfig
 from constraintlab.errors import ConfigError
 
@@ -222,7 +223,7 @@ def _load(config: EncodeConfig, path: str) -> LoadedModel:
     model.to(torch.device(config.device))
     sites = _find_sites(model)
     peft_cfg = model.peft_config[model.active_adapter]
-    adapter_dict = _jsonable(peft_cfg.to_dict())
+    adapter_dict = plain(peft_cfg.to_dict())
     h = hashlib.sha256()
     for s in sites:
         for w in (s.lora_A.weight, s.lora_B.weight):
@@ -241,17 +242,6 @@ def _load(config: EncodeConfig, path: str) -> LoadedModel:
     logger.info("loaded %s with %d LoRA sites, P=%d", config.model, len(sites),
                 sum(s.n_params for s in sites))
     return LoadedModel(model=model, tokenizer=tokenizer, sites=sites, model_path=path, info=info)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set):
-        items = [_jsonable(v) for v in obj]
-        return sorted(items, key=str) if isinstance(obj, set) else items
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    return str(obj)
 
 
 def _find_sites(model: nn.Module) -> list[LoraSite]:

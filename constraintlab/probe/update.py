@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from constraintlab._json import plain
 from constraintlab.encode import EncodeConfig, plan_batches
 from constraintlab.encode.gradients import GradientEngine
 from constraintlab.encode.model import LoadedModel, load_model
@@ -100,7 +101,7 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the summary plus ``examples`` (the table's rows as dicts)."""
         rows = self.table.reset_index().to_dict(orient="records")
-        return _plain({**self.summary, "examples": rows})
+        return plain({**self.summary, "examples": rows})
 
     def to_json(self, indent: int | None = 2) -> str:
         """Strict JSON (NaN/inf become null)."""
@@ -540,14 +541,3 @@ def probe(data: Any, *, examples: Sequence[int] | str | None = None, zone: int |
     return probe_examples(loaded, train, probe_set, config, encode=encode,
                           save_adapter=save_adapter, probe_source=source)
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

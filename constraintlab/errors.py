@@ -54,3 +54,27 @@ class ConfigError(ConstraintlabError):
 
 class StoreMismatchError(ConstraintlabError):
     """An existing feature store was built with other settings or from other data."""
+
+
+@dataclass(frozen=True)
+class Finding(Problem):
+    """A record that was read but is unusable (left out) or odd (used): a :class:`Problem` with
+    a reason code, so reports can count and gate on it.
+
+    Attributes
+    ----------
+    source, line, message
+        As for :class:`Problem`; ``str(finding)`` is ``source:line: message``.
+    code : str
+        Machine-readable reason, e.g. ``"blank_target"``, ``"unknown_role"``, ``"too_large"``
+        (the io readers document the full list in ``constraintlab.io.reader``).
+    index : int or None
+        0-based record index in file order (``Example.index`` of the record), when known.
+    severity : str
+        ``"invalid"``: the record is excluded from the analysis. ``"note"``: the record is used;
+        the finding only says it is odd.
+    """
+
+    code: str = "invalid"
+    index: int | None = None
+    severity: str = "invalid"

@@ -65,13 +65,16 @@ def test_alpaca_json_array_with_line_numbers(shared_data: Path, tmp_path: Path) 
 def test_real_alpaca_file_reports_its_two_empty_outputs(shared_data: Path) -> None:
     rows = json.loads((shared_data / "alpaca_5000.json").read_text(encoding="utf-8"))
     blank = [i for i, r in enumerate(rows) if not r["output"].strip()]  # brute-force reference
-    with pytest.raises(InputError) as err:
-        read_examples(shared_data / "alpaca_5000.json")
     src = str(shared_data / "alpaca_5000.json")
-    assert [str(p) for p in err.value.problems] == [
-        f"{src}:1: record {i}: empty target: field 'output' is blank" for i in blank]
-    data = read_examples(shared_data / "alpaca_5000.json", on_invalid="skip")
+    expected = [f"{src}:1: record {i}: empty target: field 'output' is blank" for i in blank]
+    with pytest.raises(InputError) as err:  # the strict mode refuses the file
+        read_examples(shared_data / "alpaca_5000.json", on_invalid="error")
+    assert [str(p) for p in err.value.problems] == expected
+    data = read_examples(shared_data / "alpaca_5000.json")  # the default: findings
     assert len(data) == len(rows) - len(blank) and len(data.skipped) == len(blank)
+    assert [str(f) for f in data.skipped] == expected and data.invalid_records == len(blank)
+    assert [(f.code, f.index, f.severity) for f in data.skipped] == [
+        ("blank_target", i, "invalid") for i in blank]
     assert [ex.index for ex in data][blank[0]] == blank[0] + 1  # indices keep file order
 
 
@@ -221,8 +224,7 @@ BROKEN = {
                                                  'rows)')]),
     "several.jsonl": ('{"question": "", "answer": "a"}\n' + GOOD + '\n{"question": "q", '
                       '"answer": null}\n{oops\n',
-                      [(1, "empty input: field 'question' is blank"),
-                       (3, "field 'answer' must be a string, not null"),
+                      [(3, "field 'answer' must be a string, not null"),
                        (4, "invalid JSON: Expecting property name enclosed in double quotes "
                            "(column 2)")]),
     "data.csv": ("question,answer\n", [(1, "unsupported file type '.csv': constraintlab reads "
@@ -230,27 +232,56 @@ BROKEN = {
 }
 
 
+#: Reason code of each record-level problem above (file-level ones have none).
+CODES = {
+    "wrong_type.jsonl": ["wrong_type"], "missing_field.jsonl": ["missing_field"],
+    "empty_target.jsonl": ["blank_target"], "unknown_role.jsonl": ["unknown_role"],
+    "no_assistant_end.jsonl": ["not_assistant_end"], "syntax_middle.jsonl": ["invalid_json"],
+    "non_utf8.jsonl": ["invalid_utf8"], "mixed.jsonl": ["mixed_schema"],
+    "not_object.jsonl": ["not_object"], "no_schema.jsonl": ["no_schema"],
+    "mismatched_pc.jsonl": ["wrong_type"], "several.jsonl": ["wrong_type", "invalid_json"],
+}
+
+
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_file_reports_exact_location(tmp_path: Path, name: str) -> None:
     content, expected = BROKEN[name]
     path = write(tmp_path, name, content)
+    want = [f"{path}:{line}: {msg}" for line, msg in expected]
     with pytest.raises(InputError) as err:
-        read_examples(path)
-    assert [str(p) for p in err.value.problems] == [f"{path}:{line}: {msg}" for line, msg in
-                                                    expected]
+        read_examples(path, on_invalid="error")
+    assert [str(p) for p in err.value.problems] == want
+    # The default keeps the same problems as findings, or refuses when nothing valid is left.
+    try:
+        data = read_examples(path)
+    except InputError as refused:
+        assert [str(p) for p in refused.problems] == want
+        found = refused.problems
+    else:
+        assert [str(f) for f in data.skipped] == want
+        found = data.skipped
+    if name in CODES:
+        assert [(f.code, f.severity) for f in found] == [(c, "invalid") for c in CODES[name]]
 
 
 def test_skip_mode_keeps_going_and_counts(tmp_path: Path) -> None:
     content, expected = BROKEN["several.jsonl"]
-    data = read_examples(write(tmp_path, "s.jsonl", content), on_invalid="skip")
-    assert len(data) == 1 and data[0].index == 1 and data.n_records == 4
-    assert [p.line for p in data.skipped] == [line for line, _ in expected]
+    path = write(tmp_path, "s.jsonl", content)
+    data = read_examples(path, on_invalid="skip")
+    assert [ex.index for ex in data] == [0, 1] and data.n_records == 4
+    assert [(p.line, p.index) for p in data.skipped] == [(3, 2), (4, 3)]
+    # line 1 has a blank question: used (the answer alone), and said so
+    assert data[0].messages == (Message("assistant", "a"),) and data[0].input_text == ""
+    assert [(str(f), f.code, f.index, f.severity) for f in data.notes] == [
+        (f"{path}:1: empty input: field 'question' is blank; the answer is read without a "
+         "prompt", "empty_input", 0, "note")]
+    assert [f.index for f in data.findings] == [0, 2, 3]
 
 
 def test_error_message_lists_at_most_twenty(tmp_path: Path) -> None:
     path = write(tmp_path, "many.jsonl", GOOD + "\n" + '{"question": 1, "answer": "a"}\n' * 30)
     with pytest.raises(InputError) as err:
-        read_examples(path)
+        read_examples(path, on_invalid="error")
     lines = str(err.value).splitlines()
     assert len(err.value.problems) == 30 and len(lines) == 21
     assert lines[0].startswith(f"{path}:2: ") and lines[-1] == "... and 10 more problems"

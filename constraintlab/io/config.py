@@ -24,17 +24,17 @@ class ReadConfig:
     train_on : str, default "last-assistant"
         For chat records: take the loss on the last assistant turn only, or on every assistant
         turn (``"all-assistant"``).
-    on_invalid : str, default "error"
-        ``"error"``: any invalid record stops the read with an :class:`InputError` listing the
-        problems. ``"skip"``: invalid records are left out and reported in
-        ``ExampleSet.skipped``.
+    on_invalid : str, default "skip"
+        ``"skip"``: invalid (readable but unusable) records are left out and reported as
+        findings in ``ExampleSet.skipped``. ``"error"``: any invalid record stops the read with
+        an :class:`InputError` listing the problems.
     max_problems : int, default 20
         How many problems an :class:`InputError` message lists (all are kept on the error).
     """
 
     format: str = "auto"
     train_on: str = "last-assistant"
-    on_invalid: str = "error"
+    on_invalid: str = "skip"
     max_problems: int = 20
 
     def __post_init__(self) -> None:

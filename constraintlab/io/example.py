@@ -9,6 +9,7 @@ encoder renders them with its plain template instead of the tokenizer's chat tem
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,10 +22,55 @@ SCHEMAS: tuple[str, ...] = ("chat", "sharegpt", "prompt_completion", "alpaca", "
 
 @dataclass(frozen=True)
 class Message:
-    """One turn of a conversation."""
+    """One turn of a conversation.
+
+    Attributes
+    ----------
+    role, content : str
+        As in the record (``content`` is ``""`` for an assistant turn that only calls tools).
+    tool_calls : tuple[dict, ...]
+        An assistant turn's tool calls exactly as given (OpenAI/TRL format: ``{"type":
+        "function", "function": {"name", "arguments"}}``); passed to the chat template as is.
+    tool_call_id, name : str or None
+        A ``tool`` turn's call id and tool name, when the record gives them.
+    """
 
     role: str
     content: str
+    tool_calls: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The turn as text: its content, then one JSON line ``{"name": ..., "arguments":
+        ...}`` per tool call (what the text analyses and the plain template see)."""
+        calls = [_call_text(c) for c in self.tool_calls]
+        return "\n".join([self.content, *calls] if self.content else calls)
+
+    def as_chat(self) -> dict[str, Any]:
+        """The turn as a chat-template message: ``role``, ``content``, and ``tool_calls`` /
+        ``tool_call_id`` / ``name`` when set."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+def _call_text(call: dict[str, Any]) -> str:
+    fn = call.get("function", call)
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except (ValueError, RecursionError):  # not JSON: shown as the string
+            pass
+    return json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False,
+                      default=str)
 
 
 @dataclass(frozen=True)
@@ -76,13 +122,13 @@ class Example:
         last = self.targets[-1]
         turns = [m for i, m in enumerate(self.messages[:last]) if i not in self.targets]
         if not self.chat:
-            return "\n\n".join(m.content for m in turns)
-        return "\n\n".join(f"{m.role}: {m.content}" for m in turns)
+            return "\n\n".join(m.text for m in turns)
+        return "\n\n".join(f"{m.role}: {m.text}" for m in turns)
 
     @property
     def target_text(self) -> str:
         """The right-hand side as text: the target turns' contents, joined by a blank line."""
-        return "\n\n".join(self.messages[i].content for i in self.targets)
+        return "\n\n".join(self.messages[i].text for i in self.targets)
 
     @property
     def location(self) -> str:

@@ -1,18 +1,62 @@
-"""The public entry of the io stage: :func:`read_examples`."""
+"""The public entry of the io stage: :func:`read_examples`.
+
+Findings
+--------
+A file that cannot be read at all raises :class:`~constraintlab.errors.InputError` (exit 2,
+``path:line: what is wrong``). A record that is readable but unusable is a
+:class:`~constraintlab.errors.Finding` with ``severity="invalid"``: with the default
+``on_invalid="skip"`` it is left out of the analysis and listed in ``ExampleSet.skipped``; with
+``on_invalid="error"`` the read stops with an :class:`InputError` listing them all. A record
+that is odd but usable is kept and listed in ``ExampleSet.notes`` (``severity="note"``).
+
+Reason codes (``Finding.code``):
+
+=====================  ========================================================================
+invalid (left out)
+``invalid_json``       the JSONL line is not JSON
+``invalid_utf8``       the JSONL line holds bytes that are not UTF-8
+``too_large``          the record is over ``records.MAX_RECORD_BYTES`` (16 MiB)
+``too_deep``           arrays/objects nested over ``records.MAX_DEPTH`` (128) levels
+``number_too_long``    an integer literal over ``records.MAX_INT_DIGITS`` (4300) digits
+``surrogate``          a string holds a lone UTF-16 surrogate such as ``"\\ud800"`` (not text)
+``not_object``         the record is not a JSON object
+``no_schema``          its keys match no schema
+``mixed_schema``       it is another schema than the file's first record
+``missing_field``      a field the schema needs is absent
+``wrong_type``         a field has the wrong type
+``blank_target``       the target (output, answer, completion, assistant turn) is blank
+``empty_conversation`` ``messages``/``conversations``/``completion`` is an empty list
+``bad_turn``           a turn is not an object, or has no role
+``unknown_role``       a turn's role/speaker is not one of the known ones
+``bad_content``        content is neither a string nor a list of text parts, or is missing
+``bad_tool_call``      ``tool_calls`` is malformed, or on a turn that is not the assistant's
+``not_assistant_end``  the conversation does not end with an assistant turn
+note (used)
+``empty_input``        blank instruction/question/prompt, or only blank turns before the target
+``content_parts``      content given as a list of text parts (joined)
+=====================  ========================================================================
+"""
 
 from __future__ import annotations
 
 import logging
 import statistics
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from constraintlab.errors import InputError, Problem
+from constraintlab.errors import Finding, InputError, Problem
 from constraintlab.io.config import ReadConfig
 from constraintlab.io.example import Example
 from constraintlab.io.records import read_raw
-from constraintlab.io.schemas import RecordProblem, convert, describe_unknown, detect_schema
+from constraintlab.io.schemas import (
+    Note,
+    RecordProblem,
+    convert,
+    describe_unknown,
+    detect_schema,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +75,12 @@ class ExampleSet:
         The schema every record was read as.
     n_records : int
         Records found, valid or not (blank JSONL lines are not records).
-    skipped : list[Problem]
-        Records left out with ``on_invalid="skip"`` (empty otherwise).
+    skipped : list[Finding]
+        Invalid records left out (``severity="invalid"``), in file order; empty with
+        ``on_invalid="error"`` (the read raises instead). Each is a :class:`Problem`
+        (``str()`` gives ``path:line: message``) with ``code`` and ``index``.
+    notes : list[Finding]
+        Odd but usable records that were kept (``severity="note"``), in file order.
     content_hash : str
         sha256 of the file's bytes (of the canonical JSON for in-memory data): the identity of
         the dataset in every manifest.
@@ -46,7 +94,20 @@ class ExampleSet:
     n_records: int
     content_hash: str
     config: ReadConfig
-    skipped: list[Problem] = field(default_factory=list)
+    skipped: list[Finding] = field(default_factory=list)
+    notes: list[Finding] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding, invalid and note, ordered by record index (invalid first)."""
+        return sorted(self.skipped + self.notes,
+                      key=lambda f: (f.index if f.index is not None else -1,
+                                     f.severity != "invalid"))
+
+    @property
+    def invalid_records(self) -> int:
+        """How many records were left out as invalid (``len(skipped)``)."""
+        return len(self.skipped)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -95,44 +156,57 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
     all_assistant = config.train_on == "all-assistant"
     schema, first_line = (config.format, 0) if config.format != "auto" else (None, 0)
     examples: list[Example] = []
-    problems: list[Problem] = []
+    problems: list[Finding] = []
+    notes: list[Finding] = []
 
-    def problem(message: str) -> Problem:
+    def finding(code: str, message: str, severity: str = "invalid") -> Finding:
         prefix = f"record {index}: " if raw.indexed else ""
-        return Problem(raw.source, rec.line, prefix + message)
+        return Finding(raw.source, rec.line, prefix + message, code=code, index=index,
+                       severity=severity)
 
     for index, rec in enumerate(raw.records):
         if rec.problem is not None:
-            problems.append(problem(rec.problem))
+            problems.append(finding(rec.code or "invalid", rec.problem))
             continue
         found = detect_schema(rec.value)
         if schema is None:
             if found is None:
-                problems.append(problem(describe_unknown(rec.value)))
+                code = "not_object" if not isinstance(rec.value, dict) else "no_schema"
+                problems.append(finding(code, describe_unknown(rec.value)))
                 continue
             schema, first_line = found, rec.line
         elif config.format == "auto" and found is not None and found != schema:
-            problems.append(problem(
+            problems.append(finding("mixed_schema", (
                 f"mixed schemas: this record is {found} but the file's records are {schema} "
-                f"(line {first_line}); use one schema per file, or --format to force one"))
+                f"(line {first_line}); use one schema per file, or --format to force one")))
             continue
         # A record matching no schema is read as the file's schema, which names what it lacks.
+        odd: list[Note] = []
         try:
-            messages, targets, chat = convert(rec.value, schema, all_assistant=all_assistant)
+            messages, targets, chat = convert(rec.value, schema, all_assistant=all_assistant,
+                                              notes=odd)
         except RecordProblem as err:
-            problems.append(problem(str(err)))
+            problems.append(finding(err.code, str(err)))
             continue
+        notes.extend(finding(code, message, "note") for code, message in odd)
         examples.append(Example(index=index, line=rec.line, source=raw.source, schema=schema,
                                 messages=messages, targets=targets, chat=chat, raw=rec.value))
     if problems and config.on_invalid == "error":
-        raise InputError(problems, max_shown=config.max_problems)
+        raise InputError(list(problems), max_shown=config.max_problems)
     if not examples:
-        raise InputError(problems or [Problem(raw.source, 1, "no records")],
+        raise InputError(list(problems) or [Problem(raw.source, 1, "no records")],
                          max_shown=config.max_problems)
     if problems:
-        logger.warning("%s: skipped %d invalid record(s) of %d", raw.source, len(problems),
-                       len(raw.records))
+        logger.warning("%s: skipped %d invalid record(s) of %d (%s)", raw.source,
+                       len(problems), len(raw.records), _counts(problems))
+    if notes:
+        logger.warning("%s: %d record(s) used with notes (%s)", raw.source,
+                       len({f.index for f in notes}), _counts(notes))
     assert schema is not None
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
                       n_records=len(raw.records), content_hash=raw.content_hash, config=config,
-                      skipped=problems if config.on_invalid == "skip" else [])
+                      skipped=problems, notes=notes)
+
+
+def _counts(findings: list[Finding]) -> str:
+    return ", ".join(f"{code}: {n}" for code, n in Counter(f.code for f in findings).items())

@@ -2,17 +2,49 @@
 
 Nothing here knows about schemas: this module only turns bytes into JSON values and says
 exactly where each one came from, or where the bytes stop making sense.
+
+Size limits
+-----------
+JSON Lines files are streamed line by line (memory holds one line at a time, plus the parsed
+records), so a file of any size can be read. Each limit below is a module constant:
+
+``MAX_RECORD_BYTES`` (16 MiB)
+    The longest JSONL line (UTF-8 bytes), or the longest record of a ``.json`` document
+    (characters of its JSON text). A longer record is skipped without being held in memory and
+    becomes a ``too_large`` finding; the rest of the file is read.
+``MAX_DOCUMENT_BYTES`` (1 GiB)
+    The largest ``.json`` document (an array, or an object with ``"data"``): it has to be
+    parsed whole, in memory. A larger one is refused with a message suggesting JSON Lines.
+``MAX_DEPTH`` (128)
+    Nesting of arrays/objects within one record (the record itself is level 1). A deeper record
+    is a ``too_deep`` finding; a ``.json`` document nested beyond what the parser can hold is
+    refused with the line where the nesting passes the limit.
+``MAX_INT_DIGITS`` (4300, Python's own limit)
+    Digits of an integer literal; a longer one is a ``number_too_long`` finding (a refusal of
+    the whole file inside a ``.json`` document).
+
+Files
+-----
+Only regular files are opened (a FIFO, a device such as ``/dev/zero`` or a directory is
+refused before anything is read; symbolic links are followed). A file whose first line holds
+NUL bytes (UTF-16/UTF-32 without a byte-order mark, a binary or sparse file) is refused.
+Per-record problems (a broken JSONL line, invalid UTF-8, nesting, long numbers, lone UTF-16
+surrogates, size) are returned as records with ``code``/``problem`` set, not raised.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from constraintlab.errors import ConstraintlabError, InputError, Problem
 from constraintlab.io._json import key_list, type_name
@@ -20,6 +52,18 @@ from constraintlab.io._json import key_list, type_name
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
+
+#: Longest JSONL line in bytes / longest record of a .json document in characters.
+MAX_RECORD_BYTES = 16 * 2**20
+#: Largest .json document in bytes (parsed whole); larger files must be JSON Lines.
+MAX_DOCUMENT_BYTES = 2**30
+#: Deepest nesting of arrays/objects within a record (the record itself is level 1).
+MAX_DEPTH = 128
+#: Most digits of an integer literal (Python's default int conversion limit).
+MAX_INT_DIGITS = 4300
+
+_HEAD_BYTES = 65536
+_SKIP_CHUNK = 2**20
 _UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {
     b"\x00\x00\xfe\xff": "UTF-32",
@@ -28,6 +72,25 @@ _OTHER_BOMS = {
     b"\xff\xfe": "UTF-16",
 }
 _WS = " \t\n\r"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Strings (skipped), brackets and numbers, to find where a document passes a limit.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+
+
+class _NumberTooLong(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _parse_int(literal: str) -> int:
+    digits = len(literal) - literal.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise _NumberTooLong(digits)
+    return int(literal)
+
+
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
 
 
 @dataclass(frozen=True)
@@ -35,12 +98,14 @@ class RawRecord:
     """One record as parsed, before any schema is applied.
 
     ``value`` is the parsed JSON value (a dict when the file is well formed), or ``None`` with
-    ``problem`` set when this record could not be parsed but the rest of the file can.
+    ``problem`` (and its reason ``code``) set when this record could not be parsed or is
+    hostile (too large, too deep, ...) but the rest of the file can be read.
     """
 
     line: int
     value: Any = None
     problem: str | None = None
+    code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +132,12 @@ def read_raw(data: Any) -> RawFile:
     Raises
     ------
     InputError
-        When the file as a whole cannot be read (missing, empty, wrong encoding, a JSON document
-        with a syntax error). Problems confined to one JSONL line are returned as records with
-        ``problem`` set instead, so the caller can skip them.
+        When the file as a whole cannot be read (missing, not a regular file, unreadable, empty,
+        wrong encoding, a JSON document with a syntax error or over the size limits). Problems
+        confined to one record are returned as records with ``problem`` set instead, so the
+        caller can skip them.
     """
-    if isinstance(data, (str, Path)):
+    if isinstance(data, (str, os.PathLike)):
         return _read_path(Path(data))
     if hasattr(data, "features") and hasattr(data, "column_names"):  # datasets.Dataset
         return _from_memory(list(data), "<dataset>")
@@ -83,45 +149,209 @@ def read_raw(data: Any) -> RawFile:
     )
 
 
+def check_value(value: Any) -> tuple[str, str] | None:
+    """``(code, message)`` when a parsed record is hostile, else None.
+
+    Walks the value without recursion: nesting deeper than :data:`MAX_DEPTH` (``too_deep``;
+    also catches self-referencing in-memory data) and strings or keys holding a lone UTF-16
+    surrogate (``surrogate``: not text, no encoder or tokenizer accepts it).
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and (m := _SURROGATE.search(node)) is not None:
+                where = f"field '{_short(path)}'" if path else "the record"
+                return "surrogate", (f"{where} holds a lone UTF-16 surrogate "
+                                     f"({m.group()!a} at character {m.start()}): not "
+                                     "valid text; fix or drop the escape")
+            continue
+        if not isinstance(node, (dict, list, tuple)):
+            continue
+        if depth > MAX_DEPTH:
+            return "too_deep", (f"nested too deeply: more than {MAX_DEPTH} levels of "
+                                "arrays/objects")
+        if isinstance(node, dict):
+            for key, item in node.items():
+                key_text = key if isinstance(key, str) else str(key)
+                child = f"{path}.{key_text}" if path else key_text
+                stack.append((key, depth, child))
+                stack.append((item, depth + 1, child))
+        else:
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(node))
+    return None
+
+
+def _short(path: str, width: int = 80) -> str:
+    return path if len(path) <= width else path[:width - 3] + "..."
+
+
 def _from_memory(rows: list[Any], source: str) -> RawFile:
-    blob = json.dumps(rows, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
-    records = [RawRecord(line=i + 1, value=row) for i, row in enumerate(rows)]
+    # The hash is sha256 of json.dumps(rows) (sort_keys, ensure_ascii=False), built row by row
+    # so that one hostile row (too deep, a lone surrogate, unsortable keys) cannot break it.
+    hasher = hashlib.sha256(b"[")
+    records = []
+    for i, row in enumerate(rows):
+        found = check_value(row)
+        if found is None:
+            records.append(RawRecord(line=i + 1, value=row))
+            try:
+                piece = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+            except (TypeError, ValueError, RecursionError):
+                piece = json.dumps(f"<record {i}: {type(row).__name__}>")
+        else:
+            records.append(RawRecord(line=i + 1, problem=found[1], code=found[0]))
+            piece = json.dumps(f"<record {i}: {found[0]}>")
+        hasher.update((", " if i else "").encode() + piece.encode("utf-8", "surrogatepass"))
+    hasher.update(b"]")
     if not records:
         raise InputError([Problem(source, 1, "no records")])
-    return RawFile(source, records, hashlib.sha256(blob).hexdigest(), indexed=False)
+    return RawFile(source, records, hasher.hexdigest(), indexed=False)
+
+
+def _os_problem(source: str, err: OSError, doing: str = "cannot open it") -> InputError:
+    reasons = {
+        errno.ENOENT: "no such file",
+        errno.ENAMETOOLONG: "file name too long for the file system",
+        errno.ENOTDIR: "a parent of this path is not a directory",
+        errno.EACCES: "permission denied: this user may not read the file",
+        errno.EPERM: "permission denied: this user may not read the file",
+        errno.ELOOP: "too many levels of symbolic links",
+    }
+    why = reasons.get(err.errno or 0) or f"{doing}: {err.strerror or err}"
+    return InputError([Problem(source, 1, why)])
+
+
+def _not_regular(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a data file"
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"is {kind}, not a regular file: give a .jsonl, .json or .parquet file on disk"
+
+
+def _open_regular(path: Path, source: str) -> tuple[IO[bytes], int]:
+    """Open ``path`` for reading after checking it is a regular file; ``(file, size)``.
+
+    Checked with ``stat`` first and again on the open descriptor (opened non-blocking, so a FIFO
+    swapped in between cannot hang the read).
+    """
+    try:
+        why = _not_regular(os.stat(path).st_mode)
+    except OSError as err:
+        raise _os_problem(source, err) from None
+    except ValueError:  # an embedded NUL byte
+        raise InputError([Problem(source, 1, "the path contains a NUL byte")]) from None
+    if why is not None:
+        raise InputError([Problem(source, 1, why)])
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise _os_problem(source, err) from None
+    st = os.fstat(fd)
+    why = _not_regular(st.st_mode)
+    if why is not None:
+        os.close(fd)
+        raise InputError([Problem(source, 1, why)])
+    return os.fdopen(fd, "rb"), st.st_size
 
 
 def _read_path(path: Path) -> RawFile:
     source = str(path)
-    if not path.exists():
-        raise InputError([Problem(source, 1, "no such file")])
-    if path.is_dir():
-        raise InputError([Problem(source, 1, "is a directory, not a data file")])
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise InputError([Problem(source, 1, f"unsupported file type {suffix or '(none)'!r}: "
-                                  "constraintlab reads .jsonl, .json and .parquet")])
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if suffix == ".parquet":
-        return RawFile(source, _parquet_records(path), digest)
-    raw = _strip_bom(raw, source)
-    if not raw.strip():
+    fh, size = _open_regular(path, source)
+    with fh:
+        suffix = path.suffix.lower()
+        if suffix not in SUFFIXES:
+            raise InputError([Problem(source, 1, f"unsupported file type "
+                                      f"{suffix or '(none)'!r}: constraintlab reads .jsonl, "
+                                      ".json and .parquet")])
+        try:
+            if suffix == ".parquet":
+                digest = _hash_file(fh)
+                return RawFile(source, _parquet_records(path), digest)
+            return _read_json_file(fh, size, source, suffix)
+        except OSError as err:
+            raise _os_problem(source, err, "cannot read it") from None
+
+
+def _hash_file(fh: IO[bytes]) -> str:
+    hasher = hashlib.sha256()
+    while chunk := fh.read(_SKIP_CHUNK):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _read_json_file(fh: IO[bytes], size: int, source: str, suffix: str) -> RawFile:
+    head = fh.read(_HEAD_BYTES)
+    bom = _check_head(head, source)
+    body = head[bom:]
+    complete = len(head) >= size
+    if complete and not body.strip():
         raise InputError([Problem(source, 1, "file is empty: no records")])
-    if _looks_like_jsonl(raw, suffix):
-        return RawFile(source, list(_jsonl_records(raw)), digest)
-    return RawFile(source, _json_document_records(raw, source), digest, indexed=True)
+    lead = body.lstrip()
+    if lead[:1] == b"[":
+        is_jsonl = False
+    elif _jsonl_from_head(lead, complete):
+        is_jsonl = True
+    elif size > MAX_DOCUMENT_BYTES:  # too large to probe: JSONL unless it opens a document
+        is_jsonl = lead.split(b"\n", 1)[0].strip() != b"{"
+    else:  # undecided from the first line: probe the whole (bounded) file, as one document
+        fh.seek(0)
+        is_jsonl = _looks_like_jsonl(fh.read(MAX_DOCUMENT_BYTES + 1)[bom:], suffix)
+    fh.seek(0)
+    hasher = hashlib.sha256()
+    if is_jsonl:
+        records = list(_jsonl_records(fh, hasher, bom))
+        if not records:
+            raise InputError([Problem(source, 1, "file is empty: no records")])
+        return RawFile(source, records, hasher.hexdigest())
+    raw = fh.read(MAX_DOCUMENT_BYTES + 1)
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise InputError([Problem(source, 1, (
+            f"the JSON document is larger than {MAX_DOCUMENT_BYTES:,} bytes, the limit for a "
+            ".json document (it is parsed whole, in memory); convert it to JSON Lines (one "
+            "record per line, read as a stream)"))])
+    hasher.update(raw)
+    return RawFile(source, _json_document_records(raw[bom:], source), hasher.hexdigest(),
+                   indexed=True)
 
 
-def _strip_bom(raw: bytes, source: str) -> bytes:
-    if raw.startswith(_UTF8_BOM):
+def _check_head(head: bytes, source: str) -> int:
+    """Refuse encodings that are not UTF-8; the length of a UTF-8 byte-order mark to skip."""
+    if head.startswith(_UTF8_BOM):
         logger.warning("%s starts with a UTF-8 byte-order mark; ignoring it", source)
-        return raw[len(_UTF8_BOM):]
+        return len(_UTF8_BOM)
     for bom, name in _OTHER_BOMS.items():
-        if raw.startswith(bom):
+        if head.startswith(bom):
             raise InputError([Problem(source, 1, f"file is {name} encoded (byte-order mark "
                                       "found); save it as UTF-8")])
-    return raw
+    first = head.split(b"\n", 1)[0]
+    if b"\x00" in first:
+        if len(first) > 1 and len(first) <= 5 * first.count(b"\x00") < 4 * len(first) + 1:
+            why = ("file holds NUL bytes between its characters: it looks UTF-16 or UTF-32 "
+                   "encoded (without a byte-order mark); save it as UTF-8")
+        else:
+            why = "file holds NUL bytes on its first line: a binary file, not JSON text"
+        raise InputError([Problem(source, 1, why)])
+    return 0
+
+
+def _jsonl_from_head(lead: bytes, complete: bool) -> bool:
+    """True when the first non-blank line already shows the file is JSON Lines: it holds one
+    complete JSON value and more follows it (False: undecided, or one value alone)."""
+    first, sep, rest = lead.partition(b"\n")
+    if not sep and not complete:
+        return False  # a first line longer than the head: undecided
+    try:
+        _DECODER.decode(first.decode("utf-8"))
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, long numbers
+        return False
+    return bool(rest.strip())
 
 
 def _looks_like_jsonl(raw: bytes, suffix: str) -> bool:
@@ -136,11 +366,11 @@ def _looks_like_jsonl(raw: bytes, suffix: str) -> bool:
     if head.startswith(b"["):
         return False
     try:
-        value = json.loads(raw)
+        value = _DECODER.decode(raw.decode("utf-8"))
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":
             return True
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError, long numbers, deep nesting
         pass
     else:
         if isinstance(value, dict):
@@ -149,24 +379,87 @@ def _looks_like_jsonl(raw: bytes, suffix: str) -> bool:
     return head.split(b"\n", 1)[0].strip() != b"{"
 
 
-def _jsonl_records(raw: bytes) -> Iterator[RawRecord]:
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+def _lines(fh: IO[bytes], hasher: Any, bom: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """``(lineno, line, n_bytes)`` for each line, ``line`` None when it is longer than
+    :data:`MAX_RECORD_BYTES` (it is read through in chunks and never held whole)."""
+    limit = MAX_RECORD_BYTES
+    lineno = 0
+    while chunk := fh.readline(limit + 1):
+        hasher.update(chunk)
+        lineno += 1
+        if lineno == 1 and bom:
+            chunk = chunk[bom:]
+        if chunk.endswith(b"\n") or len(chunk) <= limit:
+            yield lineno, chunk, len(chunk)
+            continue
+        total = len(chunk)
+        while more := fh.readline(_SKIP_CHUNK):
+            hasher.update(more)
+            total += len(more)
+            if more.endswith(b"\n"):
+                break
+        yield lineno, None, total
+
+
+def _jsonl_records(fh: IO[bytes], hasher: Any, bom: int) -> Iterator[RawRecord]:
+    for lineno, line, n_bytes in _lines(fh, hasher, bom):
+        if line is None:
+            yield RawRecord(lineno, code="too_large", problem=(
+                f"record too large: the line has {n_bytes:,} bytes, over the limit of "
+                f"{MAX_RECORD_BYTES:,} bytes per record"))
+            continue
         if not line.strip():
             continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            yield RawRecord(lineno, problem=_bad_byte(line, err))
-            continue
-        try:
-            yield RawRecord(lineno, value=json.loads(text))
-        except json.JSONDecodeError as err:
-            yield RawRecord(lineno, problem=f"invalid JSON: {err.msg} (column {err.colno})")
+        yield _parse_line(lineno, line)
+
+
+def _parse_line(lineno: int, line: bytes) -> RawRecord:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return RawRecord(lineno, problem=_bad_byte(line, err), code="invalid_utf8")
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError as err:
+        return RawRecord(lineno, problem=f"invalid JSON: {err.msg} (column {err.colno})",
+                         code="invalid_json")
+    except RecursionError:
+        return RawRecord(lineno, problem=(f"nested too deeply: more than {MAX_DEPTH} levels of "
+                                          "arrays/objects"), code="too_deep")
+    except _NumberTooLong as err:
+        return RawRecord(lineno, problem=_long_number(err.digits), code="number_too_long")
+    found = check_value(value)
+    if found is not None:
+        return RawRecord(lineno, problem=found[1], code=found[0])
+    return RawRecord(lineno, value=value)
+
+
+def _long_number(digits: int) -> str:
+    return (f"integer literal of {digits:,} digits, over the limit of {MAX_INT_DIGITS:,}; "
+            "write it as a string")
 
 
 def _bad_byte(chunk: bytes, err: UnicodeDecodeError) -> str:
     column = len(chunk[: err.start].decode("utf-8", errors="replace")) + 1
     return f"not valid UTF-8: byte 0x{chunk[err.start]:02x} at column {column}"
+
+
+def _locate_limit(text: str) -> int:
+    """1-based line where ``text`` first nests deeper than :data:`MAX_DEPTH` or holds an
+    integer literal longer than :data:`MAX_INT_DIGITS` (1 when neither is found)."""
+    depth = 0
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return text.count("\n", 0, m.start()) + 1
+        elif tok in "]}":
+            depth -= 1
+        elif tok[0] != '"' and not any(c in tok for c in ".eE") and \
+                len(tok) - tok.startswith("-") > MAX_INT_DIGITS:
+            return text.count("\n", 0, m.start()) + 1
+    return 1
 
 
 def _json_document_records(raw: bytes, source: str) -> list[RawRecord]:
@@ -179,16 +472,23 @@ def _json_document_records(raw: bytes, source: str) -> list[RawRecord]:
                                    err.end - line_start, err.reason)
         raise InputError([Problem(source, lineno, _bad_byte(raw[line_start:], fixed))]) from None
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as err:
         raise InputError([Problem(source, err.lineno,
                                   f"invalid JSON: {err.msg} (column {err.colno})")]) from None
+    except RecursionError:
+        raise InputError([Problem(source, _locate_limit(text), (
+            f"JSON nested too deeply: more than {MAX_DEPTH} levels of arrays/objects (the "
+            "document cannot be parsed)"))]) from None
+    except _NumberTooLong as err:
+        raise InputError([Problem(source, _locate_limit(text),
+                                  _long_number(err.digits))]) from None
     start = _skip_ws(text, 0)
     if isinstance(value, list):
-        positions = _array_element_positions(text, start)
+        spans = _array_element_spans(text, start)
     elif isinstance(value, dict) and isinstance(value.get("data"), list):
         value = value["data"]
-        positions = _array_element_positions(text, _data_array_position(text, start))
+        spans = _array_element_spans(text, _data_array_position(text, start))
     elif isinstance(value, dict):
         raise InputError([Problem(source, 1, 'a JSON object at the top level must hold the '
                                   'records as a list under "data" (found keys: '
@@ -198,8 +498,18 @@ def _json_document_records(raw: bytes, source: str) -> list[RawRecord]:
                                   f"or an object with \"data\", not {type_name(value)}")])
     if not value:
         raise InputError([Problem(source, 1, "no records: the array is empty")])
-    lines = _line_numbers(text, positions)
-    return [RawRecord(line, value=v) for line, v in zip(lines, value, strict=True)]
+    lines = _line_numbers(text, [a for a, _ in spans])
+    out = []
+    for line, (a, b), v in zip(lines, spans, value, strict=True):
+        if b - a > MAX_RECORD_BYTES:
+            out.append(RawRecord(line, code="too_large", problem=(
+                f"record too large: {b - a:,} characters of JSON, over the limit of "
+                f"{MAX_RECORD_BYTES:,} per record")))
+            continue
+        found = check_value(v)
+        out.append(RawRecord(line, value=v) if found is None else
+                   RawRecord(line, problem=found[1], code=found[0]))
+    return out
 
 
 def _skip_ws(text: str, pos: int) -> int:
@@ -208,25 +518,25 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
-def _array_element_positions(text: str, pos: int) -> list[int]:
-    """Start offsets of the elements of the (already validated) JSON array at ``text[pos]``."""
-    decoder = json.JSONDecoder()
-    positions: list[int] = []
+def _array_element_spans(text: str, pos: int) -> list[tuple[int, int]]:
+    """``(start, end)`` offsets of the elements of the (validated) JSON array at ``text[pos]``."""
+    spans: list[tuple[int, int]] = []
     pos = _skip_ws(text, pos + 1)  # past "["
     if text[pos] == "]":
-        return positions
+        return spans
     while True:
-        positions.append(pos)
-        _, pos = decoder.raw_decode(text, pos)
+        start = pos
+        _, pos = _DECODER.raw_decode(text, pos)
+        spans.append((start, pos))
         pos = _skip_ws(text, pos)
         if text[pos] == "]":
-            return positions
+            return spans
         pos = _skip_ws(text, pos + 1)  # past ","
 
 
 def _data_array_position(text: str, pos: int) -> int:
     """Offset of the value of the last ``"data"`` key of the (validated) object at ``pos``."""
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     found = -1
     pos = _skip_ws(text, pos + 1)  # past "{"
     while text[pos] != "}":

@@ -147,9 +147,10 @@ def test_signed_topm_kernel_matches_its_numpy_twin(diag, do_cols, shared) -> Non
     if diag:
         C = np.triu(C) + np.triu(C, 1).T
     s1, s2 = new_signed_state(n, m), new_signed_state(n, m)
+    wr, wc = np.ones(R, np.float32), np.ones(len(cols), np.float32)
     for _ in range(2):  # twice: the second fold merges into filled heaps
-        block_signed_topm(C, rows, cols, diag, do_cols, 3, *s1)
-        block_signed_topm_numpy(C, rows, cols, diag, do_cols, 3, *s2)
+        block_signed_topm(C, rows, cols, diag, do_cols, 3, wr, wc, *s1)
+        block_signed_topm_numpy(C, rows, cols, diag, do_cols, 3, wr, wc, *s2)
     for key, idx, val in ((0, 1, 2), (3, 4, 5)):
         o1 = np.argsort(-s1[key], axis=1, kind="stable")
         o2 = np.argsort(-s2[key], axis=1, kind="stable")

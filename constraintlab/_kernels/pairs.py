@@ -23,6 +23,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from constraintlab._kernels.heap import heap_offer
+
 __all__ = [
     "block_pair_stats",
     "block_pair_stats_numpy",
@@ -60,33 +62,6 @@ def hist_bin(v: np.ndarray, nbins: int) -> np.ndarray:
     """
     b = np.floor((np.asarray(v, dtype=np.float64) + 1.0) * (0.5 * nbins)).astype(np.int64)
     return np.clip(b, 0, nbins - 1)
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def _heap_offer(keys, idx, vals, row, key, j, v):
-    """Offer (key, j, v) to row ``row`` of the min-heaps (m columns, root in column 0); keeps
-    the m largest keys. 2-D arrays and a row index: no array views in the hot loop."""
-    m = keys.shape[1]
-    if key <= keys[row, 0]:
-        return
-    pos = 0
-    while True:
-        left = 2 * pos + 1
-        if left >= m:
-            break
-        right = left + 1
-        child = left
-        if right < m and keys[row, right] < keys[row, left]:
-            child = right
-        if keys[row, child] >= key:
-            break
-        keys[row, pos] = keys[row, child]
-        idx[row, pos] = idx[row, child]
-        vals[row, pos] = vals[row, child]
-        pos = child
-    keys[row, pos] = key
-    idx[row, pos] = j
-    vals[row, pos] = v
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
@@ -171,7 +146,8 @@ def block_pair_stats(
         Sum of ``-cos`` over the example's conflicting pairs.
     top_key, top_val : (N, m) float32
     top_idx : (N, m) int64
-        Min-heaps of the m largest ``|cos|`` per example (key ``|cos|``, partner, signed cos).
+        Min-heaps of the m largest ``|cos|`` per example (key ``|cos|``, partner, signed cos;
+        :mod:`constraintlab._kernels.heap`).
     row_lo, row_hi : (R,) int64
         Output, overwritten.
     """
@@ -221,7 +197,7 @@ def block_pair_stats(
                 for c in range(c0, Q):
                     a32 = abs(C[r, c])
                     if a32 > kmin and c != cs:
-                        _heap_offer(top_key, top_idx, top_val, gi, a32, col_ids[c], C[r, c])
+                        heap_offer(top_key, top_idx, top_val, gi, a32, col_ids[c], C[r, c])
                         kmin = top_key[gi, 0]
         if do_hist:
             for t in range(4):
@@ -253,7 +229,7 @@ def block_pair_stats(
                         j = c - q0
                         if a32 > ckmin[j]:
                             gj = col_ids[c]
-                            _heap_offer(top_key, top_idx, top_val, gj, a32, gi, C[r, c])
+                            heap_offer(top_key, top_idx, top_val, gj, a32, gi, C[r, c])
                             ckmin[j] = top_key[gj, 0]
             for c in range(q0, q1):
                 gj = col_ids[c]

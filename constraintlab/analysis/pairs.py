@@ -1,57 +1,41 @@
 """All pairs of constraint rows, without an N x N matrix.
 
-Rows are normalised to unit length; blocks ``C = X[I] @ X[J].T`` (J >= I) come from BLAS and
-are folded by :func:`constraintlab._kernels.pairs.block_pair_stats` into the histogram of cosines,
+Rows are normalised to unit length; the blocks ``C = X[I] @ X[J].T`` (J >= I) of
+:func:`constraintlab.analysis.blocks.for_each_block` are folded by :class:`PairFold`
+(:func:`constraintlab._kernels.pairs.block_pair_stats`) into the histogram of cosines,
 conflict / alignment counts, conflict mass, near-parallel counts and the top-m neighbours by
-``|cos|``. Memory: O(N * top_m + block^2) beyond the normalised copy of the rows.
+``|cos|`` and, in the same pass over the same blocks, by
+:class:`constraintlab.analysis.response.PartnerFold` into the response map's signed top
+partners and help/hurt sums (``PairsResult.partners``). Memory: O(N * (top_m + response_top_m)
++ block^2) beyond the normalised copy of the rows.
 
 Up to ``exact_max_n`` rows every pair is counted. Beyond, the histogram and densities come from
-``sample_pairs`` uniformly drawn pairs (95 % Wilson intervals) and per-example scores and
-neighbours from ``sample_reference`` random reference examples; the summary says
-``"method": "sampled"``.
+``sample_pairs`` uniformly drawn pairs (95 % Wilson intervals) and per-example scores,
+neighbours and response partners from ``sample_reference`` random reference examples
+(:func:`constraintlab.analysis.blocks.sample_plan`), through the same block driver; the summary
+says ``"method": "sampled"``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from constraintlab._kernels.heap import sort_heaps
 from constraintlab._kernels.pairs import block_pair_stats, collect_block_pairs, hist_bin
+from constraintlab.analysis.blocks import Block, for_each_block, sample_plan, scaled_rows, unit_rows
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.response import PartnerFold, SignedPartners, response_top_m
 from constraintlab.analysis.result import AnalyzerResult
-from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PairStats", "PairsResult", "analyze_pairs", "blocked_pairs", "unit_rows",
+__all__ = ["PairFold", "PairStats", "PairsResult", "analyze_pairs", "blocked_pairs", "unit_rows",
            "wilson_interval"]
-
-
-def unit_rows(X: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Rows scaled to unit length (float32; zero rows stay zero).
-
-    Returns
-    -------
-    Xn : (N, k) float32
-    zero : (N,) bool
-        Rows of zero norm.
-    """
-    X = np.asarray(X)
-    out = np.empty(X.shape, np.float32)
-    zero = np.zeros(X.shape[0], bool)
-    for i in range(0, X.shape[0], chunk):
-        x = X[i:i + chunk].astype(np.float64)
-        n = np.sqrt(np.square(x).sum(1))
-        z = n == 0
-        zero[i:i + chunk] = z
-        out[i:i + chunk] = x / np.where(z, 1.0, n)[:, None]
-    return out, zero
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -126,7 +110,7 @@ class PairsResult(AnalyzerResult):
                                                                            repr=False)
     top_idx: np.ndarray | None = field(default=None, repr=False)
     top_val: np.ndarray | None = field(default=None, repr=False)
-    partners: Any = field(default=None, repr=False)
+    partners: SignedPartners | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -171,12 +155,66 @@ class _Collector:
         return lo[order], hi[order], v[order]
 
 
-def _new_state(N: int, m: int, n_chunks: int, bins: int) -> tuple[np.ndarray, ...]:
-    """Zeroed running statistics, in :func:`block_pair_stats` argument order: hist, conflict
-    count, conflict mass, alignment count, near count, top-m keys (-1), partners (-1), values."""
-    return (np.zeros((n_chunks, bins), np.int64), np.zeros(N, np.int64), np.zeros(N, np.float64),
-            np.zeros(N, np.int64), np.zeros(N, np.int64), np.full((N, m), -1.0, np.float32),
-            np.full((N, m), -1, np.int64), np.zeros((N, m), np.float32))
+class PairFold:
+    """A fold for :func:`constraintlab.analysis.blocks.for_each_block`: all-pairs statistics
+    of blocks of cosines, by :func:`constraintlab._kernels.pairs.block_pair_stats`, and the
+    listed pairs, by :func:`constraintlab._kernels.pairs.collect_block_pairs`.
+
+    Parameters
+    ----------
+    n : int
+        Rows.
+    tau, near : float
+        Conflict/alignment threshold and near-parallel threshold (``1 - eps``).
+    lo_collect, hi_collect : float
+        Pairs with ``cos < lo_collect`` / ``cos > hi_collect`` are listed (at most
+        ``max_pairs`` each, the most extreme).
+    top_m, hist_bins, max_pairs : int
+    do_hist : bool
+        Count the histogram (exact mode; the sampled mode takes it from its random pairs).
+    n_chunks : int, optional
+        Row / column chunks of the kernel (default 4 per numba thread).
+    """
+
+    def __init__(self, n: int, *, tau: float, near: float, lo_collect: float,
+                 hi_collect: float, top_m: int, hist_bins: int, max_pairs: int,
+                 do_hist: bool = True, n_chunks: int | None = None) -> None:
+        import numba
+
+        self.n, self.tau, self.near, self.bins, self.do_hist = n, tau, near, hist_bins, do_hist
+        self.n_chunks = n_chunks or max(1, numba.get_num_threads() * 4)
+        self.hist = np.zeros((self.n_chunks, hist_bins), np.int64)
+        self.conf_count = np.zeros(n, np.int64)
+        self.conf_mass = np.zeros(n, np.float64)
+        self.align_count = np.zeros(n, np.int64)
+        self.near_count = np.zeros(n, np.int64)
+        self.top_key = np.full((n, top_m), -1.0, np.float32)  # |cos| >= 0 > empty
+        self.top_idx = np.full((n, top_m), -1, np.int64)
+        self.top_val = np.zeros((n, top_m), np.float32)
+        self.lo = _Collector(max_pairs, True, lo_collect)
+        self.hi = _Collector(max_pairs, False, hi_collect)
+
+    def __call__(self, b: Block) -> None:
+        R = len(b.rows)
+        rl, rh = np.empty(R, np.int64), np.empty(R, np.int64)
+        block_pair_stats(b.C, b.rows, b.cols, b.diag, self.tau, self.near, self.lo.thr,
+                         self.hi.thr, self.bins, self.n_chunks, self.do_hist, b.symmetric,
+                         self.hist, self.conf_count, self.conf_mass, self.align_count,
+                         self.near_count, self.top_key, self.top_idx, self.top_val, rl, rh)
+        if rl.any() or rh.any():
+            la, lb, lv, ha, hb, hv = collect_block_pairs(b.C, b.rows, b.cols, b.diag,
+                                                         self.lo.thr, self.hi.thr, rl, rh)
+            self.lo.add(la, lb, lv, 0)
+            self.hi.add(ha, hb, hv, 0)
+
+    def result(self) -> PairStats:
+        """The statistics after the last block (exact-mode totals; top-m sorted best first)."""
+        _, top_idx, top_val = sort_heaps(self.top_key, self.top_idx, self.top_val)
+        N = self.n
+        return PairStats(self.hist.sum(0), self.conf_count, self.align_count, self.near_count,
+                         self.conf_mass, top_idx, top_val, self.lo.result(), self.hi.result(),
+                         int(self.conf_count.sum() // 2), int(self.near_count.sum() // 2),
+                         N * (N - 1) // 2)
 
 
 def blocked_pairs(
@@ -193,7 +231,8 @@ def blocked_pairs(
     overlap: bool = True,
     desc: str = "all pairs",
 ) -> PairStats:
-    """Exact statistics over every pair of unit rows, block by block.
+    """Exact statistics over every pair of unit rows, block by block (a :class:`PairFold`
+    alone in :func:`constraintlab.analysis.blocks.for_each_block`).
 
     Parameters
     ----------
@@ -210,140 +249,21 @@ def blocked_pairs(
         Fold block t (one numba thread) while BLAS computes block t + 1 (default); False:
         one after the other, kernels on every numba thread.
     """
-    import numba
-
-    Xn = np.ascontiguousarray(Xn, dtype=np.float32)
-    N = Xn.shape[0]
-    B = min(block_size, max(N, 1))
-    n_chunks = max(1, numba.get_num_threads() * 4)
-    (hist, conf_count, conf_mass, align_count, near_count, top_key, top_idx,
-     top_val) = _new_state(N, top_m, n_chunks, hist_bins)
-    lo = _Collector(max_pairs, True, -tau if collect_low else -2.0)
-    hi = _Collector(max_pairs, False, hi_collect)
-    bufs = [np.empty(B * B, np.float32), np.empty(B * B, np.float32)]
-    row_lo = np.empty(B, np.int64)
-    row_hi = np.empty(B, np.int64)
-    starts = list(range(0, N, B))
-    ids = np.arange(N, dtype=np.int64)
-    blocks = [(i0, j0) for bi, i0 in enumerate(starts) for j0 in starts[bi:]]
-    # one thread runs the kernels on block t (numba, one thread, GIL released) while the main
-    # thread has BLAS compute block t + 1: the cores never wait for each other, and no idle,
-    # still-spinning BLAS worker competes with kernel threads
-    pipelined = overlap and len(blocks) > 1
-
-    def fold(C: np.ndarray, i0: int, i1: int, j0: int, j1: int) -> None:
-        if pipelined:
-            numba.set_num_threads(1)
-        diag = i0 == j0
-        rl, rh = row_lo[: i1 - i0], row_hi[: i1 - i0]
-        block_pair_stats(C, ids[i0:i1], ids[j0:j1], diag, tau, near, lo.thr, hi.thr,
-                         hist_bins, n_chunks, True, True, hist, conf_count, conf_mass,
-                         align_count, near_count, top_key, top_idx, top_val, rl, rh)
-        if rl.any() or rh.any():
-            la, lb, lv, ha, hb, hv = collect_block_pairs(
-                C, ids[i0:i1], ids[j0:j1], diag, lo.thr, hi.thr, rl, rh)
-            lo.add(la, lb, lv, 0)
-            hi.add(ha, hb, hv, 0)
-
-    pool = ThreadPoolExecutor(1) if pipelined else None
-    pending = None
-    try:
-        with progress(total=len(blocks), desc=desc, unit="block") as bar:
-            for t, (i0, j0) in enumerate(blocks):
-                i1, j1 = min(N, i0 + B), min(N, j0 + B)
-                C = bufs[t % 2][: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-                np.dot(Xn[i0:i1], Xn[j0:j1].T, out=C)
-                if pending is not None:
-                    pending.result()
-                    bar.update(1)
-                if pool is None:
-                    fold(C, i0, i1, j0, j1)
-                    bar.update(1)
-                else:
-                    pending = pool.submit(fold, C, i0, i1, j0, j1)
-            if pending is not None:
-                pending.result()
-                bar.update(1)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    order = np.argsort(-top_key, axis=1, kind="stable")
-    top_idx = np.take_along_axis(top_idx, order, 1)
-    top_val = np.take_along_axis(top_val, order, 1)
-    n_conf_pairs = int(conf_count.sum() // 2)
-    n_near_pairs = int(near_count.sum() // 2)
-    return PairStats(hist.sum(0), conf_count, align_count, near_count, conf_mass, top_idx,
-                     top_val, lo.result(), hi.result(), n_conf_pairs, n_near_pairs,
-                     N * (N - 1) // 2)
+    fold = PairFold(Xn.shape[0], tau=tau, near=near, lo_collect=-tau if collect_low else -2.0,
+                    hi_collect=hi_collect, top_m=top_m, hist_bins=hist_bins,
+                    max_pairs=max_pairs)
+    for_each_block(Xn, block_size, [fold], overlap=overlap, desc=desc)
+    return fold.result()
 
 
-def _sampled_pairs(Xn: np.ndarray, tau: float, near: float, config: AnalysisConfig) -> dict:
-    """Histogram, densities and per-example estimates from sampled pairs and a reference set."""
-    import numba
-
-    N = Xn.shape[0]
-    rng = np.random.default_rng(config.seed)
-    S = config.sample_pairs
-    i = rng.integers(0, N, S)
-    j = rng.integers(0, N - 1, S)
-    j = j + (j >= i)
-    cos = np.empty(S, np.float32)
-    for s0 in range(0, S, 200_000):
-        cos[s0:s0 + 200_000] = np.einsum("ij,ij->i", Xn[i[s0:s0 + 200_000]],
-                                         Xn[j[s0:s0 + 200_000]])
-    hist = np.bincount(hist_bin(cos, config.hist_bins), minlength=config.hist_bins)
-    c64 = cos.astype(np.float64)
-    n_conf = int((c64 < -tau).sum())
-    n_align = int((c64 > tau).sum())
-    n_near = int((c64 > near).sum())
-    ref = np.sort(rng.choice(N, size=min(config.sample_reference, N), replace=False))
-    R = len(ref)
-    m = config.top_m
-    n_chunks = max(1, numba.get_num_threads() * 4)
-    (h, conf_count, conf_mass, align_count, near_count, top_key, top_idx,
-     top_val) = _new_state(N, m, n_chunks, config.hist_bins)
-    Xr = Xn[ref]
-    B = config.block_size
-    lo = _Collector(config.max_pairs, True, -tau)
-    hi = _Collector(config.max_pairs, False, near)
-    row_lo = np.empty(B, np.int64)
-    row_hi = np.empty(B, np.int64)
-    ids = np.arange(N, dtype=np.int64)
-    for i0 in progress(range(0, N, B), desc="sampled pairs", unit="block"):
-        i1 = min(N, i0 + B)
-        C = Xn[i0:i1] @ Xr.T
-        rl, rh = row_lo[: i1 - i0], row_hi[: i1 - i0]
-        block_pair_stats(C, ids[i0:i1], ref, False, tau, near, lo.thr, hi.thr, config.hist_bins,
-                         n_chunks, False, False, h, conf_count, conf_mass, align_count,
-                         near_count, top_key, top_idx, top_val, rl, rh)
-        if rl.sum() or rh.sum():
-            la, lb, lv, ha, hb, hv = collect_block_pairs(C, ids[i0:i1], ref, False, lo.thr,
-                                                         hi.thr, rl, rh)
-            lo.add(la, lb, lv, 0)
-            hi.add(ha, hb, hv, 0)
-    order = np.argsort(-top_key, axis=1, kind="stable")
-    in_ref = np.zeros(N, bool)
-    in_ref[ref] = True
-    denom = (R - in_ref).astype(np.float64)
-    # dedupe pairs seen from both sides (both ends in the reference set)
-    la, lb, lv = lo.result()
-    ha, hb, hv = hi.result()
-
-    def dedupe(a, b, v):
-        if not len(a):
-            return a, b, v
-        _, first = np.unique(a * N + b, return_index=True)
-        first = np.sort(first)
-        return a[first], b[first], v[first]
-
-    return {
-        "hist": hist, "n_conf": n_conf, "n_align": n_align, "n_near": n_near, "S": S,
-        "conf_count": conf_count, "align_count": align_count, "near_count": near_count,
-        "conf_mass": conf_mass, "denom": denom, "R": R,
-        "top_idx": np.take_along_axis(top_idx, order, 1),
-        "top_val": np.take_along_axis(top_val, order, 1),
-        "lo": dedupe(la, lb, lv), "hi": dedupe(ha, hb, hv),
-    }
+def _dedupe(a: np.ndarray, b: np.ndarray, v: np.ndarray, n: int):
+    """First occurrence of each pair (a, b) (sampled mode sees a pair from both sides when
+    both ends are reference rows)."""
+    if not len(a):
+        return a, b, v
+    _, first = np.unique(a * n + b, return_index=True)
+    first = np.sort(first)
+    return a[first], b[first], v[first]
 
 
 def analyze_pairs(
@@ -351,9 +271,11 @@ def analyze_pairs(
     *,
     ids: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
+    partners: bool = True,
 ) -> PairsResult:
     """Every pair of constraint rows: histogram, conflict and alignment density, per-example
-    conflict score, near-parallel pairs, top-m neighbours.
+    conflict score, near-parallel pairs, top-m neighbours; in the same pass, the response map's
+    signed top partners.
 
     Parameters
     ----------
@@ -362,7 +284,12 @@ def analyze_pairs(
         Example ids (default ``0..N-1``).
     config : AnalysisConfig
         ``tau`` (default from k), ``eps``, ``top_m``, ``block_size``, ``hist_bins``,
-        ``max_pairs``, ``exact_max_n``, ``sample_pairs``, ``sample_reference``, ``seed``.
+        ``max_pairs``, ``exact_max_n``, ``sample_pairs``, ``sample_reference``, ``seed``;
+        ``response_top_m`` for the partners.
+    partners : bool
+        Also fold the signed top-``response_top_m`` partners and help/hurt sums of the
+        response map into the pass (``PairsResult.partners``, for
+        ``analyze_response(..., pairs=result)``). Default True.
 
     Returns
     -------
@@ -383,7 +310,8 @@ def analyze_pairs(
     ids = np.arange(N) if ids is None else np.asarray(ids)
     tau = config.tau_for(k)
     near = config.near_for(k)
-    Xn, zero = unit_rows(X)
+    Xn, norms = scaled_rows(X)
+    zero = norms == 0
     n_pairs_all = N * (N - 1) // 2
     summary: dict = {"n": N, "k": k, "tau": tau, "near_threshold": near,
                      "noise_floor": 1.0 / math.sqrt(k),
@@ -391,10 +319,15 @@ def analyze_pairs(
                      f"min({config.tau_max}, max({config.tau_min}, {config.tau_sigmas}/sqrt(k)))",
                      "n_zero_vectors": int(zero.sum()), "n_pairs": n_pairs_all}
     edges = np.linspace(-1.0, 1.0, config.hist_bins + 1)
-    if N <= config.exact_max_n:
-        st = blocked_pairs(Xn, tau=tau, near=near, hi_collect=near, top_m=config.top_m,
-                           block_size=config.block_size, hist_bins=config.hist_bins,
-                           max_pairs=config.max_pairs)
+    exact = N <= config.exact_max_n
+    fold = PairFold(N, tau=tau, near=near, lo_collect=-tau, hi_collect=near, top_m=config.top_m,
+                    hist_bins=config.hist_bins, max_pairs=config.max_pairs, do_hist=exact)
+    pfold = PartnerFold(norms, response_top_m(N, config)) if partners else None
+    folds = [fold] if pfold is None else [fold, pfold]
+    if exact:
+        reference = None
+        for_each_block(Xn, config.block_size, folds, desc="all pairs")
+        st = fold.result()
         denom = np.full(N, max(N - 1, 1), np.float64)
         n_conf = st.n_lo_total
         n_align = int(st.align_count.sum() // 2)
@@ -407,34 +340,45 @@ def analyze_pairs(
             "alignment_density": n_align / n_pairs_all if n_pairs_all else 0.0,
             "histogram": {"edges": edges.tolist(), "counts": st.hist.tolist()},
         })
-        conf_count, align_count, near_count, conf_mass = (st.conf_count, st.align_count,
-                                                          st.near_count, st.conf_mass)
-        top_idx, top_val = st.top_idx, st.top_val
         lo_pairs, hi_pairs = st.lo_pairs, st.hi_pairs
     else:
-        sp = _sampled_pairs(Xn, tau, near, config)
-        S = sp["S"]
-        denom = np.maximum(sp["denom"], 1.0)
+        S = config.sample_pairs
+        i, j, reference = sample_plan(N, S, config.sample_reference, config.seed)
+        cos = np.empty(S, np.float32)
+        for s0 in range(0, S, 200_000):
+            cos[s0:s0 + 200_000] = np.einsum("ij,ij->i", Xn[i[s0:s0 + 200_000]],
+                                             Xn[j[s0:s0 + 200_000]])
+        c64 = cos.astype(np.float64)
+        n_conf = int((c64 < -tau).sum())
+        n_align = int((c64 > tau).sum())
+        n_near = int((c64 > near).sum())
+        for_each_block(Xn, config.block_size, folds, reference=reference,
+                       desc="sampled pairs")
+        st = fold.result()
+        R = len(reference)
+        in_ref = np.zeros(N, bool)
+        in_ref[reference] = True
+        denom = np.maximum((R - in_ref).astype(np.float64), 1.0)
+        hist = np.bincount(hist_bin(cos, config.hist_bins), minlength=config.hist_bins)
         summary.update({
             "method": "sampled",
             "method_note": f"N = {N} > exact_max_n = {config.exact_max_n}: densities from "
                            f"{S} random pairs (95 % Wilson intervals); per-example scores and "
-                           f"neighbours against {sp['R']} random reference examples",
+                           f"neighbours against {R} random reference examples",
             "sampled_pairs": S,
-            "conflict_pairs": round(sp["n_conf"] / S * n_pairs_all),
-            "alignment_pairs": round(sp["n_align"] / S * n_pairs_all),
-            "near_parallel_pairs": round(sp["n_near"] / S * n_pairs_all),
-            "conflict_density": sp["n_conf"] / S,
-            "conflict_density_ci95": list(wilson_interval(sp["n_conf"], S)),
-            "alignment_density": sp["n_align"] / S,
-            "alignment_density_ci95": list(wilson_interval(sp["n_align"], S)),
-            "histogram": {"edges": edges.tolist(), "counts": sp["hist"].tolist(),
-                          "sampled": True},
+            "conflict_pairs": round(n_conf / S * n_pairs_all),
+            "alignment_pairs": round(n_align / S * n_pairs_all),
+            "near_parallel_pairs": round(n_near / S * n_pairs_all),
+            "conflict_density": n_conf / S,
+            "conflict_density_ci95": list(wilson_interval(n_conf, S)),
+            "alignment_density": n_align / S,
+            "alignment_density_ci95": list(wilson_interval(n_align, S)),
+            "histogram": {"edges": edges.tolist(), "counts": hist.tolist(), "sampled": True},
         })
-        conf_count, align_count, near_count, conf_mass = (sp["conf_count"], sp["align_count"],
-                                                          sp["near_count"], sp["conf_mass"])
-        top_idx, top_val = sp["top_idx"], sp["top_val"]
-        lo_pairs, hi_pairs = sp["lo"], sp["hi"]
+        lo_pairs, hi_pairs = _dedupe(*st.lo_pairs, N), _dedupe(*st.hi_pairs, N)
+    conf_count, align_count, near_count, conf_mass = (st.conf_count, st.align_count,
+                                                      st.near_count, st.conf_mass)
+    top_idx, top_val = st.top_idx, st.top_val
     conflict_score = np.clip(conf_count / denom, 0.0, 1.0)
     summary["conflicted_examples"] = int((conf_count > 0).sum())
     summary["conflicted_share"] = float((conf_count > 0).mean()) if N else 0.0
@@ -455,4 +399,5 @@ def analyze_pairs(
     pairs = [{"kind": "conflict", "a": x, "b": y, "score": -c, "detail": {"cos": c}}
              for x, y, c in zip(lo_id, hi_id, v.astype(np.float64).tolist(), strict=True)]
     return PairsResult("pairs", table, summary, pairs, near_parallel=hi_pairs, top_idx=top_idx,
-                       top_val=top_val)
+                       top_val=top_val,
+                       partners=pfold.result(reference) if pfold is not None else None)

@@ -14,9 +14,11 @@ Sign convention (one for every number of this module): a value is a *loss change
 - ``help_effect_i = -sum_{j != i} max(g_i . g_j, 0)`` (<= 0) and
   ``hurt_effect_i = -sum_{j != i} min(g_i . g_j, 0)`` (>= 0); their sum is ``net_effect_i``.
 - Top helpers of i: the partners j with the largest ``g_i . g_j > 0`` (a step on j lowers
-  ``l_i`` the most, and vice versa); top hurters: the smallest ``g_i . g_j < 0``. Found by a
-  blocked pass over ``G G^T`` (:func:`constraintlab._kernels.response.block_signed_topm`);
-  memory O(N * m + block^2), never the N x N matrix.
+  ``l_i`` the most, and vice versa); top hurters: the smallest ``g_i . g_j < 0``. Found in
+  the blocked pass over the Gram matrix that the all-pairs analyzer runs anyway
+  (:class:`PartnerFold`, :func:`constraintlab._kernels.response.block_signed_topm` on its
+  cosine blocks scaled back by the row norms; ``analyze_response(..., pairs=...)``), or in a
+  pass of its own; memory O(N * m + block^2), never the N x N matrix.
 - Zone matrix: ``M[A, B] = -sum_{i in A} sum_{j in B, j != i} g_i . g_j
   = -(S_A . S_B - [A == B] sum_{i in A} ||g_i||^2)`` with ``S_A`` the zone's row sum: the change
   of zone B's summed loss when every member of A takes one unit step (each step evaluated on its
@@ -25,8 +27,9 @@ Sign convention (one for every number of this module): a value is a *loss change
   per unit step on one member of A (null when there is no pair).
 
 Up to ``exact_max_n`` examples every pair is read; beyond, the top partners and the help/hurt
-sums come from ``sample_reference`` random reference examples (sums scaled to N - 1 partners);
-``net_effect`` and the zone matrix are exact in both modes.
+sums come from ``sample_reference`` random reference examples, the all-pairs analyzer's
+(:func:`constraintlab.analysis.blocks.sample_plan`; sums scaled to N - 1 partners);
+``net_effect`` and the zone matrix are exact in both modes (sums of vectors, no pair pass).
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from constraintlab._kernels.heap import sort_heaps
 from constraintlab._kernels.response import block_signed_topm, new_signed_state
+from constraintlab.analysis.blocks import Block, for_each_block, sample_plan, scaled_rows
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.result import AnalyzerResult
-from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +109,84 @@ def response_sums(G: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndar
     return s, sq, -(dot - sq)
 
 
+@dataclass
+class SignedPartners:
+    """Per example, the partners with the largest and the smallest dot products
+    ``g_i . g_j`` (j != i) and the sums of the positive and negative ones.
+
+    Attributes
+    ----------
+    hi_idx : (N, m) int64
+        Partners by ``g_i . g_j`` descending (row positions, -1 = empty slot).
+    hi_val : (N, m) float32
+    lo_idx : (N, m) int64
+        Partners by ``g_i . g_j`` ascending.
+    lo_val : (N, m) float32
+    pos_sum, neg_sum : (N,) float64
+        Sums of the positive / negative dot products over the partners read.
+    reference : (R,) int64 or None
+        Sampled mode: the sorted reference rows every row was compared with; None: every pair.
+    """
+
+    hi_idx: np.ndarray
+    hi_val: np.ndarray
+    lo_idx: np.ndarray
+    lo_val: np.ndarray
+    pos_sum: np.ndarray
+    neg_sum: np.ndarray
+    reference: np.ndarray | None = None
+
+    @property
+    def m(self) -> int:
+        """Slots per example."""
+        return self.hi_idx.shape[1]
+
+
+class PartnerFold:
+    """A fold for :func:`constraintlab.analysis.blocks.for_each_block`: the signed top-m
+    partners and help/hurt sums of every block, by
+    :func:`constraintlab._kernels.response.block_signed_topm`.
+
+    Parameters
+    ----------
+    weights : (N,) float
+        Scale of each row back to its dot products: the row norms when the blocks hold
+        cosines of unit rows, ones when they hold the dot products.
+    m : int
+        Partners kept per example and sign.
+    n_chunks : int, optional
+        Row / column chunks of the kernel (default 4 per numba thread).
+    """
+
+    def __init__(self, weights: np.ndarray, m: int, n_chunks: int | None = None) -> None:
+        import numba
+
+        self.w = np.ascontiguousarray(weights, dtype=np.float32)
+        self.state = new_signed_state(len(self.w), m)
+        self.n_chunks = n_chunks or max(1, numba.get_num_threads() * 4)
+
+    def __call__(self, b: Block) -> None:
+        block_signed_topm(b.C, b.rows, b.cols, b.diag, b.symmetric, self.n_chunks,
+                          self.w[b.rows], self.w[b.cols], *self.state)
+
+    def result(self, reference: np.ndarray | None = None) -> SignedPartners:
+        """The partners sorted best first (after the last block)."""
+        hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum, neg_sum = self.state
+        _, hi_idx, hi_val = sort_heaps(hi_key, hi_idx, hi_val)
+        _, lo_idx, lo_val = sort_heaps(lo_key, lo_idx, lo_val)
+        return SignedPartners(hi_idx, hi_val, lo_idx, lo_val, pos_sum, neg_sum, reference)
+
+
+def response_top_m(n: int, config: AnalysisConfig) -> int:
+    """Partners kept per example and sign: ``response_top_m``, at most n - 1, at least 1."""
+    return max(1, min(config.response_top_m, max(n - 1, 1)))
+
+
 def signed_top_partners(G: np.ndarray, m: int, *, block_size: int = 2048,
-                        reference: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """Per example, the m partners with the largest and the m with the smallest dot product.
+                        reference: np.ndarray | None = None) -> SignedPartners:
+    """Per example, the m partners with the largest and the m with the smallest dot product
+    (its own pass over the Gram blocks; :func:`constraintlab.analysis.pairs.analyze_pairs`
+    folds the same in its pass).
 
     Parameters
     ----------
@@ -121,45 +200,12 @@ def signed_top_partners(G: np.ndarray, m: int, *, block_size: int = 2048,
 
     Returns
     -------
-    hi_idx : (N, m) int64
-        Partners by ``g_i . g_j`` descending (-1 = empty slot).
-    hi_val : (N, m) float32
-    lo_idx : (N, m) int64
-        Partners by ``g_i . g_j`` ascending.
-    lo_val : (N, m) float32
-    pos_sum, neg_sum : (N,) float64
-        Sum of the positive / negative dot products over the partners read.
+    SignedPartners
     """
-    import numba
-
-    X = np.ascontiguousarray(G, dtype=np.float32)
-    N = X.shape[0]
-    state = new_signed_state(N, m)
-    n_chunks = max(1, numba.get_num_threads() * 4)
-    ids = np.arange(N, dtype=np.int64)
-    B = min(block_size, max(N, 1))
-    starts = list(range(0, N, B))
-    if reference is None:
-        blocks = [(i0, j0) for bi, i0 in enumerate(starts) for j0 in starts[bi:]]
-        buf = np.empty(B * B, np.float32)
-        for i0, j0 in progress(blocks, desc="response pairs", unit="block"):
-            i1, j1 = min(N, i0 + B), min(N, j0 + B)
-            C = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-            np.dot(X[i0:i1], X[j0:j1].T, out=C)
-            block_signed_topm(C, ids[i0:i1], ids[j0:j1], i0 == j0, True, n_chunks, *state)
-    else:
-        ref = np.asarray(reference, dtype=np.int64)
-        Xr = X[ref]
-        for i0 in progress(starts, desc="response pairs (sampled)", unit="block"):
-            i1 = min(N, i0 + B)
-            C = np.ascontiguousarray(X[i0:i1] @ Xr.T)
-            block_signed_topm(C, ids[i0:i1], ref, False, False, n_chunks, *state)
-    hi_key, hi_idx, hi_val, lo_key, lo_idx, lo_val, pos_sum, neg_sum = state
-    o = np.argsort(-hi_key, axis=1, kind="stable")
-    hi_idx, hi_val = np.take_along_axis(hi_idx, o, 1), np.take_along_axis(hi_val, o, 1)
-    o = np.argsort(-lo_key, axis=1, kind="stable")
-    lo_idx, lo_val = np.take_along_axis(lo_idx, o, 1), np.take_along_axis(lo_val, o, 1)
-    return hi_idx, hi_val, lo_idx, lo_val, pos_sum, neg_sum
+    Gn, norms = scaled_rows(G)
+    fold = PartnerFold(norms, m)
+    for_each_block(Gn, block_size, [fold], reference=reference, desc="response pairs")
+    return fold.result(reference)
 
 
 def zone_matrix(G: np.ndarray, zones: np.ndarray, sq: np.ndarray | None = None
@@ -219,6 +265,7 @@ def analyze_response(
     *,
     ids: np.ndarray | None = None,
     zones: np.ndarray | None = None,
+    pairs: AnalyzerResult | None = None,
     config: AnalysisConfig | None = None,
 ) -> ResponseResult:
     """The first-order response map of the whole dataset (module docstring: signs and units).
@@ -232,9 +279,14 @@ def analyze_response(
     zones : (N,) int, optional
         Zone of each row (``zones`` analyzer's ``zone`` column, -1 = outlier); enables the
         zone matrix.
+    pairs : PairsResult, optional
+        :func:`constraintlab.analysis.pairs.analyze_pairs` on the same features and config:
+        its ``partners`` (folded in the all-pairs pass) are used, and no second pass over the
+        Gram blocks runs. Without it (or without partners of the right shape) this function
+        runs its own pass.
     config : AnalysisConfig
         ``response_top_m``, ``response_list``, ``block_size``, ``exact_max_n``,
-        ``sample_reference``, ``seed``.
+        ``sample_pairs``, ``sample_reference``, ``seed``.
 
     Returns
     -------
@@ -260,20 +312,27 @@ def analyze_response(
     N, k = G.shape
     ids = np.arange(N, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     _, sq, net = response_sums(G)
-    m = max(1, min(config.response_top_m, max(N - 1, 1)))
-    rng = np.random.default_rng(config.seed)
-    if N <= config.exact_max_n:
-        method, reference = "exact", None
+    m = response_top_m(N, config)
+    sp = getattr(pairs, "partners", None)
+    if sp is not None and sp.hi_idx.shape != (N, m):
+        logger.warning("response map: the pairs result holds %s partners, %s wanted; "
+                       "running its own pass", sp.hi_idx.shape, (N, m))
+        sp = None
+    if sp is None:
+        reference = (None if N <= config.exact_max_n else
+                     sample_plan(N, config.sample_pairs, config.sample_reference, config.seed)[2])
+        sp = signed_top_partners(G, m, block_size=config.block_size, reference=reference)
+    reference = sp.reference
+    if reference is None:
+        method = "exact"
         denom_scale = np.ones(N)
     else:
-        R = min(config.sample_reference, N)
-        reference = np.sort(rng.choice(N, size=R, replace=False))
         in_ref = np.zeros(N, bool)
         in_ref[reference] = True
         method = "sampled"
-        denom_scale = (N - 1) / np.maximum(R - in_ref, 1)
-    hi_idx, hi_val, lo_idx, lo_val, pos_sum, neg_sum = signed_top_partners(
-        G, m, block_size=config.block_size, reference=reference)
+        denom_scale = (N - 1) / np.maximum(len(reference) - in_ref, 1)
+    hi_idx, hi_val, lo_idx, lo_val = sp.hi_idx, sp.hi_val, sp.lo_idx, sp.lo_val
+    pos_sum, neg_sum = sp.pos_sum, sp.neg_sum
     help_ok = (hi_idx >= 0) & (hi_val > 0)
     hurt_ok = (lo_idx >= 0) & (lo_val < 0)
     helper_idx = np.where(help_ok, hi_idx, -1)

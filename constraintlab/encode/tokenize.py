@@ -117,11 +117,16 @@ class Renderer:
         self.eos = tokenizer.eos_token or ""
 
     def _chat(self, ex: Example) -> tuple[str, list[tuple[int, int]]]:
-        msgs = [{"role": m.role, "content": m.content} for m in ex.messages]
+        # io: as_chat() passes tool_calls / tool_call_id / name through; a record's "tools"
+        # list goes to the template as transformers' tools= (TRL does the same).
+        msgs = [m.as_chat() for m in ex.messages]
+        tools = ex.raw.get("tools") if isinstance(ex.raw, dict) else None
+        extra = {"tools": tools} if isinstance(tools, list) and tools and all(
+            isinstance(t, dict) for t in tools) else {}
 
         def render(ms, gen=False):
             return self.tokenizer.apply_chat_template(ms, tokenize=False,
-                                                      add_generation_prompt=gen)
+                                                      add_generation_prompt=gen, **extra)
 
         full = render(msgs)
         spans, cursor = [], 0
@@ -145,7 +150,7 @@ class Renderer:
         for i, m in enumerate(ex.messages):
             head = f"{m.role}: " if ex.chat else ""
             if i in targets:
-                body = m.content + self.eos
+                body = m.text + self.eos   # io: Message.text = content + tool calls
                 parts.append(head)
                 pos += len(head)
                 spans.append((pos, pos + len(body)))
@@ -155,14 +160,14 @@ class Renderer:
                     parts.append("\n\n")
                     pos += 2
             else:
-                text = head + m.content + "\n\n"
+                text = head + m.text + "\n\n"
                 parts.append(text)
                 pos += len(text)
         return "".join(parts), spans
 
     def encode(self, ex: Example, position: int) -> tuple[Encoded | None, Problem | None]:
         """Tokenise one example; returns ``(encoded, None)`` or ``(None, problem)``."""
-        target_text = "".join(ex.messages[i].content for i in ex.targets)
+        target_text = "".join(ex.messages[i].text for i in ex.targets)
         if not target_text.strip():
             return None, Problem(ex.source, ex.line, "the target is empty or whitespace only")
         use_chat = ex.chat and self.has_template

@@ -265,7 +265,7 @@ def test_broken_file_reports_exact_location(tmp_path: Path, name: str) -> None:
 
 
 def test_skip_mode_keeps_going_and_counts(tmp_path: Path) -> None:
-    content, expected = BROKEN["several.jsonl"]
+    content, _ = BROKEN["several.jsonl"]
     path = write(tmp_path, "s.jsonl", content)
     data = read_examples(path, on_invalid="skip")
     assert [ex.index for ex in data] == [0, 1] and data.n_records == 4

@@ -63,7 +63,7 @@ MAX_DEPTH = 128
 MAX_INT_DIGITS = 4300
 
 _HEAD_BYTES = 65536
-_SKIP_CHUNK = 2**20
+_SKIP_CHUNK = 2**16
 _UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {
     b"\x00\x00\xfe\xff": "UTF-32",
@@ -73,6 +73,7 @@ _OTHER_BOMS = {
 }
 _WS = " \t\n\r"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_DOCUMENT_OPENING = re.compile(rb'\{\s*(?:"data"\s*:.*)?', re.DOTALL)
 # Strings (skipped), brackets and numbers, to find where a document passes a limit.
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
 
@@ -299,7 +300,7 @@ def _read_json_file(fh: IO[bytes], size: int, source: str, suffix: str) -> RawFi
     elif _jsonl_from_head(lead, complete):
         is_jsonl = True
     elif size > MAX_DOCUMENT_BYTES:  # too large to probe: JSONL unless it opens a document
-        is_jsonl = lead.split(b"\n", 1)[0].strip() != b"{"
+        is_jsonl = not _opens_document(lead)
     else:  # undecided from the first line: probe the whole (bounded) file, as one document
         fh.seek(0)
         is_jsonl = _looks_like_jsonl(fh.read(MAX_DOCUMENT_BYTES + 1)[bom:], suffix)
@@ -358,8 +359,9 @@ def _looks_like_jsonl(raw: bytes, suffix: str) -> bool:
     """JSON Lines unless the content is one JSON document (an array, or an object with "data").
 
     Decided from content, not the suffix (``.json`` files holding JSON Lines are common). A
-    document that fails to parse counts as JSON Lines unless it opens like a document (``[`` or
-    a line holding only ``{``), so a broken line in a JSONL file is reported on its own line.
+    document that fails to parse counts as JSON Lines unless it opens like a document (``[``, a
+    line holding only ``{``, or ``{"data":``), so a broken line in a JSONL file is reported on
+    its own line.
     A lone object is one record in a ``.jsonl`` file and a document in a ``.json`` file.
     """
     head = raw.lstrip()
@@ -376,7 +378,12 @@ def _looks_like_jsonl(raw: bytes, suffix: str) -> bool:
         if isinstance(value, dict):
             return suffix == ".jsonl" and not isinstance(value.get("data"), list)
         return True
-    return head.split(b"\n", 1)[0].strip() != b"{"
+    return not _opens_document(head)
+
+
+def _opens_document(lead: bytes) -> bool:
+    """The first line holds only ``{``, or opens an object with ``"data"``: a document."""
+    return _DOCUMENT_OPENING.fullmatch(lead.split(b"\n", 1)[0].strip()) is not None
 
 
 def _lines(fh: IO[bytes], hasher: Any, bom: int) -> Iterator[tuple[int, bytes | None, int]]:
@@ -387,12 +394,11 @@ def _lines(fh: IO[bytes], hasher: Any, bom: int) -> Iterator[tuple[int, bytes | 
     while chunk := fh.readline(limit + 1):
         hasher.update(chunk)
         lineno += 1
-        if lineno == 1 and bom:
-            chunk = chunk[bom:]
-        if chunk.endswith(b"\n") or len(chunk) <= limit:
-            yield lineno, chunk, len(chunk)
+        if chunk.endswith(b"\n") or len(chunk) <= limit:  # complete (the BOM counts)
+            yield lineno, chunk[bom:] if lineno == 1 else chunk, len(chunk)
             continue
         total = len(chunk)
+        del chunk  # read through the rest in small chunks, holding none of it
         while more := fh.readline(_SKIP_CHUNK):
             hasher.update(more)
             total += len(more)
@@ -444,19 +450,21 @@ def _bad_byte(chunk: bytes, err: UnicodeDecodeError) -> str:
     return f"not valid UTF-8: byte 0x{chunk[err.start]:02x} at column {column}"
 
 
-def _locate_limit(text: str) -> int:
-    """1-based line where ``text`` first nests deeper than :data:`MAX_DEPTH` or holds an
-    integer literal longer than :data:`MAX_INT_DIGITS` (1 when neither is found)."""
+def _locate_limit(text: str, what: str) -> int:
+    """1-based line where ``text`` first nests deeper than :data:`MAX_DEPTH` (``what="depth"``)
+    or holds an integer literal longer than :data:`MAX_INT_DIGITS` (``"digits"``); 1 if none.
+
+    Only called once a document failed to parse, to say where."""
     depth = 0
     for m in _TOKEN.finditer(text):
         tok = m.group()
         if tok in "[{":
             depth += 1
-            if depth > MAX_DEPTH:
+            if what == "depth" and depth > MAX_DEPTH:
                 return text.count("\n", 0, m.start()) + 1
         elif tok in "]}":
             depth -= 1
-        elif tok[0] != '"' and not any(c in tok for c in ".eE") and \
+        elif what == "digits" and tok[0] != '"' and not any(c in tok for c in ".eE") and \
                 len(tok) - tok.startswith("-") > MAX_INT_DIGITS:
             return text.count("\n", 0, m.start()) + 1
     return 1
@@ -477,11 +485,11 @@ def _json_document_records(raw: bytes, source: str) -> list[RawRecord]:
         raise InputError([Problem(source, err.lineno,
                                   f"invalid JSON: {err.msg} (column {err.colno})")]) from None
     except RecursionError:
-        raise InputError([Problem(source, _locate_limit(text), (
+        raise InputError([Problem(source, _locate_limit(text, "depth"), (
             f"JSON nested too deeply: more than {MAX_DEPTH} levels of arrays/objects (the "
             "document cannot be parsed)"))]) from None
     except _NumberTooLong as err:
-        raise InputError([Problem(source, _locate_limit(text),
+        raise InputError([Problem(source, _locate_limit(text, "digits"),
                                   _long_number(err.digits))]) from None
     start = _skip_ws(text, 0)
     if isinstance(value, list):

@@ -6,13 +6,47 @@ import functools
 import math
 from dataclasses import dataclass
 
+from constraintlab._config import Interval, Options, Settings, check_fields
 from constraintlab.errors import ConfigError
 
-__all__ = ["AnalysisConfig"]
+__all__ = ["CONSTRAINTS", "AnalysisConfig", "recall_bands"]
+
+_POSITIVE = Interval(1, None)          # a positive integer
+_SHARE = Interval(0, 1, "right")       # (0, 1]
+_OPEN_UNIT = Interval(0, 1, "neither")  # (0, 1)
+_ABOVE_ZERO = Interval(0, None, "neither")  # > 0
+
+#: Valid values of each :class:`AnalysisConfig` field (the type comes from its annotation;
+#: rules between fields are in ``__post_init__``). Checked by :func:`constraintlab._config.
+#: check_fields`.
+CONSTRAINTS: dict[str, Interval | Options] = {
+    "tau": _OPEN_UNIT, "tau_sigmas": _ABOVE_ZERO, "tau_min": _OPEN_UNIT, "tau_max": _OPEN_UNIT,
+    "eps": _OPEN_UNIT, "top_m": _POSITIVE, "block_size": Interval(16, None),
+    "hist_bins": _POSITIVE, "max_pairs": _POSITIVE, "exact_max_n": _POSITIVE,
+    "sample_pairs": _POSITIVE, "sample_reference": _POSITIVE, "seed": Interval(0, None),
+    "svd_exact_max_dim": _POSITIVE, "svd_components": _POSITIVE,
+    "rank_noise": Interval(0, None), "over_ratio": Interval(1, None, "neither"),
+    "under_rank_frac": _SHARE, "leverage_unique": _SHARE,
+    "inconsistent_conflict_density": _SHARE, "inconsistent_conflicted_share": _SHARE,
+    "inconsistent_contradiction_share": _SHARE, "shingle_size": _POSITIVE,
+    "num_perm": _POSITIVE, "minhash_threshold": _SHARE, "near_input_min": _SHARE,
+    "lsh_min_recall": _SHARE, "lsh_bands": _POSITIVE, "lsh_rows": _POSITIVE,
+    "input_shingle_size": _POSITIVE, "input_jaccard": _SHARE, "contradiction_jaccard": _SHARE,
+    "factor_input_min": Interval(-1, 1, "neither"),
+    "factor_output_max": Interval(-1, 1, "neither"),
+    "max_group": _POSITIVE, "zone_edge_min": Interval(0, 1, "left"),
+    "louvain_resolution": _ABOVE_ZERO, "zone_terms": _POSITIVE,
+    "zone_conflict_share": _SHARE, "response_top_m": _POSITIVE, "response_list": _POSITIVE,
+    "order_volatility_weight": Interval(0, None, finite=True),
+    "volatility_top_k": _POSITIVE, "volatility_weights": Interval(0, None, finite=True),
+    "volatility_list": _POSITIVE, "volatility_tokens": _POSITIVE,
+    "family_jaccard": _SHARE, "family_min_size": Interval(2, None),
+    "family_coherence_min": Interval(-1, 1), "layer_map_zones": _POSITIVE,
+}
 
 
 @dataclass(frozen=True)
-class AnalysisConfig:
+class AnalysisConfig(Settings):
     """Every setting of the analysis stage (defaults documented here, once).
 
     Cosines and noise
@@ -228,75 +262,24 @@ class AnalysisConfig:
     layer_map_zones: int = 10
 
     def __post_init__(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ConfigError(f"AnalysisConfig: {msg}")
-
-        for name in ("top_m", "block_size", "hist_bins", "max_pairs", "exact_max_n",
-                     "sample_pairs", "sample_reference", "svd_exact_max_dim", "svd_components",
-                     "shingle_size", "input_shingle_size", "num_perm", "max_group", "zone_terms",
-                     "response_top_m", "response_list", "volatility_top_k", "volatility_list",
-                     "volatility_tokens", "layer_map_zones"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                 f"{name} must be a positive integer, got {v!r}")
-        need(self.block_size >= 16, f"block_size must be >= 16, got {self.block_size}")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"seed must be an int >= 0, got "
-             f"{self.seed!r}")
-        need(0.0 < self.tau_min <= self.tau_max < 1.0,
-             f"need 0 < tau_min <= tau_max < 1, got {self.tau_min}, {self.tau_max}")
-        need(self.tau_sigmas > 0, f"tau_sigmas must be > 0, got {self.tau_sigmas}")
-        if self.tau is not None:
-            need(0.0 < self.tau < 1.0, f"tau must be in (0, 1), got {self.tau}")
-        need(0.0 < self.eps < 1.0, f"eps must be in (0, 1), got {self.eps}")
-        if self.tau is not None:
-            need(1.0 - self.eps > self.tau,
-                 f"1 - eps ({1 - self.eps}) must exceed tau ({self.tau})")
-        need(self.rank_noise >= 0, f"rank_noise must be >= 0, got {self.rank_noise}")
-        need(self.over_ratio > 1, f"over_ratio must be > 1, got {self.over_ratio}")
-        need(0 < self.under_rank_frac <= 1,
-             f"under_rank_frac must be in (0, 1], got {self.under_rank_frac}")
-        for name in ("leverage_unique", "zone_conflict_share", "inconsistent_conflict_density",
-                     "inconsistent_conflicted_share",
-                     "inconsistent_contradiction_share"):
-            v = getattr(self, name)
-            need(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
-        for name in ("minhash_threshold", "input_jaccard", "contradiction_jaccard",
-                     "lsh_min_recall", "near_input_min"):
-            v = getattr(self, name)
-            need(0 < v <= 1, f"{name} must be in (0, 1], got {v}")
-        need(-1 < self.factor_output_max < self.factor_input_min < 1,
-             "need -1 < factor_output_max < factor_input_min < 1, got "
-             f"{self.factor_output_max}, {self.factor_input_min}")
+        check_fields(self, CONSTRAINTS)
+        if not self.tau_min <= self.tau_max:
+            raise ConfigError(f"AnalysisConfig: need 0 < tau_min <= tau_max < 1, got "
+                              f"{self.tau_min}, {self.tau_max}")
+        if self.tau is not None and not 1.0 - self.eps > self.tau:
+            raise ConfigError(f"AnalysisConfig: 1 - eps ({1 - self.eps}) must exceed tau "
+                              f"({self.tau})")
+        if not self.factor_output_max < self.factor_input_min:
+            raise ConfigError("AnalysisConfig: need -1 < factor_output_max < factor_input_min "
+                              f"< 1, got {self.factor_output_max}, {self.factor_input_min}")
         if (self.lsh_bands is None) != (self.lsh_rows is None):
             raise ConfigError("AnalysisConfig: set both lsh_bands and lsh_rows, or neither")
-        if self.lsh_bands is not None:
-            need(self.lsh_bands >= 1 and self.lsh_rows >= 1
-                 and self.lsh_bands * self.lsh_rows <= self.num_perm,
-                 f"lsh_bands * lsh_rows must be <= num_perm ({self.num_perm})")
-        if self.zone_edge_min is not None:
-            need(0 <= self.zone_edge_min < 1,
-                 f"zone_edge_min must be in [0, 1), got {self.zone_edge_min}")
-        need(self.louvain_resolution > 0,
-             f"louvain_resolution must be > 0, got {self.louvain_resolution}")
-        try:
-            weights = tuple(float(w) for w in self.volatility_weights)
-        except (TypeError, ValueError):
-            weights = ()
-        need(len(weights) == 4, "volatility_weights must be 4 numbers, got "
-             f"{self.volatility_weights!r}")
-        object.__setattr__(self, "volatility_weights", weights)
-        need(len(weights) == 4 and all(math.isfinite(w) and w >= 0 for w in weights)
-             and sum(weights) > 0, "volatility_weights must be 4 non-negative numbers with a "
-             f"positive sum, got {self.volatility_weights!r}")
-        need(0 < self.family_jaccard <= 1,
-             f"family_jaccard must be in (0, 1], got {self.family_jaccard}")
-        need(isinstance(self.family_min_size, int) and self.family_min_size >= 2,
-             f"family_min_size must be an integer >= 2, got {self.family_min_size!r}")
-        need(-1 <= self.family_coherence_min <= 1,
-             f"family_coherence_min must be in [-1, 1], got {self.family_coherence_min}")
-        need(math.isfinite(self.order_volatility_weight) and self.order_volatility_weight >= 0,
-             f"order_volatility_weight must be >= 0, got {self.order_volatility_weight}")
+        if self.lsh_bands is not None and self.lsh_bands * self.lsh_rows > self.num_perm:
+            raise ConfigError(f"AnalysisConfig: lsh_bands * lsh_rows must be <= num_perm "
+                              f"({self.num_perm})")
+        if not sum(self.volatility_weights) > 0:
+            raise ConfigError("AnalysisConfig: volatility_weights must be 4 non-negative "
+                              f"numbers with a positive sum, got {self.volatility_weights!r}")
 
     def tau_for(self, k: int) -> float:
         """The conflict threshold for features of dimension ``k`` (see ``tau``)."""
@@ -337,25 +320,4 @@ def recall_bands(threshold: float, num_perm: int, min_recall: float) -> tuple[in
         key = (0.0, fp) if p_t >= min_recall else (1.0, -p_t)
         if key < best_key:
             best, best_key = (b, r), key
-    return best
-
-
-@functools.lru_cache(maxsize=64)
-def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimising false-positive + false-negative probability mass (datasketch's
-    rule with equal weights), integrating the S-curve ``1 - (1 - s^r)^b`` numerically."""
-    import numpy as np
-
-    def area(b: int, r: int, lo: float, hi: float, fp: bool) -> float:
-        s = np.linspace(lo, hi, 201)
-        p = 1.0 - (1.0 - s ** r) ** b
-        y = p if fp else 1.0 - p
-        return float(np.trapezoid(y, s))
-
-    best, best_err = (1, 1), math.inf
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            err = 0.5 * area(b, r, 0.0, threshold, True) + 0.5 * area(b, r, threshold, 1.0, False)
-            if err < best_err:
-                best, best_err = (b, r), err
     return best

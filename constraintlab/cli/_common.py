@@ -1,15 +1,36 @@
-"""Options several subcommands share, and how they become stage settings."""
+"""What the subcommands share: exit codes, options, and how options become stage settings.
+
+The CLI is layered ``main -> subcommand -> cli._common -> library``: :mod:`.main` loads the
+subcommands, each subcommand builds its parser from the ``add_*_options`` here and turns the
+parsed arguments into configs once (:func:`configs_from_args`), then calls the public API.
+Nothing here imports a subcommand or :mod:`.main`, and nothing changes ``args``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+from typing import TYPE_CHECKING
 
-from constraintlab.encode import EncodeConfig
-from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL
+from constraintlab._config import coerce, field_types
+from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL, EncodeConfig
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
 from constraintlab.io.config import ON_INVALID, TRAIN_ON
+
+if TYPE_CHECKING:
+    from constraintlab.analysis.config import AnalysisConfig
+
+#: Exit codes: 0 ok, 1 a gate condition failed, 2 usage, config or input error.
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Options every subcommand shares: verbosity and progress bars."""
+    group = parser.add_argument_group("output")
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log what happens (-v info, -vv debug) to stderr")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="no progress bars and no summary; errors still go to stderr")
 
 
 def add_read_options(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +55,7 @@ def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
 
 
 def _encode_default(name: str):
-    return EncodeConfig.__dataclass_fields__[name].default
+    return EncodeConfig.__dataclass_fields__[name].default  # type: ignore[attr-defined]
 
 
 def add_encode_options(parser: argparse.ArgumentParser) -> None:
@@ -96,31 +117,70 @@ def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
         use_chat_template=not args.no_chat_template)
 
 
+def add_analyze_options(parser: argparse.ArgumentParser) -> None:
+    """DATA, reading, ``--out``, model/encoder and analysis options (``analyze``, ``gate``,
+    ``order``)."""
+    add_read_options(parser)
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="report directory (default: constraintlab-report/ beside DATA)")
+    add_encode_options(parser)
+    a = parser.add_argument_group("analysis")
+    a.add_argument("--tau", type=float, default=None,
+                   help="conflict threshold: pairs with cos < -tau conflict (default: 5 noise "
+                        "standard deviations, 5/sqrt(k), at least 0.05)")
+    a.add_argument("--top-m", type=int, default=None,
+                   help="neighbours per example in the constraint graph (default 10)")
+    a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="any analysis setting, e.g. --set over_ratio=3 (repeatable; see "
+                        "constraintlab.analysis.AnalysisConfig)")
+
+
+def analysis_config_from_args(args: argparse.Namespace) -> AnalysisConfig:
+    """The :class:`AnalysisConfig` of ``--set NAME=VALUE`` (repeatable), ``--tau`` and
+    ``--top-m`` (these two win over ``--set``)."""
+    from constraintlab.analysis.config import AnalysisConfig  # numba loads on first use
+
+    settings = parse_set_options(getattr(args, "settings", []) or [], AnalysisConfig)
+    if getattr(args, "tau", None) is not None:
+        settings["tau"] = args.tau
+    if getattr(args, "top_m", None) is not None:
+        settings["top_m"] = args.top_m
+    return AnalysisConfig(**settings)
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ReadConfig, EncodeConfig, AnalysisConfig]:
+    """The three stage configs the parsed options describe, built once (``args`` unchanged).
+
+    Returns
+    -------
+    (ReadConfig, EncodeConfig, AnalysisConfig)
+    """
+    return (read_config_from_args(args), encode_config_from_args(args),
+            analysis_config_from_args(args))
+
+
 def parse_set_options(pairs: list[str], config_type: type) -> dict:
-    """``["tau=0.2", "top_m=20"]`` -> typed keyword settings of ``config_type`` (a dataclass)."""
-    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    """``["tau=0.2", "lsh_bands=21"]`` -> ``{"tau": 0.2, "lsh_bands": 21}``.
+
+    Each value is read as its field's declared type (:func:`constraintlab._config.coerce`:
+    ``int`` stays ``int``, ``none`` for optional fields, comma-separated tuples); ranges are
+    checked when the config is built.
+
+    Raises
+    ------
+    ConfigError
+        ``NAME`` is not a field of ``config_type``, or ``VALUE`` is not of its type (exit 2).
+    """
+    names = field_types(config_type)
     out = {}
     for item in pairs:
         name, sep, raw = item.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or name not in fields:
+        if not sep or name not in names:
             raise ConfigError(f"--set {item!r}: expected NAME=VALUE with NAME one of "
-                              f"{', '.join(sorted(fields))}")
-        default = fields[name].default
+                              f"{', '.join(sorted(names))}")
         try:
-            if raw.strip().lower() in ("none", "null"):
-                value = None
-            elif isinstance(default, bool):
-                value = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int):
-                value = int(raw)
-            elif isinstance(default, float) or default is None:
-                value = float(raw)
-            elif isinstance(default, tuple):
-                value = tuple(float(x) for x in raw.split(","))
-            else:
-                value = raw
-        except ValueError:
-            raise ConfigError(f"--set {item!r}: {raw!r} is not a valid value for {name}") from None
-        out[name] = value
+            out[name] = coerce(config_type, name, raw)
+        except ConfigError as err:
+            raise ConfigError(f"--set {item!r}: {err}") from None
     return out

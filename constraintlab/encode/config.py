@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
+from constraintlab._config import Interval, Options, Settings, check_fields
 from constraintlab.errors import ConfigError
 
 DTYPES: tuple[str, ...] = ("auto", "float32", "float64", "bfloat16", "float16")
 PROJECTIONS: tuple[str, ...] = ("rademacher", "gaussian", "none")
 REFERENCE_MODEL = "constraintlab-reference"
 
+#: Valid values of each :class:`EncodeConfig` field (types from the annotations; rules between
+#: fields are in ``__post_init__``).
+CONSTRAINTS: dict[str, Interval | Options] = {
+    "dtype": Options(DTYPES), "lora_r": Interval(1, None),
+    "lora_alpha": Interval(0, None, "neither"), "lora_dropout": Interval(0, 1, "left"),
+    "max_length": Interval(2, None), "batch_size": Interval(1, None),
+    "max_batch_tokens": Interval(1, None), "projection": Options(PROJECTIONS),
+    "k": Interval(1, None), "seed": Interval(0, None), "lora_init_seed": Interval(0, None),
+}
+
 
 @dataclass(frozen=True)
-class EncodeConfig:
+class EncodeConfig(Settings):
     """Settings of ``extract``: model, adapter, tokenisation, batching, projection.
 
     Attributes
@@ -98,29 +108,12 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):
             object.__setattr__(self, "target_modules", (self.target_modules,))
-        elif self.target_modules is not None:
-            object.__setattr__(self, "target_modules", tuple(self.target_modules))
-            if not self.target_modules or not all(
-                    isinstance(m, str) and m for m in self.target_modules):
-                raise ConfigError("target_modules must be a non-empty list of module names")
-        for name in ("adapter_config", "adapter"):
-            value = getattr(self, name)
-            if isinstance(value, Path):
-                object.__setattr__(self, name, str(value))
-        if not isinstance(self.model, str) or not self.model:
+        check_fields(self, CONSTRAINTS)
+        if not self.model:
             raise ConfigError("model must be a hub id or a local directory")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.projection not in PROJECTIONS:
-            raise ConfigError(
-                f"projection must be one of {', '.join(PROJECTIONS)}, got {self.projection!r}")
-        _positive_int(self, "lora_r", "k", "batch_size", "max_batch_tokens")
-        if not isinstance(self.max_length, int) or self.max_length < 2:
-            raise ConfigError(f"max_length must be an integer >= 2, got {self.max_length!r}")
-        if not self.lora_alpha > 0:
-            raise ConfigError(f"lora_alpha must be > 0, got {self.lora_alpha!r}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if self.target_modules is not None and not (
+                self.target_modules and all(self.target_modules)):
+            raise ConfigError("target_modules must be a non-empty list of module names")
         if self.max_batch_tokens < self.max_length:
             raise ConfigError(
                 f"max_batch_tokens ({self.max_batch_tokens}) must be >= max_length "
@@ -128,22 +121,3 @@ class EncodeConfig:
         if self.adapter is not None and self.adapter_config is not None:
             raise ConfigError("give either adapter (a trained adapter directory) or "
                               "adapter_config (a configuration to initialise), not both")
-        for name in ("seed", "lora_init_seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict of every field (tuples as lists)."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-
-def _positive_int(config: EncodeConfig, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")

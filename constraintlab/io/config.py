@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from constraintlab._config import Interval, Options, Settings, check_fields
 from constraintlab.errors import ConfigError
 from constraintlab.io.example import SCHEMAS
 
 TRAIN_ON = ("last-assistant", "all-assistant")
 ON_INVALID = ("error", "skip")
 
+#: Valid values of each :class:`ReadConfig` field (types from the annotations).
+CONSTRAINTS: dict[str, Interval | Options] = {
+    "format": Options(("auto", *SCHEMAS)), "train_on": Options(TRAIN_ON),
+    "on_invalid": Options(ON_INVALID), "max_problems": Interval(1, None),
+}
+
 
 @dataclass(frozen=True)
-class ReadConfig:
+class ReadConfig(Settings):
     """How records become examples.
 
     Parameters
@@ -38,16 +45,9 @@ class ReadConfig:
     max_problems: int = 20
 
     def __post_init__(self) -> None:
-        fmt = self.format.replace("-", "_")
-        object.__setattr__(self, "format", fmt)
-        if fmt != "auto" and fmt not in SCHEMAS:
-            raise ConfigError(f"unknown format {self.format!r}; choose auto or one of "
-                              + ", ".join(SCHEMAS))
-        if self.train_on not in TRAIN_ON:
-            raise ConfigError(f"train_on must be one of {', '.join(TRAIN_ON)}, "
-                              f"not {self.train_on!r}")
-        if self.on_invalid not in ON_INVALID:
-            raise ConfigError(f"on_invalid must be one of {', '.join(ON_INVALID)}, "
-                              f"not {self.on_invalid!r}")
-        if self.max_problems < 1:
-            raise ConfigError("max_problems must be at least 1")
+        if isinstance(self.format, str):
+            object.__setattr__(self, "format", self.format.replace("-", "_"))
+            if self.format != "auto" and self.format not in SCHEMAS:
+                raise ConfigError(f"unknown format {self.format!r}; choose auto or one of "
+                                  + ", ".join(SCHEMAS))
+        check_fields(self, CONSTRAINTS)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from constraintlab._config import Interval, Options, Settings, check_fields
 from constraintlab.errors import ConfigError
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "sgd")
 
+#: Valid values of each :class:`ProbeConfig` field (types from the annotations; ``betas``:
+#: each element).
+CONSTRAINTS: dict[str, Interval | Options] = {
+    "optimizer": Options(OPTIMIZERS), "steps": Interval(1, None),
+    "lr": Interval(0, None, "neither", finite=True), "betas": Interval(0, 1, "left"),
+    "eps": Interval(0, None, "neither", finite=True),
+    "weight_decay": Interval(0, None, finite=True), "probe_size": Interval(1, None),
+    "seed": Interval(0, None), "top_tokens": Interval(0, None),
+}
+
 
 @dataclass(frozen=True)
-class ProbeConfig:
+class ProbeConfig(Settings):
     """Settings of a probe: the update taken on the chosen examples and what is measured.
 
     The update is ``steps`` full-batch steps of ``optimizer`` on the mean training loss of the
@@ -55,26 +65,7 @@ class ProbeConfig:
     top_tokens: int = 20
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        for name in ("steps", "probe_size"):
-            _check_int(name, getattr(self, name), minimum=1)
-        for name in ("seed", "top_tokens"):
-            _check_int(name, getattr(self, name), minimum=0)
-        if not _finite(self.lr) or self.lr <= 0:
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        try:
-            betas = tuple(float(b) for b in self.betas)
-        except (TypeError, ValueError):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}") from None
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        object.__setattr__(self, "betas", betas)
-        if not _finite(self.eps) or self.eps <= 0:
-            raise ConfigError(f"eps must be a positive number, got {self.eps!r}")
-        if not _finite(self.weight_decay) or self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_fields(self, CONSTRAINTS)
         if self.optimizer == "sgd" and self.weight_decay != 0:
             raise ConfigError("weight_decay applies to adamw only; use 0 with sgd")
 
@@ -85,17 +76,3 @@ class ProbeConfig:
                     "steps": self.steps}
         return {"name": "adamw", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay, "steps": self.steps}
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict of every field (tuples as lists)."""
-        return {**asdict(self), "betas": list(self.betas)}
-
-
-def _finite(value) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -7,7 +7,7 @@ Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary di
 """
 
 from constraintlab.analysis.api import analyze_constraints, analyze_store
-from constraintlab.analysis.config import AnalysisConfig, optimal_bands
+from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
 from constraintlab.analysis.families import analyze_families, family_coherence
 from constraintlab.analysis.layers import analyze_layers
@@ -55,7 +55,6 @@ __all__ = [
     "effective_rank",
     "export_graphml",
     "family_coherence",
-    "optimal_bands",
     "order_examples",
     "order_report",
     "path_metrics",

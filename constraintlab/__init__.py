@@ -4,6 +4,8 @@
 >>> report = constraintlab.analyze("data.jsonl")          # the built-in reference model
 >>> report.summary, report.pairs, report.examples, report.zones
 >>> report.plot_spectrum()
+>>> ordered = constraintlab.order("data.jsonl", "gradual")   # OrderResult
+>>> ordered.write("ordered.jsonl")
 
 The heavy stages (torch, transformers) load on first use, so ``import constraintlab`` is fast.
 """
@@ -15,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from constraintlab._version import __version__
 
 if TYPE_CHECKING:
-    from constraintlab.api import analyze
+    from constraintlab.api import OrderResult, analyze, order
     from constraintlab.io import read_examples
     from constraintlab.report.report import Report
 
-__all__ = ["Report", "__version__", "analyze", "read_examples"]
+__all__ = ["OrderResult", "Report", "__version__", "analyze", "order", "read_examples"]
 
-_LAZY = {"analyze": "constraintlab.api", "Report": "constraintlab.report.report",
+_LAZY = {"analyze": "constraintlab.api", "order": "constraintlab.api",
+         "OrderResult": "constraintlab.api", "Report": "constraintlab.report.report",
          "read_examples": "constraintlab.io"}
 
 

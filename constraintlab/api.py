@@ -1,27 +1,40 @@
-"""The public pipeline: ``constraintlab.analyze(data, model=...) -> Report``.
+"""The public pipeline: ``constraintlab.analyze(data, model=...) -> Report`` and
+``constraintlab.order(data, strategy=...) -> OrderResult``.
 
-io (read) -> encode (feature store, reused when it matches) -> analysis -> report. The CLI's
-``analyze`` and ``gate`` are thin wrappers over :func:`analyze`.
+io (read) -> encode (feature store, reused when it matches) -> analysis -> report, one way.
+:func:`order` runs the same pipeline and orders the examples from the analysis results it just
+computed (features, volatility, zones, families, duplicate sets), never by reading the report
+back. The CLI's ``analyze``, ``gate`` and ``order`` are thin wrappers over these.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from constraintlab.analysis import AnalysisConfig, analyze_store
-from constraintlab.encode import EncodeConfig, extract
+import numpy as np
+
+from constraintlab.analysis import AnalysisConfig, AnalysisResults, analyze_store
+from constraintlab.analysis.order import STRATEGIES, plan_order
+from constraintlab.encode import EncodeConfig, FeatureStore, extract
 from constraintlab.encode.store import open_matching_store, store_key
-from constraintlab.errors import ConfigError, StoreMismatchError
+from constraintlab.errors import ConfigError, ConstraintlabError, StoreMismatchError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
 from constraintlab.report.build import build_report
 from constraintlab.report.report import Report
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["STAGES", "OrderResult", "analyze", "default_out_dir", "order", "order_report_path",
+           "record_lines", "split_settings"]
 
 STAGES: tuple[type, ...] = (ReadConfig, EncodeConfig, AnalysisConfig)
 
@@ -50,35 +63,23 @@ def default_out_dir(data: str | Path) -> Path:
     return Path(data).resolve().parent / "constraintlab-report"
 
 
-def analyze(data: Any, model: str | None = None, *, out: str | Path | None = None,
-            read: ReadConfig | None = None, encode: EncodeConfig | None = None,
-            analysis: AnalysisConfig | None = None, save: bool = True,
-            **settings: Any) -> Report:
-    """Read, encode and analyse a dataset; return (and save) its :class:`Report`.
+@dataclass
+class _Run:
+    """One pass of the pipeline (what :func:`analyze` and :func:`order` share)."""
 
-    Parameters
-    ----------
-    data : path | list[dict] | datasets.Dataset | ExampleSet
-        The fine-tuning data (see :func:`constraintlab.io.read_examples`).
-    model : str, optional
-        Hub id or local directory of a causal LM; default the built-in reference model.
-    out : path, optional
-        Report directory. The feature store lives in ``out/features/<key>/`` and is reused by a
-        later run with the same data and encoder settings. Default for a file:
-        ``constraintlab-report/`` beside it; for in-memory data nothing is written unless
-        ``out`` is given.
-    read, encode, analysis : stage configs, optional
-        Start from these instead of the defaults.
-    save : bool
-        Write the report files into ``out`` (default True when there is an ``out``).
-    **settings
-        Any field of :class:`ReadConfig`, :class:`EncodeConfig` or :class:`AnalysisConfig`
-        (``k=256``, ``lora_r=16``, ``tau=0.2``, ``on_invalid="skip"``...).
+    examples: ExampleSet
+    store: FeatureStore
+    results: AnalysisResults
+    report: Report
+    out: Path | None
 
-    Returns
-    -------
-    Report
-    """
+
+@contextlib.contextmanager
+def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadConfig | None,
+              encode: EncodeConfig | None, analysis: AnalysisConfig | None,
+              settings: dict[str, Any]) -> Iterator[_Run]:
+    """Read, encode (reusing a matching store) and analyse; the store lives until the block
+    ends (a temporary directory when there is no ``out``)."""
     if model is not None:
         settings["model"] = model
     read_cfg, enc_cfg, ana_cfg = split_settings(settings, read=read, encode=encode,
@@ -87,7 +88,7 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     t0 = time.perf_counter()
     examples = data if isinstance(data, ExampleSet) else read_examples(data, read_cfg)
     timings["read"] = time.perf_counter() - t0
-    if out is None and isinstance(data, (str, Path)):
+    if out is None and isinstance(data, str | Path):
         out = default_out_dir(data)
     with tempfile.TemporaryDirectory(prefix="constraintlab-") as tmp:
         root = Path(out) / "features" if out is not None else Path(tmp)
@@ -115,7 +116,196 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
                "feature_store": str(store_dir) if out is not None else None,
                "feature_store_reused": reused}
         report = build_report(examples, store, results, run=run)
-    if out is not None and save:
-        report.save(out)
-        logger.info("report written to %s", out)
+        yield _Run(examples, store, results, report, Path(out) if out is not None else None)
+
+
+def analyze(data: Any, model: str | None = None, *, out: str | Path | None = None,
+            read: ReadConfig | None = None, encode: EncodeConfig | None = None,
+            analysis: AnalysisConfig | None = None, save: bool = True,
+            **settings: Any) -> Report:
+    """Read, encode and analyse a dataset; return (and save) its :class:`Report`.
+
+    Parameters
+    ----------
+    data : path | list[dict] | datasets.Dataset | ExampleSet
+        The fine-tuning data (see :func:`constraintlab.io.read_examples`).
+    model : str, optional
+        Hub id or local directory of a causal LM; default the built-in reference model.
+    out : path, optional
+        Report directory. The feature store lives in ``out/features/<key>/`` and is reused by a
+        later run with the same data and encoder settings. Default for a file:
+        ``constraintlab-report/`` beside it; for in-memory data nothing is written unless
+        ``out`` is given.
+    read, encode, analysis : stage configs, optional
+        Start from these instead of the defaults.
+    save : bool
+        Write the report files into ``out`` (default True when there is an ``out``); the
+        report's ``path`` is then that directory.
+    **settings
+        Any field of :class:`ReadConfig`, :class:`EncodeConfig` or :class:`AnalysisConfig`
+        (``k=256``, ``lora_r=16``, ``tau=0.2``, ``on_invalid="skip"``...).
+
+    Returns
+    -------
+    Report
+    """
+    with _pipeline(data, model, out, read, encode, analysis, settings) as run:
+        report = run.report
+    if run.out is not None and save:
+        report.save(run.out)
+        logger.info("report written to %s", run.out)
     return report
+
+
+# -- order ---------------------------------------------------------------------------------------
+def order_report_path(output: str | Path) -> Path:
+    """``ORDERED.order.json`` beside ``ORDERED.jsonl``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".order.json")
+
+
+def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int]) -> tuple[list[bytes], str]:
+    """The bytes to write for each example, in the given order.
+
+    Parameters
+    ----------
+    data : path | list[dict] | datasets.Dataset | ExampleSet
+        The data the examples were read from (an ExampleSet: its source file).
+    ids, lines : sequence of int
+        Example index (0-based record index) and 1-based line of each example, in output order.
+
+    Returns
+    -------
+    chunks : list of bytes
+        One line each, ending in ``\\n``. For a JSON Lines file, the original line bytes,
+        unchanged (a UTF-8 byte-order mark at the start of the file is not part of a line);
+        otherwise (``.json`` document, ``.parquet``, records in memory) one
+        ``json.dumps(record, ensure_ascii=False)`` object per line.
+    mode : str
+        ``"original lines"`` or ``"json objects"``.
+    """
+    from constraintlab.io.records import read_raw
+
+    if isinstance(data, ExampleSet):
+        if not Path(data.source).is_file():
+            raise ConfigError(f"cannot write the records of {data.source}: pass the file or "
+                              "the records themselves, not an ExampleSet read from memory")
+        data = data.source
+    raw = read_raw(data)
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if path.suffix.lower() != ".parquet" and not raw.indexed:
+            blob = path.read_bytes()
+            if blob.startswith(b"\xef\xbb\xbf"):
+                blob = blob[3:]
+            file_lines = blob.split(b"\n")
+            return [file_lines[line - 1] + b"\n" for line in lines], "original lines"
+    return [(json.dumps(raw.records[i].value, ensure_ascii=False, default=str) + "\n")
+            .encode("utf-8") for i in ids], "json objects"
+
+
+@dataclass
+class OrderResult:
+    """The records of a dataset in a training order, and what that order looks like.
+
+    Attributes
+    ----------
+    strategy : str
+        ``gradual``, ``zones`` or ``random`` (:mod:`constraintlab.analysis.order`).
+    order : list of int
+        Example ids (``Example.index``) in training order; every valid record exactly once.
+    records : list of bytes
+        The records to write, in that order, one line each (see :func:`record_lines`).
+    written_as : str
+        ``"original lines"`` (JSON Lines source) or ``"json objects"``.
+    summary : dict
+        The order report (JSON-ready): strategy, rule, seed, ``n_examples``,
+        ``volatility_source``, ``volatility_weight``, ``path_metric``, ``chosen`` and
+        ``random`` path metrics, ``path_length_ratio``, ``order``, then ``source``,
+        ``written``, ``written_as``, ``skipped_records``, ``skipped`` and ``report_dir``.
+    report : Report
+        The analysis the order was made from (saved in ``report.path`` unless in memory).
+    """
+
+    strategy: str
+    order: list[int]
+    records: list[bytes]
+    written_as: str
+    summary: dict[str, Any]
+    report: Report
+
+    def write(self, output: str | Path) -> Path:
+        """Write :attr:`records` to ``output`` (JSON Lines) and the summary, with ``output``
+        added, to ``output``'s ``.order.json`` (:func:`order_report_path`); returns that path.
+
+        Raises
+        ------
+        ConstraintlabError
+            When ``output`` is the source file itself.
+        """
+        output = Path(output)
+        source = self.summary.get("source")
+        if source and Path(source).is_file() and output.resolve() == Path(source).resolve():
+            raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose "
+                                     "another output")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(b"".join(self.records))
+        doc: dict[str, Any] = {}
+        for key, value in self.summary.items():
+            doc[key] = value
+            if key == "source":
+                doc["output"] = str(output)
+        path = order_report_path(output)
+        path.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        return path
+
+
+def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | None = None,
+          out: str | Path | None = None, read: ReadConfig | None = None,
+          encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None,
+          save: bool = True, **settings: Any) -> OrderResult:
+    """Analyse a dataset (as :func:`analyze`) and put its records in a training order.
+
+    Parameters
+    ----------
+    data : path | list[dict] | datasets.Dataset | ExampleSet
+        The fine-tuning data (an ExampleSet must come from a file: its records are rewritten).
+    strategy : {"gradual", "zones", "random"}
+        See :mod:`constraintlab.analysis.order` for the exact rules.
+    seed : int
+        Seed of the random order and of the random baseline it is compared with.
+    model, out, read, encode, analysis, save, **settings
+        As for :func:`analyze` (the report is saved in ``out`` and the feature store reused).
+
+    Returns
+    -------
+    OrderResult
+        Nothing is written until :meth:`OrderResult.write`.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown order strategy {strategy!r}; choose one of "
+                          f"{', '.join(STRATEGIES)}")
+    with _pipeline(data, model, out, read, encode, analysis, settings) as run:
+        results, examples = run.results, run.examples
+        ids = np.asarray(results.ids, dtype=np.int64)
+        # per-example findings of this analysis, plus the encoder's loss and gradient norm
+        # (volatility fallbacks), in feature row order
+        table = results.table()
+        extra = [c for c in ("loss", "grad_norm")
+                 if c in run.store.table.columns and c not in table.columns]
+        table = table.join(run.store.table.set_index("index")[extra], how="left")
+        rows, summary = plan_order(np.asarray(run.store.features), table, strategy=strategy,
+                                   seed=seed, ids=ids, config=results.config)
+        report = run.report
+    if run.out is not None and save:
+        report.save(run.out)
+    line_of = {ex.index: ex.line for ex in examples}
+    out_ids = [int(i) for i in ids[rows]]
+    records, mode = record_lines(data, out_ids, [line_of[i] for i in out_ids])
+    skipped = [str(p) for p in examples.skipped]
+    summary.update({"source": str(data) if isinstance(data, str | Path) else examples.source,
+                    "written": len(records), "written_as": mode,
+                    "skipped_records": len(skipped), "skipped": skipped,
+                    "report_dir": str(report.path) if report.path is not None else None})
+    return OrderResult(strategy=strategy, order=out_ids, records=records, written_as=mode,
+                       summary=summary, report=report)

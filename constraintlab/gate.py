@@ -13,6 +13,10 @@ Conditions come from ``--fail-on`` on the command line, or from a TOML file::
       "exact_duplicates == 0",
       "conflict_density < 0.02",
     ]
+
+:func:`check` loads the conditions and evaluates them on a report (a :class:`Report`, its
+directory, or a metrics mapping); :func:`text_summary` and :func:`markdown_summary` format the
+result for a terminal and for a CI job summary.
 """
 
 from __future__ import annotations
@@ -186,6 +190,45 @@ def _from_toml(path: Path) -> tuple[list[Condition], str] | None:
             or not require:
         raise ConfigError(f"{path} {where}: require must be a non-empty list of strings")
     return [Condition.parse(c) for c in require], f"{path.name} {where}"
+
+
+def check(report: Any, *, fail_on: Sequence[str] = (), config: str | Path | None = None,
+          search_dir: str | Path = ".") -> tuple[list[Check], str]:
+    """Load the declared conditions (:func:`load_conditions`) and evaluate them on ``report``.
+
+    Parameters
+    ----------
+    report : Report, path or mapping
+        A :class:`constraintlab.report.report.Report` (its :meth:`~Report.metrics`), a report
+        directory or its ``report.json`` (loaded), or a flat ``{metric: value}`` mapping.
+    fail_on, config, search_dir
+        Where the conditions come from (see :func:`load_conditions`).
+
+    Returns
+    -------
+    (checks, origin)
+        One :class:`Check` per condition, in order, and where the conditions came from.
+    """
+    conditions, origin = load_conditions(fail_on=fail_on, config=config, search_dir=search_dir)
+    if isinstance(report, str | Path):
+        from constraintlab.report.report import Report
+
+        report = Report.load(report)
+    metrics = report if isinstance(report, Mapping) else report.metrics()
+    return evaluate(conditions, metrics), origin
+
+
+def passed(checks: Sequence[Check]) -> bool:
+    """True when every condition holds."""
+    return all(c.passed for c in checks)
+
+
+def text_summary(checks: Sequence[Check], origin: str) -> str:
+    """The terminal summary: where the conditions came from, PASS/FAIL per condition, total."""
+    failed = sum(not c.passed for c in checks)
+    return "\n".join([f"gate ({origin}):", *(f"  {c.line}" for c in checks),
+                      f"gate {'passed' if not failed else 'FAILED'}: {len(checks) - failed} of "
+                      f"{len(checks)} conditions hold"])
 
 
 def markdown_summary(checks: Sequence[Check], *, title: str, origin: str) -> str:

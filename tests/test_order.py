@@ -12,15 +12,20 @@ import pandas as pd
 import pytest
 from tiny_models import build_model, gsm8k_records
 
+import constraintlab
 from constraintlab.analysis import AnalysisConfig
 from constraintlab.analysis.order import (
+    STRATEGIES,
     order_examples,
     order_report,
+    order_units,
     path_metrics,
     volatility_proxy,
 )
+from constraintlab.api import order_report_path, record_lines
+from constraintlab.cli import order as order_cli
 from constraintlab.cli.main import main
-from constraintlab.cli.order import order_report_path, record_lines
+from constraintlab.errors import ConfigError, ConstraintlabError
 
 
 def clustered(n: int = 120, k: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +172,20 @@ def test_json_document_sources_are_written_as_one_object_per_line(tmp_path) -> N
     assert chunks[1] == (json.dumps(recs[0], ensure_ascii=False) + "\n").encode()
 
 
+def test_units_merge_families_then_duplicate_sets() -> None:
+    t = pd.DataFrame({"family": [0, 0, -1, -1, 1, np.nan],
+                      "duplicate_set": [-1, 0, 0, 1, -1, 1]})
+    # families keep their labels (0, 1); duplicate sets go after them (0 -> 2, 1 -> 3)
+    assert order_units(t).tolist() == [0, 0, 2, 3, 1, 3]
+    assert order_units(t.drop(columns="family")).tolist() == [-1, 0, 0, 1, -1, 1]
+    assert order_units(t.drop(columns="duplicate_set")).tolist() == [0, 0, -1, -1, 1, -1]
+    assert order_units(pd.DataFrame(index=range(3))) is None
+
+
+def test_cli_strategies_are_the_library_ones() -> None:
+    assert order_cli.STRATEGIES == STRATEGIES
+
+
 # -- the command, on a GSM8K sample with a tiny model --------------------------------------
 
 @pytest.fixture(scope="module")
@@ -239,3 +258,34 @@ def test_zones_order_is_contiguous_by_zone(cli_run) -> None:
     seq = table.loc[rep["order"], "zone"].tolist()
     changes = [b for a, b in itertools.pairwise(seq) if a != b]
     assert len(changes) + 1 == len(set(seq))
+
+
+def test_library_order_is_what_the_command_wrote(cli_run) -> None:
+    """constraintlab.order (fed from the analysis results) == the CLI's files."""
+    root = cli_run["root"]
+    model = root / "model"
+    result = constraintlab.order(root / "data.jsonl", "gradual", out=root / "report",
+                                 model=str(model), k=128, on_invalid="skip")
+    blob, rep = cli_run["out"]["gradual"]
+    assert b"".join(result.records) == blob
+    assert result.order == rep["order"] and result.written_as == "original lines"
+    assert result.report.path == root / "report"
+    assert {k: v for k, v in rep.items() if k != "output"} == {
+        **result.summary, "source": str(root / "data.jsonl")}
+    out = result.write(root / "again.jsonl")
+    assert (root / "again.jsonl").read_bytes() == blob
+    assert json.loads(out.read_text())["output"] == str(root / "again.jsonl")
+    with pytest.raises(ConstraintlabError, match="overwrite the input"):
+        result.write(root / "data.jsonl")
+    with pytest.raises(ConfigError, match="unknown order strategy"):
+        constraintlab.order(root / "data.jsonl", "shortest")
+
+
+def test_library_order_of_records_in_memory(cli_run) -> None:
+    rows = gsm8k_records(12)
+    result = constraintlab.order(rows, "random", seed=5, model=str(cli_run["root"] / "model"),
+                                 k=32)
+    assert result.order == np.random.default_rng(5).permutation(12).tolist()
+    assert result.written_as == "json objects" and result.report.path is None
+    assert [json.loads(r) for r in result.records] == [rows[i] for i in result.order]
+    assert result.summary["source"] == "<records>" and result.summary["report_dir"] is None

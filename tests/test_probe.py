@@ -288,9 +288,17 @@ def test_selection_helpers(setup):
 
 
 def _fake_report(directory: Path) -> Path:
+    """A report directory with two zones that Report.load reads (json, csv, graph)."""
+    import networkx as nx
+
+    from constraintlab.report.report import SCHEMA_VERSION
+
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.json").write_text(json.dumps(
-        {"zones": {"zones": [{"id": 0, "members": [0, 1]}, {"id": 1, "members": [5, 6]}]}}))
+        {"schema_version": SCHEMA_VERSION,
+         "zones": {"zones": [{"id": 0, "members": [0, 1]}, {"id": 1, "members": [5, 6]}]}}))
+    (directory / "examples.csv").write_text("index,zone\n0,0\n1,0\n5,1\n6,1\n")
+    nx.write_graphml(nx.Graph(), directory / "constraint_graph.graphml")
     return directory
 
 

@@ -51,7 +51,7 @@ from constraintlab.errors import ConfigError, InputError, Problem
 logger = logging.getLogger(__name__)
 
 __all__ = ["PATH_METRIC", "STRATEGIES", "STRATEGY_RULES", "order_examples", "order_report",
-           "path_metrics", "volatility_proxy"]
+           "order_units", "path_metrics", "plan_order", "volatility_proxy"]
 
 STRATEGIES: tuple[str, ...] = ("gradual", "zones", "random")
 STRATEGY_RULES: dict[str, str] = {
@@ -338,3 +338,64 @@ def order_report(
                               if baseline["path_length"] > 0 else None),
         "order": [int(i) for i in ids[np.asarray(order, dtype=np.int64)]],
     }
+
+
+def order_units(table: pd.DataFrame) -> np.ndarray | None:
+    """Rows kept together by ``gradual``/``zones``: variant families, then duplicate sets.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Per-example findings in row order, with the ``family`` (variant families) and/or
+        ``duplicate_set`` (redundancy) columns; missing values and -1 mean "none".
+
+    Returns
+    -------
+    (N,) int64 or None
+        Unit label of each row (-1 = a unit of its own): a family's label, else its duplicate
+        set shifted past the family labels. None when the table has neither column.
+    """
+    n = len(table)
+    fam = (table["family"].fillna(-1).to_numpy(dtype=np.int64) if "family" in table
+           else np.full(n, -1, np.int64))
+    dup = (table["duplicate_set"].fillna(-1).to_numpy(dtype=np.int64)
+           if "duplicate_set" in table else np.full(n, -1, np.int64))
+    if (fam < 0).all() and (dup < 0).all():
+        return None if "duplicate_set" not in table else dup
+    return np.where(fam >= 0, fam, np.where(dup >= 0, dup + fam.max() + 1, -1))
+
+
+def plan_order(features: np.ndarray, table: pd.DataFrame, *, strategy: str = "gradual",
+               seed: int = 0, ids: np.ndarray | None = None,
+               config: AnalysisConfig | None = None) -> tuple[np.ndarray, dict]:
+    """Order the rows of one analysis and describe the order.
+
+    Parameters
+    ----------
+    features : (N, k) float
+        Constraint rows.
+    table : DataFrame
+        The analysis' per-example table in row order (``AnalysisResults.table()``, plus the
+        encoder's ``loss`` / ``grad_norm``): volatility (:func:`volatility_proxy`), ``zone``
+        (-1 or missing = outlier), ``family`` and ``duplicate_set`` (:func:`order_units`).
+    strategy : {"gradual", "zones", "random"}
+    seed : int
+        Seed of ``random`` and of the random baseline.
+    ids : (N,) int, optional
+        Example ids of the rows (default ``0..N-1``).
+    config : AnalysisConfig, optional
+
+    Returns
+    -------
+    order : (N,) int64
+        Row positions in training order.
+    summary : dict
+        :func:`order_report` of that order.
+    """
+    volatility, source = volatility_proxy(table, features)
+    zones = table["zone"].fillna(-1).to_numpy(dtype=np.int64) if "zone" in table else None
+    order = order_examples(features, volatility, strategy=strategy, zones=zones,
+                           families=order_units(table), seed=seed, config=config)
+    summary = order_report(features, volatility, order, strategy=strategy, seed=seed, ids=ids,
+                           volatility_source=source, config=config)
+    return order, summary

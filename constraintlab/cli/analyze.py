@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from constraintlab.cli._common import (
-    add_encode_options,
-    add_read_options,
-    encode_config_from_args,
-    parse_set_options,
-    read_config_from_args,
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    add_analyze_options,
+    add_common_options,
+    configs_from_args,
 )
-from constraintlab.cli.main import EXIT_GATE_FAILED, EXIT_OK, add_common_options
+
+if TYPE_CHECKING:
+    from constraintlab.report.report import Report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,41 +37,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def add_analyze_options(parser: argparse.ArgumentParser) -> None:
-    """DATA, reading, model/encoder and analysis options (shared with ``gate``)."""
-    add_read_options(parser)
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="report directory (default: constraintlab-report/ beside DATA)")
-    add_encode_options(parser)
-    a = parser.add_argument_group("analysis")
-    a.add_argument("--tau", type=float, default=None,
-                   help="conflict threshold: pairs with cos < -tau conflict (default: 5 noise "
-                        "standard deviations, 5/sqrt(k), at least 0.05)")
-    a.add_argument("--top-m", type=int, default=None,
-                   help="neighbours per example in the constraint graph (default 10)")
-    a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
-                   help="any analysis setting, e.g. --set over_ratio=3 (repeatable; see "
-                        "constraintlab.analysis.AnalysisConfig)")
+def run_analysis(args: argparse.Namespace) -> Report:
+    """:func:`constraintlab.analyze` with the configs the options describe (built once).
+
+    The report lands in ``--out`` (default ``constraintlab-report/`` beside DATA); the returned
+    report knows where (``report.path``). ``args`` is not changed.
+    """
+    import constraintlab
+
+    read, encode, analysis = configs_from_args(args)
+    return constraintlab.analyze(args.data, out=args.out, read=read, encode=encode,
+                                 analysis=analysis)
 
 
-def run_analysis(args: argparse.Namespace):
-    """Run :func:`constraintlab.analyze` with the parsed options; returns the Report."""
-    from constraintlab.analysis import AnalysisConfig
-    from constraintlab.api import analyze, default_out_dir
-
-    settings = parse_set_options(args.settings, AnalysisConfig)
-    if args.tau is not None:
-        settings["tau"] = args.tau
-    if args.top_m is not None:
-        settings["top_m"] = args.top_m
-    if args.out is None:
-        args.out = str(default_out_dir(args.data))
-    return analyze(args.data, out=args.out, read=read_config_from_args(args),
-                   encode=encode_config_from_args(args), analysis=AnalysisConfig(**settings))
-
-
-def summary_lines(report, out: str | Path) -> list[str]:
-    """The terminal summary: verdict, the numbers that matter, where the report is."""
+def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
+    """The terminal summary: verdict, the numbers that matter, where the report is
+    (``out``, default ``report.path``)."""
     m, d = report.metrics(), report.data
     model = d["model"]
     name = model["name"] + (f" v{model['version']}" if model.get("version") else "")
@@ -89,7 +73,7 @@ def summary_lines(report, out: str | Path) -> list[str]:
              *_new_lines(m, d), ""]
     if model.get("note"):
         lines.append(f"note: {model['note']}")
-    out = Path(out)
+    out = Path(out if out is not None else report.path)
     lines.append(f"report: {out / 'report.html'}  (also report.json, examples.csv)")
     return lines
 
@@ -115,15 +99,15 @@ def _new_lines(m: dict, d: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraintlab.cli.gate import print_checks, run_checks
+    from constraintlab.gate import check, passed, text_summary
 
     report = run_analysis(args)
     if args.json:
         print(report.to_json())
     elif not args.quiet:
-        print("\n".join(summary_lines(report, args.out)))
+        print("\n".join(summary_lines(report)))
     if args.fail_on:
-        checks, origin = run_checks(report, fail_on=args.fail_on)
-        print_checks(checks, origin, stream=sys.stderr if args.json else sys.stdout)
-        return EXIT_OK if all(c.passed for c in checks) else EXIT_GATE_FAILED
+        checks, origin = check(report, fail_on=args.fail_on)
+        print(text_summary(checks, origin), file=sys.stderr if args.json else sys.stdout)
+        return EXIT_OK if passed(checks) else EXIT_GATE_FAILED
     return EXIT_OK

@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from constraintlab.cli._common import (
+    EXIT_OK,
+    add_common_options,
     add_encode_options,
     add_read_options,
     encode_config_from_args,
     read_config_from_args,
 )
-from constraintlab.cli.main import add_common_options
 from constraintlab.io import read_examples
 
 
@@ -54,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
         if stats.get("examples_per_s"):
             lines.append(f"speed: {stats['examples_per_s']} examples/s")
         print("\n".join(lines), file=sys.stdout)
-    return 0
+    return EXIT_OK

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from pathlib import Path
-from typing import TextIO
 
-from constraintlab.cli.analyze import add_analyze_options, run_analysis
-from constraintlab.cli.main import EXIT_GATE_FAILED, EXIT_OK, add_common_options
-from constraintlab.gate import Check, check_names, evaluate, load_conditions, markdown_summary
-from constraintlab.report.report import METRICS
+from constraintlab.cli._common import (
+    EXIT_GATE_FAILED,
+    EXIT_OK,
+    add_analyze_options,
+    add_common_options,
+    configs_from_args,
+)
+from constraintlab.gate import (
+    check,
+    check_names,
+    load_conditions,
+    markdown_summary,
+    passed,
+    text_summary,
+)
+from constraintlab.report.report import FILES, METRICS, Report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,40 +51,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run_checks(report, *, fail_on=(), config=None) -> tuple[list[Check], str]:
-    """Evaluate the declared conditions on ``report``; returns (checks, where they came from)."""
-    conditions, origin = load_conditions(fail_on=fail_on, config=config)
-    return evaluate(conditions, report.metrics()), origin
-
-
-def print_checks(checks: list[Check], origin: str, *, stream: TextIO = sys.stdout) -> None:
-    failed = sum(not c.passed for c in checks)
-    print(f"gate ({origin}):", file=stream)
-    for check in checks:
-        print(f"  {check.line}", file=stream)
-    print(f"gate {'passed' if not failed else 'FAILED'}: {len(checks) - failed} of "
-          f"{len(checks)} conditions hold", file=stream)
-
-
-def _load_or_analyze(args: argparse.Namespace):
-    from constraintlab.report.report import FILES, Report
-
+def _load_or_analyze(args: argparse.Namespace) -> Report:
+    """DATA as a report directory / report.json (loaded), or a dataset (analysed)."""
     path = Path(args.data)
     if path.is_dir() or path.name == FILES["json"]:
         return Report.load(path)
-    return run_analysis(args)
+    import constraintlab
+
+    read, encode, analysis = configs_from_args(args)
+    return constraintlab.analyze(args.data, out=args.out, read=read, encode=encode,
+                                 analysis=analysis)
 
 
 def run(args: argparse.Namespace) -> int:
     # Check the conditions first: a broken config fails fast, before any model is loaded.
     check_names(load_conditions(fail_on=args.fail_on, config=args.config)[0], list(METRICS))
     report = _load_or_analyze(args)
-    checks, origin = run_checks(report, fail_on=args.fail_on, config=args.config)
+    checks, origin = check(report, fail_on=args.fail_on, config=args.config)
     if not args.quiet:
         print(report.verdict())
-    print_checks(checks, origin)
+    print(text_summary(checks, origin))
     if args.summary_md:
         Path(args.summary_md).write_text(
             markdown_summary(checks, title=report.data["dataset"]["source"], origin=origin),
             encoding="utf-8")
-    return EXIT_OK if all(c.passed for c in checks) else EXIT_GATE_FAILED
+    return EXIT_OK if passed(checks) else EXIT_GATE_FAILED

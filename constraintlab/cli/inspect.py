@@ -6,8 +6,12 @@ import argparse
 import json
 import textwrap
 
-from constraintlab.cli._common import add_read_options, read_config_from_args
-from constraintlab.cli.main import add_common_options
+from constraintlab.cli._common import (
+    EXIT_OK,
+    add_common_options,
+    add_read_options,
+    read_config_from_args,
+)
 from constraintlab.io import ExampleSet, read_examples
 
 
@@ -47,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
     info = summary(data, max(args.show, 0))
     if args.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
-        return 0
+        return EXIT_OK
     if args.quiet:
-        return 0
+        return EXIT_OK
     print(f"{info['source']}: {info['examples']} examples, schema {info['schema']}")
     if data.skipped:
         print(f"skipped {len(data.skipped)} of {info['records']} records:")
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n--- record {ex['index']} (line {ex['line']})")
         print(textwrap.indent(_clip(ex["input"]) or "(no input)", "  input  | ", lambda _: True))
         print(textwrap.indent(_clip(ex["target"]), "  target | ", lambda _: True))
-    return 0
+    return EXIT_OK
 
 
 def _clip(text: str, limit: int = 400) -> str:

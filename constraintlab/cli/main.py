@@ -3,23 +3,25 @@
 Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
 which adds its parser and sets ``func(args) -> int``. This module only wires them together and
 turns the library's errors into exit codes: 0 ok, 1 a gate failed, 2 usage or input error.
+Layers: ``main -> subcommand -> cli._common -> library``; nothing imports this module back.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
 from constraintlab._version import __version__
+from constraintlab.cli import analyze, extract, gate, inspect, order, probe
+from constraintlab.cli._common import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from constraintlab.errors import ConstraintlabError
 from constraintlab.progress import set_progress
 
-# Subcommand modules, in the order --help lists them.
-SUBCOMMANDS: tuple[str, ...] = ("inspect", "extract", "analyze", "gate", "probe", "order")
+__all__ = ["EXIT_GATE_FAILED", "EXIT_OK", "EXIT_USAGE", "SUBCOMMANDS", "build_parser", "main"]
 
-EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+#: Subcommand modules, in the order --help lists them.
+SUBCOMMANDS = (inspect, extract, analyze, gate, probe, order)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,18 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"constraintlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"constraintlab.cli.{name}").register(sub)
+    for module in SUBCOMMANDS:
+        module.register(sub)
     return parser
-
-
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Options every subcommand shares: verbosity and progress bars."""
-    group = parser.add_argument_group("output")
-    group.add_argument("-v", "--verbose", action="count", default=0,
-                       help="log what happens (-v info, -vv debug) to stderr")
-    group.add_argument("-q", "--quiet", action="store_true",
-                       help="no progress bars and no summary; errors still go to stderr")
 
 
 def _configure(args: argparse.Namespace) -> None:

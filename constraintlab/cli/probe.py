@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from constraintlab.cli._common import (
+    EXIT_OK,
+    add_common_options,
     add_encode_options,
     add_read_options,
     encode_config_from_args,
     read_config_from_args,
 )
-from constraintlab.cli.main import EXIT_OK, add_common_options
 from constraintlab.errors import ConfigError
 from constraintlab.probe.config import OPTIMIZERS, ProbeConfig
+
+if TYPE_CHECKING:
+    from constraintlab.encode.config import EncodeConfig
+    from constraintlab.io import ReadConfig
+    from constraintlab.report.report import Report
 
 _D = ProbeConfig.__dataclass_fields__
 
@@ -76,8 +82,11 @@ def probe_config_from_args(args: argparse.Namespace) -> ProbeConfig:
                        seed=args.probe_seed, top_tokens=args.top_tokens)
 
 
-def _zone_report(args: argparse.Namespace):
-    """The report that defines ``--zone``: ``--report``, or a fresh analysis of DATA."""
+def _zone_report(args: argparse.Namespace, read: ReadConfig, encode: EncodeConfig
+                 ) -> Report | Path:
+    """The report that defines ``--zone``: ``--report`` (its directory; loaded by the probe), or
+    a fresh analysis of DATA with the default analysis settings (saved beside DATA as
+    ``constraintlab analyze`` does)."""
     if args.report is not None:
         path = Path(args.report)
         if not (path / "report.json").is_file() and not path.is_file():
@@ -85,11 +94,10 @@ def _zone_report(args: argparse.Namespace):
                               f"'constraintlab analyze DATA --out {args.report}' first, or "
                               "leave out --report to run the analysis now")
         return path
-    from constraintlab.cli.analyze import run_analysis
+    import constraintlab
+    from constraintlab.analysis.config import AnalysisConfig
 
-    ns = copy.copy(args)
-    ns.out, ns.settings, ns.tau, ns.top_m = None, [], None, None
-    return run_analysis(ns)
+    return constraintlab.analyze(args.data, read=read, encode=encode, analysis=AnalysisConfig())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None and args.zone is None:
         raise ConfigError("--report only defines zones; give --zone Z with it")
     data = read_examples(args.data, read)
-    report = _zone_report(args) if args.zone is not None else None
+    report = _zone_report(args, read, encode) if args.zone is not None else None
     result = probe(data, examples=args.examples, zone=args.zone, report=report,
                    probe_data=args.probe_data, config=config, encode=encode, read=read,
                    save_adapter=args.save_adapter)

@@ -143,41 +143,29 @@ def parse_ids(text: str) -> list[int]:
 def zone_members(report: Any, zone: int) -> list[int]:
     """Members (example indices) of zone ``zone`` of an analysis report.
 
+    Read through :meth:`constraintlab.report.report.Report.zone_members`.
+
     Parameters
     ----------
     report : Report, dict or path
-        A :class:`constraintlab.report.Report`, its ``report.json`` content, or the analyze
-        output directory (or the ``report.json`` file itself).
+        A :class:`constraintlab.report.report.Report`, its ``report.json`` content, or the
+        analyze output directory (or the ``report.json`` file itself; loaded with
+        :meth:`Report.load`).
     zone : int
         Zone id as shown in the report (``zones.zones[*].id``).
     """
-    data = getattr(report, "data", report)
-    if isinstance(data, str | Path):
-        path = Path(data)
-        path = path / "report.json" if path.is_dir() else path
+    from constraintlab.report.report import Report
+
+    if isinstance(report, str | Path):
         try:
-            data = json.loads(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read the analysis report {path}: {err.strerror or err}; "
-                              "run 'constraintlab analyze DATA --out DIR' first, or leave out "
+            report = Report.load(report)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read the analysis report {report}: {err}; run "
+                              "'constraintlab analyze DATA --out DIR' first, or leave out "
                               "--report") from None
-        except ValueError as err:
-            raise ConfigError(f"{path} is not a report.json: {err}") from None
-    try:
-        zones = data["zones"]["zones"]
-    except (KeyError, TypeError):
-        raise ConfigError("the report has no zones section (zones.zones)") from None
-    for z in zones:
-        if z.get("id") == zone:
-            members = [int(m) for m in z.get("members", [])]
-            if not members:
-                raise ConfigError(f"zone {zone} has no members")
-            return members
-    if not zones:
-        raise ConfigError(f"zone {zone} not found: the report has no zones (no group of "
-                          "examples was coupled strongly enough); choose --examples instead")
-    ids = ", ".join(str(z.get("id")) for z in zones)
-    raise ConfigError(f"zone {zone} not found in the report (zones: {ids})")
+    elif isinstance(report, dict):
+        report = Report(report, pd.DataFrame(), pd.DataFrame())
+    return report.zone_members(zone)
 
 
 def select(data: ExampleSet, ids: Sequence[int]) -> list[Example]:

@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from constraintlab.encode.store import TokenProfiles, parse_energy_column
-from constraintlab.errors import ConstraintlabError
+from constraintlab.errors import ConfigError, ConstraintlabError
 from constraintlab.report import plots
 from constraintlab.report.html import render_html, verdict_sentence
 
@@ -120,6 +120,9 @@ class Report:
         self.examples = examples
         self.edges = edges
         self.tokens = tokens
+        #: The directory the report's files are in (set by :meth:`save` and :meth:`load`;
+        #: ``constraintlab.analyze`` saves into ``out``); None for a report not on disk.
+        self.path: Path | None = None
 
     # -- tables ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -184,6 +187,30 @@ class Report:
     def zone_examples(self, zone: int) -> pd.DataFrame:
         """The examples of one zone (rows of :attr:`examples`)."""
         return self.examples[self.examples["zone"] == zone]
+
+    def zone_members(self, zone: int) -> list[int]:
+        """Example indices of zone ``zone`` (``zones.zones[*].id``), as listed in report.json.
+
+        Raises
+        ------
+        ConfigError
+            The report has no zones section, no such zone, or the zone is empty.
+        """
+        try:
+            zones = self.data["zones"]["zones"]
+        except (KeyError, TypeError):
+            raise ConfigError("the report has no zones section (zones.zones)") from None
+        for z in zones:
+            if z.get("id") == zone:
+                members = [int(m) for m in z.get("members", [])]
+                if not members:
+                    raise ConfigError(f"zone {zone} has no members")
+                return members
+        if not zones:
+            raise ConfigError(f"zone {zone} not found: the report has no zones (no group of "
+                              "examples was coupled strongly enough); choose examples instead")
+        ids = ", ".join(str(z.get("id")) for z in zones)
+        raise ConfigError(f"zone {zone} not found in the report (zones: {ids})")
 
     def contradictions(self) -> pd.DataFrame:
         """Contradiction pairs with both inputs and targets side by side."""
@@ -459,6 +486,7 @@ class Report:
         else:   # never leave another report's profiles beside this one
             for name in (TokenProfiles.NPZ, TokenProfiles.JSONL):
                 (out / name).unlink(missing_ok=True)
+        self.path = out
         return out
 
     @classmethod
@@ -483,7 +511,9 @@ class Report:
             logger.warning("%s: token profiles cover %d examples, the report has %d; ignored",
                            path.parent, len(tokens), len(examples))
             tokens = None
-        return cls(data, examples, edges, tokens=tokens)
+        report = cls(data, examples, edges, tokens=tokens)
+        report.path = path.parent
+        return report
 
     def _repr_html_(self) -> str:
         m = self.metrics()

@@ -184,7 +184,9 @@ def check_value(value: Any) -> tuple[str, str] | None:
 
 
 def _short(path: str, width: int = 80) -> str:
-    return path if len(path) <= width else path[:width - 3] + "..."
+    """A field path for a message: at most ``width`` characters, surrogates escaped."""
+    path = path if len(path) <= width else path[:width - 3] + "..."
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _from_memory(rows: list[Any], source: str) -> RawFile:
@@ -581,4 +583,9 @@ def _parquet_records(path: Path) -> list[RawRecord]:
         raise InputError([Problem(str(path), 1, f"cannot read Parquet file: {err}")]) from None
     if not rows:
         raise InputError([Problem(str(path), 1, "no records: the table is empty")])
-    return [RawRecord(i + 1, value=row) for i, row in enumerate(rows)]
+    out = []
+    for i, row in enumerate(rows):
+        found = check_value(row)
+        out.append(RawRecord(i + 1, value=row) if found is None else
+                   RawRecord(i + 1, problem=found[1], code=found[0]))
+    return out

@@ -23,7 +23,7 @@ from constraintlab.errors import ConstraintlabError, Finding, InputError
 from constraintlab.io import read_examples, records
 
 GOOD = '{"question": "q", "answer": "a"}'
-FAST = settings(max_examples=40, deadline=None,
+FAST = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -61,6 +61,7 @@ def test_json_document_with_a_5000_digit_integer(tmp_path: Path) -> None:
                              "4,300; write it as a string"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "data.jsonl"
     os.mkfifo(fifo)  # nobody writes to it: opening it for reading would block forever
@@ -286,7 +287,7 @@ def hostile_line(draw) -> tuple[str, bytes]:
         rec = {"question": draw(plain_text), "answer": "a" + draw(plain_text)}
         return kind, _dumps(rec, ascii_).encode()
     if kind == "deep":
-        d = draw(st.sampled_from([129, 500, 5000, 100_000]))
+        d = draw(st.sampled_from([129, 500, 5000, 20_000]))
         opener = draw(st.sampled_from(["[", '{"k":']))
         closer = "]" if opener == "[" else "}"
         return kind, ('{"question": "q", "answer": "a", "x": ' + opener * d + "1" * (

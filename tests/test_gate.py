@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from constraintlab.errors import ConfigError
-from constraintlab.gate import Condition, evaluate, load_conditions, markdown_summary
+from constraintlab.gate import (
+    Condition,
+    check,
+    evaluate,
+    load_conditions,
+    markdown_summary,
+    passed,
+    text_summary,
+)
 
 METRICS = {"exact_duplicates": 2, "contradictions": 5, "conflict_density": 0.0312,
            "verdict": "overdetermined", "inconsistent": False, "volatility_p99": 0.55,
@@ -97,3 +105,32 @@ def test_report_metrics_name_the_new_analyzers() -> None:
     new = {"volatility_p99", "max_volatility", "families", "family_members",
            "incoherent_families"}
     assert new <= set(REPORT_METRICS) and all(REPORT_METRICS[m] for m in new)
+
+
+class _FakeReport:
+    def metrics(self) -> dict:
+        return METRICS
+
+
+def test_check_loads_conditions_and_evaluates_a_report_or_a_mapping(tmp_path: Path) -> None:
+    (tmp_path / "constraintlab.toml").write_text('[gate]\nrequire = ["contradictions <= 5"]\n')
+    checks, origin = check(_FakeReport(), search_dir=tmp_path)
+    assert origin == "constraintlab.toml [gate]" and passed(checks)
+    assert [c.line for c in checks] == ["PASS  contradictions <= 5  (value: 5)"]
+    checks, origin = check(METRICS, fail_on=["exact_duplicates == 0", "contradictions <= 5"])
+    assert origin == "--fail-on" and not passed(checks)
+    assert [c.passed for c in checks] == [False, True]
+    with pytest.raises(ConfigError, match="unknown gate metric"):
+        check(METRICS, fail_on=["nope == 1"])
+
+
+def test_text_summary_lists_each_check_and_the_total() -> None:
+    checks = evaluate([Condition.parse("exact_duplicates == 0"),
+                       Condition.parse("contradictions <= 5")], METRICS)
+    assert text_summary(checks, "--fail-on").splitlines() == [
+        "gate (--fail-on):",
+        "  FAIL  exact_duplicates == 0  (value: 2)",
+        "  PASS  contradictions <= 5  (value: 5)",
+        "gate FAILED: 1 of 2 conditions hold",
+    ]
+    assert text_summary(checks[1:], "x").splitlines()[-1] == "gate passed: 1 of 1 conditions hold"

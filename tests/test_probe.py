@@ -302,6 +302,21 @@ def _fake_report(directory: Path) -> Path:
     return directory
 
 
+def test_zones_are_read_through_the_report(tmp_path):
+    from constraintlab.report.report import Report
+
+    directory = _fake_report(tmp_path / "r")
+    report = Report.load(directory)
+    assert report.path == directory and Report.load(directory / "report.json").path == directory
+    assert report.zone_members(1) == [5, 6]
+    assert zone_members(str(directory), 0) == zone_members(report, 0) == [0, 1]
+    with pytest.raises(ConfigError, match=r"zone 3 not found in the report \(zones: 0, 1\)"):
+        report.zone_members(3)
+    (directory / "report.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot read the analysis report"):
+        zone_members(directory, 0)
+
+
 def test_cli_user_errors_exit_2(setup, capsys):
     data, model = str(setup["data"]), str(setup["path"])
     report = str(_fake_report(setup["root"] / "fake-report"))

@@ -78,3 +78,9 @@ class Finding(Problem):
     code: str = "invalid"
     index: int | None = None
     severity: str = "invalid"
+
+    def to_dict(self) -> dict[str, str | int | None]:
+        """``{"source", "line", "index", "code", "severity", "message"}``: one finding as
+        report.json, examples tables and the terminal summary show it."""
+        return {"source": self.source, "line": self.line, "index": self.index,
+                "code": self.code, "severity": self.severity, "message": self.message}

@@ -276,6 +276,9 @@ def test_skip_mode_keeps_going_and_counts(tmp_path: Path) -> None:
         (f"{path}:1: empty input: field 'question' is blank; the answer is read without a "
          "prompt", "empty_input", 0, "note")]
     assert [f.index for f in data.findings] == [0, 2, 3]
+    assert data.skipped[0].to_dict() == {
+        "source": str(path), "line": 3, "index": 2, "code": "wrong_type",
+        "severity": "invalid", "message": "field 'answer' must be a string, not null"}
 
 
 def test_error_message_lists_at_most_twenty(tmp_path: Path) -> None:

@@ -2,15 +2,22 @@
 zones, response map, token volatility, variant families, layer map, training orders). Numba
 kernels live in :mod:`constraintlab._kernels`, never here.
 
-Every analyzer returns an :class:`AnalyzerResult` (per-example table, summary dict, pairs);
-:func:`analyze_constraints` runs all of them that the inputs allow.
+Every analyzer returns a typed :class:`AnalyzerResult` (per-example table, summary dict, pairs,
+and named arrays for the analyzers after it: ``PairsResult.top_idx``,
+``FamiliesResult.labels``...). :func:`analyze_constraints` checks its inputs once into a
+:class:`ConstraintSystem` (with the shared :class:`TextView`) and runs every analyzer that
+they allow (:func:`analyze_system`).
 """
 
-from constraintlab.analysis.api import analyze_constraints, analyze_store
+from constraintlab.analysis.api import analyze_constraints, analyze_store, analyze_system
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.contradictions import analyze_contradictions, compare_targets
-from constraintlab.analysis.families import analyze_families, family_coherence
-from constraintlab.analysis.layers import analyze_layers
+from constraintlab.analysis.contradictions import (
+    ContradictionsResult,
+    analyze_contradictions,
+    compare_targets,
+)
+from constraintlab.analysis.families import FamiliesResult, analyze_families, family_coherence
+from constraintlab.analysis.layers import LayersResult, analyze_layers
 from constraintlab.analysis.order import (
     STRATEGIES,
     order_examples,
@@ -19,17 +26,22 @@ from constraintlab.analysis.order import (
     volatility_proxy,
 )
 from constraintlab.analysis.pairs import analyze_pairs, blocked_pairs, unit_rows
-from constraintlab.analysis.redundancy import analyze_redundancy
+from constraintlab.analysis.redundancy import RedundancyResult, analyze_redundancy
 from constraintlab.analysis.response import analyze_response, zone_matrix
 from constraintlab.analysis.result import PAIR_KINDS, AnalysisResults, AnalyzerResult
 from constraintlab.analysis.spectrum import (
+    DeterminacyResult,
+    SpectrumResult,
+    analyze_determinacy,
     analyze_spectrum,
     determinacy_verdict,
     effective_rank,
     rank_tolerance,
 )
-from constraintlab.analysis.volatility import analyze_volatility, token_statistics
-from constraintlab.analysis.zones import analyze_zones, build_graph, export_graphml
+from constraintlab.analysis.system import ConstraintSystem
+from constraintlab.analysis.text import TextView, components
+from constraintlab.analysis.volatility import VolatilityResult, analyze_volatility, token_statistics
+from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph, export_graphml
 
 __all__ = [
     "PAIR_KINDS",
@@ -37,8 +49,19 @@ __all__ = [
     "AnalysisConfig",
     "AnalysisResults",
     "AnalyzerResult",
+    "ConstraintSystem",
+    "ContradictionsResult",
+    "DeterminacyResult",
+    "FamiliesResult",
+    "LayersResult",
+    "RedundancyResult",
+    "SpectrumResult",
+    "TextView",
+    "VolatilityResult",
+    "ZonesResult",
     "analyze_constraints",
     "analyze_contradictions",
+    "analyze_determinacy",
     "analyze_families",
     "analyze_layers",
     "analyze_pairs",
@@ -46,11 +69,13 @@ __all__ = [
     "analyze_response",
     "analyze_spectrum",
     "analyze_store",
+    "analyze_system",
     "analyze_volatility",
     "analyze_zones",
     "blocked_pairs",
     "build_graph",
     "compare_targets",
+    "components",
     "determinacy_verdict",
     "effective_rank",
     "export_graphml",

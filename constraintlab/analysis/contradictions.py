@@ -37,25 +37,32 @@ import difflib
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.lexical import near_duplicate_pairs
 from constraintlab.analysis.pairs import blocked_pairs, unit_rows
 from constraintlab.analysis.result import AnalyzerResult, make_pair
-from constraintlab.analysis.text import (
-    final_answer,
-    jaccard,
-    normalize_many,
-    numbers,
-    short_diff,
-)
+from constraintlab.analysis.text import TextView, final_answer, jaccard, numbers, short_diff
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["analyze_contradictions", "compare_targets"]
+__all__ = ["ContradictionsResult", "analyze_contradictions", "compare_targets"]
+
+
+@dataclass
+class ContradictionsResult(AnalyzerResult):
+    """What :func:`analyze_contradictions` found.
+
+    Attributes
+    ----------
+    positions : set of (a, b)
+        The contradiction pairs as row positions, ``a < b`` (the pairs list holds ids).
+    """
+
+    positions: set[tuple[int, int]] = field(default_factory=set, repr=False)
 
 
 def _multiset_jaccard(a: Counter, b: Counter) -> float:
@@ -153,8 +160,9 @@ def analyze_contradictions(
     input_factors: np.ndarray | None = None,
     output_factors: np.ndarray | None = None,
     ids: np.ndarray | None = None,
+    text: TextView | None = None,
     config: AnalysisConfig | None = None,
-) -> AnalyzerResult:
+) -> ContradictionsResult:
     """Pairs with the same (or nearly the same) input whose targets differ in substance.
 
     Parameters
@@ -167,26 +175,27 @@ def analyze_contradictions(
         Pooled output-side error signal per example (encoder).
     ids : (N,) int, optional
         Example ids (default ``Example.index``, else ``0..N-1``).
+    text : TextView, optional
+        The analysis' shared text view of ``examples`` (built here when not given).
     config : AnalysisConfig
 
     Returns
     -------
-    AnalyzerResult
+    ContradictionsResult
         ``name="contradictions"``. Table: ``is_contradiction``, ``contradiction_score`` (max over
         its pairs, in [0, 1]), ``contradiction_count``. Pairs of kind ``"contradiction"``, detail
         ``signal``, ``reasons``, ``input_similarity``, ``target_jaccard``, ``final_answers``,
         ``diff`` (word diff of the two targets) and, with factors, ``cos_input``/``cos_output``.
+        ``positions``: the pairs as row positions.
+
+    The inputs are taken as checked (:class:`constraintlab.analysis.system.ConstraintSystem`
+    checks shapes and values once, at the boundary).
     """
     config = config if config is not None else AnalysisConfig()
     have_factors = input_factors is not None and output_factors is not None
-    if (input_factors is None) != (output_factors is None):
-        raise ValueError("give both input_factors and output_factors, or neither")
     if examples is None and not have_factors:
-        raise ValueError("analyze_contradictions needs examples or both factor matrices")
-    N = len(examples) if examples is not None else np.asarray(input_factors).shape[0]
-    if have_factors and (np.asarray(input_factors).shape[0] != N
-                         or np.asarray(output_factors).shape[0] != N):
-        raise ValueError("factor matrices must have one row per example")
+        raise TypeError("analyze_contradictions() needs examples or both factor matrices")
+    N = len(examples) if examples is not None else len(input_factors)
     if ids is None:
         ids = (np.array([ex.index for ex in examples], dtype=np.int64) if examples is not None
                else np.arange(N))
@@ -195,10 +204,9 @@ def analyze_contradictions(
     summary: dict = {"n": N, "signals": []}
     if examples is not None:
         summary["signals"].append("text")
-        inputs = [ex.input_text for ex in examples]
-        targets = [ex.target_text for ex in examples]
-        n_in = normalize_many(inputs)
-        n_tg = normalize_many(targets)
+        text = text if text is not None else TextView(examples, config)
+        inputs, targets = text.input, text.target
+        n_in, n_tg = text.norm_input, text.norm_target
         cands: dict[tuple[int, int], float] = {}
         groups: dict[str, list[int]] = {}
         for i, s in enumerate(n_in):
@@ -214,8 +222,7 @@ def analyze_contradictions(
                 for y in (members[x_pos + 1:] if x_pos < config.max_group else head):
                     cands[(min(x, y), max(x, y))] = 1.0
         summary["same_input_groups"] = n_groups
-        a, b, jac, stats = near_duplicate_pairs(n_in, config, threshold=config.input_jaccard,
-                                              size=config.input_shingle_size)
+        a, b, jac, stats = text.pairs(config.input_jaccard, on="input")
         n_near = 0
         for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
             if (x, y) in cands or not n_in[x] or not n_in[y]:
@@ -297,6 +304,4 @@ def analyze_contradictions(
         "contradiction_score": score,
         "contradiction_count": count,
     }, index=pd.Index(ids, name="index"))
-    res = AnalyzerResult("contradictions", table, summary, pairs)
-    res.arrays["positions"] = set(found)
-    return res
+    return ContradictionsResult("contradictions", table, summary, pairs, positions=set(found))

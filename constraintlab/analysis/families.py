@@ -34,27 +34,37 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.lexical import near_duplicate_pairs
-from constraintlab.analysis.redundancy import record_text
 from constraintlab.analysis.result import AnalyzerResult
-from constraintlab.analysis.text import jaccard, normalize_many, word_shingles
+from constraintlab.analysis.text import TextView, components, jaccard
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["analyze_families", "diff_words", "family_coherence"]
+__all__ = ["FamiliesResult", "analyze_families", "diff_words", "family_coherence"]
 
 _TAG = re.compile(r"<[^<>]*>")
 _WORD_CORE = re.compile(r"[\W_]+")
 _MAX_MEDOID = 64        # members compared when choosing the base of a large family
 _LISTED = 5             # most frequent changes of each kind named per family
 _MAX_FAMILIES = 1000    # families detailed in the summary
+
+
+@dataclass
+class FamiliesResult(AnalyzerResult):
+    """What :func:`analyze_families` found.
+
+    Attributes
+    ----------
+    labels : (N,) int64
+        Variant family of each row position (-1 for none), as the table's ``family``.
+    """
+
+    labels: np.ndarray | None = field(default=None, repr=False)
 
 
 def variant_key(text: str) -> str:
@@ -183,8 +193,9 @@ def analyze_families(
     tau: float | None = None,
     contradictions: set[tuple[int, int]] | None = None,
     ids: np.ndarray | None = None,
+    text: TextView | None = None,
     config: AnalysisConfig | None = None,
-) -> AnalyzerResult:
+) -> FamiliesResult:
     """Variant families, what varies in each, and whether their constraints agree.
 
     Parameters
@@ -197,44 +208,37 @@ def analyze_families(
     tau : float, optional
         Conflict threshold of the features (default ``config.tau_for(k)``).
     contradictions : set of (a, b) row positions, a < b, optional
-        Contradiction pairs (``analyze_contradictions(...).arrays["positions"]``).
+        Contradiction pairs (``analyze_contradictions(...).positions``).
     ids : (N,) int, optional
         Example ids (default ``Example.index``).
+    text : TextView, optional
+        The analysis' shared text view of ``examples`` (built here when not given).
     config : AnalysisConfig
         ``family_jaccard``, ``family_min_size``, ``family_coherence_min``, ``shingle_size``.
 
     Returns
     -------
-    AnalyzerResult
+    FamiliesResult
         ``name="families"``. Table: ``family`` (-1 if none), ``is_family_member``,
         ``is_family_base``. Summary: ``n_families``, ``family_members``,
         ``incoherent_families``, ``coherence_rule``, ``families`` (id, size, n_variants,
         base, members, label, varies, volatility spread, coherence, ``coherent``).
-        ``arrays["labels"]``: (N,) family of each row position.
+        ``labels``: (N,) family of each row position.
     """
     config = config if config is not None else AnalysisConfig()
     n = len(examples)
     ids = (np.array([ex.index for ex in examples], dtype=np.int64) if ids is None
            else np.asarray(ids))
-    texts = [record_text(ex) for ex in examples]
-    norm = normalize_many(texts)
-    a, b, _, stats = near_duplicate_pairs(norm, config, threshold=config.family_jaccard)
+    text = text if text is not None else TextView(examples, config)
+    texts = text.record
+    a, b, _, stats = text.pairs(config.family_jaccard, on="record")
     labels = np.full(n, -1, np.int64)
     families: list[dict] = []
-    if len(a):
-        g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
-        _, comp = connected_components(g, directed=False)
-        linked = np.zeros(n, bool)
-        linked[a] = linked[b] = True
-        groups: dict[int, list[int]] = {}
-        for i in np.flatnonzero(linked).tolist():
-            groups.setdefault(int(comp[i]), []).append(i)
-        keys = {i: variant_key(texts[i]) for members in groups.values() for i in members}
-        for members in sorted(groups.values(), key=lambda m: m[0]):
-            n_variants = len({keys[i] for i in members})
-            if n_variants >= config.family_min_size:
-                labels[members] = len(families)
-                families.append({"rows": members, "n_variants": n_variants})
+    for members in components(n, a, b):
+        n_variants = len({variant_key(texts[i]) for i in members})
+        if n_variants >= config.family_min_size:
+            labels[members] = len(families)
+            families.append({"rows": members, "n_variants": n_variants})
     if features is not None and tau is None:
         tau = config.tau_for(np.asarray(features).shape[1])
     size = config.shingle_size
@@ -242,7 +246,7 @@ def analyze_families(
     out = []
     for fid, fam in enumerate(families):
         rows = fam["rows"]
-        shingles = [word_shingles(norm[i], size) for i in rows[:_MAX_MEDOID]]
+        shingles = [text.shingles(i, "record", size) for i in rows[:_MAX_MEDOID]]
         markup = [_markup(texts[i]) for i in rows[:_MAX_MEDOID]]
         base = rows[_medoid(shingles, markup)]
         base_flag[base] = True
@@ -305,4 +309,4 @@ def analyze_families(
     table = pd.DataFrame({"family": labels, "is_family_member": labels >= 0,
                           "is_family_base": base_flag, "family_coherence": coherence},
                          index=pd.Index(ids, name="index"))
-    return AnalyzerResult("families", table, summary, arrays={"labels": labels})
+    return FamiliesResult("families", table, summary, labels=labels)

@@ -10,13 +10,21 @@ share of ``sum_{i in S} ||g_i||^2``. Maps are kept for the dataset and for the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.result import AnalyzerResult
 
-__all__ = ["analyze_layers", "layer_matrix"]
+__all__ = ["LayersResult", "analyze_layers", "layer_matrix"]
+
+
+@dataclass
+class LayersResult(AnalyzerResult):
+    """What :func:`analyze_layers` found (the maps are in the summary, each example's own map
+    is its table row)."""
 
 
 def layer_matrix(energy_rows: np.ndarray, layers: np.ndarray, kinds: np.ndarray,
@@ -55,7 +63,7 @@ def _map(matrix: np.ndarray, layer_order: list[int], kind_order: list[str]) -> d
 def analyze_layers(energy: np.ndarray, modules: pd.DataFrame, *,
                    zones: np.ndarray | None = None, zone_rank: list[int] | None = None,
                    ids: np.ndarray | None = None, config: AnalysisConfig | None = None
-                   ) -> AnalyzerResult:
+                   ) -> LayersResult:
     """The layer map of the dataset, of its zones and of every example.
 
     Parameters
@@ -75,17 +83,18 @@ def analyze_layers(energy: np.ndarray, modules: pd.DataFrame, *,
 
     Returns
     -------
-    AnalyzerResult
+    LayersResult
         ``name="layers"``. Table: one ``energy:<layer>:<kind>`` column per site (the example's
         own map). Summary: ``layers``, ``kinds`` (matrix labels), ``dataset`` (``energy``,
         ``share``, ``by_layer``, ``by_kind``, ``top_layer``, ``top_kind``, ``total``), ``zones``
         (``{zone id: the same}``).
+
+    The inputs are taken as checked (``modules`` has one row per column of ``energy``:
+    :class:`constraintlab.analysis.system.ConstraintSystem` checks it once).
     """
     config = config if config is not None else AnalysisConfig()
     energy = np.asarray(energy, dtype=np.float64)
     n, m = energy.shape
-    if len(modules) != m:
-        raise ValueError(f"modules has {len(modules)} rows, energy has {m} columns")
     layers = modules["layer"].to_numpy(dtype=np.int64)
     kinds = modules["kind"].to_numpy(dtype=object)
     ids = np.arange(n) if ids is None else np.asarray(ids)
@@ -105,4 +114,4 @@ def analyze_layers(energy: np.ndarray, modules: pd.DataFrame, *,
                     layer_order, kind_order)
     table = pd.DataFrame(energy, columns=list(modules["column"]),
                          index=pd.Index(ids, name="index"))
-    return AnalyzerResult("layers", table, summary)
+    return LayersResult("layers", table, summary)

@@ -3,6 +3,13 @@
 Identical normalised texts are grouped first (hash), so MinHash only sees distinct texts and a
 bucket never holds thousands of copies; candidate pairs from the LSH buckets are verified by the
 exact Jaccard of the two shingle sets.
+
+One signature pass can serve several thresholds (``also=``): the candidates are then those of
+the lowest threshold's bands, plus the bands of any higher threshold they do not cover (a band
+of ``r`` rows that contains a whole band of the lower threshold's ``r' <= r`` rows can only
+match when that one does). So the pairs at a higher threshold, filtered from that pass, include
+every pair a pass of its own would find; :class:`constraintlab.analysis.text.TextView` uses this
+to run MinHash once per text kind.
 """
 
 from __future__ import annotations
@@ -22,17 +29,35 @@ from constraintlab._kernels.minhash import (
     sorted_unique,
 )
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.text import corpus_bytes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Shingled", "candidate_pairs", "near_duplicate_pairs", "permutations", "shingle"]
+__all__ = ["Shingled", "bands_cover", "candidate_pairs", "corpus_bytes", "near_duplicate_pairs",
+           "permutations", "shingle"]
 
 # Work per numba thread below which a kernel runs on fewer threads: a parallel region has to
 # carry some tens of milliseconds per thread to pay for waking the workers (and, on a shared
 # machine, for waiting on a descheduled one). ~20 ms of single-thread work each.
 _TEXT_BYTES_PER_THREAD = 8 << 20
 _HASH_PERMS_PER_THREAD = 200_000_000
+
+
+def corpus_bytes(normalized: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode normalised texts as one UTF-8 buffer, separated by ``0x1E`` (which
+    :func:`constraintlab.analysis.text.normalize_many` never leaves in a text).
+
+    Returns
+    -------
+    buf : (B,) uint8
+    starts, ends : (n,) int64
+        Byte range of each text.
+    """
+    data = "\x1e".join(normalized).encode("utf-8")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    seps = np.flatnonzero(buf == 0x1E)
+    starts = np.concatenate([[0], seps + 1]).astype(np.int64)
+    ends = np.concatenate([seps, [len(buf)]]).astype(np.int64)
+    return buf, starts, ends
 
 
 @dataclass
@@ -69,6 +94,26 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     a = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
     b = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
     return a, b
+
+
+def bands_cover(low: tuple[int, int], high: tuple[int, int]) -> bool:
+    """Whether every candidate pair of the banding ``high`` is also one of ``low``.
+
+    Bands are consecutive signature rows (band ``t`` of ``(b, r)`` is rows ``[t r, (t+1) r)``).
+    Two signatures equal on a band of ``high`` are equal on every ``low`` band inside it, so
+    ``low`` covers ``high`` when each ``high`` band contains a whole ``low`` band.
+
+    Parameters
+    ----------
+    low, high : (bands, rows)
+    """
+    (b1, r1), (b2, r2) = low, high
+    for t in range(b2):
+        lo, hi = t * r2, (t + 1) * r2
+        u = -(-lo // r1)  # first low band starting at or after lo
+        if u >= b1 or (u + 1) * r1 > hi:
+            return False
+    return True
 
 
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +159,7 @@ def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def near_duplicate_pairs(
     normalized: Sequence[str], config: AnalysisConfig, *, threshold: float | None = None,
-    size: int | None = None,
+    size: int | None = None, also: Sequence[float] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Pairs of texts whose shingle sets have exact Jaccard >= threshold.
 
@@ -126,6 +171,10 @@ def near_duplicate_pairs(
         ``num_perm``, ``seed``, LSH bands/rows, ``shingle_size``, ``minhash_threshold``.
     threshold, size : optional
         Override the config's threshold and shingle size (the bands follow the threshold).
+    also : sequence of float, optional
+        Higher thresholds this pass must serve too: their bands are added where the
+        threshold's own bands do not cover them (:func:`bands_cover`), so that filtering the
+        result at one of them (``jac >= t``) loses no pair a pass at ``t`` would find.
 
     Returns
     -------
@@ -136,11 +185,18 @@ def near_duplicate_pairs(
     jac : (m,) float64
         Exact Jaccard of the pairs.
     stats : dict
-        ``n_distinct``, ``n_candidates``, ``bands``, ``rows``, ``num_perm``, ``threshold``.
+        ``n_distinct``, ``n_candidates``, ``bands``, ``rows``, ``num_perm``, ``threshold``,
+        ``shingle_size`` (and ``extra_bands``, ``[[bands, rows], ...]``, when ``also`` added
+        some).
     """
     threshold = config.minhash_threshold if threshold is None else threshold
     size = config.shingle_size if size is None else size
     bands, rows = config.bands_rows(threshold)
+    extra: list[tuple[int, int]] = []
+    for t in sorted(set(also)):
+        br = config.bands_rows(t)
+        if br not in extra and not bands_cover((bands, rows), br):
+            extra.append(br)
     n = len(normalized)
     # identical normalised texts: one representative each
     uniq: dict[str, int] = {}
@@ -155,10 +211,13 @@ def near_duplicate_pairs(
     with threads_for(len(sh.hashes) * config.num_perm, _HASH_PERMS_PER_THREAD):
         sig = minhash_signatures(sh.hashes, sh.offsets, a_perm, b_perm)
         keys = band_keys(sig, bands, rows)
+        if extra:  # one column per band of every banding; columns are compared separately
+            keys = np.hstack([keys, *(band_keys(sig, b, r) for b, r in extra)])
     empty = sh.sizes == 0
     if empty.any():  # empty texts never match anything lexically
+        n_cols = keys.shape[1]
         keys[empty] = np.arange(int(empty.sum()), dtype=np.uint64)[:, None] * np.uint64(
-            0x9E3779B97F4A7C15) + np.arange(bands, dtype=np.uint64)[None, :] + np.uint64(1)
+            0x9E3779B97F4A7C15) + np.arange(n_cols, dtype=np.uint64)[None, :] + np.uint64(1)
     ca, cb = candidate_pairs(keys)
     if len(ca):
         docs, inv = np.unique(np.concatenate([ca, cb]), return_inverse=True)
@@ -207,5 +266,7 @@ def near_duplicate_pairs(
         j = np.zeros(0)
     stats = {"n_distinct": len(distinct), "n_candidates": len(ca), "bands": bands, "rows": rows,
              "num_perm": config.num_perm, "threshold": threshold, "shingle_size": size}
+    if extra:
+        stats["extra_bands"] = [list(br) for br in extra]
     logger.debug("minhash: %s", stats)
     return a, b, j, stats

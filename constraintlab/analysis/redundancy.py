@@ -8,7 +8,7 @@
   input, their inputs must be similar too (``near_input_min``).
 - **Near duplicate (gradient)**: ``cos > 1 - eps`` of the constraint rows.
 
-Duplicate sets are the connected components (union-find) of all these links; the suggested
+Duplicate sets are the connected components of all these links; the suggested
 keeper of a set is its first member in file order. Nothing is deleted: members are flagged.
 Pairs that the contradiction analyzer reports (same input, targets differ in substance) are never
 near duplicates. Near-duplicate links between members of one variant family
@@ -21,20 +21,31 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.lexical import near_duplicate_pairs
 from constraintlab.analysis.result import AnalyzerResult, make_pair
-from constraintlab.analysis.text import jaccard, normalize_many, text_hash, word_shingles
+from constraintlab.analysis.text import TextView, components, jaccard, text_hash
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["analyze_redundancy", "record_key", "record_text"]
+__all__ = ["RedundancyResult", "analyze_redundancy", "record_key"]
+
+
+@dataclass
+class RedundancyResult(AnalyzerResult):
+    """What :func:`analyze_redundancy` found.
+
+    Attributes
+    ----------
+    duplicate_set : (N,) int64
+        Duplicate set of each row position (-1 for none), as the table's ``duplicate_set``.
+    """
+
+    duplicate_set: np.ndarray | None = field(default=None, repr=False)
 
 
 def record_key(example) -> str:
@@ -42,12 +53,6 @@ def record_key(example) -> str:
     payload = json.dumps([[[m.role, m.content] for m in example.messages],
                           list(example.targets)], ensure_ascii=False)
     return text_hash(payload)
-
-
-def record_text(example) -> str:
-    """The record as one text (input, blank line, target) for lexical comparison."""
-    inp = example.input_text
-    return f"{inp}\n\n{example.target_text}" if inp else example.target_text
 
 
 def analyze_redundancy(
@@ -58,8 +63,9 @@ def analyze_redundancy(
     near_parallel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     exclude: set[tuple[int, int]] | None = None,
     families: np.ndarray | None = None,
+    text: TextView | None = None,
     config: AnalysisConfig | None = None,
-) -> AnalyzerResult:
+) -> RedundancyResult:
     """Exact and near duplicates and the duplicate sets.
 
     Parameters
@@ -78,11 +84,13 @@ def analyze_redundancy(
         Variant family of each row (-1 for none); near-duplicate links inside a family are
         skipped (counted as ``near_duplicate_pairs_in_families``) unless
         ``config.families_are_duplicates``.
+    text : TextView, optional
+        The analysis' shared text view of ``examples`` (built here when not given).
     config : AnalysisConfig
 
     Returns
     -------
-    AnalyzerResult
+    RedundancyResult
         ``name="redundancy"``. Table: ``is_exact_duplicate``, ``is_near_duplicate``,
         ``duplicate_set`` (-1 if none), ``is_duplicate_keeper``, ``is_redundant`` (in a set and
         not its keeper), ``redundancy_score`` (strongest link in [0, 1]: 1 exact, else Jaccard or
@@ -90,14 +98,9 @@ def analyze_redundancy(
         ``detail["signal"]`` ``"text"`` (``jaccard``) or ``"gradient"`` (``cos``).
     """
     config = config if config is not None else AnalysisConfig()
-    if examples is not None:
-        N = len(examples)
-    elif n is not None:
-        N = int(n)
-    elif near_parallel is not None:
-        raise ValueError("analyze_redundancy needs examples or n")
-    else:
-        raise ValueError("analyze_redundancy needs examples or n")
+    if examples is None and n is None:
+        raise TypeError("analyze_redundancy() needs examples or n")
+    N = len(examples) if examples is not None else int(n)
     if ids is None:
         ids = (np.array([ex.index for ex in examples], dtype=np.int64) if examples is not None
                else np.arange(N))
@@ -153,9 +156,9 @@ def analyze_redundancy(
             score[members] = 1.0
         summary["exact_duplicate_sets"] = n_sets
         summary["exact_duplicates"] = int(sum(len(m) - 1 for m in groups.values()))
-        norm = normalize_many([record_text(ex) for ex in examples])
-        n_in = normalize_many([ex.input_text for ex in examples])
-        a, b, jac, stats = near_duplicate_pairs(norm, config)
+        text = text if text is not None else TextView(examples, config)
+        norm, n_in = text.norm_record, text.norm_input
+        a, b, jac, stats = text.pairs(config.minhash_threshold, on="record")
         summary["minhash"] = stats
         n_text = 0
         n_other_input = 0
@@ -163,8 +166,8 @@ def analyze_redundancy(
             if same_exact(x, y) or (x, y) in exclude or same_family(x, y):
                 continue
             if n_in[x] and n_in[y] and n_in[x] != n_in[y]:
-                ji = jaccard(word_shingles(n_in[x], config.input_shingle_size),
-                             word_shingles(n_in[y], config.input_shingle_size))
+                size = config.input_shingle_size
+                ji = jaccard(text.shingles(x, "input", size), text.shingles(y, "input", size))
                 if ji < config.near_input_min:
                     n_other_input += 1
                     continue
@@ -185,25 +188,16 @@ def analyze_redundancy(
             c = min(1.0, c)
             near_link(x, y, c, {"signal": "gradient", "cos": c})
         summary["near_duplicate_pairs_gradient"] = n_grad
-    # duplicate sets: union-find over every link
+    # duplicate sets: the groups of every link
     dup_set = np.full(N, -1, np.int64)
     keeper_flag = np.zeros(N, bool)
     sets: list[dict] = []
-    if links_a and N:
-        g = coo_matrix((np.ones(len(links_a)), (links_a, links_b)), shape=(N, N))
-        _, labels = connected_components(g, directed=False)
-        linked = np.zeros(N, bool)
-        linked[links_a] = True
-        linked[links_b] = True
-        comps: dict[int, list[int]] = {}
-        for i in np.flatnonzero(linked):
-            comps.setdefault(int(labels[i]), []).append(int(i))
-        for members in sorted(comps.values(), key=lambda m: m[0]):
-            sid = len(sets)
-            dup_set[members] = sid
-            keeper_flag[members[0]] = True
-            sets.append({"set": sid, "keeper": int(ids[members[0]]),
-                         "members": [int(ids[m]) for m in members], "size": len(members)})
+    for members in components(N, links_a, links_b):
+        sid = len(sets)
+        dup_set[members] = sid
+        keeper_flag[members[0]] = True
+        sets.append({"set": sid, "keeper": int(ids[members[0]]),
+                     "members": [int(ids[m]) for m in members], "size": len(members)})
     in_set = dup_set >= 0
     redundant = in_set & ~keeper_flag
     summary.update({
@@ -222,4 +216,4 @@ def analyze_redundancy(
         "is_redundant": redundant,
         "redundancy_score": np.clip(score, 0.0, 1.0),
     }, index=pd.Index(ids, name="index"))
-    return AnalyzerResult("redundancy", table, summary, pairs)
+    return RedundancyResult("redundancy", table, summary, pairs, duplicate_set=dup_set)

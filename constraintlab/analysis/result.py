@@ -40,7 +40,9 @@ class AnalyzerResult:
     pairs : list of dict
         ``{"kind", "a", "b", "score", "detail"}``, ``a < b`` (example ids).
     arrays : dict of str -> ndarray
-        Raw arrays for the next analyzers (e.g. top-m neighbours); not part of the report.
+        Deprecated: raw arrays for the next analyzers. Each analyzer's result is now a
+        subclass that names them (``PairsResult.top_idx``, ``FamiliesResult.labels``,
+        ``ContradictionsResult.positions``, ...); not part of the report.
     """
 
     name: str
@@ -61,10 +63,11 @@ class AnalysisResults:
     ----------
     ids : (N,) int64
         Example ids in row order.
-    spectrum, pairs, redundancy, contradictions, zones, response, volatility, families, layers
-        : AnalyzerResult or None
-        None when the analyzer could not run (no features, no examples, no token profiles or
-        no per-site energies).
+    spectrum, pairs, redundancy, contradictions, zones, response, volatility, families, layers,
+    determinacy : AnalyzerResult or None
+        Each analyzer's typed result (``SpectrumResult``, ``PairsResult``, ...,
+        ``DeterminacyResult``: the verdict); None when the analyzer could not run (no
+        features, no examples, no token profiles or no per-site energies).
     graph : networkx.Graph or None
         The constraint graph (nodes = example ids, edge attribute ``weight`` = signed cosine,
         node attribute ``zone``).
@@ -81,15 +84,22 @@ class AnalysisResults:
     volatility: AnalyzerResult | None = None
     families: AnalyzerResult | None = None
     layers: AnalyzerResult | None = None
+    determinacy: AnalyzerResult | None = None
     graph: Any = None
     config: Any = None
+
+    def __post_init__(self) -> None:
+        # The report reads the verdict inside the spectrum's summary (``report/build.py``);
+        # it is placed there, once, until the report reads ``determinacy`` itself.
+        if self.spectrum is not None and self.determinacy is not None:
+            self.spectrum.summary.setdefault("determinacy", self.determinacy.summary)
 
     @property
     def results(self) -> list[AnalyzerResult]:
         """The analyzers that ran, in pipeline order."""
         return [r for r in (self.spectrum, self.pairs, self.volatility, self.redundancy,
                             self.contradictions, self.families, self.zones, self.response,
-                            self.layers) if r is not None]
+                            self.layers, self.determinacy) if r is not None]
 
     def table(self) -> pd.DataFrame:
         """All per-example tables side by side (one row per example, index = example id)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,37 @@ from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["analyze_spectrum", "determinacy_verdict", "effective_rank", "rank_tolerance"]
+__all__ = ["DeterminacyResult", "SpectrumResult", "analyze_determinacy", "analyze_spectrum",
+           "determinacy_verdict", "effective_rank", "rank_tolerance"]
+
+
+@dataclass
+class SpectrumResult(AnalyzerResult):
+    """What :func:`analyze_spectrum` found.
+
+    Attributes
+    ----------
+    singular_values : (r,) float64
+        Every computed singular value, largest first (the summary lists at most 4096).
+    """
+
+    singular_values: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class DeterminacyResult(AnalyzerResult):
+    """The determinacy verdict (:func:`analyze_determinacy`): its summary is
+    :func:`determinacy_verdict`'s dict; no per-example columns.
+
+    Attributes
+    ----------
+    verdict : str
+        ``underdetermined`` / ``balanced`` / ``overdetermined``.
+    inconsistent : bool
+    """
+
+    verdict: str = ""
+    inconsistent: bool = False
 
 _CHUNK = 8192
 
@@ -96,7 +127,7 @@ def analyze_spectrum(
         ``is_unique_constraint``, ``row_norm``; summary with ``singular_values``, ``rank``,
         ``rank_tolerance``, ``rank_is_lower_bound``, ``effective_rank``, ``stable_rank``,
         ``energy_directions``, ``ledger`` and ``method`` (+ ``error`` for the randomized path).
-        The determinacy verdict is added by :func:`determinacy_verdict`.
+        The determinacy verdict is its own result (:func:`analyze_determinacy`).
     """
     config = config if config is not None else AnalysisConfig()
     X = np.asarray(features)
@@ -207,7 +238,46 @@ def analyze_spectrum(
         "is_unique_constraint": lev >= config.leverage_unique,
         "row_norm": norms,
     }, index=pd.Index(ids, name="index"))
-    return AnalyzerResult("spectrum", table, summary)
+    return SpectrumResult("spectrum", table, summary, singular_values=s)
+
+
+def analyze_determinacy(
+    spectrum: AnalyzerResult,
+    *,
+    n_params: int | None = None,
+    pairs: AnalyzerResult | None = None,
+    contradictions: AnalyzerResult | None = None,
+    config: AnalysisConfig | None = None,
+) -> DeterminacyResult:
+    """The verdict on the whole system, from the spectrum, the pair statistics and the
+    contradictions (:func:`determinacy_verdict` has the rules).
+
+    Parameters
+    ----------
+    spectrum : SpectrumResult
+    n_params : int, optional
+        P, the unknowns.
+    pairs : PairsResult, optional
+        For the conflict rules (``conflict_density``, ``conflicted_share``).
+    contradictions : ContradictionsResult, optional
+        For the contradiction rule (``contradiction_pairs``).
+    config : AnalysisConfig
+
+    Returns
+    -------
+    DeterminacyResult
+        ``name="determinacy"``; summary: ``verdict``, ``rule``, ``reason``, ``inconsistent``,
+        ``inconsistent_reasons``, ``rules``, ``caveats``; an empty table (index = the ids).
+    """
+    verdict = determinacy_verdict(
+        spectrum.summary, n_params=n_params,
+        pairs_summary=pairs.summary if pairs is not None else None,
+        n_contradictions=(contradictions.summary["contradiction_pairs"]
+                          if contradictions is not None else None),
+        config=config)
+    table = pd.DataFrame(index=spectrum.table.index.copy())
+    return DeterminacyResult("determinacy", table, verdict, verdict=verdict["verdict"],
+                             inconsistent=verdict["inconsistent"])
 
 
 def determinacy_verdict(

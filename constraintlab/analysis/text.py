@@ -1,25 +1,42 @@
-"""Text normalisation shared by the lexical analyzers.
+"""The text side of an analysis: normalisation, the shared :class:`TextView`, link groups.
 
 ``normalize`` removes what is cosmetic: Unicode form (NFKC), case (casefold), punctuation
 (replaced by a space; apostrophes and digit-group commas are dropped so ``don't`` -> ``dont``,
 ``1,000`` -> ``1000``) and whitespace (collapsed to single spaces). Two texts equal after it
 differ only cosmetically.
+
+:class:`TextView` holds what the lexical analyzers (redundancy, contradictions, families) share:
+each example's record / input / target text, normalised once, shingle sets computed once, and one
+MinHash LSH pass per text kind at the lowest threshold any analyzer asks for (the higher ones are
+filtered from it: every candidate is verified by exact Jaccard, so the filter is exact).
+:func:`components` turns links into groups (duplicate sets, variant families).
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from constraintlab._kernels.text import ASCII_TABLE, UTF8_TABLE, normalize_ascii
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.lexical import bands_cover, corpus_bytes, near_duplicate_pairs
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
+    "TEXT_KINDS",
+    "TextView",
+    "components",
     "corpus_bytes",
     "final_answer",
     "jaccard",
@@ -111,23 +128,6 @@ def normalize_many(texts: Sequence[str]) -> list[str]:
     return out
 
 
-def corpus_bytes(normalized: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encode normalised texts as one UTF-8 buffer.
-
-    Returns
-    -------
-    buf : (B,) uint8
-    starts, ends : (n,) int64
-        Byte range of each text.
-    """
-    data = _SEP.join(normalized).encode("utf-8")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    seps = np.flatnonzero(buf == 0x1E)
-    starts = np.concatenate([[0], seps + 1]).astype(np.int64)
-    ends = np.concatenate([seps, [len(buf)]]).astype(np.int64)
-    return buf, starts, ends
-
-
 def text_hash(text: str) -> str:
     """Stable 128-bit hex digest of a string."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
@@ -209,3 +209,189 @@ def short_diff(a: str, b: str, width: int = 240) -> str:
     if len(out) > width:
         out = out[: width - 3] + "..."
     return out
+
+
+# --- groups of linked items --------------------------------------------------------------------
+
+def components(n: int, a, b) -> list[list[int]]:
+    """Groups of linked items: the connected components of the links ``a[i] -- b[i]``.
+
+    Parameters
+    ----------
+    n : int
+        Number of items (positions ``0..n-1``).
+    a, b : (m,) int
+        The links (any order, repeats allowed).
+
+    Returns
+    -------
+    list of list of int
+        One list per component that has a link (items without a link are left out), its
+        members ascending; the groups sorted by their first member.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if not len(a) or n == 0:
+        return []
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    _, labels = connected_components(g, directed=False)
+    linked = np.zeros(n, bool)
+    linked[a] = True
+    linked[b] = True
+    nodes = np.flatnonzero(linked)
+    lab = labels[nodes]
+    order = np.argsort(lab, kind="stable")  # members stay ascending inside each component
+    nodes, lab = nodes[order], lab[order]
+    cuts = np.flatnonzero(np.diff(lab)) + 1
+    groups = [g.tolist() for g in np.split(nodes, cuts)]
+    groups.sort(key=lambda m: m[0])
+    return groups
+
+
+# --- the shared text view ---------------------------------------------------------------------
+
+#: The texts of an example a :class:`TextView` holds: the whole record (``Example.text``), the
+#: input (``Example.input_text``) and the target (``Example.target_text``).
+TEXT_KINDS: tuple[str, ...] = ("record", "input", "target")
+
+
+class TextView:
+    """An analysis' text, prepared once and shared by the lexical analyzers.
+
+    Everything is computed on first use and kept: the normalised texts (one
+    :func:`normalize_many` pass per kind), shingle sets, and one MinHash LSH pass per kind.
+
+    Parameters
+    ----------
+    examples : sequence of N Example
+    config : AnalysisConfig, optional
+        ``shingle_size`` (record shingles), ``input_shingle_size`` (input shingles),
+        ``num_perm``, ``seed``, the LSH bands; the thresholds the analyzers ask for set the LSH
+        pass of each kind (records: ``minhash_threshold`` and ``family_jaccard``; inputs:
+        ``input_jaccard``).
+    thresholds : mapping of kind -> sequence of float, optional
+        Override those thresholds (e.g. ``{"record": (0.8,)}``).
+
+    Attributes
+    ----------
+    n : int
+    record, input, target : list of N str
+        The texts as written.
+    norm_record, norm_input, norm_target : list of N str
+        The same, normalised (:func:`normalize`).
+    """
+
+    def __init__(self, examples: Sequence, config: AnalysisConfig | None = None, *,
+                 thresholds: Mapping[str, Sequence[float]] | None = None) -> None:
+        self.examples = tuple(examples)
+        self.config = config if config is not None else AnalysisConfig()
+        self.n = len(self.examples)
+        cfg = self.config
+        self.thresholds: dict[str, set[float]] = {
+            "record": {cfg.minhash_threshold, cfg.family_jaccard},
+            "input": {cfg.input_jaccard},
+            "target": set(),
+        }
+        for kind, ts in (thresholds or {}).items():
+            self._kind(kind)
+            self.thresholds[kind] = set(ts)
+        self._passes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, dict]] = {}
+        self._shingles: dict[tuple[str, int], dict[int, set]] = {}
+
+    @staticmethod
+    def _kind(on: str) -> str:
+        if on not in TEXT_KINDS:
+            raise ValueError(f"unknown text kind {on!r}; one of {TEXT_KINDS}")
+        return on
+
+    # texts as written
+    @cached_property
+    def record(self) -> list[str]:
+        return [ex.text for ex in self.examples]
+
+    @cached_property
+    def input(self) -> list[str]:
+        return [ex.input_text for ex in self.examples]
+
+    @cached_property
+    def target(self) -> list[str]:
+        return [ex.target_text for ex in self.examples]
+
+    # normalised: one pass each
+    @cached_property
+    def norm_record(self) -> list[str]:
+        return normalize_many(self.record)
+
+    @cached_property
+    def norm_input(self) -> list[str]:
+        return normalize_many(self.input)
+
+    @cached_property
+    def norm_target(self) -> list[str]:
+        return normalize_many(self.target)
+
+    def texts(self, on: str = "record", normalized: bool = True) -> list[str]:
+        """The N texts of kind ``on`` (normalised or as written)."""
+        self._kind(on)
+        return getattr(self, f"norm_{on}" if normalized else on)
+
+    def shingle_size(self, on: str) -> int:
+        """Words per shingle for kind ``on`` (``input_shingle_size`` for inputs, else
+        ``shingle_size``)."""
+        return self.config.input_shingle_size if on == "input" else self.config.shingle_size
+
+    def shingles(self, i: int, on: str = "record", size: int | None = None
+                 ) -> set[tuple[str, ...]]:
+        """Word ``size``-shingle set of text ``i`` of kind ``on`` (normalised), cached.
+
+        ``size`` defaults to :meth:`shingle_size` of the kind.
+        """
+        size = self.shingle_size(on) if size is None else size
+        cache = self._shingles.setdefault((on, size), {})
+        sh = cache.get(i)
+        if sh is None:
+            sh = cache[i] = word_shingles(self.texts(on)[i], size)
+        return sh
+
+    def _pass(self, on: str, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """The kind's LSH pass, run once at the lowest of its thresholds (again, lower, only
+        when asked for a threshold below it or one its bands do not serve)."""
+        ts = self.thresholds[on]
+        done = self._passes.get(on)
+        if done is not None:
+            served = done[3]
+            floor = served["threshold"]
+            if threshold in ts and threshold >= floor:
+                return done
+            if threshold >= floor and bands_cover((served["bands"], served["rows"]),
+                                                  self.config.bands_rows(threshold)):
+                return done
+            logger.debug("text view: %s LSH pass again for threshold %s", on, threshold)
+        ts.add(threshold)
+        floor = min(ts)
+        self._passes[on] = near_duplicate_pairs(
+            self.texts(on), self.config, threshold=floor, size=self.shingle_size(on),
+            also=sorted(t for t in ts if t > floor))
+        return self._passes[on]
+
+    def pairs(self, threshold: float, on: str = "record"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Pairs of texts of kind ``on`` whose normalised shingle sets have exact Jaccard
+        ``>= threshold`` (:func:`constraintlab.analysis.lexical.near_duplicate_pairs`, filtered
+        from the kind's one LSH pass).
+
+        Returns
+        -------
+        a, b : (m,) int64
+            Positions, ``a < b``, sorted; identical normalised texts included (Jaccard 1).
+        jac : (m,) float64
+        stats : dict
+            The pass's statistics (``n_distinct``, ``n_candidates``, ``bands``, ``rows``,
+            ``num_perm``, ``shingle_size``, ``lsh_threshold``: the threshold the pass ran at)
+            with ``threshold`` the one asked for.
+        """
+        self._kind(on)
+        a, b, jac, stats = self._pass(on, float(threshold))
+        keep = jac >= threshold
+        out = {**stats, "lsh_threshold": stats["threshold"], "threshold": float(threshold)}
+        return a[keep], b[keep], jac[keep], out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,11 +38,29 @@ from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMPONENTS", "analyze_volatility", "token_statistics"]
+__all__ = ["COMPONENTS", "VolatilityResult", "analyze_volatility", "token_statistics"]
 
 COMPONENTS: tuple[str, ...] = ("mean_nll", "max_nll", "topk_miss_share", "grad_norm")
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 PROFILE_MAX_TOKENS = 400   # tokens of a listed example's profile kept in the report
+
+
+@dataclass
+class VolatilityResult(AnalyzerResult):
+    """What :func:`analyze_volatility` found.
+
+    Attributes
+    ----------
+    components : (N, 4) float64
+        The score's parts per row position, in :data:`COMPONENTS` order, each in [0, 1]:
+        ``mean_nll / (mean_nll + ln V)``, ``max_nll / (max_nll + ln V)``, ``topk_miss_share``,
+        ``grad_norm / (grad_norm + median)``.
+    score : (N,) float64
+        The volatility (the table's ``volatility``).
+    """
+
+    components: np.ndarray | None = field(default=None, repr=False)
+    score: np.ndarray | None = field(default=None, repr=False)
 
 
 def token_statistics(offsets: np.ndarray, nll: np.ndarray, rank: np.ndarray, top_k: int
@@ -81,7 +100,7 @@ def _percentiles(x: np.ndarray) -> dict:
 
 def analyze_volatility(tokens, grad_norm: np.ndarray, *, vocab_size: int,
                        ids: np.ndarray | None = None, config: AnalysisConfig | None = None
-                       ) -> AnalyzerResult:
+                       ) -> VolatilityResult:
     """Volatility of every example, dataset percentiles, the most volatile examples.
 
     Parameters
@@ -100,23 +119,22 @@ def analyze_volatility(tokens, grad_norm: np.ndarray, *, vocab_size: int,
 
     Returns
     -------
-    AnalyzerResult
+    VolatilityResult
         ``name="volatility"``. Table: ``mean_nll``, ``max_nll``, ``topk_miss_share``,
         ``volatility`` and ``volatility_percentile`` (share of examples with a lower or equal
         score, in [0, 1]). Summary: ``formula``, ``top_k``, ``weights``, ``ln_vocab``,
         ``grad_norm_median``, ``percentiles`` (``p50``...``p99``, ``max``, ``mean`` of the score
         and of each component), ``most_volatile`` (the ``volatility_list`` highest: their
         numbers, the ``volatility_tokens`` most surprising tokens, and the token profile as
-        ``[text, nll]`` pairs, at most 400 tokens). ``arrays["components"]``: (N, 4) parts.
+        ``[text, nll]`` pairs, at most 400 tokens). ``components``: (N, 4) parts; ``score``.
+
+    The inputs are taken as checked (``grad_norm`` of shape (N,), ``vocab_size >= 2``:
+    :class:`constraintlab.analysis.system.ConstraintSystem` checks them once).
     """
     config = config if config is not None else AnalysisConfig()
     offsets = np.asarray(tokens.offsets)
     n = len(offsets) - 1
     grad_norm = np.asarray(grad_norm, dtype=np.float64)
-    if grad_norm.shape != (n,):
-        raise ValueError(f"grad_norm has shape {grad_norm.shape}, expected ({n},)")
-    if vocab_size < 2:
-        raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
     ids = np.arange(n) if ids is None else np.asarray(ids)
     k = config.volatility_top_k
     mean_nll, max_nll, miss = token_statistics(offsets, tokens.nll, tokens.rank, k)
@@ -165,4 +183,4 @@ def analyze_volatility(tokens, grad_norm: np.ndarray, *, vocab_size: int,
         "percentiles": percentiles,
         "most_volatile": listed,
     }
-    return AnalyzerResult("volatility", table, summary, arrays={"components": parts})
+    return VolatilityResult("volatility", table, summary, components=parts, score=score)

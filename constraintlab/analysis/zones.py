@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -33,7 +34,23 @@ from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["analyze_zones", "build_graph", "export_graphml"]
+__all__ = ["ZonesResult", "analyze_zones", "build_graph", "export_graphml"]
+
+
+@dataclass
+class ZonesResult(AnalyzerResult):
+    """What :func:`analyze_zones` found.
+
+    Attributes
+    ----------
+    labels : (N,) int64
+        Zone of each row position (its rank, -1 = outlier), as the table's ``zone``.
+    ranked : list of int
+        Zone ids, highest pressure first.
+    """
+
+    labels: np.ndarray | None = field(default=None, repr=False)
+    ranked: list[int] = field(default_factory=list)
 
 
 def build_graph(top_idx: np.ndarray, top_val: np.ndarray, ids: np.ndarray,
@@ -89,14 +106,14 @@ def analyze_zones(
     texts: Sequence[str] | None = None,
     tau: float | None = None,
     config: AnalysisConfig | None = None,
-) -> tuple[AnalyzerResult, nx.Graph]:
+) -> tuple[ZonesResult, nx.Graph]:
     """Constraint graph, Louvain zones ranked by pressure, outliers.
 
     Parameters
     ----------
     top_idx : (N, m) int64
     top_val : (N, m) float
-        From ``analyze_pairs(...).arrays``.
+        From ``analyze_pairs(...).top_idx`` / ``.top_val``.
     ids : (N,) int, optional
     texts : sequence of N str, optional
         Example texts for the zone labels.
@@ -106,7 +123,7 @@ def analyze_zones(
 
     Returns
     -------
-    result : AnalyzerResult
+    result : ZonesResult
         ``name="zones"``. Table: ``zone`` (rank, -1 = outlier), ``is_outlier``,
         ``is_pressure_zone``, ``zone_pressure``, ``pressure_score`` (zone pressure / the largest,
         in [0, 1]). Summary: ``zones`` (ranked list of dicts), ``outliers``, ``pressure_rule``.
@@ -191,7 +208,8 @@ def analyze_zones(
         "louvain": {"seed": config.seed, "resolution": config.louvain_resolution,
                     "weight": "abs(cos)"},
     }
-    return AnalyzerResult("zones", table, summary), G
+    return ZonesResult("zones", table, summary, labels=zone_of,
+                       ranked=[z["zone"] for z in zones]), G
 
 
 def export_graphml(graph: nx.Graph, path) -> None:

@@ -131,6 +131,13 @@ class Example:
         return "\n\n".join(self.messages[i].text for i in self.targets)
 
     @property
+    def text(self) -> str:
+        """The whole record as one text: :attr:`input_text`, a blank line, :attr:`target_text`
+        (just the target when there is no input). What the lexical analyses compare."""
+        inp = self.input_text
+        return f"{inp}\n\n{self.target_text}" if inp else self.target_text
+
+    @property
     def location(self) -> str:
         """``source:line``, the way problems and reports point at a record."""
         return f"{self.source}:{self.line}"

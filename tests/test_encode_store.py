@@ -66,7 +66,8 @@ def run_driver(env, out: Path, delay: float = 0.0) -> subprocess.Popen:
 def load_all(path: Path) -> dict:
     store = FeatureStore.open(path)
     return {"features": np.array(store.features), "in": np.array(store.input_factors),
-            "out": np.array(store.output_factors), "table": store.table}
+            "out": np.array(store.output_factors), "table": store.table,
+            "nll": store.tokens.nll, "nll_noinput": store.tokens.nll_noinput}
 
 
 def test_killed_run_resumes_to_identical_store(env, tmp_path):
@@ -97,9 +98,11 @@ def test_killed_run_resumes_to_identical_store(env, tmp_path):
     extract(ds, cfg, tmp_path / "straight", encoder=enc, dataset_source=ds.source,
             content_hash=ds.content_hash)
     a, b = load_all(killed), load_all(tmp_path / "straight")
-    for key in ("features", "in", "out"):
+    for key in ("features", "in", "out", "nll", "nll_noinput"):
         assert a[key].dtype == np.float32 and np.array_equal(a[key], b[key]), key
     pd.testing.assert_frame_equal(a["table"], b["table"])
+    for col in ("nll_noinput", "input_gain", "ifd"):      # input dependence, bit-identical
+        assert np.array_equal(a["table"][col], b["table"][col]), col
     assert FeatureStore.open(killed).manifest["stats"]["examples_computed"] < 14
     assert not (killed / "shards").exists()
 
@@ -242,7 +245,7 @@ def test_plan_batches_buckets_by_length_within_budgets():
 
 def test_store_of_another_format_is_not_reused_but_rebuilt(env, tmp_path):
     from constraintlab.api import analyze
-    from constraintlab.encode.store import open_matching_store
+    from constraintlab.encode.store import STORE_FORMAT, open_matching_store
 
     _, model, data, _ = env
     out = tmp_path / "report"
@@ -260,5 +263,5 @@ def test_store_of_another_format_is_not_reused_but_rebuilt(env, tmp_path):
     second = analyze(str(data), model=model, out=out, k=32)
     assert second.data["run"]["feature_store_reused"] is False
     rebuilt = FeatureStore.open(store_dir)
-    assert rebuilt.manifest["format"] == "constraintlab.features/2"
+    assert rebuilt.manifest["format"] == STORE_FORMAT
     assert rebuilt.tokens is not None and len(rebuilt.tokens) == len(ds)

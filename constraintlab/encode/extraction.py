@@ -1,4 +1,14 @@
-"""Examples -> feature store: tokenise, bucket, batched per-example gradients, shards, assemble."""
+"""Examples -> feature store: tokenise, bucket, batched per-example gradients, shards, assemble.
+
+Each batch also gets its input-dependence pass (the same target tokens scored with the input
+removed, :mod:`.tokenize` defines what is removed; one forward pass without gradients, see
+:mod:`.gradients`), written in the same shard, so it resumes like the rest.
+
+Records the encoder cannot use (a target truncated away by ``max_length``, a template that
+cannot render the record) stop the extraction with an :class:`~constraintlab.errors.InputError`
+when the examples were read with ``on_invalid="error"``; with ``"skip"`` they are left out,
+logged, and listed in ``FeatureStore.skipped`` (the manifest's ``skipped``).
+"""
 
 from __future__ import annotations
 
@@ -28,11 +38,12 @@ from constraintlab.encode.store import (
     TokenProfiles,
     prepare_dir,
     read_shard,
+    verify_shard,
     write_json_atomic,
     write_shard,
 )
 from constraintlab.encode.tokenize import Encoded, Renderer
-from constraintlab.errors import ConfigError
+from constraintlab.errors import ConfigError, Finding, InputError
 from constraintlab.io.example import Example
 from constraintlab.progress import progress
 
@@ -113,6 +124,11 @@ class Encoder:
         """Tokenise (raises InputError listing every unusable example)."""
         return self.renderer.encode_all(list(examples))
 
+    def encode_some(self, examples: Sequence[Example]) -> tuple[list[Encoded], list[Finding]]:
+        """Tokenise the usable examples; the others become findings
+        (:meth:`Renderer.encode_some`)."""
+        return self.renderer.encode_some(list(examples))
+
     def plan(self, encoded: Sequence[Encoded]) -> list[list[int]]:
         return plan_batches([e.n_tokens for e in encoded], self.config.batch_size,
                             self.config.max_batch_tokens)
@@ -122,46 +138,75 @@ class Encoder:
         return self.engine.run(list(batch))
 
 
-def _unpack(examples) -> tuple[list[Example], str | None, str | None]:
+#: arrays every shard holds (a shard lacking one is recomputed)
+SHARD_KEYS = ("positions", "features", "input_factors", "output_factors", "energy",
+              "grad_norm", "loss", "token_nll", "token_rank", "token_counts",
+              "token_nll_noinput", "loss_noinput")
+
+
+def _unpack(examples) -> tuple[list[Example], str | None, str | None, str | None]:
     if hasattr(examples, "examples"):
         return (list(examples.examples), getattr(examples, "source", None),
-                getattr(examples, "content_hash", None))
-    return list(examples), None, None
+                getattr(examples, "content_hash", None),
+                getattr(getattr(examples, "config", None), "on_invalid", None))
+    return list(examples), None, None, None
 
 
 def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
             out_dir: str | os.PathLike = "features", *, dataset_source: str | None = None,
             content_hash: str | None = None, overwrite: bool = False,
-            encoder: Encoder | None = None) -> FeatureStore:
+            encoder: Encoder | None = None, on_invalid: str | None = None) -> FeatureStore:
     """Build (or resume, or reuse) the feature store of ``examples`` in ``out_dir``.
 
     Parameters
     ----------
-    examples : sequence of Example, or an ``ExampleSet`` (its source and content hash are used)
+    examples : sequence of Example, or an ``ExampleSet`` (its source, content hash and
+        ``config.on_invalid`` are used)
     config : EncodeConfig, default ``EncodeConfig()``
     out_dir : directory of the store. An unfinished store built with the same settings and
-        data is resumed (finished batches are kept); a finished one is returned as is; one
-        built otherwise raises :class:`~constraintlab.errors.StoreMismatchError`.
+        data is resumed (finished batches are kept, a damaged or half-written shard is
+        recomputed); a finished one is returned as is; one built otherwise raises
+        :class:`~constraintlab.errors.StoreMismatchError`.
     dataset_source : path recorded in the manifest.
     content_hash : sha256 of the dataset file; default: a hash of the examples' content.
     overwrite : delete an existing store in ``out_dir`` first.
     encoder : reuse a loaded :class:`Encoder` (built with ``config``).
+    on_invalid : {"error", "skip"}, optional
+        What to do with an example the encoder cannot use (target truncated away by
+        ``max_length``, template error): ``"error"`` raises :class:`InputError` listing them;
+        ``"skip"`` leaves them out (``FeatureStore.skipped``). Default: the ExampleSet's
+        ``config.on_invalid``, else ``"error"``.
 
     Returns
     -------
     FeatureStore
+        Row n is the n-th usable example.
     """
     config = config or (encoder.config if encoder is not None else EncodeConfig())
     if encoder is not None and encoder.config != config:
         raise ConfigError("the encoder was built with another EncodeConfig")
-    examples, src, chash = _unpack(examples)
+    examples, src, chash, read_policy = _unpack(examples)
+    on_invalid = on_invalid or read_policy or "error"
     dataset_source = dataset_source or src or "<records>"
     content_hash = content_hash or chash or examples_digest(examples)
     if not examples:
         raise ConfigError("no examples to extract")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():   # before the model is loaded
+        raise ConfigError(f"{out_dir} is a file, not a directory: a feature store is a "
+                          "directory; choose another --out (nothing was changed)")
+    n_given = len(examples)
     enc = encoder or Encoder(config)
-    encoded = enc.encode(examples)
+    encoded, skipped = enc.encode_some(examples)
+    if skipped and on_invalid == "error":
+        raise InputError(skipped)
+    if skipped:
+        logger.warning("skipped %d of %d example(s) the encoder cannot use (e.g. %s)",
+                       len(skipped), n_given, skipped[0])
+        kept = {ex.index for ex in examples} - {f.index for f in skipped}
+        examples = [ex for ex in examples if ex.index in kept]
+        if not examples:
+            raise InputError(skipped)
     batches = enc.plan(encoded)
     lengths = [e.n_tokens for e in encoded]
     plan_digest = hashlib.sha256(json.dumps([batches, lengths]).encode()).hexdigest()
@@ -175,7 +220,7 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         "adapter": {"config": info["adapter_config"],
                     "weights_sha256": info["adapter_weights_sha256"]},
         "projection": {"kind": config.projection, "k": config.k, "seed": config.seed},
-        "dataset": {"content_hash": content_hash, "n_examples": len(examples)},
+        "dataset": {"content_hash": content_hash, "n_examples": n_given},
         "plan_sha256": plan_digest,
         "n_params": enc.loaded.n_params,
     }
@@ -191,7 +236,11 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         "adapter_config": info["adapter_config"],
         "projection": fingerprint["projection"],
         "dataset": {"path": str(dataset_source), "content_hash": content_hash,
-                    "n_examples": len(examples)},
+                    "n_examples": n_given},
+        "n_rows": len(examples),
+        "skipped": [{"source": f.source, "line": f.line, "message": f.message,
+                     "code": getattr(f, "code", "invalid"), "index": getattr(f, "index", None)}
+                    for f in skipped],
         "n_params": enc.loaded.n_params,
         "dim": enc.dim,
         "d_model": d_model,
@@ -204,7 +253,8 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
     if prepare_dir(out_dir, manifest, overwrite=overwrite):
         logger.info("%s already holds this extraction; reusing it", out_dir)
         return FeatureStore.open(out_dir)
-    done = {b for b in range(len(batches)) if (out_dir / SHARDS / f"{b:06d}.npz").exists()}
+    done = {b for b in range(len(batches))
+            if (out_dir / SHARDS / f"{b:06d}.npz").exists() and verify_shard(out_dir, b)}
     n_done = sum(len(batches[b]) for b in done)
     if done:
         logger.info("resuming: %d of %d batches already done", len(done), len(batches))
@@ -213,26 +263,39 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
     start, n_new = time.perf_counter(), 0
     try:
         for b, positions in enumerate(batches):
-            if b in done and read_shard(out_dir, b) is not None:
+            if b in done:
                 continue
             res = enc.compute([encoded[p] for p in positions])
-            write_shard(out_dir, b, {
-                "positions": np.asarray(positions, dtype=np.int64),
-                "features": res.features.astype(np.float32),
-                "input_factors": res.input_factors.astype(np.float32),
-                "output_factors": res.output_factors.astype(np.float32),
-                "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
-                "token_nll": res.token_nll.astype(np.float32),
-                "token_rank": res.token_rank.astype(np.int32),
-                "token_counts": res.token_counts})
+            try:
+                write_shard(out_dir, b, {
+                    "positions": np.asarray(positions, dtype=np.int64),
+                    "features": res.features.astype(np.float32),
+                    "input_factors": res.input_factors.astype(np.float32),
+                    "output_factors": res.output_factors.astype(np.float32),
+                    "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
+                    "token_nll": res.token_nll.astype(np.float32),
+                    "token_rank": res.token_rank.astype(np.int32),
+                    "token_counts": res.token_counts,
+                    "token_nll_noinput": res.token_nll_noinput.astype(np.float32),
+                    "loss_noinput": res.loss_noinput})
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot write to the feature store {out_dir}: {err.strerror or err}; "
+                    "the batches written so far are kept: fix it and run the same command "
+                    "again to resume") from err
             bar.update(len(positions))
             n_new += len(positions)
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
-    _assemble(out_dir, manifest, examples, encoded, batches, enc.dim,
-              stats={"seconds": round(elapsed, 3), "examples_computed": n_new,
-                     "examples_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None})
+    try:
+        _assemble(out_dir, manifest, examples, encoded, batches, enc.dim,
+                  stats={"seconds": round(elapsed, 3), "examples_computed": n_new,
+                         "examples_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None})
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write to the feature store {out_dir}: {err.strerror or err}; the batches "
+            "are kept: fix it and run the same command again to finish") from err
     return FeatureStore.open(out_dir)
 
 
@@ -250,13 +313,15 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
     outp = np.lib.format.open_memmap(tmp["output_factors"], mode="w+", dtype=np.float32,
                                      shape=(n, d))
     energy = np.zeros((n, len(sites)))
-    grad_norm, loss = np.zeros(n), np.zeros(n)
+    grad_norm, loss, loss_noinput = np.zeros(n), np.zeros(n), np.zeros(n)
     tok_nll: list[np.ndarray | None] = [None] * n
     tok_rank: list[np.ndarray | None] = [None] * n
+    tok_noinput: list[np.ndarray | None] = [None] * n
     for b in range(len(batches)):
-        shard = read_shard(out_dir, b)
-        if shard is None:
-            raise ConfigError(f"shard {b} of {out_dir} is missing; run extract again")
+        shard = read_shard(out_dir, b, SHARD_KEYS)
+        if shard is None or shard["positions"].tolist() != list(batches[b]):
+            raise ConfigError(f"shard {b} of {out_dir} is missing or damaged; run the same "
+                              "extract command again (it recomputes that batch)")
         pos = shard["positions"]
         feats[pos] = shard["features"]
         inp[pos] = shard["input_factors"]
@@ -264,17 +329,21 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
         energy[pos] = shard["energy"]
         grad_norm[pos] = shard["grad_norm"]
         loss[pos] = shard["loss"]
+        loss_noinput[pos] = shard["loss_noinput"]
         bounds = np.concatenate([[0], np.cumsum(shard["token_counts"])])
         for j, p in enumerate(pos.tolist()):
             tok_nll[p] = shard["token_nll"][bounds[j]:bounds[j + 1]]
             tok_rank[p] = shard["token_rank"][bounds[j]:bounds[j + 1]]
+            tok_noinput[p] = shard["token_nll_noinput"][bounds[j]:bounds[j + 1]]
     for arr in (feats, inp, outp):
         arr.flush()
     del feats, inp, outp
     TokenProfiles.from_lists(
         tok_nll, tok_rank,
         [e.input_ids[e.predicted_targets()] for e in encoded],
-        [e.target_pieces() for e in encoded]).save(out_dir, suffix=".tmp")
+        [e.target_pieces() for e in encoded], tok_noinput).save(out_dir, suffix=".tmp")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ifd = np.where(loss_noinput > 0, loss / loss_noinput, np.nan)
     table = pd.DataFrame({
         "index": [ex.index for ex in examples],
         "line": [ex.line for ex in examples],
@@ -286,6 +355,9 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
         "n_truncated": [e.n_truncated for e in encoded],
         "truncated": [e.n_truncated > 0 for e in encoded],
         "loss": loss,
+        "nll_noinput": loss_noinput,
+        "input_gain": loss_noinput - loss,
+        "ifd": ifd,
         "grad_norm": grad_norm,
     })
     for j, site in enumerate(sites):

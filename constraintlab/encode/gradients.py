@@ -13,6 +13,12 @@ site's output). Every parameter is frozen, so backward computes input-gradients 
 weight-gradient work); the first LoRA outputs reached are turned into leaves that require
 grad, which starts the graph exactly where it is needed. Logits are computed only at positions
 that predict a target token (hidden states are sliced before ``lm_head``).
+
+Input dependence: after the backward, one more forward pass without gradients (no hooks, no
+graph) scores the same target tokens with the input removed (``Encoded.noinput_ids``, defined in
+:mod:`.tokenize`), batch by batch like the rest; only the logits of the target positions are
+formed, a chunk at a time. Examples without input (plain text) are not run again: their
+no-input NLL is their NLL.
 """
 
 from __future__ import annotations
@@ -61,6 +67,11 @@ class BatchResult:
         vocabulary entries have a strictly larger logit (0 = the model's top prediction).
     token_counts : (b,) int64
         Predicted target tokens per example.
+    token_nll_noinput : (T,) float64
+        NLL of the same target tokens with the input removed (``token_nll`` order); NaN for a
+        token that is not scored without input (see ``Encoded.noinput_positions``).
+    loss_noinput : (b,) float64
+        Mean of ``token_nll_noinput`` over each example's scored target tokens.
     """
 
     features: np.ndarray
@@ -72,6 +83,8 @@ class BatchResult:
     token_nll: np.ndarray
     token_rank: np.ndarray
     token_counts: np.ndarray
+    token_nll_noinput: np.ndarray
+    loss_noinput: np.ndarray
 
 
 class GradientEngine:
@@ -209,16 +222,111 @@ class GradientEngine:
                 output_factors.index_add_(0, rows, out_grad["g"].to(self.acc_dtype))
         self._saved.clear()
         features, energy = result
+        nll_noinput = self.noinput_nll(batch, nll)
+        counts = n_tgt.cpu().numpy().astype(np.int64)
+        loss_np = loss.cpu().double().numpy()
+        loss_noinput = _segment_nanmean(nll_noinput, counts)
+        same = np.array([e.noinput_same for e in batch], dtype=bool)
+        loss_noinput[same] = loss_np[same]          # no input: the very same number
         return BatchResult(
             features=features.cpu().numpy(),
             grad_norm=energy.sum(1).sqrt().cpu().double().numpy(),
             energy=energy.cpu().double().numpy(),
-            loss=loss.cpu().double().numpy(),
+            loss=loss_np,
             input_factors=input_factors.cpu().numpy(),
             output_factors=output_factors.cpu().numpy(),
             token_nll=nll.cpu().double().numpy(),
             token_rank=rank.cpu().numpy().astype(np.int64),
-            token_counts=n_tgt.cpu().numpy().astype(np.int64))
+            token_counts=counts,
+            token_nll_noinput=nll_noinput,
+            loss_noinput=loss_noinput)
+
+    def noinput_nll(self, batch: list[Encoded], token_nll: torch.Tensor) -> np.ndarray:
+        """NLL of every predicted target token with the input removed: one forward pass.
+
+        Parameters
+        ----------
+        batch : b examples with ``noinput_ids`` (:meth:`Renderer.encode`).
+        token_nll : (T,) the with-input NLL in batch order (copied for examples without input).
+
+        Returns
+        -------
+        (T,) float64, ``token_nll`` order; NaN where a token is not scored without input.
+        """
+        counts = [e.n_target_tokens for e in batch]
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        out = np.full(int(starts[-1]), np.nan)
+        with_input = token_nll.detach().cpu().double().numpy()
+        todo: list[int] = []
+        for i, e in enumerate(batch):
+            if e.noinput_ids is None:
+                continue
+            if e.noinput_same:
+                out[starts[i]:starts[i + 1]] = with_input[starts[i]:starts[i + 1]]
+            else:
+                todo.append(i)
+        if not todo:
+            return out
+        length = max(len(batch[i].noinput_ids) for i in todo)
+        ids = np.full((len(todo), length), self.pad_id, dtype=np.int64)
+        attn = np.zeros((len(todo), length), dtype=np.int64)
+        rows, cols, dest = [], [], []
+        for r, i in enumerate(todo):
+            e = batch[i]
+            ids[r, :len(e.noinput_ids)] = e.noinput_ids
+            attn[r, :len(e.noinput_ids)] = 1
+            q = e.noinput_positions
+            ok = np.flatnonzero(q >= 1)
+            rows.append(np.full(len(ok), r, dtype=np.int64))
+            cols.append(q[ok] - 1)                       # position p predicts token p + 1
+            dest.append(starts[i] + ok)
+        rows_np, cols_np = np.concatenate(rows), np.concatenate(cols)
+        labels_np = ids[rows_np, cols_np + 1]
+        dev = self.device
+        t_ids, t_attn = torch.from_numpy(ids).to(dev), torch.from_numpy(attn).to(dev)
+        t_rows, t_cols = torch.from_numpy(rows_np).to(dev), torch.from_numpy(cols_np).to(dev)
+        labels = torch.from_numpy(labels_np).to(dev)
+        with torch.no_grad():
+            if self.split_head:
+                hidden = self.body(input_ids=t_ids, attention_mask=t_attn).last_hidden_state
+                nll = self._head_nll(hidden[t_rows, t_cols], labels)
+            else:
+                logits = self.base(input_ids=t_ids, attention_mask=t_attn).logits[t_rows, t_cols]
+                nll = torch.nn.functional.cross_entropy(logits.to(self.acc_dtype), labels,
+                                                        reduction="none")
+        out[np.concatenate(dest)] = nll.cpu().double().numpy()
+        return out
+
+    def _head_nll(self, sel: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(n,) NLL of ``labels`` under ``lm_head(sel)`` (sel (n, d)), chunked as
+        :meth:`_head_loss` (same arithmetic, no gradient, no rank)."""
+        acc = self.acc_dtype
+        weight = self._head_weight()
+        bias = self.head.bias
+        bias = bias.to(acc) if bias is not None else None
+        n = sel.shape[0]
+        chunk = max(1, HEAD_CHUNK_ELEMENTS // weight.shape[0])
+        nll = torch.empty(n, dtype=acc, device=sel.device)
+        buf = self._logits_buffer(min(n, chunk), weight.shape[0], sel.device)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            z = buf[:stop - start]
+            torch.matmul(sel[start:stop].to(acc), weight.T, out=z)
+            if bias is not None:
+                z += bias
+            picked = z.gather(1, labels[start:stop, None])
+            top = z.amax(dim=1, keepdim=True)
+            total = z.sub_(top).exp_().sum(dim=1, keepdim=True)
+            nll[start:stop] = (top + total.log() - picked)[:, 0]
+        return nll
+
+    def _logits_buffer(self, rows: int, vocab: int, device: torch.device) -> torch.Tensor:
+        """A reused (>= rows, vocab) scratch for logits (large short-lived CPU allocations
+        cost page faults)."""
+        buf = getattr(self, "_zbuf", None)
+        if buf is None or buf.shape[0] < rows or buf.dtype != self.acc_dtype:
+            buf = self._zbuf = torch.empty(rows, vocab, dtype=self.acc_dtype, device=device)
+        return buf
 
     def _head_loss(self, sel: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -249,10 +357,7 @@ class GradientEngine:
         nll = torch.empty(n, dtype=acc, device=sel.device)
         rank = torch.empty(n, dtype=torch.int64, device=sel.device)
         grad = torch.empty(n, weight.shape[1], dtype=acc, device=sel.device)
-        vocab = weight.shape[0]
-        buf = getattr(self, "_zbuf", None)
-        if buf is None or buf.shape[0] < min(n, chunk) or buf.dtype != acc:
-            buf = self._zbuf = torch.empty(min(n, chunk), vocab, dtype=acc, device=sel.device)
+        buf = self._logits_buffer(min(n, chunk), weight.shape[0], sel.device)
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
             z = buf[:stop - start]
@@ -335,6 +440,18 @@ class GradientEngine:
         if feats is None:
             feats = torch.cat(raw_parts, dim=1)
         return feats, energy
+
+
+def _segment_nanmean(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(b,) mean of the non-NaN entries of each run of ``counts`` values (NaN if none)."""
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    out = np.full(len(counts), np.nan)
+    for i in range(len(counts)):
+        seg = values[starts[i]:starts[i + 1]]
+        seg = seg[~np.isnan(seg)]
+        if len(seg):
+            out[i] = seg.mean()
+    return out
 
 
 def tgt_full(batch: list[Encoded], length: int, device: torch.device) -> torch.Tensor:

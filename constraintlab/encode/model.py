@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import pickle
 import re
 import warnings
 from dataclasses import dataclass
@@ -201,8 +202,15 @@ def _load(config: EncodeConfig, path: str) -> LoadedModel:
         base = AutoModelForCausalLM.from_pretrained(
             path, revision=config.revision, dtype=torch_dtype(config),
             trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as err:
+    except pickle.UnpicklingError as err:
+        raise ConfigError(_pickle_refused(config.model, path, err)) from err
+    except (OSError, ValueError, RuntimeError) as err:
         raise ConfigError(f"cannot load model {config.model!r}: {err}") from err
+    except Exception as err:
+        if type(err).__name__ == "SafetensorError":   # a truncated or damaged .safetensors file
+            raise ConfigError(f"cannot load model {config.model!r}: its safetensors weights "
+                              f"are damaged or incomplete ({err}); download them again") from err
+        raise
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"model {config.model!r} has no fast tokenizer (needed for offsets)")
     with torch.random.fork_rng(devices=[]):
@@ -242,6 +250,24 @@ def _load(config: EncodeConfig, path: str) -> LoadedModel:
     logger.info("loaded %s with %d LoRA sites, P=%d", config.model, len(sites),
                 sum(s.n_params for s in sites))
     return LoadedModel(model=model, tokenizer=tokenizer, sites=sites, model_path=path, info=info)
+
+
+def _pickle_refused(name: str, path: str, err: Exception) -> str:
+    """The message for torch's weights-only refusal of a pickled checkpoint."""
+    detail = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    reason = next((line.strip() for line in detail.splitlines()
+                   if "WeightsUnpickler error" in line or "Unsupported global" in line), None)
+    if reason is None:
+        reason = detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__
+    files = ", ".join(sorted(f.name for f in Path(path).glob("*.bin"))) \
+        if Path(path).is_dir() else "its weights"
+    return (f"cannot load model {name!r}: {files} is a pickled PyTorch checkpoint that torch "
+            f"refuses to load safely ({reason[:300]}). constraintlab loads weights only in "
+            "weights-only mode and never runs pickled code. Use a copy of the model "
+            "published with model.safetensors, or convert this one to safetensors yourself, "
+            "only if you trust its source: load it there (torch.load with weights_only=False, "
+            "or the tool that made it) and save it with save_pretrained(new_dir, "
+            "safe_serialization=True); then pass --model new_dir")
 
 
 def _find_sites(model: nn.Module) -> list[LoraSite]:

@@ -13,43 +13,109 @@ Layout
     (N, d) float32; see :class:`constraintlab.encode.gradients.BatchResult`.
 ``examples.csv``
     One row per example: ``index``, ``line``, ``schema``, ``template``, ``n_tokens``,
-    ``n_input_tokens``, ``n_target_tokens``, ``n_truncated``, ``truncated``, ``loss``,
-    ``grad_norm``, and one ``energy:<layer>:<module type>`` column per LoRA site (squared norm
-    of the example's gradient on that site; the columns sum to ``grad_norm**2``).
+    ``n_input_tokens``, ``n_target_tokens``, ``n_truncated``, ``truncated``, ``loss`` (mean NLL
+    of the target given its input), ``nll_noinput`` (mean NLL of the same target tokens with
+    the input removed, see :mod:`constraintlab.encode.tokenize`), ``input_gain`` =
+    ``nll_noinput - loss`` (nats per target token the input explains: the pointwise mutual
+    information of input and target per token; ~0 or negative = the input does not help
+    predict the target), ``ifd`` = ``loss / nll_noinput`` (Cherry-LLM's instruction-following
+    difficulty; near or above 1 = the input does not help), ``grad_norm``, and one
+    ``energy:<layer>:<module type>`` column per LoRA site (squared norm of the example's
+    gradient on that site; the columns sum to ``grad_norm**2``). Examples without input (plain
+    text) have ``input_gain == 0`` and ``ifd == 1``.
 ``tokens.npz`` / ``tokens.jsonl``
     Per-token profiles of the predicted target tokens (:class:`TokenProfiles`): ``offsets``
-    (N + 1), ``nll`` (T,) float32, ``rank`` (T,) int32 (logits strictly above the target's;
-    0 = the model's top prediction), ``ids`` (T,) int32; ``tokens.jsonl`` holds one JSON list of
-    the tokens' text pieces per example.
+    (N + 1), ``nll`` (T,) float32, ``nll_noinput`` (T,) float32 (the same token with the input
+    removed; NaN where it is not scored without input), ``rank`` (T,) int32 (logits strictly
+    above the target's; 0 = the model's top prediction), ``ids`` (T,) int32; ``tokens.jsonl``
+    holds one JSON list of the tokens' text pieces per example.
 ``shards/``
-    While running: one ``NNNNNN.npz`` per batch, written atomically; removed when complete.
+    While running: one ``NNNNNN.npz`` per batch, fsynced and renamed into place, then its
+    marker ``NNNNNN.ok`` (size and sha256 of the shard, written the same way). On resume a
+    shard counts as done only when its marker matches it; any other shard (killed mid-write,
+    truncated, no marker) is recomputed. Removed when complete.
+
+Records the encoder could not use (``--on-invalid skip``: a target truncated away by
+``max_length``, a template that cannot render the record) are not rows: they are listed in the
+manifest's ``skipped`` and in :attr:`FeatureStore.skipped`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from constraintlab._version import __version__
-from constraintlab.errors import StoreMismatchError
+from constraintlab.errors import ConfigError, Finding, StoreMismatchError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 #: Layout version written in every manifest; a store of another format is never reused.
-STORE_FORMAT = "constraintlab.features/2"
+#: 3: input dependence (``nll_noinput``, ``input_gain``, ``ifd``; per-token ``nll_noinput``),
+#: shard markers, ``skipped``.
+STORE_FORMAT = "constraintlab.features/3"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path``: temp file, fsync, rename (never a half-written file)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(obj, indent=2, sort_keys=True))
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_manifest(out_dir: Path) -> dict:
+    """The manifest of the store in ``out_dir``.
+
+    Raises
+    ------
+    StoreMismatchError
+        When it is missing, unreadable, not JSON, or not a JSON object (the store is damaged:
+        nothing is deleted, the message says how to rebuild).
+    """
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise StoreMismatchError(f"{out_dir} is not a constraintlab feature store")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        why = getattr(err, "strerror", None) or type(err).__name__
+        raise StoreMismatchError(
+            f"{path} is damaged (cannot be read as JSON: {why}); the store cannot be trusted. "
+            "Rebuild it with --overwrite (deletes this store) or choose another --out") from err
+    if not isinstance(obj, dict):
+        raise StoreMismatchError(
+            f"{path} is damaged (a JSON {type(obj).__name__}, not an object); rebuild the "
+            "store with --overwrite (deletes this store) or choose another --out")
+    return obj
 
 
 def _diff(old: object, new: object, prefix: str = "") -> list[str]:
@@ -68,30 +134,36 @@ def prepare_dir(out_dir: Path, manifest: dict, *, overwrite: bool) -> bool:
     Raises :class:`StoreMismatchError` when it holds anything built otherwise.
     """
     out_dir = Path(out_dir)
-    if overwrite and out_dir.exists():
-        if (out_dir / MANIFEST).exists() or (out_dir / SHARDS).exists():
-            shutil.rmtree(out_dir)
-        elif any(out_dir.iterdir()):
-            raise StoreMismatchError(
-                f"{out_dir} is not a constraintlab feature store; refusing to delete it")
-    if out_dir.exists() and any(out_dir.iterdir()):
-        path = out_dir / MANIFEST
-        if not path.exists():
-            raise StoreMismatchError(
-                f"{out_dir} exists and is not a constraintlab feature store; choose an empty "
-                "or new directory")
-        old = json.loads(path.read_text())
-        diffs = _diff(old.get("fingerprint"), manifest["fingerprint"])
-        if diffs:
-            shown = "\n  ".join(diffs[:12])
-            raise StoreMismatchError(
-                f"{out_dir} holds features built with other settings or data; they are never "
-                f"mixed. Use another --out or --overwrite. Differences:\n  {shown}")
-        if old.get("complete"):
-            return True
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SHARDS).mkdir(exist_ok=True)
-    write_json_atomic(out_dir / MANIFEST, manifest)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file, not a directory: a feature store is a "
+                          "directory; choose another --out (nothing was changed)")
+    try:
+        if overwrite and out_dir.exists():
+            if (out_dir / MANIFEST).exists() or (out_dir / SHARDS).exists():
+                shutil.rmtree(out_dir)
+            elif any(out_dir.iterdir()):
+                raise StoreMismatchError(
+                    f"{out_dir} is not a constraintlab feature store; refusing to delete it")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            if not (out_dir / MANIFEST).exists():
+                raise StoreMismatchError(
+                    f"{out_dir} exists and is not a constraintlab feature store; choose an "
+                    "empty or new directory")
+            old = read_manifest(out_dir)
+            diffs = _diff(old.get("fingerprint"), manifest["fingerprint"])
+            if diffs:
+                shown = "\n  ".join(diffs[:12])
+                raise StoreMismatchError(
+                    f"{out_dir} holds features built with other settings or data; they are "
+                    f"never mixed. Use another --out or --overwrite. Differences:\n  {shown}")
+            if old.get("complete"):
+                return True
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / SHARDS).mkdir(exist_ok=True)
+        write_json_atomic(out_dir / MANIFEST, manifest)
+    except OSError as err:
+        raise ConfigError(f"cannot write the feature store in {out_dir}: "
+                          f"{err.strerror or err}") from err
     return False
 
 
@@ -99,27 +171,79 @@ def shard_path(out_dir: Path, batch_id: int) -> Path:
     return Path(out_dir) / SHARDS / f"{batch_id:06d}.npz"
 
 
+def marker_path(out_dir: Path, batch_id: int) -> Path:
+    return Path(out_dir) / SHARDS / f"{batch_id:06d}.ok"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_shard(out_dir: Path, batch_id: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write one batch's arrays atomically (temp file + rename)."""
+    """Write one batch's arrays: temp file, fsync, rename; then its marker (size, sha256,
+    array names), written the same way. A shard without a matching marker is never used."""
     final = shard_path(out_dir, batch_id)
+    marker = marker_path(out_dir, batch_id)
+    marker.unlink(missing_ok=True)
     tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz")
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    write_json_atomic(marker, {"size": final.stat().st_size, "sha256": _file_sha256(final),
+                               "arrays": sorted(arrays)})
 
 
-def read_shard(out_dir: Path, batch_id: int) -> dict[str, np.ndarray] | None:
-    """The shard's arrays, or None if it is missing or unreadable (then it is recomputed)."""
-    path = shard_path(out_dir, batch_id)
-    if not path.exists():
+def verify_shard(out_dir: Path, batch_id: int) -> bool:
+    """True when shard ``batch_id`` exists and matches its marker (size and sha256)."""
+    path, marker = shard_path(out_dir, batch_id), marker_path(out_dir, batch_id)
+    if not path.is_file():
+        return False
+    why = None
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            why = "its marker is not a JSON object"
+        elif meta.get("size") != path.stat().st_size:
+            why = f"{path.stat().st_size} bytes, its marker says {meta.get('size')}"
+        elif meta.get("sha256") != _file_sha256(path):
+            why = "its content does not match the sha256 in its marker"
+    except FileNotFoundError:
+        why = "it has no marker (the run stopped while writing it)"
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        why = f"its marker cannot be read ({type(err).__name__})"
+    if why is not None:
+        logger.warning("shard %d of %s is incomplete or damaged (%s); recomputing it",
+                       batch_id, out_dir, why)
+        return False
+    return True
+
+
+def read_shard(out_dir: Path, batch_id: int, keys: Sequence[str] = ()
+               ) -> dict[str, np.ndarray] | None:
+    """The shard's arrays, or None if it is missing, fails :func:`verify_shard`, cannot be
+    parsed or lacks one of ``keys`` (then it is recomputed)."""
+    if not verify_shard(out_dir, batch_id):
         return None
     try:
-        with np.load(path) as z:
-            return {key: z[key] for key in z.files}
-    except (OSError, ValueError, EOFError):
+        with np.load(shard_path(out_dir, batch_id)) as z:
+            out = {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        logger.warning("shard %d of %s cannot be read (%s); recomputing it", batch_id, out_dir,
+                       type(err).__name__)
         return None
+    missing = [k for k in keys if k not in out]
+    if missing:
+        logger.warning("shard %d of %s lacks %s; recomputing it", batch_id, out_dir,
+                       ", ".join(missing))
+        return None
+    return out
 
 
 class TokenProfiles:
@@ -137,23 +261,31 @@ class TokenProfiles:
         Token ids.
     lines : list of N str
         One JSON list per example: the text piece of each token.
+    nll_noinput : (T,) float32 or None
+        ``-log p(y_t | context without the input)``: the same token scored with the example's
+        input removed (:mod:`constraintlab.encode.tokenize`); NaN where it is not scored without
+        input. ``nll_noinput - nll`` is how much the input explains each token. None for
+        profiles saved before store format 3.
     """
 
     NPZ, JSONL = "tokens.npz", "tokens.jsonl"
 
     def __init__(self, offsets: np.ndarray, nll: np.ndarray, rank: np.ndarray, ids: np.ndarray,
-                 lines: list[str]) -> None:
+                 lines: list[str], nll_noinput: np.ndarray | None = None) -> None:
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.nll = np.asarray(nll, dtype=np.float32)
         self.rank = np.asarray(rank, dtype=np.int32)
         self.ids = np.asarray(ids, dtype=np.int32)
         self.lines = lines
-        if len(lines) != len(self.offsets) - 1 or self.offsets[-1] != len(self.nll):
+        self.nll_noinput = (None if nll_noinput is None
+                            else np.asarray(nll_noinput, dtype=np.float32))
+        if len(lines) != len(self.offsets) - 1 or self.offsets[-1] != len(self.nll) or (
+                self.nll_noinput is not None and len(self.nll_noinput) != len(self.nll)):
             raise StoreMismatchError("token profiles are inconsistent (offsets vs arrays)")
 
     @classmethod
-    def from_lists(cls, nll: list, rank: list, ids: list, pieces: list[list[str]]
-                   ) -> TokenProfiles:
+    def from_lists(cls, nll: list, rank: list, ids: list, pieces: list[list[str]],
+                   nll_noinput: list | None = None) -> TokenProfiles:
         """From one array (or list) per example."""
         counts = [len(x) for x in nll]
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -164,7 +296,13 @@ class TokenProfiles:
 
         lines = [json.dumps(list(p), ensure_ascii=False) for p in pieces]
         return cls(offsets, cat(nll, np.float32), cat(rank, np.int32), cat(ids, np.int32),
-                   lines)
+                   lines, None if nll_noinput is None else cat(nll_noinput, np.float32))
+
+    @property
+    def input_gain(self) -> np.ndarray | None:
+        """(T,) float32 ``nll_noinput - nll``: nats the input explains of each target token
+        (NaN where not scored without input); None without ``nll_noinput``."""
+        return None if self.nll_noinput is None else self.nll_noinput - self.nll
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -180,24 +318,34 @@ class TokenProfiles:
 
     def profile(self, row: int) -> pd.DataFrame:
         """One row per target token of example ``row``: ``token`` (text), ``id``, ``nll``,
-        ``rank``."""
+        ``rank``, and with input dependence ``nll_noinput`` and ``input_gain``
+        (``nll_noinput - nll``)."""
         a, b = self.offsets[row], self.offsets[row + 1]
-        return pd.DataFrame({"token": self.pieces(row), "id": self.ids[a:b],
-                             "nll": self.nll[a:b].astype(np.float64), "rank": self.rank[a:b]})
+        out = pd.DataFrame({"token": self.pieces(row), "id": self.ids[a:b],
+                            "nll": self.nll[a:b].astype(np.float64), "rank": self.rank[a:b]})
+        if self.nll_noinput is not None:
+            out["nll_noinput"] = self.nll_noinput[a:b].astype(np.float64)
+            out["input_gain"] = out["nll_noinput"] - out["nll"]
+        return out
 
     def subset(self, rows: np.ndarray | list[int]) -> TokenProfiles:
         """The profiles of ``rows`` only, in that order."""
         rows = [int(r) for r in rows]
         sl = [slice(self.offsets[r], self.offsets[r + 1]) for r in rows]
+        noinput = (None if self.nll_noinput is None
+                   else [self.nll_noinput[s] for s in sl])
         return TokenProfiles.from_lists([self.nll[s] for s in sl], [self.rank[s] for s in sl],
                                         [self.ids[s] for s in sl],
-                                        [self.pieces(r) for r in rows])
+                                        [self.pieces(r) for r in rows], noinput)
 
     def save(self, directory: str | os.PathLike, suffix: str = "") -> None:
         """Write ``tokens.npz`` and ``tokens.jsonl`` (each name + ``suffix``)."""
         d = Path(directory)
+        arrays = {"offsets": self.offsets, "nll": self.nll, "rank": self.rank, "ids": self.ids}
+        if self.nll_noinput is not None:
+            arrays["nll_noinput"] = self.nll_noinput
         with open(d / (self.NPZ + suffix), "wb") as fh:
-            np.savez(fh, offsets=self.offsets, nll=self.nll, rank=self.rank, ids=self.ids)
+            np.savez(fh, **arrays)
         with open(d / (self.JSONL + suffix), "w", encoding="utf-8") as fh:
             fh.writelines(line + "\n" for line in self.lines)
 
@@ -215,7 +363,8 @@ class TokenProfiles:
         if not (d / cls.NPZ).exists() or not (d / cls.JSONL).exists():
             return None
         with np.load(d / cls.NPZ) as z:
-            arrays = {k: z[k] for k in ("offsets", "nll", "rank", "ids")}
+            arrays = {k: z[k] for k in ("offsets", "nll", "rank", "ids", "nll_noinput")
+                      if k in z.files}
         # split on "\n" only: JSON escapes it, but U+2028 and friends stay raw in the strings
         lines = (d / cls.JSONL).read_text(encoding="utf-8").split("\n")[:-1]
         return cls(lines=lines, **arrays)
@@ -232,34 +381,54 @@ class FeatureStore:
     input_factors : (N, d) float32 memmap
     output_factors : (N, d) float32 memmap
     tokens : TokenProfiles
-        Per-token NLL, rank, id and text piece of every predicted target token.
+        Per-token NLL (``tokens.nll``), NLL with the input removed (``tokens.nll_noinput``),
+        rank, id and text piece of every predicted target token.
     table : pandas.DataFrame
-        One row per example (see module docstring for the columns).
+        One row per example (see module docstring for the columns; input dependence:
+        ``loss`` = mean NLL with the input, ``nll_noinput``, ``input_gain``, ``ifd``).
     n_params : int
         P, the number of trainable LoRA parameters.
     modules : pandas.DataFrame
         One row per LoRA site: ``name``, ``layer``, ``kind``, ``n_params``, ``column``.
+    skipped : list of Finding
+        Records the encoder left out (``--on-invalid skip``), each with ``source``, ``line``,
+        ``message``, ``code`` and ``index``; not rows of the store.
     """
 
     def __init__(self, path: Path, manifest: dict) -> None:
         self.path = Path(path)
         self.manifest = manifest
-        self.features = np.load(self.path / "features.npy", mmap_mode="r")
-        self.input_factors = np.load(self.path / "input_factors.npy", mmap_mode="r")
-        self.output_factors = np.load(self.path / "output_factors.npy", mmap_mode="r")
-        self.table = pd.read_csv(self.path / "examples.csv", float_precision="round_trip")
-        self.n_params = int(manifest["n_params"])
-        self.modules = pd.DataFrame(manifest["modules"])
-        self.tokens = TokenProfiles.load(self.path)
+        try:
+            self.features = np.load(self.path / "features.npy", mmap_mode="r")
+            self.input_factors = np.load(self.path / "input_factors.npy", mmap_mode="r")
+            self.output_factors = np.load(self.path / "output_factors.npy", mmap_mode="r")
+            self.table = pd.read_csv(self.path / "examples.csv", float_precision="round_trip")
+            self.n_params = int(manifest["n_params"])
+            self.modules = pd.DataFrame(manifest["modules"])
+            self.tokens = TokenProfiles.load(self.path)
+        except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile,
+                pd.errors.ParserError) as err:
+            raise StoreMismatchError(
+                f"{self.path} is damaged ({type(err).__name__}: {err}); rebuild it with "
+                "--overwrite (deletes this store) or choose another --out") from err
+        n = len(self.table)
+        if not (self.features.shape[0] == self.input_factors.shape[0]
+                == self.output_factors.shape[0] == n) or (
+                self.tokens is not None and len(self.tokens) != n):
+            raise StoreMismatchError(
+                f"{self.path} is damaged (its files hold different numbers of examples); "
+                "rebuild it with --overwrite or choose another --out")
+        self.skipped = [Finding(str(f.get("source", "")), int(f.get("line", 0)),
+                                str(f.get("message", "")), code=str(f.get("code", "invalid")),
+                                index=f.get("index"))
+                        for f in manifest.get("skipped", []) if isinstance(f, dict)]
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> FeatureStore:
-        """Open a store written by ``extract``; refuses an incomplete one."""
+        """Open a store written by ``extract``; refuses an incomplete or damaged one
+        (:class:`~constraintlab.errors.StoreMismatchError`)."""
         path = Path(path)
-        mpath = path / MANIFEST
-        if not mpath.exists():
-            raise StoreMismatchError(f"{path} is not a constraintlab feature store")
-        manifest = json.loads(mpath.read_text())
+        manifest = read_manifest(path)
         if not manifest.get("complete"):
             raise StoreMismatchError(
                 f"{path} is an unfinished extraction; run the same extract command again to "
@@ -268,6 +437,23 @@ class FeatureStore:
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
+
+    def select_examples(self, examples: Sequence) -> list:
+        """The examples of this store's rows, in row order: ``examples`` (what was given to
+        ``extract``) without the records the encoder skipped (:attr:`skipped`).
+
+        Raises
+        ------
+        StoreMismatchError
+            When a row's example is not among ``examples``.
+        """
+        by_index = {ex.index: ex for ex in examples}
+        try:
+            return [by_index[int(i)] for i in self.table["index"]]
+        except KeyError as err:
+            raise StoreMismatchError(
+                f"example {err.args[0]} of the store {self.path} is not among the examples "
+                "given") from err
 
     @property
     def energy(self) -> np.ndarray:
@@ -320,10 +506,12 @@ def open_matching_store(directory: str | os.PathLike, config, content_hash: str,
     except StoreMismatchError:
         return None
     m = store.manifest
+    dataset = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
     same = (m.get("format") == STORE_FORMAT and m.get("config") == config.to_dict()
             and m.get("tool_version") == __version__
-            and m["dataset"]["content_hash"] == content_hash
-            and m["dataset"]["n_examples"] == n_examples)
+            and dataset.get("content_hash") == content_hash
+            and dataset.get("n_examples") == n_examples)
     if same and Path(resolve_model(config.model)).is_dir():
-        same = m["model"].get("weights") == weights_digest(resolve_model(config.model))
+        model = m.get("model") if isinstance(m.get("model"), dict) else {}
+        same = model.get("weights") == weights_digest(resolve_model(config.model))
     return store if same else None

@@ -64,6 +64,43 @@ def hist_bin(v: np.ndarray, nbins: int) -> np.ndarray:
     return np.clip(b, 0, nbins - 1)
 
 
+SPAN = 64  # columns per span of the row pass's heap search
+
+
+@nb.njit(cache=True, nogil=True)
+def _any_abs_above(C, r, s0, s1, kmin):
+    """True when some ``|C[r, s0:s1]|`` exceeds ``kmin`` (vectorisable or-reduction)."""
+    row = C[r, s0:s1]
+    hit = False
+    for c in range(row.shape[0]):
+        hit |= abs(row[c]) > kmin
+    return hit
+
+
+@nb.njit(cache=True, nogil=True)
+def _cols_abs_above(C, r, s0, s1, q0, ckmin):
+    """True when some ``|C[r, c]|``, ``s0 <= c < s1``, exceeds its column's ``ckmin[c - q0]``
+    (vectorisable)."""
+    row = C[r, s0:s1]
+    km = ckmin[s0 - q0:s1 - q0]
+    hit = False
+    for j in range(row.shape[0]):
+        hit |= abs(row[j]) > km[j]
+    return hit
+
+
+@nb.njit(cache=True, nogil=True)
+def _any_outside(C, r, s0, s1, lo, hi):
+    """True when some ``C[r, s0:s1]`` is below ``lo`` or above ``hi`` (float64 compares, as
+    :func:`collect_block_pairs`; vectorisable)."""
+    row = C[r, s0:s1]
+    hit = False
+    for c in range(row.shape[0]):
+        v = np.float64(row[c])
+        hit |= (v < lo) | (v > hi)
+    return hit
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def _row_counts(C, r, c0, Q, ntau, tau, near, lo, hi, kmin):
     """Counts over ``C[r, c0:Q]`` (a separate function so that LLVM vectorises the loop);
@@ -192,13 +229,19 @@ def block_pair_stats(
             row_hi[r] = nhi
             if do_hist:
                 _hist_row(C, r, c0, Q, half, top, lh, cs)
-            # pass 2, only when some |cos| can enter the row's top-m
+            # pass 2, only when some |cos| can enter the row's top-m, and only in the spans
+            # of SPAN columns that hold a candidate (typically one or two per row)
             if nk > 0:
-                for c in range(c0, Q):
-                    a32 = abs(C[r, c])
-                    if a32 > kmin and c != cs:
-                        heap_offer(top_key, top_idx, top_val, gi, a32, col_ids[c], C[r, c])
-                        kmin = top_key[gi, 0]
+                for s0 in range(c0, Q, SPAN):
+                    s1 = min(Q, s0 + SPAN)
+                    if not _any_abs_above(C, r, s0, s1, kmin):
+                        continue
+                    for c in range(s0, s1):
+                        a32 = abs(C[r, c])
+                        if a32 > kmin and c != cs:
+                            heap_offer(top_key, top_idx, top_val, gi, a32, col_ids[c],
+                                       C[r, c])
+                            kmin = top_key[gi, 0]
         if do_hist:
             for t in range(4):
                 for b in range(nbins):
@@ -224,13 +267,18 @@ def block_pair_stats(
                 hit = _col_counts(C, r, qs, q1, q0, ntau, tau, near, packed, cm, ckmin)
                 if hit:
                     gi = row_ids[r]
-                    for c in range(qs, q1):
-                        a32 = abs(C[r, c])
-                        j = c - q0
-                        if a32 > ckmin[j]:
-                            gj = col_ids[c]
-                            heap_offer(top_key, top_idx, top_val, gj, a32, gi, C[r, c])
-                            ckmin[j] = top_key[gj, 0]
+                    # only the spans of SPAN columns where some |cos| enters its column's heap
+                    for s0 in range(qs, q1, SPAN):
+                        s1 = min(q1, s0 + SPAN)
+                        if not _cols_abs_above(C, r, s0, s1, q0, ckmin):
+                            continue
+                        for c in range(s0, s1):
+                            a32 = abs(C[r, c])
+                            j = c - q0
+                            if a32 > ckmin[j]:
+                                gj = col_ids[c]
+                                heap_offer(top_key, top_idx, top_val, gj, a32, gi, C[r, c])
+                                ckmin[j] = top_key[gj, 0]
             for c in range(q0, q1):
                 gj = col_ids[c]
                 j = c - q0
@@ -336,21 +384,29 @@ def collect_block_pairs(C, row_ids, col_ids, diag, lo, hi, row_lo, row_hi):
         pl = off_lo[r]
         ph = off_hi[r]
         c0 = r + 1 if diag else 0
-        for c in range(c0, Q):
-            gj = col_ids[c]
-            if gj == gi:
+        # spans of SPAN columns without a listed pair are skipped (vectorised test); the scan
+        # ends once the row's counted pairs are all found
+        for s0 in range(c0, Q, SPAN):
+            if pl == off_lo[r + 1] and ph == off_hi[r + 1]:
+                break
+            s1 = min(Q, s0 + SPAN)
+            if not _any_outside(C, r, s0, s1, lo, hi):
                 continue
-            v = np.float64(C[r, c])
-            if v < lo:
-                lo_a[pl] = gi
-                lo_b[pl] = gj
-                lo_v[pl] = C[r, c]
-                pl += 1
-            if v > hi:
-                hi_a[ph] = gi
-                hi_b[ph] = gj
-                hi_v[ph] = C[r, c]
-                ph += 1
+            for c in range(s0, s1):
+                gj = col_ids[c]
+                if gj == gi:
+                    continue
+                v = np.float64(C[r, c])
+                if v < lo:
+                    lo_a[pl] = gi
+                    lo_b[pl] = gj
+                    lo_v[pl] = C[r, c]
+                    pl += 1
+                if v > hi:
+                    hi_a[ph] = gi
+                    hi_b[ph] = gj
+                    hi_v[ph] = C[r, c]
+                    ph += 1
     return lo_a, lo_b, lo_v, hi_a, hi_b, hi_v
 
 

@@ -30,6 +30,8 @@ from constraintlab._kernels.heap import heap_offer, make_heaps
 
 __all__ = ["block_signed_topm", "block_signed_topm_numpy", "new_signed_state"]
 
+SPAN = 64  # columns per span of the row pass's heap search
+
 
 def new_signed_state(n: int, m: int) -> tuple[np.ndarray, ...]:
     """Empty running state for ``n`` examples and ``m`` slots, in :func:`block_signed_topm`
@@ -159,16 +161,21 @@ def block_signed_topm(C, row_ids, col_ids, diag, do_cols, n_chunks, row_w, col_w
             kh = hi_key[gi, 0]
             kl = lo_key[gi, 0]
             if _row_hits(C, r, c0, Q, wr, col_w, kh, kl) > 0:
-                for c in range(c0, Q):
-                    if c == cs:
+                # only the spans of SPAN columns that hold a candidate
+                for s0 in range(c0, Q, SPAN):
+                    s1 = min(Q, s0 + SPAN)
+                    if _row_hits(C, r, s0, s1, wr, col_w, kh, kl) == 0:
                         continue
-                    v = (C[r, c] * wr) * col_w[c]
-                    if v > kh:
-                        heap_offer(hi_key, hi_idx, hi_val, gi, v, col_ids[c], v)
-                        kh = hi_key[gi, 0]
-                    if -v > kl:
-                        heap_offer(lo_key, lo_idx, lo_val, gi, -v, col_ids[c], v)
-                        kl = lo_key[gi, 0]
+                    for c in range(s0, s1):
+                        if c == cs:
+                            continue
+                        v = (C[r, c] * wr) * col_w[c]
+                        if v > kh:
+                            heap_offer(hi_key, hi_idx, hi_val, gi, v, col_ids[c], v)
+                            kh = hi_key[gi, 0]
+                        if -v > kl:
+                            heap_offer(lo_key, lo_idx, lo_val, gi, -v, col_ids[c], v)
+                            kl = lo_key[gi, 0]
     if do_cols:
         cchunk = (Q + n_chunks - 1) // n_chunks
         for ch in nb.prange(n_chunks):
@@ -190,9 +197,13 @@ def block_signed_topm(C, row_ids, col_ids, diag, do_cols, n_chunks, row_w, col_w
                     continue
                 wr = row_w[r]
                 _col_sums(C, r, qs, q1, q0, wr, col_w, cps, cns)
-                if _col_hit(C, r, qs, q1, q0, wr, col_w, ckh, ckl):
-                    gi = row_ids[r]
-                    for c in range(qs, q1):
+                gi = row_ids[r]
+                # only the spans of SPAN columns where some value enters its column's heaps
+                for s0 in range(qs, q1, SPAN):
+                    s1 = min(q1, s0 + SPAN)
+                    if not _col_hit(C, r, s0, s1, q0, wr, col_w, ckh, ckl):
+                        continue
+                    for c in range(s0, s1):
                         gj = col_ids[c]
                         j = c - q0
                         v = (C[r, c] * wr) * col_w[c]

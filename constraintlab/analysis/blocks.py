@@ -31,7 +31,28 @@ from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Block", "for_each_block", "gram_blocks", "sample_plan", "scaled_rows", "unit_rows"]
+__all__ = ["Block", "for_each_block", "gram_blocks", "kernel_chunks", "sample_plan", "scaled_rows",
+           "unit_rows"]
+
+
+def kernel_chunks(threads: int | None = 0) -> int:
+    """Row / column chunks for a fold's kernel call: 1 on one numba thread (the pipelined
+    worker; wide column spans are several times faster), else 4 per thread (load balance on
+    shared cores).
+
+    Parameters
+    ----------
+    threads : int or None
+        0: the calling thread's numba thread count; None: the most numba may use (to size
+        per-chunk buffers).
+    """
+    import numba
+
+    if threads is None:
+        threads = numba.config.NUMBA_NUM_THREADS
+    elif threads == 0:
+        threads = numba.get_num_threads()
+    return 1 if threads <= 1 else 4 * threads
 
 
 def scaled_rows(X: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,14 @@ import pandas as pd
 
 from constraintlab._kernels.heap import sort_heaps
 from constraintlab._kernels.pairs import block_pair_stats, collect_block_pairs, hist_bin
-from constraintlab.analysis.blocks import Block, for_each_block, sample_plan, scaled_rows, unit_rows
+from constraintlab.analysis.blocks import (
+    Block,
+    for_each_block,
+    kernel_chunks,
+    sample_plan,
+    scaled_rows,
+    unit_rows,
+)
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.response import PartnerFold, SignedPartners, response_top_m
 from constraintlab.analysis.result import AnalyzerResult
@@ -173,17 +180,16 @@ class PairFold:
     do_hist : bool
         Count the histogram (exact mode; the sampled mode takes it from its random pairs).
     n_chunks : int, optional
-        Row / column chunks of the kernel (default 4 per numba thread).
+        Row / column chunks of the kernel; default: :func:`kernel_chunks` at each call (the
+        statistics do not depend on it).
     """
 
     def __init__(self, n: int, *, tau: float, near: float, lo_collect: float,
                  hi_collect: float, top_m: int, hist_bins: int, max_pairs: int,
                  do_hist: bool = True, n_chunks: int | None = None) -> None:
-        import numba
-
         self.n, self.tau, self.near, self.bins, self.do_hist = n, tau, near, hist_bins, do_hist
-        self.n_chunks = n_chunks or max(1, numba.get_num_threads() * 4)
-        self.hist = np.zeros((self.n_chunks, hist_bins), np.int64)
+        self.n_chunks = n_chunks
+        self.hist = np.zeros((n_chunks or kernel_chunks(None), hist_bins), np.int64)
         self.conf_count = np.zeros(n, np.int64)
         self.conf_mass = np.zeros(n, np.float64)
         self.align_count = np.zeros(n, np.int64)
@@ -197,9 +203,10 @@ class PairFold:
     def __call__(self, b: Block) -> None:
         R = len(b.rows)
         rl, rh = np.empty(R, np.int64), np.empty(R, np.int64)
+        nc = min(self.n_chunks or kernel_chunks(), len(self.hist))
         block_pair_stats(b.C, b.rows, b.cols, b.diag, self.tau, self.near, self.lo.thr,
-                         self.hi.thr, self.bins, self.n_chunks, self.do_hist, b.symmetric,
-                         self.hist, self.conf_count, self.conf_mass, self.align_count,
+                         self.hi.thr, self.bins, nc, self.do_hist, b.symmetric,
+                         self.hist[:nc], self.conf_count, self.conf_mass, self.align_count,
                          self.near_count, self.top_key, self.top_idx, self.top_val, rl, rh)
         if rl.any() or rh.any():
             la, lb, lv, ha, hb, hv = collect_block_pairs(b.C, b.rows, b.cols, b.diag,

@@ -42,7 +42,13 @@ import pandas as pd
 
 from constraintlab._kernels.heap import sort_heaps
 from constraintlab._kernels.response import block_signed_topm, new_signed_state
-from constraintlab.analysis.blocks import Block, for_each_block, sample_plan, scaled_rows
+from constraintlab.analysis.blocks import (
+    Block,
+    for_each_block,
+    kernel_chunks,
+    sample_plan,
+    scaled_rows,
+)
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.result import AnalyzerResult
 
@@ -155,18 +161,18 @@ class PartnerFold:
     m : int
         Partners kept per example and sign.
     n_chunks : int, optional
-        Row / column chunks of the kernel (default 4 per numba thread).
+        Row / column chunks of the kernel; default: :func:`kernel_chunks` at each call (the
+        results do not depend on it).
     """
 
     def __init__(self, weights: np.ndarray, m: int, n_chunks: int | None = None) -> None:
-        import numba
-
         self.w = np.ascontiguousarray(weights, dtype=np.float32)
         self.state = new_signed_state(len(self.w), m)
-        self.n_chunks = n_chunks or max(1, numba.get_num_threads() * 4)
+        self.n_chunks = n_chunks
 
     def __call__(self, b: Block) -> None:
-        block_signed_topm(b.C, b.rows, b.cols, b.diag, b.symmetric, self.n_chunks,
+        block_signed_topm(b.C, b.rows, b.cols, b.diag, b.symmetric,
+                          self.n_chunks or kernel_chunks(),
                           self.w[b.rows], self.w[b.cols], *self.state)
 
     def result(self, reference: np.ndarray | None = None) -> SignedPartners:

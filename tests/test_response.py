@@ -1,5 +1,6 @@
-"""Response map against the dense Gram matrix, the zone matrix against a brute-force double
-loop, and the signed top-m kernel against its NumPy twin."""
+"""Response map against the dense Gram matrix (its own pass and the one pass it shares with the
+all-pairs statistics), the zone matrix against a brute-force double loop, and the signed top-m
+kernel against its NumPy twin."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ import json
 import numpy as np
 import pytest
 
+from constraintlab._kernels.pairs import hist_bin
 from constraintlab._kernels.response import (
     block_signed_topm,
     block_signed_topm_numpy,
     new_signed_state,
 )
-from constraintlab.analysis import AnalysisConfig, analyze_constraints, analyze_response
+from constraintlab.analysis import (
+    AnalysisConfig,
+    analyze_constraints,
+    analyze_pairs,
+    analyze_response,
+)
+from constraintlab.analysis.blocks import unit_rows
 from constraintlab.analysis.response import zone_matrix
 
 N, K, M = 60, 12, 5
@@ -170,3 +178,88 @@ def test_analyze_constraints_adds_the_response_map_with_the_zones(system) -> Non
     want = sorted({int(z) for z in zone_ids if z >= 0}) + ([-1] if (zone_ids < 0).any() else [])
     assert r.summary["zone_ids"] == want
     _check(r, G, system["D"], np.arange(N), AnalysisConfig().response_top_m)
+
+
+@pytest.mark.parametrize("block_size", [16, 2048])
+def test_one_pass_gives_the_dense_gram_statistics_and_response_map(system, block_size) -> None:
+    """analyze_pairs folds the statistics and the response partners from the same blocks;
+    both equal the dense NumPy Gram matrix, and the response map equals its own pass."""
+    G, D, ids, zones = system["G"], system["D"], system["ids"], system["zones"]
+    cfg = AnalysisConfig(block_size=block_size, response_top_m=M, top_m=4, hist_bins=30)
+    p = analyze_pairs(G, ids=ids, config=cfg)
+    assert p.partners is not None and p.partners.reference is None
+    res = analyze_response(G, ids=ids, zones=zones, pairs=p, config=cfg)
+    _check(res, G, D, ids, M)
+    # the statistics against the dense cosine matrix
+    Xn = unit_rows(G)[0]
+    Cn = (Xn @ Xn.T).astype(np.float64)
+    tau = p.summary["tau"]
+    v = Cn[np.triu_indices(N, 1)]
+    np.testing.assert_array_equal(p.summary["histogram"]["counts"],
+                                  np.bincount(hist_bin(v, 30), minlength=30))
+    np.fill_diagonal(Cn, 0.0)
+    np.testing.assert_array_equal(p.table["conflict_count"], (Cn < -tau).sum(1))
+    np.testing.assert_array_equal(p.table["alignment_count"], (Cn > tau).sum(1))
+    A = np.abs(Cn)
+    np.fill_diagonal(A, -1)
+    np.testing.assert_allclose(np.abs(p.top_val), -np.sort(-A, axis=1)[:, :4], atol=1e-6)
+    # the same numbers as the response map's own pass
+    own = analyze_response(G, ids=ids, zones=zones, config=cfg)
+    for col in own.table.columns:
+        np.testing.assert_allclose(res.table[col], own.table[col], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(res.helper_idx, own.helper_idx)
+    np.testing.assert_array_equal(res.hurter_idx, own.hurter_idx)
+    assert res.summary == own.summary
+
+
+def test_one_pass_sampled_mode_reads_the_reference_rows(system) -> None:
+    """Sampled mode: partners and help/hurt sums against the pairs' reference rows only
+    (brute force on the dense Gram matrix), sums scaled to N - 1 partners."""
+    G, D, ids = system["G"], system["D"], system["ids"]
+    cfg = AnalysisConfig(block_size=16, response_top_m=M, exact_max_n=10, sample_reference=25,
+                         sample_pairs=500)
+    p = analyze_pairs(G, ids=ids, config=cfg)
+    ref = p.partners.reference
+    assert len(ref) == 25 and (np.diff(ref) > 0).all()
+    res = analyze_response(G, ids=ids, pairs=p, config=cfg)
+    assert res.summary["method"] == "sampled"
+    for i in range(N):
+        cand = ref[ref != i]
+        d = D[i, cand]
+        scale = (N - 1) / len(cand)
+        assert res.table["help_effect"].iloc[i] == pytest.approx(
+            -scale * np.clip(d, 0, None).sum(), rel=1e-5, abs=1e-4)
+        assert res.table["hurt_effect"].iloc[i] == pytest.approx(
+            -scale * np.clip(d, None, 0).sum(), rel=1e-5, abs=1e-4)
+        order = cand[np.argsort(-d, kind="stable")]
+        want = [j for j in order[:M] if D[i, j] > 0]
+        assert [j for j in res.helper_idx[i] if j >= 0] == want, i
+    # the response map's own sampled pass draws the same reference
+    own = analyze_response(G, ids=ids, config=cfg)
+    np.testing.assert_array_equal(own.helper_idx, res.helper_idx)
+    np.testing.assert_allclose(own.table["help_effect"], res.table["help_effect"], rtol=1e-6)
+
+
+def test_signed_topm_kernel_with_weights_matches_its_numpy_twin() -> None:
+    """Cosine blocks scaled back to dot products by row/column weights."""
+    rng = np.random.default_rng(5)
+    n, m, R, Q = 50, 3, 11, 19
+    rows = np.arange(0, R, dtype=np.int64)
+    cols = np.arange(20, 20 + Q, dtype=np.int64)
+    C = rng.uniform(-1, 1, (R, Q)).astype(np.float32)
+    wr = rng.uniform(0.1, 5.0, R).astype(np.float32)
+    wc = rng.uniform(0.1, 5.0, Q).astype(np.float32)
+    s1, s2 = new_signed_state(n, m), new_signed_state(n, m)
+    block_signed_topm(C, rows, cols, False, True, 2, wr, wc, *s1)
+    block_signed_topm_numpy(C, rows, cols, False, True, 2, wr, wc, *s2)
+    for key, idx, val in ((0, 1, 2), (3, 4, 5)):
+        o1 = np.argsort(-s1[key], axis=1, kind="stable")
+        o2 = np.argsort(-s2[key], axis=1, kind="stable")
+        for arr in (key, idx, val):
+            np.testing.assert_array_equal(np.take_along_axis(s1[arr], o1, 1),
+                                          np.take_along_axis(s2[arr], o2, 1))
+    V = (C.astype(np.float64) * wr[:, None]) * wc[None, :]
+    np.testing.assert_allclose(s1[6][rows], np.clip(V, 0, None).sum(1), rtol=1e-6)
+    np.testing.assert_allclose(s1[7][cols], np.clip(V, None, 0).sum(0), rtol=1e-6)
+    np.testing.assert_allclose(s1[6], s2[6], rtol=1e-6)
+    np.testing.assert_allclose(s1[7], s2[7], rtol=1e-6)

@@ -14,6 +14,7 @@ from constraintlab._kernels.pairs import (
     collect_block_pairs_numpy,
     hist_bin,
 )
+from constraintlab.analysis.blocks import for_each_block
 from constraintlab.analysis.pairs import blocked_pairs, unit_rows
 
 NBINS = 40
@@ -154,3 +155,35 @@ def test_invariant_to_permutation_and_row_scaling(seed, n, k, block):
     # ranges
     assert (np.abs(a.top_val) <= 1.0 + 1e-6).all()
     assert (a.conf_count <= n - 1).all() and (a.conf_count >= 0).all()
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("sampled", [False, True])
+def test_block_driver_visits_every_pair_once(unit, overlap, sampled):
+    """Folds see the exact Gram blocks: every pair once in exact mode (upper triangle, c > r on
+    the diagonal), every (row, reference) pair once in sampled mode; each fold in turn."""
+    N = unit.shape[0]
+    ref = np.sort(np.random.default_rng(1).choice(N, 40, replace=False)) if sampled else None
+    seen = np.zeros((N, N), np.int64)
+    calls = []
+
+    def record(b):
+        np.testing.assert_allclose(b.C, unit[b.rows] @ unit[b.cols].T, atol=1e-6)
+        assert b.symmetric == (not sampled) and (np.diff(b.cols) > 0).all()
+        R, Q = b.C.shape
+        mask = np.ones((R, Q), bool)
+        if b.diag:
+            mask = np.arange(Q)[None, :] > np.arange(R)[:, None]
+        np.add.at(seen, (np.repeat(b.rows, Q).reshape(R, Q)[mask],
+                         np.tile(b.cols, R).reshape(R, Q)[mask]), 1)
+        calls.append("a")
+
+    for_each_block(unit, 32, [record, lambda b: calls.append("b")], reference=ref,
+                   overlap=overlap)
+    assert calls == ["a", "b"] * (len(calls) // 2)
+    if sampled:
+        want = np.zeros((N, N), np.int64)
+        want[:, ref] = 1
+    else:
+        want = np.triu(np.ones((N, N), np.int64), 1)
+    np.testing.assert_array_equal(seen, want)

@@ -77,7 +77,7 @@ def analyze_redundancy(
     ids : (N,) int, optional
         Example ids (default: ``Example.index``, else ``0..N-1``).
     near_parallel : tuple of (a, b, cos) arrays, optional
-        Row-position pairs with ``cos > 1 - eps`` (``analyze_pairs(...).arrays["near_parallel"]``).
+        Row-position pairs with ``cos > 1 - eps`` (``analyze_pairs(...).near_parallel``).
     exclude : set of (a, b) row positions, a < b, optional
         Pairs that are not duplicates whatever their similarity (contradictions).
     families : (N,) int, optional

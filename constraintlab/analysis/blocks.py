@@ -9,13 +9,14 @@ running state.
 - Exact mode: the upper triangle of blocks ``X[I] @ X[J].T``, ``J >= I``; every pair of rows is
   in exactly one block (``c > r`` on the diagonal blocks); ``Block.symmetric`` is True: a fold
   credits the pair to both examples.
-- Sampled mode (``reference`` given): row blocks against column blocks of the sorted reference
-  rows; each pair (row, reference) credits the row only (``symmetric`` False) and a row against
-  itself is in the block (the kernels skip equal ids).
+- Sampled mode (``reference`` given): row blocks against all the sorted reference rows; each
+  pair (row, reference) credits the row only (``symmetric`` False) and a row against itself is
+  in the block (the kernels skip equal ids).
 
 Pipelining: the folds of block t run on one worker thread (numba on one thread, GIL released)
 while the main thread has BLAS compute block t + 1 into the other of two buffers. Memory: two
-``block_size^2`` float32 buffers (plus the reference rows in sampled mode).
+float32 buffers of ``block_size^2`` (sampled mode: ``block_size * R``, plus the R reference
+rows).
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ def gram_blocks(n: int, block_size: int, n_cols: int | None = None
         Rows.
     block_size : int
     n_cols : int, optional
-        Columns of a reference sample (sampled mode: every row block against every column
-        block). Default: the upper triangle of the n x n Gram matrix.
+        Columns of a reference sample (sampled mode: every row block against all reference
+        rows at once). Default: the upper triangle of the n x n Gram matrix.
 
     Returns
     -------
@@ -143,8 +144,7 @@ def gram_blocks(n: int, block_size: int, n_cols: int | None = None
     if n_cols is None:
         return [(i0, min(n, i0 + B), j0, min(n, j0 + B)) for i0 in starts
                 for j0 in range(i0, n, B)]
-    return [(i0, min(n, i0 + B), j0, min(n_cols, j0 + B)) for i0 in starts
-            for j0 in range(0, n_cols, B)]
+    return [(i0, min(n, i0 + B), 0, n_cols) for i0 in starts]
 
 
 def sample_plan(n: int, n_pairs: int, n_reference: int, seed: int
@@ -219,7 +219,8 @@ def for_each_block(
         Y = np.ascontiguousarray(X[col_ids])
         blocks = gram_blocks(N, B, len(col_ids))
     symmetric = reference is None
-    bufs = [np.empty(B * B, np.float32), np.empty(B * B, np.float32)]
+    width = max(j1 - j0 for _, _, j0, j1 in blocks) if blocks else 0
+    bufs = [np.empty(B * width, np.float32), np.empty(B * width, np.float32)]
     # one thread runs the folds on block t (numba, one thread, GIL released) while the main
     # thread has BLAS compute block t + 1: the cores never wait for each other, and no idle,
     # still-spinning BLAS worker competes with kernel threads

@@ -108,9 +108,6 @@ class PairsResult(AnalyzerResult):
         The response map's signed top partners and help/hurt sums, folded in the same pass
         over the Gram blocks (:func:`constraintlab.analysis.response.analyze_response` takes
         this result as ``pairs=``); None when not asked for.
-
-    ``arrays`` mirrors ``near_parallel`` / ``top_idx`` / ``top_val`` under those keys for
-    callers not yet moved to the attributes.
     """
 
     near_parallel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None,
@@ -118,11 +115,6 @@ class PairsResult(AnalyzerResult):
     top_idx: np.ndarray | None = field(default=None, repr=False)
     top_val: np.ndarray | None = field(default=None, repr=False)
     partners: SignedPartners | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.arrays = {"top_idx": self.top_idx, "top_val": self.top_val,
-                       "near_parallel": self.near_parallel}
 
 
 class _Collector:

@@ -21,7 +21,7 @@ import torch
 from tiny_models import build_model, gsm8k_records
 
 from constraintlab.encode import EncodeConfig, Encoder, FeatureStore, extract
-from constraintlab.encode.store import SHARDS
+from constraintlab.encode.store import SHARDS, shard_key
 from constraintlab.errors import InputError
 from constraintlab.io import read_examples
 from constraintlab.io.example import Example, Message
@@ -211,14 +211,16 @@ def test_resume_after_kill_and_damaged_shards_is_bit_identical(setup, tmp_path):
     with pytest.raises(Interrupted):
         extract(examples, cfg, out, encoder=DiesAfter(cfg, enc.loaded, 4))
     shards = out / SHARDS
-    assert sorted(p.name for p in shards.glob("0*.npz")) == [f"{b:06d}.npz" for b in range(4)]
+    # one work unit (8 examples < unit_size), batches of one: shards 000000-000000 .. 000000-000007
+    names = [shard_key(0, b) for b in range(4)]
+    assert sorted(p.name for p in shards.glob("0*.npz")) == [f"{n}.npz" for n in names]
     assert len(list(shards.glob("*.ok"))) == 4
     # a killed disk write: shard 1 truncated; shard 2 complete but its marker never written;
     # shard 3's marker damaged
-    data = (shards / "000001.npz").read_bytes()
-    (shards / "000001.npz").write_bytes(data[:len(data) // 2])
-    (shards / "000002.ok").unlink()
-    (shards / "000003.ok").write_text("{not json")
+    data = (shards / f"{names[1]}.npz").read_bytes()
+    (shards / f"{names[1]}.npz").write_bytes(data[:len(data) // 2])
+    (shards / f"{names[2]}.ok").unlink()
+    (shards / f"{names[3]}.ok").write_text("{not json")
     resumed = Encoder(cfg, loaded=enc.loaded)
     extract(examples, cfg, out, encoder=resumed)
     extract(examples, cfg, tmp_path / "straight", encoder=resumed)

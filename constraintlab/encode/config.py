@@ -17,7 +17,8 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "dtype": Options(DTYPES), "lora_r": Interval(1, None),
     "lora_alpha": Interval(0, None, "neither"), "lora_dropout": Interval(0, 1, "left"),
     "max_length": Interval(2, None), "batch_size": Interval(1, None),
-    "max_batch_tokens": Interval(1, None), "projection": Options(PROJECTIONS),
+    "max_batch_tokens": Interval(1, None), "unit_size": Interval(1, None),
+    "projection": Options(PROJECTIONS),
     "k": Interval(1, None), "seed": Interval(0, None), "lora_init_seed": Interval(0, None),
 }
 
@@ -64,6 +65,12 @@ class EncodeConfig(Settings):
     max_batch_tokens : int, default 8192
         Most padded tokens (batch rows x longest row) in one forward/backward. Examples are
         sorted by length, so buckets hold examples of similar length.
+    unit_size : int, default 1024
+        Examples per work unit. The data is cut into units of ``unit_size`` consecutive
+        examples; each unit is tokenised, planned (sorted by length and packed into batches
+        inside the unit) and stored on its own, so one process and any number of Ray workers
+        (``--ray``) compute exactly the same batches, and extraction starts without tokenising
+        the whole dataset. Changing it changes the batches, hence the store's identity.
     projection : {"rademacher", "gaussian", "none"}, default ``"rademacher"``
         ``rademacher``/``gaussian``: seeded Khatri-Rao Johnson-Lindenstrauss map of the full LoRA
         gradient into ``k`` dims, applied module by module to the rank-r gradient factors (never
@@ -99,6 +106,7 @@ class EncodeConfig(Settings):
     max_length: int = 2048
     batch_size: int = 16
     max_batch_tokens: int = 8192
+    unit_size: int = 1024
     projection: str = "rademacher"
     k: int = 1024
     seed: int = 0

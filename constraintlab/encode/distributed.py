@@ -43,13 +43,7 @@ from typing import Any
 import numpy as np
 
 from constraintlab.encode.config import EncodeConfig
-from constraintlab.errors import (
-    ConfigError,
-    ConstraintlabError,
-    InputError,
-    Problem,
-    StoreMismatchError,
-)
+from constraintlab.errors import ConfigError, ConstraintlabError, Finding, StoreMismatchError
 from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -184,10 +178,12 @@ class UnitWorker:
         A unit started more than ``1 + max_retries`` times in this run (its workers died in
         it) is not started again: the worker returns ``"failed"`` and the driver stops. The
         count is kept on disk (``shards/UUUUUU.attempts``), as Ray restarts dead actors.
+    on_invalid : {"error", "skip"}
+        As for :func:`~constraintlab.encode.extract`.
     """
 
     def __init__(self, config: EncodeConfig, out_dir: str, expect: dict, threads: int,
-                 run: str, max_retries: int = 2) -> None:
+                 run: str, max_retries: int = 2, on_invalid: str = "error") -> None:
         import torch
 
         torch.set_num_threads(threads)
@@ -200,6 +196,7 @@ class UnitWorker:
         self.out_dir = Path(out_dir)
         self.run = run
         self.max_retries = max_retries
+        self.on_invalid = on_invalid
         self.where = f"{socket.gethostname()}:{os.getpid()}"
         self.refusal = self._compare(expect)
 
@@ -238,7 +235,7 @@ class UnitWorker:
         """Called after each batch of a unit (a hook for subclasses; does nothing)."""
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from constraintlab.encode.extraction import run_unit
+        from constraintlab.encode.extraction import finding_dict, run_unit
 
         units, statuses, infos = [], [], []
         for unit, start, payload in zip(rows["unit"], rows["start"], rows["payload"],
@@ -259,12 +256,13 @@ class UnitWorker:
                 examples = pickle.loads(payload)
                 outcome = run_unit(self.encoder, examples, unit, start, self.out_dir,
                                    projection_sha256=self.projection_sha256, run=self.run,
-                                   mode="ray", on_batch=self.on_batch)
+                                   mode="ray", on_invalid=self.on_invalid,
+                                   on_batch=self.on_batch)
                 status = "done" if outcome.done else "problems"
                 info.update(examples=outcome.stop - outcome.start,
                             examples_computed=outcome.examples_computed,
                             seconds=round(outcome.seconds, 3),
-                            problems=[[p.source, p.line, p.message] for p in outcome.problems])
+                            problems=[finding_dict(p) for p in outcome.problems])
             units.append(unit)
             statuses.append(status)
             infos.append(json.dumps(info))
@@ -313,12 +311,13 @@ def run_units(ray, rows: list[dict], worker_cls: type, constructor_kwargs: dict,
 def extract_on_ray(examples, config: EncodeConfig | None, out_dir: str | os.PathLike, *,
                    options: RayOptions, dataset_source: str | None = None,
                    content_hash: str | None = None, overwrite: bool = False,
-                   encoder=None, worker_cls: type = UnitWorker):
+                   encoder=None, on_invalid: str | None = None,
+                   worker_cls: type = UnitWorker):
     """:func:`~constraintlab.encode.extract` with the units computed by Ray actors.
 
     Parameters
     ----------
-    examples, config, out_dir, dataset_source, content_hash, overwrite, encoder
+    examples, config, out_dir, dataset_source, content_hash, overwrite, encoder, on_invalid
         As for :func:`~constraintlab.encode.extract` (``encoder`` only spares the driver
         its own model load).
     options : RayOptions
@@ -332,6 +331,7 @@ def extract_on_ray(examples, config: EncodeConfig | None, out_dir: str | os.Path
     ray = import_ray()
     from constraintlab.encode.extraction import (
         _unpack,
+        check_out_dir,
         examples_digest,
         new_run_id,
         prepare_extraction,
@@ -342,11 +342,13 @@ def extract_on_ray(examples, config: EncodeConfig | None, out_dir: str | os.Path
     config = config or (encoder.config if encoder is not None else EncodeConfig())
     if encoder is not None and encoder.config != config:
         raise ConfigError("the encoder was built with another EncodeConfig")
-    examples, src, chash = _unpack(examples)
+    examples, src, chash, read_policy = _unpack(examples)
+    on_invalid = on_invalid or read_policy or "error"
     dataset_source = dataset_source or src or "<records>"
     content_hash = content_hash or chash or examples_digest(examples)
     if not examples:
         raise ConfigError("no examples to extract")
+    out_dir = check_out_dir(out_dir)                 # before the model is loaded
     # the driver needs the model's identity for the manifest, not a device
     loaded = encoder.loaded if encoder is not None else load_model(replace(config,
                                                                            device="cpu"))
@@ -378,14 +380,14 @@ def extract_on_ray(examples, config: EncodeConfig | None, out_dir: str | os.Path
                                              protocol=pickle.HIGHEST_PROTOCOL)} for u in todo]
             kwargs = {"config": config, "out_dir": str(Path(out_dir).resolve()),
                       "expect": expect, "threads": _threads(cpus), "run": run,
-                      "max_retries": options.max_retries}
+                      "max_retries": options.max_retries, "on_invalid": on_invalid}
             n_new, problems = _drive(ray, job, rows, worker_cls, kwargs, expect,
                                      workers=n_workers, gpus=gpus, cpus=cpus)
         finally:
             if started:
                 ray.shutdown()
     if problems:
-        raise InputError(problems)
+        raise job.fail(problems)
     elapsed = time.perf_counter() - t0
     return job.finish({"seconds": round(elapsed, 3), "examples_computed": n_new,
                        "examples_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None,
@@ -393,7 +395,7 @@ def extract_on_ray(examples, config: EncodeConfig | None, out_dir: str | os.Path
 
 
 def _drive(ray, job, rows, worker_cls, kwargs, expect, *, workers, gpus, cpus
-           ) -> tuple[int, list[Problem]]:
+           ) -> tuple[int, list[Finding]]:
     n_total = len(job.examples)
     n_todo = sum(job.units[r["unit"]][1] - job.units[r["unit"]][0] for r in rows)
     bar = progress(total=n_total, desc="extract (ray)", unit="ex")
@@ -425,7 +427,9 @@ def _drive(ray, job, rows, worker_cls, kwargs, expect, *, workers, gpus, cpus
                     f"{digest[:12]} on {info['worker']}); check that NumPy and torch match "
                     "on every node")
             if row["status"] == "problems":
-                found = [Problem(*p) for p in info["problems"]]
+                from constraintlab.encode.extraction import finding_from_dict
+
+                found = [finding_from_dict(p) for p in info["problems"]]
                 logger.warning("unit %d: %d example(s) cannot be tokenised", unit, len(found))
                 problems += found
             n_new += info.get("examples_computed", 0)

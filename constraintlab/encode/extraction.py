@@ -1,4 +1,13 @@
-"""Examples -> feature store: tokenise, bucket, batched per-example gradients, shards, assemble.
+"""Examples -> feature store: work units, tokenise, bucket, batched per-example gradients,
+shards, assemble.
+
+The examples are cut into work units of ``EncodeConfig.unit_size`` consecutive examples
+(:func:`plan_units`; nothing is tokenised to plan them). A unit is tokenised, packed into
+batches inside the unit (:func:`plan_batches`), computed batch by batch into verified shards and
+closed by a marker (:func:`run_unit`); :class:`Extraction` assembles the store once every unit
+has its marker. One process (:func:`extract`) and many Ray workers
+(:mod:`constraintlab.encode.distributed`, ``extract(..., ray=...)``) run the very same units, so
+they write the same bytes, and either resumes a store the other started.
 
 Each batch also gets its input-dependence pass (the same target tokens scored with the input
 removed, :mod:`.tokenize` defines what is removed; one forward pass without gradients, see
@@ -17,8 +26,11 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +50,15 @@ from constraintlab.encode.store import (
     TokenProfiles,
     prepare_dir,
     read_shard,
-    verify_shard,
+    read_unit_marker,
+    shard_key,
+    unit_marker_path,
     write_json_atomic,
     write_shard,
+    write_unit_marker,
 )
 from constraintlab.encode.tokenize import Encoded, Renderer
-from constraintlab.errors import ConfigError, Finding, InputError
+from constraintlab.errors import ConfigError, Finding, InputError, StoreMismatchError
 from constraintlab.io.example import Example
 from constraintlab.progress import progress
 
@@ -76,6 +91,16 @@ def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int
     if current:
         batches.append(current)
     return batches
+
+
+def plan_units(n_examples: int, unit_size: int) -> list[tuple[int, int]]:
+    """Work units: ranges ``[start, stop)`` of ``unit_size`` consecutive examples (the last may
+    be shorter). Depends on the two numbers only: no example is tokenised to plan them."""
+    return [(a, min(a + unit_size, n_examples)) for a in range(0, n_examples, unit_size)]
+
+
+def _sha(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def examples_digest(examples: Sequence[Example]) -> str:
@@ -137,11 +162,32 @@ class Encoder:
         """Per-example results for one batch (rows in ``batch`` order)."""
         return self.engine.run(list(batch))
 
+    def projection_sha256(self) -> str:
+        """sha256 of every projection matrix this encoder applies, as it holds them (device
+        tensors, drawn now if not yet): two encoders with equal digests project identically.
+        ``projection="none"`` gives the digest of ``b"none"``."""
+        h = hashlib.sha256()
+        if self.projector is None:
+            h.update(b"none")
+            return h.hexdigest()
+        for site in self.loaded.sites:
+            factors = [("B", site.out_features, site.r)]
+            if site.trained:
+                factors.append(("A", site.r, site.in_features))
+            for factor, p, q in factors:
+                left, right = self.projector.matrices(site.name, factor, p, q)
+                h.update(f"{site.name}:{factor}:{p}x{q}:{left.dtype}".encode())
+                for m in (left, right):
+                    h.update(m.detach().to("cpu").contiguous().numpy().tobytes())
+        return h.hexdigest()
 
-#: arrays every shard holds (a shard lacking one is recomputed)
+
+#: arrays every shard holds (a shard lacking one is recomputed): results, then the examples'
+#: token metadata (the assembled table and token profiles come from shards only)
 SHARD_KEYS = ("positions", "features", "input_factors", "output_factors", "energy",
               "grad_norm", "loss", "token_nll", "token_rank", "token_counts",
-              "token_nll_noinput", "loss_noinput")
+              "token_nll_noinput", "loss_noinput", "plan_sha256", "n_tokens", "n_input_tokens",
+              "n_target_tokens", "n_truncated", "template", "target_ids", "target_pieces")
 
 
 def _unpack(examples) -> tuple[list[Example], str | None, str | None, str | None]:
@@ -152,66 +198,259 @@ def _unpack(examples) -> tuple[list[Example], str | None, str | None, str | None
     return list(examples), None, None, None
 
 
-def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
-            out_dir: str | os.PathLike = "features", *, dataset_source: str | None = None,
-            content_hash: str | None = None, overwrite: bool = False,
-            encoder: Encoder | None = None, on_invalid: str | None = None) -> FeatureStore:
-    """Build (or resume, or reuse) the feature store of ``examples`` in ``out_dir``.
+def finding_dict(f: Finding) -> dict:
+    """A finding as the manifest (and a unit marker) records it."""
+    return {"source": f.source, "line": f.line, "message": f.message,
+            "code": getattr(f, "code", "invalid"), "index": getattr(f, "index", None)}
+
+
+def finding_from_dict(d: dict) -> Finding:
+    return Finding(str(d.get("source", "")), int(d.get("line", 0)), str(d.get("message", "")),
+                   code=str(d.get("code", "invalid")), index=d.get("index"))
+
+
+def _write_error(out_dir: Path, err: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot write to the feature store {out_dir}: {err.strerror or err}; the batches "
+        "written so far are kept: fix it and run the same command again to resume")
+
+
+# ---- work units ---------------------------------------------------------------------------------
+
+@dataclass
+class UnitOutcome:
+    """What :func:`run_unit` did with one work unit.
+
+    Attributes
+    ----------
+    unit, start, stop : int
+        The unit and its examples ``[start, stop)``.
+    done : bool
+        The unit's marker is written.
+    examples_computed, batches_computed : int
+        Work done in this call (verified shards are kept, not recomputed).
+    seconds : float
+    problems : list of Finding
+        With ``on_invalid="error"``: the unit's examples the encoder cannot use (then nothing
+        is computed and no marker is written).
+    """
+
+    unit: int
+    start: int
+    stop: int
+    done: bool = False
+    examples_computed: int = 0
+    batches_computed: int = 0
+    seconds: float = 0.0
+    problems: list[Finding] = field(default_factory=list)
+
+
+def _shard_arrays(positions: np.ndarray, plan: np.ndarray, batch: Sequence[Encoded],
+                  res: BatchResult) -> dict[str, np.ndarray]:
+    """Everything the store keeps of one batch (:data:`SHARD_KEYS`)."""
+    return {
+        "positions": positions, "plan_sha256": plan,
+        "features": res.features.astype(np.float32),
+        "input_factors": res.input_factors.astype(np.float32),
+        "output_factors": res.output_factors.astype(np.float32),
+        "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
+        "token_nll": res.token_nll.astype(np.float32),
+        "token_rank": res.token_rank.astype(np.int32),
+        "token_counts": res.token_counts,
+        "token_nll_noinput": res.token_nll_noinput.astype(np.float32),
+        "loss_noinput": res.loss_noinput,
+        "n_tokens": np.asarray([e.n_tokens for e in batch], dtype=np.int64),
+        "n_input_tokens": np.asarray([e.n_input_tokens for e in batch], dtype=np.int64),
+        "n_target_tokens": np.asarray([e.n_target_tokens for e in batch], dtype=np.int64),
+        "n_truncated": np.asarray([e.n_truncated for e in batch], dtype=np.int64),
+        "template": np.asarray([e.template for e in batch], dtype=str),
+        "target_ids": np.concatenate(
+            [e.input_ids[e.predicted_targets()] for e in batch]).astype(np.int32),
+        # one JSON list per example (JSON escapes control characters, so NumPy's unicode
+        # arrays, which drop trailing NULs, keep every piece)
+        "target_pieces": np.asarray(
+            [json.dumps(e.target_pieces(), ensure_ascii=False) for e in batch], dtype=str),
+    }
+
+
+def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
+             out_dir: str | os.PathLike, *, projection_sha256: str, run: str,
+             mode: str = "local", on_invalid: str = "error", compute: bool = True,
+             on_batch: Callable[[int, int, int, bool], None] | None = None) -> UnitOutcome:
+    """Tokenise, plan, compute and store one work unit; write its marker last.
 
     Parameters
     ----------
-    examples : sequence of Example, or an ``ExampleSet`` (its source, content hash and
-        ``config.on_invalid`` are used)
-    config : EncodeConfig, default ``EncodeConfig()``
-    out_dir : directory of the store. An unfinished store built with the same settings and
-        data is resumed (finished batches are kept, a damaged or half-written shard is
-        recomputed); a finished one is returned as is; one built otherwise raises
-        :class:`~constraintlab.errors.StoreMismatchError`.
-    dataset_source : path recorded in the manifest.
-    content_hash : sha256 of the dataset file; default: a hash of the examples' content.
-    overwrite : delete an existing store in ``out_dir`` first.
-    encoder : reuse a loaded :class:`Encoder` (built with ``config``).
-    on_invalid : {"error", "skip"}, optional
-        What to do with an example the encoder cannot use (target truncated away by
-        ``max_length``, template error): ``"error"`` raises :class:`InputError` listing them;
-        ``"skip"`` leaves them out (``FeatureStore.skipped``). Default: the ExampleSet's
-        ``config.on_invalid``, else ``"error"``.
+    enc : Encoder
+    examples : the unit's examples (``examples[start:stop]`` of everything given to extract)
+    unit, start : the unit's number and the position of its first example
+    out_dir : the store directory (prepared by :func:`prepare_extraction`)
+    projection_sha256 : ``enc.projection_sha256()``, recorded in the marker
+    run, mode : who computes it (recorded in the marker and in the store's ``stats.runs``)
+    on_invalid : ``"error"``: unusable examples are returned as ``problems`` and nothing is
+        computed; ``"skip"``: they are left out and listed in the marker
+    compute : False only tokenises (to list problems)
+    on_batch : called as ``on_batch(unit, batch, n_examples, computed)`` after each batch
+        (``computed`` False for a batch whose verified shard was already there)
 
     Returns
     -------
-    FeatureStore
-        Row n is the n-th usable example.
+    UnitOutcome
     """
-    config = config or (encoder.config if encoder is not None else EncodeConfig())
-    if encoder is not None and encoder.config != config:
-        raise ConfigError("the encoder was built with another EncodeConfig")
-    examples, src, chash, read_policy = _unpack(examples)
-    on_invalid = on_invalid or read_policy or "error"
-    dataset_source = dataset_source or src or "<records>"
-    content_hash = content_hash or chash or examples_digest(examples)
-    if not examples:
-        raise ConfigError("no examples to extract")
+    t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():   # before the model is loaded
+    outcome = UnitOutcome(unit=unit, start=start, stop=start + len(examples))
+    encoded, findings = enc.encode_some(list(examples))
+    if findings and on_invalid == "error":
+        outcome.problems = findings
+        return outcome
+    if not compute:
+        return outcome
+    bad = {f.index for f in findings}
+    usable = [start + i for i, ex in enumerate(examples) if ex.index not in bad]
+    lengths = [e.n_tokens for e in encoded]
+    batches = plan_batches(lengths, enc.config.batch_size, enc.config.max_batch_tokens)
+    plan = _sha([start, usable, batches, lengths])
+    plan_bytes = np.frombuffer(bytes.fromhex(plan), dtype=np.uint8)
+    try:
+        for j, local in enumerate(batches):
+            key = shard_key(unit, j)
+            positions = np.asarray([usable[p] for p in local], dtype=np.int64)
+            old = read_shard(out_dir, key, SHARD_KEYS)
+            if (old is not None and np.array_equal(old["plan_sha256"], plan_bytes)
+                    and np.array_equal(old["positions"], positions)):
+                if on_batch is not None:
+                    on_batch(unit, j, len(local), False)
+                continue
+            batch = [encoded[p] for p in local]
+            write_shard(out_dir, key, _shard_arrays(positions, plan_bytes, batch,
+                                                    enc.compute(batch)))
+            outcome.examples_computed += len(local)
+            outcome.batches_computed += 1
+            if on_batch is not None:
+                on_batch(unit, j, len(local), True)
+        outcome.seconds = time.perf_counter() - t0
+        write_unit_marker(out_dir, unit, {
+            "unit": unit, "start": start, "stop": outcome.stop, "n_batches": len(batches),
+            "plan_sha256": plan, "projection_sha256": projection_sha256,
+            "skipped": [finding_dict(f) for f in findings],
+            "skipped_positions": [start + i for i, ex in enumerate(examples) if ex.index in bad],
+            "run": run, "mode": mode, "examples_computed": outcome.examples_computed,
+            "batches_computed": outcome.batches_computed, "seconds": round(outcome.seconds, 3),
+            "finished": time.time(), "device": str(enc.engine.device),
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "torch_threads": torch.get_num_threads()})
+    except OSError as err:
+        raise _write_error(out_dir, err) from err
+    outcome.done = True
+    return outcome
+
+
+def new_run_id() -> str:
+    """A fresh id for one extract call (recorded in the unit markers it writes)."""
+    return uuid.uuid4().hex[:12]
+
+
+# ---- the store around the units ------------------------------------------------------------
+
+@dataclass
+class Extraction:
+    """A prepared store directory and its work units (made by :func:`prepare_extraction`).
+
+    Attributes
+    ----------
+    out_dir : Path
+    manifest : dict
+        The manifest as written while unfinished (``complete`` False).
+    examples : list of Example
+        Everything given to extract (rows are the usable ones).
+    units : list of (start, stop)
+    complete : bool
+        The directory already holds this finished store (nothing to do).
+    created : bool
+        This call created the directory.
+    """
+
+    out_dir: Path
+    manifest: dict
+    examples: list[Example]
+    units: list[tuple[int, int]]
+    complete: bool = False
+    created: bool = False
+
+    def markers(self) -> list[dict | None]:
+        """Each unit's marker (None for an unfinished unit)."""
+        return [read_unit_marker(self.out_dir, u) for u in range(len(self.units))]
+
+    def todo(self) -> list[int]:
+        """The units without a marker."""
+        return [u for u, m in enumerate(self.markers()) if m is None]
+
+    def stored_projection(self) -> str | None:
+        """The projection digest of the finished units (None when there are none); raises
+        :class:`StoreMismatchError` when they disagree."""
+        digests = {m["projection_sha256"] for m in self.markers() if m is not None}
+        if len(digests) > 1:
+            raise StoreMismatchError(
+                f"units of {self.out_dir} were computed with different projection matrices "
+                f"({', '.join(sorted(d[:12] for d in digests))}); rebuild it with --overwrite")
+        return next(iter(digests), None)
+
+    def check_projection(self, digest: str) -> None:
+        """Refuse to add units drawn with other projection matrices than the finished ones."""
+        stored = self.stored_projection()
+        if stored is not None and stored != digest:
+            raise StoreMismatchError(
+                f"this machine draws other projection matrices ({digest[:12]}) than the ones "
+                f"the finished units of {self.out_dir} were computed with ({stored[:12]}); "
+                "check that NumPy and torch match, or rebuild with --overwrite")
+
+    def fail(self, problems: list[Finding]) -> InputError:
+        """The error for unusable examples; a directory this call created and that holds no
+        finished unit is removed (nothing was written)."""
+        if self.created and all(m is None for m in self.markers()):
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+        return InputError(problems)
+
+    def finish(self, stats: dict) -> FeatureStore:
+        """Assemble the store from the units' shards (every unit must have its marker)."""
+        try:
+            _assemble(self, stats)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot write to the feature store {self.out_dir}: {err.strerror or err}; the "
+                "batches are kept: fix it and run the same command again to finish") from err
+        return FeatureStore.open(self.out_dir)
+
+
+def _model_shape(loaded: LoadedModel) -> tuple[int | None, int]:
+    head = loaded.model.get_base_model().get_output_embeddings()
+    if head is None:
+        return None, len(loaded.tokenizer)
+    return int(head.weight.shape[1]), int(head.weight.shape[0])
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path; a ConfigError when it is a file (checked before loading)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir} is a file, not a directory: a feature store is a "
                           "directory; choose another --out (nothing was changed)")
-    n_given = len(examples)
-    enc = encoder or Encoder(config)
-    encoded, skipped = enc.encode_some(examples)
-    if skipped and on_invalid == "error":
-        raise InputError(skipped)
-    if skipped:
-        logger.warning("skipped %d of %d example(s) the encoder cannot use (e.g. %s)",
-                       len(skipped), n_given, skipped[0])
-        kept = {ex.index for ex in examples} - {f.index for f in skipped}
-        examples = [ex for ex in examples if ex.index in kept]
-        if not examples:
-            raise InputError(skipped)
-    batches = enc.plan(encoded)
-    lengths = [e.n_tokens for e in encoded]
-    plan_digest = hashlib.sha256(json.dumps([batches, lengths]).encode()).hexdigest()
-    info = enc.loaded.info
-    sites = enc.loaded.sites
+    return out_dir
+
+
+def prepare_extraction(examples: list[Example], config: EncodeConfig,
+                       out_dir: str | os.PathLike, *, loaded: LoadedModel, dim: int,
+                       dataset_source: str, content_hash: str,
+                       overwrite: bool = False) -> Extraction:
+    """Plan the units and create, resume or reuse the store directory (nothing is tokenised).
+
+    Raises :class:`StoreMismatchError` when ``out_dir`` holds anything built otherwise.
+    """
+    out_dir = Path(out_dir)
+    created = not out_dir.exists() or overwrite
+    info, sites = loaded.info, loaded.sites
+    units = plan_units(len(examples), config.unit_size)
     fingerprint = {
         "format": STORE_FORMAT,
         "tool_version": __version__,
@@ -220,13 +459,10 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         "adapter": {"config": info["adapter_config"],
                     "weights_sha256": info["adapter_weights_sha256"]},
         "projection": {"kind": config.projection, "k": config.k, "seed": config.seed},
-        "dataset": {"content_hash": content_hash, "n_examples": n_given},
-        "plan_sha256": plan_digest,
-        "n_params": enc.loaded.n_params,
+        "dataset": {"content_hash": content_hash, "n_examples": len(examples)},
+        "n_params": loaded.n_params,
     }
-    head = enc.engine.head
-    d_model = int(head.weight.shape[1]) if head is not None else None
-    vocab_size = int(head.weight.shape[0]) if head is not None else len(enc.loaded.tokenizer)
+    d_model, vocab_size = _model_shape(loaded)
     manifest = {
         "format": STORE_FORMAT,
         "fingerprint": fingerprint,
@@ -236,74 +472,142 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         "adapter_config": info["adapter_config"],
         "projection": fingerprint["projection"],
         "dataset": {"path": str(dataset_source), "content_hash": content_hash,
-                    "n_examples": n_given},
-        "n_rows": len(examples),
-        "skipped": [{"source": f.source, "line": f.line, "message": f.message,
-                     "code": getattr(f, "code", "invalid"), "index": getattr(f, "index", None)}
-                    for f in skipped],
-        "n_params": enc.loaded.n_params,
-        "dim": enc.dim,
+                    "n_examples": len(examples)},
+        "n_params": loaded.n_params,
+        "dim": dim,
         "d_model": d_model,
         "vocab_size": vocab_size,
         "modules": [{"name": s.name, "layer": s.layer, "kind": s.kind, "n_params": s.n_params,
                      "column": s.column} for s in sites],
-        "n_batches": len(batches),
+        "n_units": len(units),
         "complete": False,
     }
-    if prepare_dir(out_dir, manifest, overwrite=overwrite):
+    complete = prepare_dir(out_dir, manifest, overwrite=overwrite)
+    return Extraction(out_dir=out_dir, manifest=manifest, examples=examples, units=units,
+                      complete=complete, created=created and not complete)
+
+
+def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
+            out_dir: str | os.PathLike = "features", *, dataset_source: str | None = None,
+            content_hash: str | None = None, overwrite: bool = False,
+            encoder: Encoder | None = None, on_invalid: str | None = None, ray=None,
+            workers: int | None = None, gpus_per_worker: float | None = None,
+            cpus_per_worker: float | None = None) -> FeatureStore:
+    """Build (or resume, or reuse) the feature store of ``examples`` in ``out_dir``.
+
+    Parameters
+    ----------
+    examples : sequence of Example, or an ``ExampleSet`` (its source, content hash and
+        ``config.on_invalid`` are used)
+    config : EncodeConfig, default ``EncodeConfig()``
+    out_dir : directory of the store. An unfinished store built with the same settings and
+        data is resumed, whoever started it (finished units and verified batches are kept, a
+        damaged or half-written shard is recomputed); a finished one is returned as is; one
+        built otherwise raises :class:`~constraintlab.errors.StoreMismatchError`.
+    dataset_source : path recorded in the manifest.
+    content_hash : sha256 of the dataset file; default: a hash of the examples' content.
+    overwrite : delete an existing store in ``out_dir`` first.
+    encoder : reuse a loaded :class:`Encoder` (built with ``config``).
+    on_invalid : {"error", "skip"}, optional
+        What to do with an example the encoder cannot use (target truncated away by
+        ``max_length``, template error): ``"error"`` raises :class:`InputError` listing them
+        (units already finished are kept; every unit is still tokenised so that all are
+        listed); ``"skip"`` leaves them out (``FeatureStore.skipped``). Default: the
+        ExampleSet's ``config.on_invalid``, else ``"error"``.
+    ray : None (this process), or compute the units on Ray: ``"auto"`` (the running cluster,
+        else a new local one), ``"local"`` (a new local one), a cluster address, or a
+        :class:`~constraintlab.encode.distributed.RayOptions`. Needs ``constraintlab[ray]``.
+    workers, gpus_per_worker, cpus_per_worker : the Ray actor pool (see
+        :class:`~constraintlab.encode.distributed.RayOptions`); only with ``ray``. No Ray
+        setting enters the store: it is byte-identical for any of them and without Ray.
+
+    Returns
+    -------
+    FeatureStore
+        Row n is the n-th usable example.
+    """
+    if ray is not None:
+        from constraintlab.encode.distributed import RayOptions, extract_on_ray
+
+        options = RayOptions.build(ray, workers=workers, gpus_per_worker=gpus_per_worker,
+                                   cpus_per_worker=cpus_per_worker)
+        return extract_on_ray(examples, config, out_dir, options=options,
+                              dataset_source=dataset_source, content_hash=content_hash,
+                              overwrite=overwrite, encoder=encoder, on_invalid=on_invalid)
+    if workers is not None or gpus_per_worker is not None or cpus_per_worker is not None:
+        raise ConfigError("workers, gpus_per_worker and cpus_per_worker need ray (--ray)")
+    config = config or (encoder.config if encoder is not None else EncodeConfig())
+    if encoder is not None and encoder.config != config:
+        raise ConfigError("the encoder was built with another EncodeConfig")
+    examples, src, chash, read_policy = _unpack(examples)
+    on_invalid = on_invalid or read_policy or "error"
+    dataset_source = dataset_source or src or "<records>"
+    content_hash = content_hash or chash or examples_digest(examples)
+    if not examples:
+        raise ConfigError("no examples to extract")
+    out_dir = check_out_dir(out_dir)                 # before the model is loaded
+    enc = encoder or Encoder(config)
+    job = prepare_extraction(examples, config, out_dir, loaded=enc.loaded, dim=enc.dim,
+                             dataset_source=dataset_source, content_hash=content_hash,
+                             overwrite=overwrite)
+    if job.complete:
         logger.info("%s already holds this extraction; reusing it", out_dir)
         return FeatureStore.open(out_dir)
-    done = {b for b in range(len(batches))
-            if (out_dir / SHARDS / f"{b:06d}.npz").exists() and verify_shard(out_dir, b)}
-    n_done = sum(len(batches[b]) for b in done)
-    if done:
-        logger.info("resuming: %d of %d batches already done", len(done), len(batches))
+    todo = job.todo()
+    projection = enc.projection_sha256()
+    job.check_projection(projection)
+    n_done = len(examples) - sum(job.units[u][1] - job.units[u][0] for u in todo)
+    if n_done:
+        logger.info("resuming: %d of %d units already done", len(job.units) - len(todo),
+                    len(job.units))
+    run = new_run_id()
     bar = progress(total=len(examples), desc="extract", unit="ex")
     bar.update(n_done)
-    start, n_new = time.perf_counter(), 0
+    start, n_new, problems = time.perf_counter(), 0, []
     try:
-        for b, positions in enumerate(batches):
-            if b in done:
-                continue
-            res = enc.compute([encoded[p] for p in positions])
-            try:
-                write_shard(out_dir, b, {
-                    "positions": np.asarray(positions, dtype=np.int64),
-                    "features": res.features.astype(np.float32),
-                    "input_factors": res.input_factors.astype(np.float32),
-                    "output_factors": res.output_factors.astype(np.float32),
-                    "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
-                    "token_nll": res.token_nll.astype(np.float32),
-                    "token_rank": res.token_rank.astype(np.int32),
-                    "token_counts": res.token_counts,
-                    "token_nll_noinput": res.token_nll_noinput.astype(np.float32),
-                    "loss_noinput": res.loss_noinput})
-            except OSError as err:
-                raise ConfigError(
-                    f"cannot write to the feature store {out_dir}: {err.strerror or err}; "
-                    "the batches written so far are kept: fix it and run the same command "
-                    "again to resume") from err
-            bar.update(len(positions))
-            n_new += len(positions)
+        for u in todo:
+            a, b = job.units[u]
+            outcome = run_unit(enc, examples[a:b], u, a, out_dir, projection_sha256=projection,
+                               run=run, mode="local", on_invalid=on_invalid,
+                               compute=not problems,
+                               on_batch=lambda _u, _j, n, _c: bar.update(n))
+            if outcome.problems or not outcome.done:
+                problems += outcome.problems     # then only tokenise the rest, to list all
+                bar.update(b - a)
+            n_new += outcome.examples_computed
     finally:
         bar.close()
+    if problems:
+        raise job.fail(problems)
     elapsed = time.perf_counter() - start
-    try:
-        _assemble(out_dir, manifest, examples, encoded, batches, enc.dim,
-                  stats={"seconds": round(elapsed, 3), "examples_computed": n_new,
-                         "examples_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None})
-    except OSError as err:
-        raise ConfigError(
-            f"cannot write to the feature store {out_dir}: {err.strerror or err}; the batches "
-            "are kept: fix it and run the same command again to finish") from err
-    return FeatureStore.open(out_dir)
+    return job.finish({"seconds": round(elapsed, 3), "examples_computed": n_new,
+                       "examples_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None,
+                       "units_computed": len(todo), "mode": "local", "workers": 1})
 
 
-def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: list[Encoded],
-              batches: list[list[int]], dim: int, stats: dict) -> None:
+def _assemble(job: Extraction, stats: dict) -> None:
+    out_dir, given = job.out_dir, job.examples
+    markers = job.markers()
+    missing = [u for u, m in enumerate(markers) if m is None]
+    if missing:
+        raise ConfigError(f"{len(missing)} work unit(s) of {out_dir} are unfinished (first: "
+                          f"{missing[0]}); run the same extract command again")
+    projection = job.stored_projection()
+    skipped = [finding_from_dict(f) for m in markers for f in m.get("skipped", [])]
+    skipped_pos = {p for m in markers for p in m.get("skipped_positions", [])}
+    row_of = np.full(len(given), -1, dtype=np.int64)
+    kept = [p for p in range(len(given)) if p not in skipped_pos]
+    row_of[kept] = np.arange(len(kept))
+    if not kept:
+        raise InputError(skipped)
+    if skipped:
+        logger.warning("skipped %d of %d example(s) the encoder cannot use (e.g. %s)",
+                       len(skipped), len(given), skipped[0])
+    examples = [given[p] for p in kept]
+    manifest = dict(job.manifest)
     n = len(examples)
+    dim, d = manifest["dim"], manifest["d_model"]
     sites = manifest["modules"]
-    d = manifest["d_model"]
     tmp = {name: out_dir / f"{name}.npy.tmp" for name in
            ("features", "input_factors", "output_factors")}
     feats = np.lib.format.open_memmap(tmp["features"], mode="w+", dtype=np.float32,
@@ -314,46 +618,61 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
                                      shape=(n, d))
     energy = np.zeros((n, len(sites)))
     grad_norm, loss, loss_noinput = np.zeros(n), np.zeros(n), np.zeros(n)
-    tok_nll: list[np.ndarray | None] = [None] * n
-    tok_rank: list[np.ndarray | None] = [None] * n
-    tok_noinput: list[np.ndarray | None] = [None] * n
-    for b in range(len(batches)):
-        shard = read_shard(out_dir, b, SHARD_KEYS)
-        if shard is None or shard["positions"].tolist() != list(batches[b]):
-            raise ConfigError(f"shard {b} of {out_dir} is missing or damaged; run the same "
-                              "extract command again (it recomputes that batch)")
-        pos = shard["positions"]
-        feats[pos] = shard["features"]
-        inp[pos] = shard["input_factors"]
-        outp[pos] = shard["output_factors"]
-        energy[pos] = shard["energy"]
-        grad_norm[pos] = shard["grad_norm"]
-        loss[pos] = shard["loss"]
-        loss_noinput[pos] = shard["loss_noinput"]
-        bounds = np.concatenate([[0], np.cumsum(shard["token_counts"])])
-        for j, p in enumerate(pos.tolist()):
-            tok_nll[p] = shard["token_nll"][bounds[j]:bounds[j + 1]]
-            tok_rank[p] = shard["token_rank"][bounds[j]:bounds[j + 1]]
-            tok_noinput[p] = shard["token_nll_noinput"][bounds[j]:bounds[j + 1]]
+    counts = {name: np.zeros(n, dtype=np.int64) for name in
+              ("n_tokens", "n_input_tokens", "n_target_tokens", "n_truncated")}
+    template: list[str] = [""] * n
+    tok: dict[str, list] = {name: [None] * n for name in ("nll", "rank", "ids", "noinput")}
+    lines: list[str] = ["[]"] * n
+    for u, marker in enumerate(markers):
+        for j in range(marker["n_batches"]):
+            shard = read_shard(out_dir, shard_key(u, j), SHARD_KEYS)
+            if shard is None:
+                unit_marker_path(out_dir, u).unlink(missing_ok=True)   # recompute the unit
+                raise ConfigError(f"shard {shard_key(u, j)} of {out_dir} is missing or "
+                                  "damaged; run the same extract command again (it "
+                                  "recomputes that batch)")
+            rows = row_of[shard["positions"]]
+            feats[rows] = shard["features"]
+            inp[rows] = shard["input_factors"]
+            outp[rows] = shard["output_factors"]
+            energy[rows] = shard["energy"]
+            grad_norm[rows] = shard["grad_norm"]
+            loss[rows] = shard["loss"]
+            loss_noinput[rows] = shard["loss_noinput"]
+            for name, arr in counts.items():
+                arr[rows] = shard[name]
+            bounds = np.concatenate([[0], np.cumsum(shard["token_counts"])])
+            for i, r in enumerate(rows.tolist()):
+                sl = slice(bounds[i], bounds[i + 1])
+                tok["nll"][r] = shard["token_nll"][sl]
+                tok["rank"][r] = shard["token_rank"][sl]
+                tok["ids"][r] = shard["target_ids"][sl]
+                tok["noinput"][r] = shard["token_nll_noinput"][sl]
+                lines[r] = str(shard["target_pieces"][i])
+                template[r] = str(shard["template"][i])
     for arr in (feats, inp, outp):
         arr.flush()
     del feats, inp, outp
-    TokenProfiles.from_lists(
-        tok_nll, tok_rank,
-        [e.input_ids[e.predicted_targets()] for e in encoded],
-        [e.target_pieces() for e in encoded], tok_noinput).save(out_dir, suffix=".tmp")
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in tok["nll"]])]).astype(np.int64)
+
+    def cat(parts: list, dtype) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    TokenProfiles(offsets, cat(tok["nll"], np.float32), cat(tok["rank"], np.int32),
+                  cat(tok["ids"], np.int32), lines,
+                  cat(tok["noinput"], np.float32)).save(out_dir, suffix=".tmp")
     with np.errstate(divide="ignore", invalid="ignore"):
         ifd = np.where(loss_noinput > 0, loss / loss_noinput, np.nan)
     table = pd.DataFrame({
         "index": [ex.index for ex in examples],
         "line": [ex.line for ex in examples],
         "schema": [ex.schema for ex in examples],
-        "template": [e.template for e in encoded],
-        "n_tokens": [e.n_tokens for e in encoded],
-        "n_input_tokens": [e.n_input_tokens for e in encoded],
-        "n_target_tokens": [e.n_target_tokens for e in encoded],
-        "n_truncated": [e.n_truncated for e in encoded],
-        "truncated": [e.n_truncated > 0 for e in encoded],
+        "template": template,
+        "n_tokens": counts["n_tokens"],
+        "n_input_tokens": counts["n_input_tokens"],
+        "n_target_tokens": counts["n_target_tokens"],
+        "n_truncated": counts["n_truncated"],
+        "truncated": counts["n_truncated"] > 0,
         "loss": loss,
         "nll_noinput": loss_noinput,
         "input_gain": loss_noinput - loss,
@@ -371,9 +690,24 @@ def _assemble(out_dir: Path, manifest: dict, examples: list[Example], encoded: l
     if n_trunc:
         logger.warning("%d of %d examples were truncated to max_length (%d tokens dropped)",
                        n_trunc, n, int(table["n_truncated"].sum()))
-    manifest = dict(manifest)
+    runs: dict[str, dict] = {}
+    for m in markers:
+        r = runs.setdefault(m["run"], {"run": m["run"], "mode": m["mode"], "units": 0,
+                                       "examples_computed": 0, "worker_seconds": 0.0,
+                                       "finished": m["finished"]})
+        r["units"] += 1
+        r["examples_computed"] += m["examples_computed"]
+        r["worker_seconds"] = round(r["worker_seconds"] + m["seconds"], 3)
+        r["finished"] = max(r["finished"], m["finished"])
+    manifest["n_rows"] = n
+    manifest["skipped"] = [finding_dict(f) for f in skipped]
+    manifest["n_batches"] = sum(m["n_batches"] for m in markers)
+    manifest["plan_sha256"] = _sha([m["plan_sha256"] for m in markers])
+    manifest["projection_sha256"] = projection
     manifest["stats"] = {
         **stats,
+        # what each run (this one and any interrupted one before it) computed, by its units
+        "runs": sorted(runs.values(), key=lambda r: r["finished"]),
         "n_truncated_examples": n_trunc,
         "n_truncated_tokens": int(table["n_truncated"].sum()),
         "n_target_tokens": int(table["n_target_tokens"].sum()),

@@ -30,10 +30,15 @@ Layout
     above the target's; 0 = the model's top prediction), ``ids`` (T,) int32; ``tokens.jsonl``
     holds one JSON list of the tokens' text pieces per example.
 ``shards/``
-    While running: one ``NNNNNN.npz`` per batch, fsynced and renamed into place, then its
-    marker ``NNNNNN.ok`` (size and sha256 of the shard, written the same way). On resume a
-    shard counts as done only when its marker matches it; any other shard (killed mid-write,
-    truncated, no marker) is recomputed. Removed when complete.
+    While running, per work unit ``UUUUUU`` (``EncodeConfig.unit_size`` consecutive examples):
+    one ``UUUUUU-BBBBBB.npz`` per batch (results and the examples' token metadata), fsynced
+    and renamed into place, then its marker ``UUUUUU-BBBBBB.ok`` (size and sha256 of the
+    shard, written the same way); after the unit's last batch, ``UUUUUU.done`` (JSON: the
+    unit's plan digest, projection digest, skipped records, who computed it). On resume a unit
+    with a ``.done`` is skipped and a shard counts as done only when its marker matches it;
+    any other shard (killed mid-write, truncated, no marker) is recomputed. The same files
+    are written by one process and by Ray workers (:mod:`constraintlab.encode.distributed`),
+    so either resumes what the other started. Removed when complete.
 
 Records the encoder could not use (``--on-invalid skip``: a target truncated away by
 ``max_length``, a template that cannot render the record) are not rows: they are listed in the
@@ -64,8 +69,9 @@ MANIFEST = "manifest.json"
 SHARDS = "shards"
 #: Layout version written in every manifest; a store of another format is never reused.
 #: 3: input dependence (``nll_noinput``, ``input_gain``, ``ifd``; per-token ``nll_noinput``),
-#: shard markers, ``skipped``.
-STORE_FORMAT = "constraintlab.features/3"
+#: shard markers, ``skipped``. 4: work units (batches planned per unit of ``unit_size``
+#: examples; per-unit markers), ``plan_sha256``/``projection_sha256`` in the manifest.
+STORE_FORMAT = "constraintlab.features/4"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -167,12 +173,47 @@ def prepare_dir(out_dir: Path, manifest: dict, *, overwrite: bool) -> bool:
     return False
 
 
-def shard_path(out_dir: Path, batch_id: int) -> Path:
-    return Path(out_dir) / SHARDS / f"{batch_id:06d}.npz"
+def shard_key(unit: int, batch: int) -> str:
+    """Name (without suffix) of the shard of batch ``batch`` of work unit ``unit``."""
+    return f"{unit:06d}-{batch:06d}"
 
 
-def marker_path(out_dir: Path, batch_id: int) -> Path:
-    return Path(out_dir) / SHARDS / f"{batch_id:06d}.ok"
+def _name(batch_id: int | str) -> str:
+    return f"{batch_id:06d}" if isinstance(batch_id, int) else str(batch_id)
+
+
+def shard_path(out_dir: Path, batch_id: int | str) -> Path:
+    return Path(out_dir) / SHARDS / f"{_name(batch_id)}.npz"
+
+
+def marker_path(out_dir: Path, batch_id: int | str) -> Path:
+    return Path(out_dir) / SHARDS / f"{_name(batch_id)}.ok"
+
+
+def unit_marker_path(out_dir: Path, unit: int) -> Path:
+    return Path(out_dir) / SHARDS / f"{unit:06d}.done"
+
+
+def write_unit_marker(out_dir: Path, unit: int, info: dict) -> None:
+    """Mark work unit ``unit`` finished (atomic JSON, written after its last shard)."""
+    final = unit_marker_path(out_dir, unit)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(info, indent=1, sort_keys=True))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def read_unit_marker(out_dir: Path, unit: int) -> dict | None:
+    """The marker of finished unit ``unit``, or None (unfinished, or a damaged marker: then
+    the unit is run again, keeping its verified shards)."""
+    try:
+        out = json.loads(unit_marker_path(out_dir, unit).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return out if isinstance(out, dict) and "n_batches" in out else None
 
 
 def _file_sha256(path: Path) -> str:
@@ -183,7 +224,7 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_shard(out_dir: Path, batch_id: int, arrays: dict[str, np.ndarray]) -> None:
+def write_shard(out_dir: Path, batch_id: int | str, arrays: dict[str, np.ndarray]) -> None:
     """Write one batch's arrays: temp file, fsync, rename; then its marker (size, sha256,
     array names), written the same way. A shard without a matching marker is never used."""
     final = shard_path(out_dir, batch_id)
@@ -200,7 +241,7 @@ def write_shard(out_dir: Path, batch_id: int, arrays: dict[str, np.ndarray]) -> 
                                "arrays": sorted(arrays)})
 
 
-def verify_shard(out_dir: Path, batch_id: int) -> bool:
+def verify_shard(out_dir: Path, batch_id: int | str) -> bool:
     """True when shard ``batch_id`` exists and matches its marker (size and sha256)."""
     path, marker = shard_path(out_dir, batch_id), marker_path(out_dir, batch_id)
     if not path.is_file():
@@ -219,13 +260,13 @@ def verify_shard(out_dir: Path, batch_id: int) -> bool:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         why = f"its marker cannot be read ({type(err).__name__})"
     if why is not None:
-        logger.warning("shard %d of %s is incomplete or damaged (%s); recomputing it",
-                       batch_id, out_dir, why)
+        logger.warning("shard %s of %s is incomplete or damaged (%s); recomputing it",
+                       _name(batch_id), out_dir, why)
         return False
     return True
 
 
-def read_shard(out_dir: Path, batch_id: int, keys: Sequence[str] = ()
+def read_shard(out_dir: Path, batch_id: int | str, keys: Sequence[str] = ()
                ) -> dict[str, np.ndarray] | None:
     """The shard's arrays, or None if it is missing, fails :func:`verify_shard`, cannot be
     parsed or lacks one of ``keys`` (then it is recomputed)."""
@@ -235,12 +276,12 @@ def read_shard(out_dir: Path, batch_id: int, keys: Sequence[str] = ()
         with np.load(shard_path(out_dir, batch_id)) as z:
             out = {key: z[key] for key in z.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
-        logger.warning("shard %d of %s cannot be read (%s); recomputing it", batch_id, out_dir,
-                       type(err).__name__)
+        logger.warning("shard %s of %s cannot be read (%s); recomputing it", _name(batch_id),
+                       out_dir, type(err).__name__)
         return None
     missing = [k for k in keys if k not in out]
     if missing:
-        logger.warning("shard %d of %s lacks %s; recomputing it", batch_id, out_dir,
+        logger.warning("shard %s of %s lacks %s; recomputing it", _name(batch_id), out_dir,
                        ", ".join(missing))
         return None
     return out

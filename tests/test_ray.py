@@ -1,0 +1,269 @@
+"""Extraction on Ray: the same store bit for bit, resume across modes and faults.
+
+One local Ray (2 CPUs) for the whole session; actors take 0.5 CPU each (two actors at one CPU
+each would leave Ray Data no CPU and hang on 2 cores) and use one torch thread, as the
+single-process reference run does. Every store is compared byte for byte with the
+single-process store of the same data and settings (all arrays, examples.csv, token profiles;
+the manifest apart from ``stats``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from tiny_models import build_model, gsm8k_records
+
+from constraintlab.encode import EncodeConfig, FeatureStore, extract
+from constraintlab.encode import extraction as extraction_mod
+from constraintlab.encode.distributed import RayExtractionError, RayOptions, UnitWorker
+from constraintlab.errors import ConfigError
+from constraintlab.io import read_examples
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+STORE_FILES = ("features.npy", "input_factors.npy", "output_factors.npy", "examples.csv",
+               "tokens.npz", "tokens.jsonl")
+N_EXAMPLES, UNIT = 24, 6            # 4 units of 6 examples, 2 batches each
+
+
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return before
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray for the session: 2 CPUs, no dashboard; workers import this checkout."""
+    ray = pytest.importorskip("ray")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS)] + ([old] if old else []))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             object_store_memory=200 * 1024 ** 2)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Tiny Qwen3, 24 short GSM8K examples, and their single-process store (one thread)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("ray")
+    model = build_model("qwen3", root / "model", seed=4)
+    short = [r for r in gsm8k_records(80) if len(r["question"]) + len(r["answer"]) < 450]
+    data = root / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in short[:N_EXAMPLES]))
+    cfg = EncodeConfig(model=str(model), k=32, batch_size=3, max_batch_tokens=4096,
+                       unit_size=UNIT, seed=3)
+    ds = read_examples(data)
+    before = _one_thread()
+    try:
+        extract(ds, cfg, root / "reference")
+    finally:
+        torch.set_num_threads(before)
+    return {"root": root, "model": str(model), "data": data, "cfg": cfg, "ds": ds,
+            "reference": root / "reference"}
+
+
+def digests(path: Path) -> dict:
+    """sha256 of every store file, and the manifest without its run statistics."""
+    out = {name: hashlib.sha256((path / name).read_bytes()).hexdigest() for name in STORE_FILES}
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.pop("stats")
+    out["manifest"] = manifest
+    return out
+
+
+def assert_same_store(path: Path, reference: Path) -> dict:
+    assert digests(path) == digests(reference)
+    assert not (path / "shards").exists()
+    return FeatureStore.open(path).manifest["stats"]
+
+
+def on_ray(env, out: Path, **kw):
+    return extract(env["ds"], env["cfg"], out, ray=kw.pop("ray", "auto"),
+                   cpus_per_worker=0.5, **kw)
+
+
+class DieOnce(UnitWorker):
+    """Exits (as a crash would) after storing its first batch, once per flag file."""
+
+    def on_batch(self, unit, batch, n_examples, computed):
+        flag = self.out_dir.parent / f"{self.out_dir.name}.die-once"
+        try:
+            os.rename(flag, flag.with_suffix(".died"))      # only one actor claims it
+        except OSError:
+            return
+        os._exit(1)
+
+
+class DieInUnit2(UnitWorker):
+    """Always exits after the first batch of unit 2."""
+
+    def on_batch(self, unit, batch, n_examples, computed):
+        if unit == 2:
+            os._exit(1)
+
+
+# ---- without a cluster ------------------------------------------------------------------------
+
+def test_missing_ray_is_a_clear_error_naming_the_extra(env, monkeypatch, tmp_path):
+    from constraintlab.encode import distributed
+
+    monkeypatch.setitem(sys.modules, "ray", None)          # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"constraintlab\[ray\]"):
+        distributed.import_ray()
+    with pytest.raises(ConfigError, match=r"pip install 'constraintlab\[ray\]'"):
+        extract(env["ds"], env["cfg"], tmp_path / "s", ray="auto")
+    assert not (tmp_path / "s").exists()
+
+
+def test_ray_options_and_units():
+    assert extraction_mod.plan_units(13, 6) == [(0, 6), (6, 12), (12, 13)]
+    opts = RayOptions.build("auto", workers=3, cpus_per_worker=0.5)
+    assert (opts.address, opts.workers, opts.cpus_per_worker) == ("auto", 3, 0.5)
+    cpu = EncodeConfig()
+    assert RayOptions(cpus_per_worker=0.5).resources(cpu, {"CPU": 2}) == (2, 0.0, 0.5)
+    assert RayOptions().resources(cpu, {"CPU": 8}) == (7, 0.0, 1.0)
+    gpu = EncodeConfig(device="cuda")
+    assert RayOptions(gpus_per_worker=0.5).resources(gpu, {"CPU": 8, "GPU": 2}) == (4, 0.5, 1.0)
+    with pytest.raises(ConfigError, match="GPU"):
+        RayOptions().resources(gpu, {"CPU": 8})
+    with pytest.raises(ConfigError, match="workers"):
+        RayOptions(workers=0)
+    with pytest.raises(ConfigError, match="need ray"):
+        extract([], EncodeConfig(), "x", workers=2)
+
+
+# ---- on the session's local Ray ---------------------------------------------------------------
+
+@pytest.mark.ray
+def test_two_workers_one_crashing_mid_unit_give_the_single_process_store(env, ray_address,
+                                                                        tmp_path):
+    out = tmp_path / "two"
+    (tmp_path / "two.die-once").touch()
+    from constraintlab.encode.distributed import extract_on_ray
+
+    extract_on_ray(env["ds"], env["cfg"], out, worker_cls=DieOnce,
+                   options=RayOptions(workers=2, cpus_per_worker=0.5))
+    assert (tmp_path / "two.died").exists()                 # an actor did exit mid-unit
+    stats = assert_same_store(out, env["reference"])
+    assert stats["mode"] == "ray" and stats["workers"] == 2
+    # the batch stored before the crash was kept: the retry computed the rest of the unit
+    assert stats["examples_computed"] < N_EXAMPLES
+    assert [r["mode"] for r in stats["runs"]] == ["ray"] and stats["runs"][0]["units"] == 4
+
+
+@pytest.mark.ray
+def test_store_started_in_one_process_is_finished_by_one_ray_worker(env, ray_address,
+                                                                   tmp_path, monkeypatch):
+    out = tmp_path / "cross"
+    real, calls = extraction_mod.run_unit, []
+
+    def stop_after_two_units(*args, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[2])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(extraction_mod, "run_unit", stop_after_two_units)
+    import torch
+
+    before = _one_thread()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            extract(env["ds"], env["cfg"], out)
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(extraction_mod, "run_unit", real)
+    assert sorted(p.name for p in (out / "shards").glob("*.done")) == ["000000.done",
+                                                                       "000001.done"]
+    on_ray(env, out, workers=1)
+    stats = assert_same_store(out, env["reference"])
+    assert stats["examples_computed"] == N_EXAMPLES - 2 * UNIT
+    assert [(r["mode"], r["units"]) for r in stats["runs"]] == [("local", 2), ("ray", 2)]
+
+
+@pytest.mark.ray
+def test_worker_dying_until_retries_are_out_fails_clearly_and_a_rerun_resumes(env, ray_address,
+                                                                             tmp_path):
+    from constraintlab.encode.distributed import extract_on_ray
+
+    out = tmp_path / "dying"
+    with pytest.raises(RayExtractionError, match=r"unit 2 .* died.*run the same command again"):
+        extract_on_ray(env["ds"], env["cfg"], out, worker_cls=DieInUnit2,
+                       options=RayOptions(workers=1, cpus_per_worker=0.5, max_retries=0))
+    done = sorted(p.name for p in (out / "shards").glob("*.done"))
+    assert "000002.done" not in done
+    import torch
+
+    before = _one_thread()
+    try:
+        extract(env["ds"], env["cfg"], out)                  # finished in this process
+    finally:
+        torch.set_num_threads(before)
+    stats = assert_same_store(out, env["reference"])
+    assert stats["mode"] == "local" and stats["units_computed"] == 4 - len(done)
+
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    from constraintlab.encode import EncodeConfig
+    from constraintlab.encode.distributed import RayOptions, UnitWorker, extract_on_ray
+    from constraintlab.io import read_examples
+
+    class Slow(UnitWorker):
+        def on_batch(self, unit, batch, n_examples, computed):
+            time.sleep(1.0)
+
+    model, data, out, address = sys.argv[1:5]
+    cfg = EncodeConfig(model=model, k=32, batch_size=3, max_batch_tokens=4096, unit_size=6,
+                       seed=3)
+    extract_on_ray(read_examples(data), cfg, out, worker_cls=Slow,
+                   options=RayOptions(address=address, workers=1, cpus_per_worker=0.5))
+""")
+
+
+@pytest.mark.ray
+def test_driver_killed_loses_at_most_the_units_in_flight(env, ray_address, tmp_path):
+    out = tmp_path / "killed"
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    penv = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
+    proc = subprocess.Popen([sys.executable, str(script), env["model"], str(env["data"]),
+                             str(out), ray_address], env=penv, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    shards = out / "shards"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if shards.exists() and list(shards.glob("*.done")):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {int(p.name[:6]) for p in shards.glob("*.done")}
+    assert 1 <= len(finished) < 4
+    on_ray(env, out, ray=ray_address, workers=2)
+    stats = assert_same_store(out, env["reference"])
+    # the rerun computed only examples of units that had no marker when the driver died
+    assert stats["examples_computed"] <= N_EXAMPLES - UNIT * len(finished)
+    assert stats["runs"][0]["units"] >= len(finished)

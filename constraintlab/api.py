@@ -77,9 +77,10 @@ class _Run:
 @contextlib.contextmanager
 def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadConfig | None,
               encode: EncodeConfig | None, analysis: AnalysisConfig | None,
-              settings: dict[str, Any]) -> Iterator[_Run]:
-    """Read, encode (reusing a matching store) and analyse; the store lives until the block
-    ends (a temporary directory when there is no ``out``)."""
+              settings: dict[str, Any], ray: Any = None) -> Iterator[_Run]:
+    """Read, encode (reusing a matching store; on Ray when ``ray`` is a RayOptions) and
+    analyse; the store lives until the block ends (a temporary directory when there is no
+    ``out``)."""
     if model is not None:
         settings["model"] = model
     read_cfg, enc_cfg, ana_cfg = split_settings(settings, read=read, encode=encode,
@@ -100,14 +101,14 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
             logger.info("reusing the feature store in %s", store_dir)
         else:
             try:
-                store = extract(examples, enc_cfg, store_dir)
+                store = extract(examples, enc_cfg, store_dir, ray=ray)
             except StoreMismatchError as err:
                 # the directory is this tool's cache for these settings and data: a store left
                 # there by another tool version or format is rebuilt (an unfinished store of
                 # this very extraction is resumed by extract itself and never gets here)
                 logger.warning("rebuilding the feature store in %s: %s", store_dir,
                                str(err).splitlines()[0])
-                store = extract(examples, enc_cfg, store_dir, overwrite=True)
+                store = extract(examples, enc_cfg, store_dir, overwrite=True, ray=ray)
         timings["extract"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         results = analyze_store(store, examples=examples.examples, config=ana_cfg)
@@ -121,8 +122,9 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
 
 def analyze(data: Any, model: str | None = None, *, out: str | Path | None = None,
             read: ReadConfig | None = None, encode: EncodeConfig | None = None,
-            analysis: AnalysisConfig | None = None, save: bool = True,
-            **settings: Any) -> Report:
+            analysis: AnalysisConfig | None = None, save: bool = True, ray: Any = None,
+            workers: int | None = None, gpus_per_worker: float | None = None,
+            cpus_per_worker: float | None = None, **settings: Any) -> Report:
     """Read, encode and analyse a dataset; return (and save) its :class:`Report`.
 
     Parameters
@@ -141,6 +143,11 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     save : bool
         Write the report files into ``out`` (default True when there is an ``out``); the
         report's ``path`` is then that directory.
+    ray : str or RayOptions, optional
+        Extract on Ray (``constraintlab[ray]``): ``"auto"``, ``"local"``, a cluster address
+        or a :class:`~constraintlab.encode.distributed.RayOptions`; see ``extract``.
+    workers, gpus_per_worker, cpus_per_worker : the Ray actor pool (only with ``ray``).
+        None of the Ray settings changes the feature store or the report.
     **settings
         Any field of :class:`ReadConfig`, :class:`EncodeConfig` or :class:`AnalysisConfig`
         (``k=256``, ``lora_r=16``, ``tau=0.2``, ``on_invalid="skip"``...).
@@ -149,12 +156,26 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     -------
     Report
     """
-    with _pipeline(data, model, out, read, encode, analysis, settings) as run:
+    ray_options = _ray_options(ray, workers, gpus_per_worker, cpus_per_worker)
+    with _pipeline(data, model, out, read, encode, analysis, settings, ray=ray_options) as run:
         report = run.report
     if run.out is not None and save:
         report.save(run.out)
         logger.info("report written to %s", run.out)
     return report
+
+
+def _ray_options(ray: Any, workers: int | None, gpus_per_worker: float | None,
+                 cpus_per_worker: float | None) -> Any:
+    """The RayOptions these arguments describe, or None (this process)."""
+    if ray is None:
+        if workers is not None or gpus_per_worker is not None or cpus_per_worker is not None:
+            raise ConfigError("workers, gpus_per_worker and cpus_per_worker need ray (--ray)")
+        return None
+    from constraintlab.encode.distributed import RayOptions
+
+    return RayOptions.build(ray, workers=workers, gpus_per_worker=gpus_per_worker,
+                            cpus_per_worker=cpus_per_worker)
 
 
 # -- order ---------------------------------------------------------------------------------------

@@ -117,6 +117,42 @@ def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
         use_chat_template=not args.no_chat_template)
 
 
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """``--ray`` and the worker pool: extraction on many workers (``constraintlab[ray]``)."""
+    g = parser.add_argument_group(
+        "scale-out on Ray (needs pip install 'constraintlab[ray]'; the store is the same)")
+    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
+                   help="compute the work units on Ray: 'auto' (the default when given alone: "
+                        "the running cluster, else a new local one), 'local', or a cluster "
+                        "address such as 10.0.0.5:6379; the store must be on a filesystem "
+                        "every worker sees")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="most Ray workers, each loading the model once (default: what the "
+                        "cluster's GPUs, else CPUs, allow)")
+    g.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                   help="GPUs per worker; 0.5 puts two workers on a GPU (default 1 with "
+                        "--device cuda, else 0)")
+    g.add_argument("--cpus-per-worker", type=float, default=None, metavar="C",
+                   help="CPUs per worker (default 1; torch uses floor(C) threads); leave a "
+                        "CPU free or use fractions, else Ray Data has none and waits forever")
+
+
+def ray_options_from_args(args: argparse.Namespace):
+    """The :class:`~constraintlab.encode.distributed.RayOptions` of ``--ray`` and friends,
+    or None without ``--ray`` (a pool flag without ``--ray`` is a ConfigError)."""
+    ray = getattr(args, "ray", None)
+    pool = {name: getattr(args, name, None)
+            for name in ("workers", "gpus_per_worker", "cpus_per_worker")}
+    if ray is None:
+        given = [f"--{k.replace('_', '-')}" for k, v in pool.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} need --ray")
+        return None
+    from constraintlab.encode.distributed import RayOptions
+
+    return RayOptions.build(ray, **pool)
+
+
 def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     """DATA, reading, ``--out``, model/encoder and analysis options (``analyze``, ``gate``,
     ``order``)."""

@@ -12,7 +12,9 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    add_ray_options,
     configs_from_args,
+    ray_options_from_args,
 )
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "report.html into --out and prints a summary. A later run with the same "
                     "data and model settings reuses the feature store.")
     add_analyze_options(parser)
+    add_ray_options(parser)
     parser.add_argument("--json", action="store_true",
                         help="print report.json to stdout instead of the summary")
     parser.add_argument("--fail-on", action="append", default=[], metavar="CONDITION",
@@ -47,7 +50,7 @@ def run_analysis(args: argparse.Namespace) -> Report:
 
     read, encode, analysis = configs_from_args(args)
     return constraintlab.analyze(args.data, out=args.out, read=read, encode=encode,
-                                 analysis=analysis)
+                                 analysis=analysis, ray=ray_options_from_args(args))
 
 
 def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:

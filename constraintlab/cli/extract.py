@@ -9,8 +9,10 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_common_options,
     add_encode_options,
+    add_ray_options,
     add_read_options,
     encode_config_from_args,
+    ray_options_from_args,
     read_config_from_args,
 )
 from constraintlab.io import read_examples
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete an existing store in DIR first")
     add_encode_options(parser)
+    add_ray_options(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
 
@@ -37,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from constraintlab.encode import extract
 
     config = encode_config_from_args(args)
+    ray = ray_options_from_args(args)            # before reading: a bad flag fails fast
     data = read_examples(args.data, read_config_from_args(args))
     store = extract(data, config, args.out, dataset_source=data.source,
-                    content_hash=data.content_hash, overwrite=args.overwrite)
+                    content_hash=data.content_hash, overwrite=args.overwrite, ray=ray)
     if not args.quiet:
         stats = store.manifest.get("stats", {})
         lines = [

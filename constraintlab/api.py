@@ -111,7 +111,10 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
                 store = extract(examples, enc_cfg, store_dir, overwrite=True, ray=ray)
         timings["extract"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        results = analyze_store(store, examples=examples.examples, config=ana_cfg)
+        # the encoder leaves out records it cannot use (e.g. a target truncated away): analyse
+        # the examples of the store's rows
+        results = analyze_store(store, examples=store.select_examples(examples.examples),
+                                config=ana_cfg)
         timings["analysis"] = time.perf_counter() - t0
         run = {"seconds": {k: round(v, 3) for k, v in timings.items()},
                "feature_store": str(store_dir) if out is not None else None,

@@ -370,7 +370,8 @@ def test_token_profiles_restate_the_loss(run) -> None:
     table = pd.read_csv(run["out"] / "examples.csv", index_col="index")
     for i in table.index:
         profile = report.token_profile(i)
-        assert list(profile.columns) == ["token", "id", "nll", "rank"]
+        assert list(profile.columns)[:4] == ["token", "id", "nll", "rank"]
+        assert {"nll_noinput", "input_gain"} <= set(profile.columns)
         assert len(profile) == table.at[i, "n_target_tokens"]
         assert profile["nll"].mean() == pytest.approx(table.at[i, "mean_nll"], rel=1e-5)
         assert profile["nll"].mean() == pytest.approx(table.at[i, "loss"], rel=1e-5)

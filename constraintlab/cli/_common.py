@@ -44,9 +44,9 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--train-on", default="last-assistant", choices=TRAIN_ON,
                        help="chat data: take the loss on the last assistant turn (default) or "
                             "on every assistant turn")
-    group.add_argument("--on-invalid", default="error", choices=ON_INVALID,
-                       help="invalid records: stop with a list of problems (default, exit 2) "
-                            "or skip them and count them")
+    group.add_argument("--on-invalid", default=ReadConfig().on_invalid, choices=ON_INVALID,
+                       help="readable but unusable records: skip them and list them as findings "
+                            "(default) or stop with the list of problems (error, exit 2)")
 
 
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:

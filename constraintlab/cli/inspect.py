@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inspect", help="show the schema, size and lengths of a dataset (no model needed)",
         description="Read DATA the way every other command will and show what was found: the "
                     "schema, how many examples, which records were skipped, input and target "
-                    "lengths in characters, and a few examples. Exit 2 on invalid records.")
+                    "lengths in characters, and a few examples. Unusable records are listed as "
+                    "findings (exit 2 only with --on-invalid error).")
     add_read_options(parser)
     parser.add_argument("--show", type=int, default=3, metavar="N",
                         help="how many examples to print (default 3)")

@@ -53,7 +53,7 @@ def build_report(data: ExampleSet, store: FeatureStore, results: AnalysisResults
                 **(run or {})},
         "dataset": {"source": data.source, "sha256": data.content_hash, "schema": data.schema,
                     "n_records": data.n_records, "n_examples": len(data),
-                    "skipped": [str(p) for p in data.skipped],
+                    "skipped": [str(p) for p in [*data.skipped, *getattr(store, "skipped", [])]],
                     "read_config": plain(vars(data.config))},
         "model": _model_section(m),
         "adapter": _adapter_section(m),

@@ -50,7 +50,7 @@ def test_inspect_human_output() -> None:
 def test_bad_input_exit_2_with_locations_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "answer": "a"}\n{"question": "q", "answer": ""}\n{x\n')
-    out = cli("inspect", str(bad))
+    out = cli("inspect", str(bad), "--on-invalid", "error")
     assert out.returncode == 2 and out.stdout == ""
     assert "Traceback" not in out.stderr
     assert out.stderr.splitlines() == [
@@ -74,3 +74,13 @@ def test_missing_file_and_bad_option_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
     out = cli("inspect", str(SAMPLE), "--format", "csv")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_default_lists_unusable_records_as_findings(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "a"}\n{"question": "q", "answer": ""}\n{x\n')
+    out = cli("inspect", str(bad), "--json")
+    assert out.returncode == 0 and "Traceback" not in out.stderr
+    info = json.loads(out.stdout)
+    assert info["examples"] == 1
+    assert [s.split(":")[1] for s in info["skipped"]] == ["2", "3"]

@@ -26,13 +26,16 @@ from constraintlab.encode.config import EncodeConfig
 from constraintlab.encode.store import FeatureStore
 
 if TYPE_CHECKING:
-    from constraintlab.encode.extraction import Encoder, extract, plan_batches
+    from constraintlab.encode.dispatch import extract
+    from constraintlab.encode.extraction import Encoder, plan_batches
 
 __all__ = ["EncodeConfig", "Encoder", "FeatureStore", "extract", "plan_batches"]
 
 
 def __getattr__(name: str) -> Any:
     # torch and transformers load on first use, so the CLI and `import constraintlab` stay fast
-    if name in ("Encoder", "extract", "plan_batches"):
+    if name == "extract":
+        return importlib.import_module("constraintlab.encode.dispatch").extract
+    if name in ("Encoder", "plan_batches"):
         return getattr(importlib.import_module("constraintlab.encode.extraction"), name)
     raise AttributeError(f"module 'constraintlab.encode' has no attribute {name!r}")

@@ -487,13 +487,13 @@ def prepare_extraction(examples: list[Example], config: EncodeConfig,
                       complete=complete, created=created and not complete)
 
 
-def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
-            out_dir: str | os.PathLike = "features", *, dataset_source: str | None = None,
-            content_hash: str | None = None, overwrite: bool = False,
-            encoder: Encoder | None = None, on_invalid: str | None = None, ray=None,
-            workers: int | None = None, gpus_per_worker: float | None = None,
-            cpus_per_worker: float | None = None) -> FeatureStore:
-    """Build (or resume, or reuse) the feature store of ``examples`` in ``out_dir``.
+def extract_local(examples: Iterable[Example], config: EncodeConfig | None = None,
+                  out_dir: str | os.PathLike = "features", *, dataset_source: str | None = None,
+                  content_hash: str | None = None, overwrite: bool = False,
+                  encoder: Encoder | None = None, on_invalid: str | None = None
+                  ) -> FeatureStore:
+    """Build (or resume, or reuse) the feature store of ``examples`` in ``out_dir``, in this
+    process (:func:`constraintlab.encode.dispatch.extract` is the public entry, with Ray).
 
     Parameters
     ----------
@@ -514,28 +514,11 @@ def extract(examples: Iterable[Example], config: EncodeConfig | None = None,
         (units already finished are kept; every unit is still tokenised so that all are
         listed); ``"skip"`` leaves them out (``FeatureStore.skipped``). Default: the
         ExampleSet's ``config.on_invalid``, else ``"error"``.
-    ray : None (this process), or compute the units on Ray: ``"auto"`` (the running cluster,
-        else a new local one), ``"local"`` (a new local one), a cluster address, or a
-        :class:`~constraintlab.encode.distributed.RayOptions`. Needs ``constraintlab[ray]``.
-    workers, gpus_per_worker, cpus_per_worker : the Ray actor pool (see
-        :class:`~constraintlab.encode.distributed.RayOptions`); only with ``ray``. No Ray
-        setting enters the store: it is byte-identical for any of them and without Ray.
-
     Returns
     -------
     FeatureStore
         Row n is the n-th usable example.
     """
-    if ray is not None:
-        from constraintlab.encode.distributed import RayOptions, extract_on_ray
-
-        options = RayOptions.build(ray, workers=workers, gpus_per_worker=gpus_per_worker,
-                                   cpus_per_worker=cpus_per_worker)
-        return extract_on_ray(examples, config, out_dir, options=options,
-                              dataset_source=dataset_source, content_hash=content_hash,
-                              overwrite=overwrite, encoder=encoder, on_invalid=on_invalid)
-    if workers is not None or gpus_per_worker is not None or cpus_per_worker is not None:
-        raise ConfigError("workers, gpus_per_worker and cpus_per_worker need ray (--ray)")
     config = config or (encoder.config if encoder is not None else EncodeConfig())
     if encoder is not None and encoder.config != config:
         raise ConfigError("the encoder was built with another EncodeConfig")

@@ -1,0 +1,655 @@
+r"""Suspect examples: which targets are probably wrong, with reasons, and what the model can judge.
+
+Signals (measured by ``benchmarks/bench_suspects.py`` on planted corruptions; only those that
+carried information on two seeds and both corruption rates are in the score)
+
+``input_dependence``
+    Nats of the target that its input explains, summed over the target tokens scored both ways:
+    :math:`d_i = \sum_t (l^{noinput}_{i,t} - l_{i,t})` (the pointwise mutual information of the
+    two sides, in total; Cherry-LLM's IFD is the ratio of the means). A target the input does not
+    help predict (taken from another example, an off-topic reply) has :math:`d_i \approx 0`.
+    The total, not the mean per token: a long target whose input explains nothing is stronger
+    evidence than a short one (on the planted sets the total ranked swapped targets better than
+    the mean, IFD or the sum over the tokens the input shares with the target). Examples
+    without an input (plain text, ``nll_noinput == nll`` on every token) have no value.
+``ending_surprise``
+    The largest NLL among the tokens of the target's last line (the tokens after the last line
+    break before the closing token, at most ``suspect_ending_tokens``) and the closing token
+    (end of sequence / end of turn). A model that follows the data predicts how a target ends:
+    the stated final answer of a worked solution (copied from the solution), the end of
+    sequence after a complete reply. A changed final answer, a cut-off target, a reply in
+    another language or format all end unpredictably. Taken as ``log(x + floor)``
+    (``suspect_ending_floor`` nats: differences among well-predicted endings are noise).
+
+Each signal is standardised against the data's own bulk, robustly (median and 1.4826 x MAD;
+both tolerate up to half of the rows being corrupted), one-sided (low input dependence, high
+ending surprise): :math:`z_{i,c}`. The evidence is :math:`E_i = \max_c z_{i,c}` over the
+signals available for the example (``m_i`` of them; the maximum, not a sum: each corruption
+shows in one signal, and on the planted sets the maximum ranked best of max / sum / L2 / Fisher).
+
+Rules (facts that need no model; each sets the example suspect on its own)
+
+``false_arithmetic``
+    An explicit calculation in the target whose two sides differ: GSM8K-style annotations
+    ``<<a*b=c>>`` or, in targets without them, plain ``a op b = c`` with numbers and
+    ``+ - * / ×`` only (percentages, variables and implied products are skipped). Sides agree
+    when equal to the decimals shown.
+``unsupported_final_answer``
+    A stated final answer (``#### x``, ``\boxed{x}``, ``the answer is x``) that is a number
+    appearing nowhere else in a worked target (one with at least two other numbers).
+``contradiction``
+    The example is in a contradiction pair (same input, substantively other target): one of the
+    two is wrong; both are listed.
+``truncated``
+    The encoder cut the example at ``max_length`` (its loss covers part of the target only).
+
+Calibration (what the threshold means)
+    .. math::
+
+        s^{model}_i = \Phi(E_i)^{m_i}, \qquad
+        suspect\_score_i = 1 - (1 - s^{model}_i)\,(p_{rule} \text{ if a rule fired else } 1)
+
+    :math:`1 - \Phi(E)^{m}` is the probability that an example whose ``m`` signals follow the
+    bulk's robust normal fit (independently) shows evidence at least :math:`E`: a p-value of the
+    maximum. ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: a clean example is
+    flagged with probability about ``suspect_alpha`` (1 %) under that fit. A rule hit multiplies
+    the p-value by ``suspect_rule_p`` (0.001, about how often a clean example trips a rule: 0.1
+    % for false arithmetic, 0.4 % for an unsupported final answer on clean GSM8K test rows), so
+    every rule hit is flagged and ranks above model evidence alone of about 3 sd. The
+    benchmark reports the false-positive rate actually measured on clean rows
+    (heavier tails than normal raise it). ``suspect_evidence`` (:math:`E`, in robust standard
+    deviations; +100 for a rule hit) orders examples whose scores round to 1.
+
+Model capability (``summary["capability"]``)
+    The model-based signals are only as good as the model's grip on the data. Stated: the mean
+    target NLL against the entropy of the data's own target-token unigram distribution (a model
+    that knows the data predicts far better than token frequencies), and how much of the target
+    the input explains (``relative_input_gain`` = total nats explained / total nats without
+    input; per-example percentiles). Below ``capability_min_gain`` the model barely conditions
+    on the input: swapped and off-topic targets are out of its reach; above
+    ``capability_max_nll_ratio`` it hardly predicts the targets: surprise-based checks are out
+    of reach. Content errors the model cannot compute (wrong facts, arithmetic not written
+    out) are out of reach of any of these signals. The thresholds sit between the reference
+    model on GSM8K (its domain: ratio 0.44-0.47, gain 0.07-0.08) and on Alpaca (ratio 0.94,
+    gain 0.006). A signal out of reach is left out of the score and the flags (``suspect_gate``):
+    out of its domain the reference model ranks off-topic replies as *less* surprising than the
+    data (AUROC 0.14 on Alpaca) and flags 9 % of the clean rows, so its verdicts there would
+    mislead; the columns are still filled and the summary says which signals were left out.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import math
+import operator
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from constraintlab.analysis.result import AnalyzerResult
+from constraintlab.analysis.text import final_answer, numbers
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "REASONS", "RULES", "SIGNALS", "SuspectsConfig", "SuspectsResult", "analyze_suspects",
+    "capability", "ending_surprise", "false_arithmetic", "input_dependence", "robust_z",
+    "unsupported_final_answer",
+]
+
+SIGNALS: tuple[str, ...] = ("input_dependence", "ending_surprise")
+RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contradiction",
+                          "truncated")
+#: reason codes in ``suspect_reasons`` (signal reasons first)
+REASONS: tuple[str, ...] = ("input_unexplained", "surprising_ending", *RULES)
+_RULE_EVIDENCE = 100.0
+
+
+@dataclass(frozen=True)
+class SuspectsConfig:
+    """Settings of :func:`analyze_suspects` (field names as they will appear in
+    ``AnalysisConfig``; any object with these attributes can be passed instead).
+
+    Attributes
+    ----------
+    suspect_alpha : float
+        0.01. ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: the chance that a
+        clean example following the bulk's robust normal fit is flagged (module docstring).
+    suspect_rule_p : float
+        0.001. A rule hit multiplies ``1 - score`` by this (<= ``suspect_alpha``: every rule
+        hit is flagged).
+    suspect_ending_tokens : int
+        32. Most tokens of the last line read by ``ending_surprise``.
+    suspect_ending_floor : float
+        0.05 nats added before the log of ``ending_surprise``.
+    suspect_list : int
+        20. Most suspect examples listed in the summary (with their tokens).
+    suspect_tokens : int
+        5. Tokens named per listed example (the ones the input explains least, by NLL).
+    capability_min_gain : float
+        0.02. Below this ``relative_input_gain`` the model is said not to condition on the
+        input.
+    capability_max_nll_ratio : float
+        0.7. Above this mean-NLL / unigram-entropy ratio the model is said not to predict the
+        data.
+    suspect_gate : bool
+        True. A signal out of the model's reach (``capability``: ``input_dependence`` when the
+        model does not condition on the input, ``ending_surprise`` when it does not predict the
+        targets) is left out of the score and the flags (its column is still filled); False
+        keeps every signal (for measuring them where the model is out of its domain).
+    """
+
+    suspect_alpha: float = 0.01
+    suspect_rule_p: float = 0.001
+    suspect_ending_tokens: int = 32
+    suspect_ending_floor: float = 0.05
+    suspect_list: int = 20
+    suspect_tokens: int = 5
+    capability_min_gain: float = 0.02
+    capability_max_nll_ratio: float = 0.7
+    suspect_gate: bool = True
+
+    def __post_init__(self) -> None:
+        from constraintlab.errors import ConfigError
+
+        if not 0.0 < self.suspect_alpha < 1.0:
+            raise ConfigError(f"suspect_alpha must be in (0, 1), got {self.suspect_alpha!r}")
+        for name in ("suspect_ending_tokens", "suspect_list", "suspect_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer")
+        if not 0.0 < self.suspect_rule_p <= self.suspect_alpha:
+            raise ConfigError("suspect_rule_p must be in (0, suspect_alpha]")
+        if not self.suspect_ending_floor > 0:
+            raise ConfigError("suspect_ending_floor must be > 0")
+        if not self.capability_min_gain >= 0 or not self.capability_max_nll_ratio > 0:
+            raise ConfigError("capability_min_gain must be >= 0 and capability_max_nll_ratio "
+                              "> 0")
+
+
+def _settings(config: Any) -> SuspectsConfig:
+    """A :class:`SuspectsConfig` from ``config`` (its ``suspect_*``/``capability_*`` fields
+    where it has them, the defaults otherwise)."""
+    if isinstance(config, SuspectsConfig):
+        return config
+    base = SuspectsConfig()
+    if config is None:
+        return base
+    names = SuspectsConfig.__dataclass_fields__
+    return SuspectsConfig(**{k: getattr(config, k, getattr(base, k)) for k in names})
+
+
+@dataclass
+class SuspectsResult(AnalyzerResult):
+    """What :func:`analyze_suspects` found.
+
+    Attributes
+    ----------
+    score : (N,) float64
+        ``suspect_score`` in [0, 1].
+    is_suspect : (N,) bool
+    evidence : (N,) float64
+        ``suspect_evidence``: the largest robust z of the signals (+100 with a rule hit).
+    z : (N, 2) float64
+        Robust z of each signal in :data:`SIGNALS` order (NaN where not available).
+    reasons : list of N tuple of str
+        Reason codes (:data:`REASONS`).
+    """
+
+    score: np.ndarray | None = field(default=None, repr=False)
+    is_suspect: np.ndarray | None = field(default=None, repr=False)
+    evidence: np.ndarray | None = field(default=None, repr=False)
+    z: np.ndarray | None = field(default=None, repr=False)
+    reasons: list | None = field(default=None, repr=False)
+
+
+# ------------------------------------------------------------------------------- signals
+def input_dependence(offsets: np.ndarray, nll: np.ndarray, nll_noinput: np.ndarray,
+                     skip_first: bool = True) -> np.ndarray:
+    """Nats of each target that its input explains (sum over tokens scored both ways).
+
+    Parameters
+    ----------
+    offsets : (N + 1,) int64
+    nll, nll_noinput : (T,) float
+        Per-token NLL with and without the input; NaN in ``nll_noinput`` = not scored.
+    skip_first : bool
+        Leave each target's first token out: its gain measures the frame more than the input
+        (the separator or assistant header that announces the target, against a bare start
+        token): about 6 nats on every GSM8K example with the reference model, whatever the
+        target. Leaving it out ranked swapped targets better on both planted seeds.
+
+    Returns
+    -------
+    (N,) float64
+        :math:`\\sum_t (l^{noinput}_t - l_t)`; NaN for an example with no token scored both
+        ways or no input at all (both NLLs equal on every token).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    nll = np.asarray(nll, dtype=np.float64)
+    ni = np.asarray(nll_noinput, dtype=np.float64)
+    gain = ni - nll
+    ok = np.isfinite(gain)
+    if skip_first:
+        firsts = offsets[:-1][np.diff(offsets) > 1]     # one-token targets keep their token
+        ok[firsts] = False
+    starts = offsets[:-1]
+    counts = np.diff(offsets)
+    nonempty = counts > 0
+    total = np.zeros(len(counts))
+    scored = np.zeros(len(counts))
+    differs = np.zeros(len(counts))
+    if nonempty.any():
+        s = starts[nonempty]
+        total[nonempty] = np.add.reduceat(np.where(ok, gain, 0.0), s)
+        scored[nonempty] = np.add.reduceat(ok.astype(np.float64), s)
+        differs[nonempty] = np.add.reduceat((ok & (ni != nll)).astype(np.float64), s)
+    # reduceat on a non-empty example after an empty one is right; empty examples stay 0
+    out = np.where((scored > 0) & (differs > 0), total, np.nan)
+    return out
+
+
+def _last_line_start(pieces: list[str], max_tokens: int) -> int:
+    """Index of the first token of the target's last line (module docstring)."""
+    end = len(pieces) - 1
+    while end > 0 and not pieces[end].strip():       # trailing whitespace tokens
+        end -= 1
+    j = end
+    while j > 0 and "\n" not in pieces[j - 1]:
+        j -= 1
+    # the closing token(s) follow ``end``; the line before them, at most max_tokens
+    return max(j, end - max_tokens + 1, 0)
+
+
+def ending_surprise(offsets: np.ndarray, nll: np.ndarray, pieces: list[list[str]],
+                    max_tokens: int = 32) -> np.ndarray:
+    """Largest NLL over each target's last line and closing token(s).
+
+    Parameters
+    ----------
+    offsets : (N + 1,) int64
+    nll : (T,) float
+    pieces : list of N list of str
+        The text piece of each target token.
+    max_tokens : int
+        Most tokens of the last line read (its end).
+
+    Returns
+    -------
+    (N,) float64 (NaN for an example without tokens)
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    nll = np.asarray(nll, dtype=np.float64)
+    out = np.full(len(offsets) - 1, np.nan)
+    for i in range(len(out)):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        if b <= a:
+            continue
+        p = pieces[i]
+        j = _last_line_start(p, max_tokens) if len(p) == b - a else max(0, b - a - max_tokens)
+        out[i] = nll[a + j:b].max()
+    return out
+
+
+# --------------------------------------------------------------------------------- rules
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.Div: operator.truediv}
+_ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>=]+)>>")
+_TERM = r"\(?\$?\d[\d,]*(?:\.\d+)?\)?"
+# a op b [op c ...] = d: not glued to a word, a variable or another operator before it, the
+# result not followed by more digits, a percent sign, an operator or a digit group
+_PLAIN = re.compile(r"(?<![\w.)*/+×^%-])(?<![*/+×^%x-] )(" + _TERM + r"(?:\s*[-+*/×]\s*"
+                    + _TERM + r")+)\s*=\s*\$?(\d[\d,]*(?:\.\d+)?)(?![\d%/*(]|\.\d|[ ,]\d{3}\b)")
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+            and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Div) and right == 0:
+            raise ValueError("division by zero")
+        return _OPS[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _evaluate(node.operand)
+        return -v if isinstance(node.op, ast.USub) else v
+    raise ValueError("not plain arithmetic")
+
+
+def _holds(expr: str, value: str) -> bool | None:
+    """Whether ``expr = value`` holds to the decimals shown; None when not checkable."""
+    e = expr.replace(",", "").replace("$", "").replace("×", "*").strip()
+    v = value.replace(",", "").replace("$", "").strip()
+    if len(e) > 200 or "**" in e or not re.fullmatch(r"[\d.+\-*/() ]+", e) \
+            or not re.fullmatch(r"-?\d+(?:\.\d+)?", v):
+        return None
+    try:
+        got = _evaluate(ast.parse(e, mode="eval").body)
+    except (ValueError, SyntaxError, OverflowError, RecursionError):
+        return None
+    if not math.isfinite(got):
+        return None
+    decimals = len(v.split(".")[1]) if "." in v else 0
+    return abs(got - float(v)) <= max(0.5 * 10.0 ** -decimals, 1e-6 * max(1.0, abs(got)))
+
+
+def false_arithmetic(text: str) -> tuple[int, int]:
+    """Explicit calculations in ``text`` that are false, and how many were checked.
+
+    ``<<expr=value>>`` annotations when the text has any, else plain ``a op b = c`` (numbers
+    and ``+ - * / ×`` only).
+
+    Returns
+    -------
+    n_false, n_checked : int
+    """
+    n_false = n_checked = 0
+    found = list(_ANNOTATION.finditer(text))
+    pairs = ([(m.group(1), m.group(2)) for m in found] if found
+             else [(m.group(1), m.group(2)) for m in _PLAIN.finditer(text)])
+    for expr, value in pairs:
+        ok = _holds(expr, value)
+        if ok is None:
+            continue
+        n_checked += 1
+        n_false += not ok
+    return n_false, n_checked
+
+
+def unsupported_final_answer(text: str) -> bool:
+    """True when the stated final answer is a number that the worked target never derives:
+    it appears once among the target's numbers, and the target has >= 2 other numbers."""
+    ans = final_answer(text)
+    if ans is None or not re.fullmatch(r"-?\d+(?:\.\d+)?", ans):
+        return False
+    nums = numbers(text)
+    return nums.count(ans) == 1 and len(nums) >= 3
+
+
+# ----------------------------------------------------------------------------- statistics
+def robust_z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``(x - median) / (1.4826 MAD)`` over the finite values (NaN stays NaN).
+
+    Returns
+    -------
+    z : (N,) float64; center, scale : float
+        The scale falls back to the standard deviation when the MAD is 0, and z is 0 where
+        both are 0 (no spread, no evidence).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(x)
+    if not ok.any():
+        return np.full(x.shape, np.nan), math.nan, math.nan
+    center = float(np.median(x[ok]))
+    scale = 1.4826 * float(np.median(np.abs(x[ok] - center)))
+    if scale <= 0:
+        scale = float(np.std(x[ok]))
+    z = np.full(x.shape, np.nan)
+    z[ok] = (x[ok] - center) / scale if scale > 0 else 0.0
+    return z, center, scale
+
+
+def capability(offsets: np.ndarray, nll: np.ndarray, token_ids: np.ndarray,
+               nll_noinput: np.ndarray | None, config: Any = None) -> dict:
+    """How well the model predicts this data, and which checks that allows.
+
+    Parameters
+    ----------
+    offsets : (N + 1,) int64
+    nll : (T,) float
+    token_ids : (T,) int
+        Target token ids (for the data's unigram entropy).
+    nll_noinput : (T,) float or None
+    config : SuspectsConfig-like
+
+    Returns
+    -------
+    dict
+        ``mean_target_nll`` (nats/token over every target token), ``unigram_entropy`` (nats:
+        entropy of the target tokens' own unigram distribution, plug-in), ``nll_ratio``,
+        ``relative_input_gain`` (over examples with an input: total nats explained / total
+        without input; None without input dependence), ``input_gain_per_token``
+        (percentiles p10/p50/p90 of the per-example mean gain), ``examples_with_input``,
+        ``predicts_targets``, ``conditions_on_input`` (bool or None), ``out_of_reach`` (list
+        of check names), ``message`` (one paragraph for the report).
+    """
+    cfg = _settings(config)
+    nll = np.asarray(nll, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    ids = np.asarray(token_ids, dtype=np.int64)
+    counts = np.bincount(ids) if len(ids) else np.zeros(1)
+    p = counts[counts > 0] / max(counts.sum(), 1)
+    entropy = float(-(p * np.log(p)).sum()) if len(p) else 0.0
+    mean_nll = float(nll.mean()) if len(nll) else math.nan
+    ratio = mean_nll / entropy if entropy > 0 else math.nan
+    out: dict[str, Any] = {
+        "mean_target_nll": mean_nll, "unigram_entropy": entropy, "nll_ratio": ratio,
+        "relative_input_gain": None, "input_gain_per_token": None, "examples_with_input": None,
+        "thresholds": {"capability_min_gain": cfg.capability_min_gain,
+                       "capability_max_nll_ratio": cfg.capability_max_nll_ratio},
+    }
+    predicts = bool(ratio <= cfg.capability_max_nll_ratio) if math.isfinite(ratio) else False
+    conditions = None
+    if nll_noinput is not None:
+        ni = np.asarray(nll_noinput, dtype=np.float64)
+        d = input_dependence(offsets, nll, ni)
+        has = np.isfinite(d)
+        out["examples_with_input"] = int(has.sum())
+        if has.any():
+            row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+            tok = has[row] & np.isfinite(ni)
+            gain = float((ni[tok] - nll[tok]).sum())
+            base = float(ni[tok].sum())
+            rel = gain / base if base > 0 else 0.0
+            per_tok = d[has] / np.maximum(np.bincount(row[tok], minlength=len(d))[has], 1)
+            out["relative_input_gain"] = rel
+            out["input_gain_per_token"] = {f"p{q}": float(np.percentile(per_tok, q))
+                                           for q in (10, 50, 90)}
+            out["share_input_helps"] = float((d[has] > 0).mean())
+            conditions = bool(rel >= cfg.capability_min_gain)
+    out["predicts_targets"] = predicts
+    out["conditions_on_input"] = conditions
+    reach = []
+    if conditions is False:
+        reach.append("targets that do not answer their input (taken from another example, "
+                     "off-topic replies)")
+    if not predicts:
+        reach.append("targets that end or read unlike the data (cut off, changed final answer, "
+                     "another language or format)")
+    reach.append("content errors the model cannot compute (wrong facts; arithmetic not "
+                 "written out as a op b = c)")
+    out["out_of_reach"] = reach
+    lines = [f"The model predicts the targets at {mean_nll:.2f} nats/token against "
+             f"{entropy:.2f} for the data's own token frequencies (ratio {ratio:.2f}; "
+             f"{'it knows this kind of text' if predicts else 'it barely knows this text'})."]
+    if out["relative_input_gain"] is not None:
+        how = "conditions" if conditions else "barely conditions"
+        lines.append(f"The inputs explain {100 * out['relative_input_gain']:.1f} % of the "
+                     f"targets' surprise (the model {how} on the input).")
+    if conditions is False or not predicts:
+        lines.append("Out of this model's reach: " + "; ".join(reach[:-1]) + ". Pass --model "
+                     "naming the model that will be fine-tuned: the suspect checks judge the "
+                     "data through that model.")
+    else:
+        lines.append("Out of reach of every model-based check: " + reach[-1] + ".")
+    out["message"] = " ".join(lines)
+    return out
+
+
+# ------------------------------------------------------------------------------ analyzer
+def analyze_suspects(
+    tokens: Any,
+    *,
+    targets: list[str] | None = None,
+    ids: np.ndarray | None = None,
+    contradictions: set[tuple[int, int]] | None = None,
+    n_truncated: np.ndarray | None = None,
+    config: Any = None,
+) -> SuspectsResult:
+    """Suspect score, flag and reasons of every example, and the model-capability statement.
+
+    Parameters
+    ----------
+    tokens : TokenProfiles
+        ``offsets`` (N + 1), ``nll`` (T,), ``ids`` (T,), ``pieces(row)``, and ``nll_noinput``
+        (T,) or None (then ``input_dependence`` is not available and the capability statement
+        says so).
+    targets : list of N str, optional
+        Target texts (for the rules ``false_arithmetic`` and ``unsupported_final_answer``).
+    ids : (N,) int, optional
+        Example ids (default ``0..N-1``).
+    contradictions : set of (a, b), optional
+        Contradiction pairs as row positions (``ContradictionsResult.positions``).
+    n_truncated : (N,) int, optional
+        Tokens the encoder dropped at ``max_length``.
+    config : SuspectsConfig or AnalysisConfig, optional
+        ``suspect_*`` and ``capability_*`` fields (defaults: :class:`SuspectsConfig`).
+
+    Returns
+    -------
+    SuspectsResult
+        ``name="suspects"``. Table: ``suspect_score`` (float in [0, 1]), ``is_suspect``
+        (bool), ``suspect_reasons`` (str, reason codes joined by ``";"``, "" when none),
+        ``suspect_evidence`` (float), ``input_dependence`` (nats, NaN without input),
+        ``ending_surprise`` (nats). Summary: ``n``, ``suspects`` (count), ``suspect_share``,
+        ``alpha``, ``threshold``, ``formula``, ``calibration``, ``signals`` (per signal: center,
+        scale, transform, direction, available, z threshold), ``reasons`` (count per reason
+        code), ``capability`` (:func:`capability`), ``listed`` (the ``suspect_list`` most
+        suspect: id, score, evidence, reasons, the signal values, ``tokens`` = the
+        ``suspect_tokens`` target tokens the input explains least ranked by NLL, and
+        ``ending`` = the most surprising token of the last line).
+    """
+    cfg = _settings(config)
+    offsets = np.asarray(tokens.offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    nll = np.asarray(tokens.nll, dtype=np.float64)
+    ni = getattr(tokens, "nll_noinput", None)
+    ni = None if ni is None else np.asarray(ni, dtype=np.float64)
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    if targets is not None and len(targets) != n:
+        raise ValueError(f"{len(targets)} targets for {n} examples")
+    pieces = [tokens.pieces(i) for i in range(n)]
+
+    dep = input_dependence(offsets, nll, ni) if ni is not None else np.full(n, np.nan)
+    end = ending_surprise(offsets, nll, pieces, cfg.suspect_ending_tokens)
+    z_dep, c_dep, s_dep = robust_z(-dep)                  # low dependence = suspect
+    z_end, c_end, s_end = robust_z(np.log(end + cfg.suspect_ending_floor))
+    Z = np.column_stack([z_dep, z_end])
+    cap = capability(offsets, nll, tokens.ids, ni, cfg)
+    in_reach = {"input_dependence": cap["conditions_on_input"] is not False,
+                "ending_surprise": bool(cap["predicts_targets"])}
+    if not cfg.suspect_gate:
+        in_reach = dict.fromkeys(in_reach, True)
+    used = np.where(np.array([in_reach[s] for s in SIGNALS])[None, :], Z, np.nan)
+    m = np.isfinite(used).sum(axis=1)
+    E = np.where(m > 0, np.max(np.where(np.isfinite(used), used, -np.inf), axis=1), -np.inf)
+    s_model = np.where(m > 0, ndtr(E) ** np.maximum(m, 1), 0.0)
+
+    rules = {r: np.zeros(n, dtype=bool) for r in RULES}
+    if targets is not None:
+        rules["false_arithmetic"] = np.array([false_arithmetic(t)[0] > 0 for t in targets],
+                                             dtype=bool)
+        rules["unsupported_final_answer"] = np.array(
+            [unsupported_final_answer(t) for t in targets], dtype=bool)
+    for a, b in contradictions or ():
+        rules["contradiction"][[a, b]] = True
+    if n_truncated is not None:
+        rules["truncated"] = np.asarray(n_truncated) > 0
+    hit = np.zeros(n, dtype=bool)
+    for r in RULES:
+        hit |= rules[r]
+    alpha = cfg.suspect_alpha
+    score = 1.0 - (1.0 - s_model) * np.where(hit, cfg.suspect_rule_p, 1.0)
+    score = np.clip(score, 0.0, 1.0)
+    evidence = np.where(np.isfinite(E), E, np.nan) + np.where(hit, _RULE_EVIDENCE, 0.0)
+    flagged = score >= 1.0 - alpha
+
+    # a signal is a reason when it alone reaches the threshold: Phi(z)^m >= 1 - alpha
+    z_star = np.full(n, np.inf)
+    z_star[m > 0] = ndtri((1.0 - alpha) ** (1.0 / m[m > 0]))
+    reasons: list[tuple[str, ...]] = []
+    for i in range(n):
+        r = []
+        if np.isfinite(used[i, 0]) and used[i, 0] >= z_star[i]:
+            r.append("input_unexplained")
+        if np.isfinite(used[i, 1]) and used[i, 1] >= z_star[i]:
+            r.append("surprising_ending")
+        r += [name for name in RULES if rules[name][i]]
+        reasons.append(tuple(r))
+
+    table = pd.DataFrame({
+        "suspect_score": score, "is_suspect": flagged,
+        "suspect_reasons": [";".join(r) for r in reasons],
+        "suspect_evidence": evidence, "input_dependence": dep, "ending_surprise": end,
+    }, index=pd.Index(ids, name="index"))
+
+    order = np.lexsort((np.arange(n), -np.nan_to_num(evidence, nan=-np.inf), -score))
+    listed = [_listed(i, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
+                      cfg) for i in order[:cfg.suspect_list].tolist() if flagged[i]]
+    z1 = float(ndtri((1.0 - alpha) ** 0.5))
+    summary = {
+        "n": n, "suspects": int(flagged.sum()), "suspect_share": float(flagged.mean()) if n
+        else 0.0, "alpha": alpha, "threshold": 1.0 - alpha,
+        "formula": ("suspect_score = 1 - (1 - Phi(E)^m) * (rule_p if a rule fired else 1); E = "
+                    "max over the signals of their robust z (median, 1.4826 MAD), m = signals "
+                    "available"),
+        "calibration": (f"is_suspect when suspect_score >= {1 - alpha:g}: an example whose "
+                        f"signals follow the data's bulk (robust normal fit) is flagged with "
+                        f"probability {alpha:g}; every rule hit is flagged"),
+        "signals": {
+            "input_dependence": {"center": -c_dep if math.isfinite(c_dep) else None,
+                                 "scale": s_dep if math.isfinite(s_dep) else None,
+                                 "transform": "sum over tokens of nll_noinput - nll (nats)",
+                                 "direction": "low", "available": int(np.isfinite(dep).sum()),
+                                 "in_reach": in_reach["input_dependence"],
+                                 "z_threshold": z1},
+            "ending_surprise": {"center": c_end if math.isfinite(c_end) else None,
+                                "scale": s_end if math.isfinite(s_end) else None,
+                                "transform": f"log(max NLL of the last line + "
+                                             f"{cfg.suspect_ending_floor:g})",
+                                "direction": "high", "available": int(np.isfinite(end).sum()),
+                                "in_reach": in_reach["ending_surprise"],
+                                "z_threshold": z1},
+        },
+        "reasons": {code: sum(code in r for r in reasons) for code in REASONS},
+        "capability": cap,
+        "listed": listed,
+    }
+    logger.info("suspects: %d of %d examples (%.1f %%)", summary["suspects"], n,
+                100 * summary["suspect_share"])
+    return SuspectsResult("suspects", table, summary, score=score, is_suspect=flagged,
+                          evidence=evidence, z=Z, reasons=reasons)
+
+
+def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
+            cfg: SuspectsConfig) -> dict:
+    a, b = int(offsets[i]), int(offsets[i + 1])
+    tok_nll = nll[a:b]
+    p = pieces[i]
+    gain = (ni[a:b] - tok_nll) if ni is not None else np.full(b - a, np.nan)
+    # the tokens the input explains least, most surprising first
+    unexplained = np.flatnonzero(~(gain > 0.0))
+    top = unexplained[np.lexsort((unexplained, -tok_nll[unexplained]))][:cfg.suspect_tokens]
+    j = _last_line_start(p, cfg.suspect_ending_tokens) if len(p) == b - a else 0
+    worst_end = j + int(np.argmax(tok_nll[j:])) if b > a else 0
+
+    def tok(t: int) -> dict:
+        return {"position": int(t), "text": p[t] if t < len(p) else "",
+                "nll": float(tok_nll[t]),
+                "nll_noinput": float(ni[a + t]) if ni is not None else None}
+
+    return {
+        "id": int(ids[i]), "score": float(score[i]),
+        "evidence": float(evidence[i]) if np.isfinite(evidence[i]) else None,
+        "reasons": list(reasons[i]),
+        "input_dependence": float(dep[i]) if np.isfinite(dep[i]) else None,
+        "ending_surprise": float(end[i]) if np.isfinite(end[i]) else None,
+        "n_tokens": b - a,
+        "tokens": [tok(t) for t in top.tolist()],
+        "ending": tok(worst_end) if b > a else None,
+    }

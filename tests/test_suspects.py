@@ -1,0 +1,266 @@
+"""Suspect score: the signals against loops, the rules on hand-written cases, the score's
+properties (range, monotone in each signal, permutation-stable), and a planted set scored
+with the reference model where the obvious corruptions rank first."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import median_abs_deviation, norm
+
+from constraintlab.analysis.suspects import (
+    SuspectsConfig,
+    analyze_suspects,
+    capability,
+    ending_surprise,
+    false_arithmetic,
+    input_dependence,
+    robust_z,
+    unsupported_final_answer,
+)
+from constraintlab.encode.store import TokenProfiles
+
+
+def _profiles(rng: np.random.Generator, n: int = 60, gain: float = 0.3) -> TokenProfiles:
+    """N examples of 6-14 tokens, each ending in a line "#### <d>" and a closing token."""
+    nll, noinput, pieces = [], [], []
+    for _ in range(n):
+        body = int(rng.integers(3, 11))
+        p = [f" w{j}" for j in range(body)] + ["\n", "####", " 7", "<eos>"]
+        x = rng.gamma(2.0, 1.0, len(p))
+        x[-3:] = rng.uniform(0.0, 0.2, 3)             # a predictable ending
+        nll.append(x)
+        noinput.append(x + rng.uniform(0.0, 2 * gain, len(p)))
+        pieces.append(p)
+    ids = [rng.integers(0, 50, len(p)) for p in pieces]
+    return TokenProfiles.from_lists(nll, [np.zeros(len(p)) for p in pieces], ids, pieces,
+                                    nll_noinput=noinput)
+
+
+def _with(tp: TokenProfiles, row: int, *, nll=None, noinput=None) -> TokenProfiles:
+    """A copy of ``tp`` with example ``row``'s per-token arrays replaced."""
+    rows = range(len(tp))
+    sl = [slice(tp.offsets[r], tp.offsets[r + 1]) for r in rows]
+    n_ = [tp.nll[s].copy() for s in sl]
+    ni = [tp.nll_noinput[s].copy() for s in sl]
+    if nll is not None:
+        n_[row] = np.asarray(nll, dtype=np.float32)
+    if noinput is not None:
+        ni[row] = np.asarray(noinput, dtype=np.float32)
+    return TokenProfiles.from_lists(n_, [tp.rank[s] for s in sl], [tp.ids[s] for s in sl],
+                                    [tp.pieces(r) for r in rows], nll_noinput=ni)
+
+
+# ------------------------------------------------------------------- signals vs references
+def test_input_dependence_matches_a_loop():
+    rng = np.random.default_rng(0)
+    tp = _profiles(rng, 20)
+    ni = tp.nll_noinput.copy()
+    ni[tp.offsets[3]] = np.nan                        # a token not scored without input
+    got = input_dependence(tp.offsets, tp.nll, ni)
+    for i in range(20):
+        a, b = tp.offsets[i], tp.offsets[i + 1]
+        want = sum(float(ni[t]) - float(tp.nll[t]) for t in range(a + 1, b)   # first left out
+                   if not math.isnan(ni[t]))
+        assert got[i] == pytest.approx(want, rel=1e-6, abs=1e-6)
+    every = input_dependence(tp.offsets, tp.nll, ni, skip_first=False)
+    assert every[0] == pytest.approx(float(np.nansum(ni[:tp.offsets[1]] - tp.nll[:tp.offsets[1]])),
+                                     rel=1e-6)
+    # no input at all (both NLLs equal): no value
+    same = input_dependence(tp.offsets, tp.nll, tp.nll.copy())
+    assert np.isnan(same).all()
+
+
+def test_ending_surprise_is_the_max_over_the_last_line():
+    pieces = [[" a", " b", "\n", "####", " 1", "<eos>"], [" x", " y", "<eos>"],
+              [" p", "\n", " q", "\n", " "]]
+    nll = [np.array([5, 1, 0, 2, 3, 0.5]), np.array([4, 1, 2]), np.array([1, 0, 9, 0, 0])]
+    tp = TokenProfiles.from_lists(nll, [np.zeros(len(p)) for p in pieces],
+                                  [np.zeros(len(p)) for p in pieces], pieces)
+    got = ending_surprise(tp.offsets, tp.nll, [tp.pieces(i) for i in range(3)], 32)
+    # last lines: "#### 1<eos>" -> max(2, 3, 0.5); no line break -> whole; trailing blank
+    # tokens skipped -> the line " q" and what follows
+    np.testing.assert_allclose(got, [3.0, 4.0, 9.0])
+    short = ending_surprise(tp.offsets, tp.nll, [tp.pieces(i) for i in range(3)], 2)
+    np.testing.assert_allclose(short, [3.0, 2.0, 9.0])
+
+
+def test_robust_z_matches_scipy():
+    x = np.random.default_rng(1).standard_t(3, 101)
+    x[7] = np.nan
+    z, center, scale = robust_z(x)
+    ok = ~np.isnan(x)
+    want_scale = median_abs_deviation(x[ok], scale="normal")
+    assert center == pytest.approx(np.median(x[ok]))
+    assert scale == pytest.approx(want_scale, rel=1e-3)   # 1.4826 vs 1 / Phi^-1(3/4)
+    np.testing.assert_allclose(z[ok], (x[ok] - np.median(x[ok])) / scale)
+    assert np.isnan(z[7])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("He pays 3 * 4 = <<3*4=12>>12 dollars.\n#### 12", (0, 1)),
+    ("He pays 3 * 4 = <<3*4=15>>15 dollars.\n#### 15", (1, 1)),
+    ("Half is <<10/3=3.33>>3.33 and <<2+2=4>>4", (0, 2)),
+    ("so 3 + 4 = 7 apples, and 1,200 / 4 = 300", (0, 2)),
+    ("so 3 + 4 = 8 apples", (1, 1)),
+    ("X*6 + 9 = 87 years; 27(1/3)=9; 50% * 50% = 25%", (0, 0)),  # variables, products, %
+    ("it costs $400 000 x 3/100 = $12 000", (0, 0)),              # digit groups
+])
+def test_false_arithmetic(text, expected):
+    assert false_arithmetic(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("3 + 4 = <<3+4=7>>7\n#### 7", False),
+    ("3 + 4 = <<3+4=7>>7\n#### 9", True),
+    ("The answer is 9.", False),                          # not a worked target
+    ("First 2 and 3 make 5, so the answer is 6", True),
+    ("Die Antwort lautet 5.", False),
+])
+def test_unsupported_final_answer(text, expected):
+    assert unsupported_final_answer(text) is expected
+
+
+# -------------------------------------------------------------------------- score properties
+def test_score_range_threshold_and_formula():
+    rng = np.random.default_rng(2)
+    tp = _profiles(rng, 80)
+    res = analyze_suspects(tp)
+    s = res.score
+    assert ((s >= 0) & (s <= 1)).all()
+    cfg = SuspectsConfig()
+    np.testing.assert_array_equal(res.is_suspect, s >= 1 - cfg.suspect_alpha)
+    # independent recomputation of the model part: Phi(max z)^m with z from scipy's MAD
+    nll, ni = tp.nll.astype(np.float64), tp.nll_noinput.astype(np.float64)
+    d = np.array([float((ni[a + 1:b] - nll[a + 1:b]).sum())
+                  for a, b in zip(tp.offsets[:-1], tp.offsets[1:], strict=True)])
+    e = np.log(np.array([nll[b - 3:b].max() for b in tp.offsets[1:]]) + 0.05)
+    z1 = (np.median(d) - d) / (1.4826 * np.median(np.abs(d - np.median(d))))
+    z2 = (e - np.median(e)) / (1.4826 * np.median(np.abs(e - np.median(e))))
+    np.testing.assert_allclose(s, norm.cdf(np.maximum(z1, z2)) ** 2, rtol=1e-9, atol=1e-12)
+    assert res.summary["suspects"] == int(res.is_suspect.sum())
+    assert set(res.table.columns) >= {"suspect_score", "is_suspect", "suspect_reasons"}
+
+
+def test_monotone_in_each_signal():
+    rng = np.random.default_rng(3)
+    tp = _profiles(rng, 60)
+    base = analyze_suspects(tp)
+    row = int(np.argsort(base.z[:, 0])[-5])            # in the input signal's upper tail
+    a, b = tp.offsets[row], tp.offsets[row + 1]
+    prev_score, prev_z = base.score[row], base.z[row, 0]
+    for k in (1, 2, 3):   # less and less explained by the input: dependence goes down
+        ni = tp.nll[a:b] + (tp.nll_noinput[a:b] - tp.nll[a:b]) * (1 - k / 4)
+        r = analyze_suspects(_with(tp, row, noinput=ni))
+        assert r.z[row, 0] > prev_z and r.score[row] >= prev_score
+        prev_score, prev_z = r.score[row], r.z[row, 0]
+    row = int(np.argsort(base.z[:, 1])[-5])             # in the ending signal's upper tail
+    a, b = tp.offsets[row], tp.offsets[row + 1]
+    prev_score, prev_z = base.score[row], base.z[row, 1]
+    for k in (1, 2, 3):   # a more and more surprising final token (the input gain kept)
+        x = tp.nll[a:b].copy()
+        x[-2] += k
+        ni = tp.nll_noinput[a:b].copy()
+        ni[-2] += k
+        r = analyze_suspects(_with(tp, row, nll=x, noinput=ni))
+        assert r.z[row, 1] > prev_z and r.score[row] >= prev_score
+        prev_score, prev_z = r.score[row], r.z[row, 1]
+
+
+def test_rules_raise_the_score_and_flag():
+    rng = np.random.default_rng(4)
+    tp = _profiles(rng, 30)
+    targets = ["3 + 4 = <<3+4=7>>7\n#### 7"] * 30
+    targets[5] = "3 + 4 = <<3+4=8>>8\n#### 8"
+    targets[9] = "3 + 4 = <<3+4=7>>7 and 2 more\n#### 9"
+    plain = analyze_suspects(tp, targets=["x"] * 30)
+    r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)},
+                         n_truncated=np.eye(30, dtype=int)[11])
+    for row, reason in [(5, "false_arithmetic"), (9, "unsupported_final_answer"),
+                        (1, "contradiction"), (2, "contradiction"), (11, "truncated")]:
+        assert r.is_suspect[row] and reason in r.reasons[row]
+        assert r.score[row] >= plain.score[row]
+    others = [i for i in range(30) if i not in (1, 2, 5, 9, 11)]
+    np.testing.assert_allclose(r.score[others], plain.score[others])
+
+
+def test_stable_under_permuting_rows():
+    rng = np.random.default_rng(5)
+    tp = _profiles(rng, 50)
+    ids = np.arange(100, 150)
+    r = analyze_suspects(tp, ids=ids)
+    perm = rng.permutation(50)
+    tq = tp.subset(perm)
+    q = analyze_suspects(tq, ids=ids[perm])
+    np.testing.assert_allclose(q.table.loc[ids, "suspect_score"].to_numpy(),
+                               r.table.loc[ids, "suspect_score"].to_numpy(), rtol=1e-12)
+    assert (q.table.loc[ids, "suspect_reasons"] == r.table.loc[ids, "suspect_reasons"]).all()
+
+
+def test_capability_against_hand_numbers():
+    # two examples; unigram counts {0: 2, 1: 1, 2: 1}; gain 0.5 nats on each of 4 tokens
+    offsets = np.array([0, 2, 4])
+    nll = np.array([1.0, 2.0, 3.0, 2.0])
+    ids = np.array([0, 0, 1, 2])
+    cap = capability(offsets, nll, ids, nll + 0.5)
+    p = np.array([0.5, 0.25, 0.25])
+    assert cap["unigram_entropy"] == pytest.approx(-(p * np.log(p)).sum())
+    assert cap["mean_target_nll"] == pytest.approx(2.0)
+    assert cap["relative_input_gain"] == pytest.approx(2.0 / 10.0)
+    assert cap["conditions_on_input"] is True and cap["predicts_targets"] is False
+    assert "--model" in cap["message"]
+
+
+def test_out_of_reach_signals_leave_the_score():
+    rng = np.random.default_rng(6)
+    tp = _profiles(rng, 40, gain=0.001)           # the input explains almost nothing
+    r = analyze_suspects(tp)
+    assert r.summary["capability"]["conditions_on_input"] is False
+    assert r.summary["signals"]["input_dependence"]["in_reach"] is False
+    assert not any("input_unexplained" in x for x in r.reasons)
+    ungated = analyze_suspects(tp, config=SuspectsConfig(suspect_gate=False))
+    assert ungated.summary["signals"]["input_dependence"]["in_reach"] is True
+
+
+# ------------------------------------------------------- planted set, reference model
+def test_planted_corruptions_rank_first(shared_data, tmp_path):
+    """30 GSM8K test problems (never trained on by the reference model); five targets planted
+    wrong. The four obvious ones (an off-topic reply, a cut-off solution, another final
+    answer, a false intermediate result) are the four most suspect and flagged; another
+    problem's solution (harder for a 5M model on 30 rows) is among the six most suspect."""
+    from constraintlab.encode import EncodeConfig, extract
+    from constraintlab.io import read_examples
+
+    lines = (shared_data / "gsm8k_test.jsonl").read_text(encoding="utf-8").splitlines()[:30]
+    rows = [{"question": r["question"], "answer": r["answer"]} for r in map(json.loads, lines)]
+    planted = {}
+    planted[3] = rows[17]["answer"]                                      # swapped
+    words = rows[8]["answer"].split(" ")
+    planted[8] = " ".join(words[:len(words) // 3])                       # truncated
+    head, final = rows[12]["answer"].rsplit("####", 1)
+    planted[12] = f"{head}#### {int(final.replace(',', '')) + 7}"        # final answer
+    ans = rows[20]["answer"]
+    start = ans.index("<<")
+    eq, stop = ans.index("=", start), ans.index(">>", start)
+    value = ans[eq + 1:stop]
+    wrong = str(int(float(value)) + 3)
+    planted[20] = ans[:eq + 1] + wrong + ">>" + wrong + ans[stop + 2 + len(value):]
+    planted[25] = ("The capital of France is Paris. It is known for the Eiffel Tower, its "
+                   "museums and its cafes.")                            # off-topic
+    for i, t in planted.items():
+        rows[i] = {"question": rows[i]["question"], "answer": t}
+    path = tmp_path / "planted.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ds = read_examples(path)
+    store = extract(ds, EncodeConfig(k=16, lora_r=1), tmp_path / "store")
+    res = analyze_suspects(store.tokens, targets=[ex.target_text for ex in ds],
+                           n_truncated=store.table["n_truncated"].to_numpy())
+    order = np.lexsort((-res.evidence, -res.score)).tolist()
+    obvious = {8, 12, 20, 25}
+    assert set(order[:4]) == obvious
+    assert res.is_suspect[sorted(obvious)].all()
+    assert order.index(3) < 6
+    assert res.summary["capability"]["conditions_on_input"] is True

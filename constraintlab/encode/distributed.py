@@ -329,26 +329,13 @@ def extract_on_ray(examples, config: EncodeConfig | None, out_dir: str | os.Path
         Byte-identical to the single-process store (manifest apart from ``stats``).
     """
     ray = import_ray()
-    from constraintlab.encode.extraction import (
-        _unpack,
-        check_out_dir,
-        examples_digest,
-        new_run_id,
-        prepare_extraction,
-    )
+    from constraintlab.encode.extraction import new_run_id, prepare_extraction, resolve_request
     from constraintlab.encode.model import load_model
     from constraintlab.encode.store import FeatureStore
 
-    config = config or (encoder.config if encoder is not None else EncodeConfig())
-    if encoder is not None and encoder.config != config:
-        raise ConfigError("the encoder was built with another EncodeConfig")
-    examples, src, chash, read_policy = _unpack(examples)
-    on_invalid = on_invalid or read_policy or "error"
-    dataset_source = dataset_source or src or "<records>"
-    content_hash = content_hash or chash or examples_digest(examples)
-    if not examples:
-        raise ConfigError("no examples to extract")
-    out_dir = check_out_dir(out_dir)                 # before the model is loaded
+    config, examples, on_invalid, dataset_source, content_hash, out_dir = resolve_request(
+        examples, config, out_dir, encoder=encoder, on_invalid=on_invalid,
+        dataset_source=dataset_source, content_hash=content_hash)
     # the driver needs the model's identity for the manifest, not a device
     loaded = encoder.loaded if encoder is not None else load_model(replace(config,
                                                                            device="cpu"))

@@ -487,6 +487,28 @@ def prepare_extraction(examples: list[Example], config: EncodeConfig,
                       complete=complete, created=created and not complete)
 
 
+def resolve_request(examples, config: EncodeConfig | None, out_dir, *, encoder=None,
+                    on_invalid: str | None = None, dataset_source: str | None = None,
+                    content_hash: str | None = None):
+    """The arguments of an extraction, checked and defaulted once (before any model loads);
+    shared by :func:`extract_local` and the Ray driver.
+
+    Returns
+    -------
+    config, examples (list of Example), on_invalid, dataset_source, content_hash, out_dir
+    """
+    config = config or (encoder.config if encoder is not None else EncodeConfig())
+    if encoder is not None and encoder.config != config:
+        raise ConfigError("the encoder was built with another EncodeConfig")
+    examples, src, chash, read_policy = _unpack(examples)
+    on_invalid = on_invalid or read_policy or "error"
+    dataset_source = dataset_source or src or "<records>"
+    content_hash = content_hash or chash or examples_digest(examples)
+    if not examples:
+        raise ConfigError("no examples to extract")
+    return config, examples, on_invalid, dataset_source, content_hash, check_out_dir(out_dir)
+
+
 def extract_local(examples: Iterable[Example], config: EncodeConfig | None = None,
                   out_dir: str | os.PathLike = "features", *, dataset_source: str | None = None,
                   content_hash: str | None = None, overwrite: bool = False,
@@ -519,16 +541,9 @@ def extract_local(examples: Iterable[Example], config: EncodeConfig | None = Non
     FeatureStore
         Row n is the n-th usable example.
     """
-    config = config or (encoder.config if encoder is not None else EncodeConfig())
-    if encoder is not None and encoder.config != config:
-        raise ConfigError("the encoder was built with another EncodeConfig")
-    examples, src, chash, read_policy = _unpack(examples)
-    on_invalid = on_invalid or read_policy or "error"
-    dataset_source = dataset_source or src or "<records>"
-    content_hash = content_hash or chash or examples_digest(examples)
-    if not examples:
-        raise ConfigError("no examples to extract")
-    out_dir = check_out_dir(out_dir)                 # before the model is loaded
+    config, examples, on_invalid, dataset_source, content_hash, out_dir = resolve_request(
+        examples, config, out_dir, encoder=encoder, on_invalid=on_invalid,
+        dataset_source=dataset_source, content_hash=content_hash)
     enc = encoder or Encoder(config)
     job = prepare_extraction(examples, config, out_dir, loaded=enc.loaded, dim=enc.dim,
                              dataset_source=dataset_source, content_hash=content_hash,

@@ -178,17 +178,7 @@ def analyze_store(
     examples: Sequence | None = None,
     config: AnalysisConfig | None = None,
 ) -> AnalysisResults:
-    """:func:`analyze_constraints` on a feature store written by ``extract``.
-
-    Parameters
-    ----------
-    store : constraintlab.encode.store.FeatureStore
-        Anything with ``features`` (N, k), ``input_factors`` / ``output_factors`` (N, d),
-        ``n_params`` and a ``table`` whose ``index`` column holds the example ids
-        (:meth:`ConstraintSystem.from_store`).
-    examples : sequence of N Example, optional
-        The examples in store row order (for the lexical analyses and zone labels).
-    config : AnalysisConfig, optional
-    """
+    """:func:`analyze_system` on the system of a feature store written by ``extract``
+    (parameters as :meth:`ConstraintSystem.from_store`)."""
     system = ConstraintSystem.from_store(store, examples=examples, config=config)
     return analyze_system(system, config=config)

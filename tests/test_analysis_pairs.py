@@ -27,8 +27,8 @@ def test_pairs_match_brute_force_with_many_blocks():
     v = C[iu]
     s = res.summary
     assert s["method"] == "exact" and s["n_pairs"] == len(v)
-    assert s["conflict_pairs"] == int((v < -tau).sum())
-    assert s["alignment_pairs"] == int((v > tau).sum())
+    assert s["conflicting_pairs"] == int((v < -tau).sum())
+    assert s["aligned_pairs"] == int((v > tau).sum())
     assert s["conflict_density"] == pytest.approx((v < -tau).mean())
     assert s["alignment_density"] == pytest.approx((v > tau).mean())
     np.testing.assert_array_equal(s["histogram"]["counts"],
@@ -65,7 +65,7 @@ def test_max_pairs_keeps_the_most_negative():
     v = np.sort(C[np.triu_indices(200, 1)])
     assert len(res.pairs) == 7
     np.testing.assert_allclose(sorted(-p["score"] for p in res.pairs), v[:7], atol=1e-6)
-    assert res.summary["conflict_pairs"] == int((v < -0.2).sum())
+    assert res.summary["conflicting_pairs"] == int((v < -0.2).sum())
 
 
 def test_planted_opposite_pairs_are_exactly_the_conflicts():
@@ -80,13 +80,13 @@ def test_planted_opposite_pairs_are_exactly_the_conflicts():
     assert conf == sorted(planted)
     flagged = set(np.flatnonzero(out.pairs.table["is_conflict"]))
     assert flagged == {i for ab in planted for i in ab}
-    d = out.spectrum.summary["determinacy"]
+    d = out.determinacy.summary
     assert d["inconsistent"]
     assert any("conflicting partner" in r for r in d["inconsistent_reasons"])
     # and random rows alone are not inconsistent
     clean = analyze_constraints(rng.standard_normal((N, k)))
-    assert clean.pairs.summary["conflict_pairs"] == 0
-    assert not clean.spectrum.summary["determinacy"]["inconsistent"]
+    assert clean.pairs.summary["conflicting_pairs"] == 0
+    assert not clean.determinacy.summary["inconsistent"]
 
 
 def test_sampled_mode_beyond_exact_max_n():

@@ -89,7 +89,7 @@ def test_analyze_constraints_container():
     assert {p["kind"] for p in pairs} <= set(PAIR_KINDS)
     assert ("exact_duplicate", 10, 30) in {(p["kind"], p["a"], p["b"]) for p in pairs}
     json.dumps(out.summary())
-    assert out.spectrum.summary["determinacy"]["verdict"] in ("underdetermined", "balanced",
+    assert out.determinacy.summary["verdict"] in ("underdetermined", "balanced",
                                                               "overdetermined")
     assert out.graph.number_of_nodes() == 7
     # lexical only
@@ -145,4 +145,26 @@ def test_large_groups_stay_linear():
     n_pairs = len(red.pairs)
     assert n_pairs < 400 * 20 + 400
     # cosmetic variants: the same normalised target, so no contradictions
-    assert out.contradictions.summary["contradiction_pairs"] == 0
+    assert out.contradictions.summary["count"] == 0
+
+
+def test_set_kinds_and_counts_by_brute_force():
+    """A set is ``exact`` when all its members are one record (any size), ``near`` otherwise;
+    near_duplicates + exact_duplicates = the redundant records (members beyond the keeper)."""
+    exs = [ex(0, LONG, REPLY), ex(1, LONG, REPLY), ex(2, LONG, REPLY),     # exact, 3 members
+           ex(3, "Name a prime.", "7"), ex(4, "Say hi.", "hi"),
+           ex(5, LONG.upper() + " !", REPLY.lower()),                     # near the first three
+           ex(6, "Name a prime.", "7")]                                    # exact with 3
+    res = analyze_redundancy(exs[:3] + exs[3:5] + exs[6:])   # without the cosmetic variant
+    s = res.summary
+    kinds = {tuple(x["members"]): x["kind"] for x in s["sets"]}
+    assert kinds == {(0, 1, 2): "exact", (3, 6): "exact"}
+    assert (s["exact_duplicates"], s["near_duplicates"], s["duplicates"]) == (3, 0, 3)
+    res = analyze_redundancy(exs)
+    s = res.summary
+    kinds = {tuple(x["members"]): x["kind"] for x in s["sets"]}
+    assert kinds == {(0, 1, 2, 5): "near", (3, 6): "exact"}
+    redundant = sum(len(m) - 1 for m in kinds)          # every member beyond the keeper
+    assert s["duplicates"] == redundant == int(res.table["is_redundant"].sum()) == 4
+    assert s["near_duplicates"] == redundant - s["exact_duplicates"] == 1
+    assert s["near_duplicate_pairs"] == sum(p["kind"] == "near_duplicate" for p in res.pairs)

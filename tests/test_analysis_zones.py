@@ -46,14 +46,14 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
                               config=AnalysisConfig(top_m=10))
     z = out.zones
     zones = z.summary["zones"]
-    assert z.summary["n_zones"] == 4
+    assert z.summary["count"] == 4
     labels = z.table["zone"].to_numpy()
     assert adjusted_rand_score(truth, labels[: len(truth)]) >= 0.9
     # the block with +/- members (block 2) is ranked first, the others have no conflict
     first = set(zones[0]["members"])
     assert first == set(np.flatnonzero(truth == 2))
-    assert zones[0]["conflict_share"] > 0.3 and zones[0]["is_pressure_zone"]
-    assert all(zz["conflict_share"] == 0 and zz["pressure"] == 0 for zz in zones[1:])
+    assert zones[0]["internal_conflict_share"] > 0.3 and zones[0]["is_pressure_zone"]
+    assert all(zz["internal_conflict_share"] == 0 and zz["pressure"] == 0 for zz in zones[1:])
     assert "taxes" in zones[0]["label"]
     assert z.summary["outliers"] == [160, 161, 162]
     assert z.table["is_outlier"].sum() == 3
@@ -63,10 +63,11 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
     sub = G.subgraph(zones[0]["members"])
     w = np.array([d["weight"] for _, _, d in sub.edges(data=True)])
     assert zones[0]["density"] == pytest.approx(nx.density(sub))
-    assert zones[0]["conflict_share"] == pytest.approx(np.abs(w[w < 0]).sum() / np.abs(w).sum())
+    assert zones[0]["internal_conflict_share"] == pytest.approx(
+        np.abs(w[w < 0]).sum() / np.abs(w).sum())
     assert zones[0]["mean_alignment"] == pytest.approx(w.mean())
     assert zones[0]["pressure"] == pytest.approx(
-        zones[0]["conflict_share"] * np.abs(w).mean() * np.log1p(len(zones[0]["members"])))
+        zones[0]["internal_conflict_share"] * np.abs(w).mean() * np.log1p(len(zones[0]["members"])))
     # GraphML round trip
     path = tmp_path / "g.graphml"
     export_graphml(G, path)
@@ -83,7 +84,7 @@ def test_graph_edges_signed_and_thresholded():
                                               (11, 12, pytest.approx(-0.7))]
     res, G2 = analyze_zones(top_idx, top_val, ids=np.array([10, 11, 12]),
                             config=AnalysisConfig(zone_edge_min=0.5))
-    assert res.summary["n_zones"] + res.summary["n_outliers"] >= 1
+    assert res.summary["count"] + res.summary["n_outliers"] >= 1
     assert set(G2.nodes) == {10, 11, 12}
 
 

@@ -26,6 +26,12 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "gsm8k_sample.jsonl"
 CONFIGS = (ReadConfig, EncodeConfig, AnalysisConfig, ProbeConfig)
 
 
+#: Fields added to AnalysisConfig after 58e4150, each with the check written out by hand.
+ADDED_SINCE: dict[str, typing.Callable[[typing.Any], bool]] = {
+    "volatility_advice_p99": lambda v: 0 <= v <= 1,
+}
+
+
 def legacy_analysis_ok(c: typing.Any) -> bool:
     """The hand-written ``AnalysisConfig.__post_init__`` of 58e4150 (about 70 lines), as the
     reference for what the constraint table must accept (values of the declared type)."""
@@ -72,6 +78,8 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         need(isinstance(c.family_min_size, int) and c.family_min_size >= 2)
         need(-1 <= c.family_coherence_min <= 1)
         need(math.isfinite(c.order_volatility_weight) and c.order_volatility_weight >= 0)
+        for name, ok in ADDED_SINCE.items():
+            need(ok(getattr(c, name)))
     except ValueError:
         return False
     return True

@@ -155,7 +155,7 @@ def test_half_flipped_families_are_incoherent(analysed):
         else:
             assert f["coherent"] and f["reasons"] == []
             assert f["coherence"]["mean_cos"] >= 0.7
-    assert res.families.summary["incoherent_families"] == len(fams) // 2
+    assert res.families.summary["incoherent"] == len(fams) // 2
 
 
 def test_long_answers_incoherent_by_contradiction(analysed):

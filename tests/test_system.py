@@ -151,16 +151,15 @@ def test_typed_results_carry_what_the_next_analyzers_read():
     zones = out.zones
     assert isinstance(zones, ZonesResult)
     np.testing.assert_array_equal(zones.labels, zones.table["zone"].to_numpy())
-    assert zones.ranked == [z["zone"] for z in zones.summary["zones"]]
+    assert zones.ranked == [z["id"] for z in zones.summary["zones"]]
     # the verdict: its own result, computed from the spectrum, pairs and contradictions
     det = out.determinacy
     assert isinstance(det, DeterminacyResult) and det.table.shape == (n, 0)
     ref = determinacy_verdict(out.spectrum.summary, n_params=10_000,
                               pairs_summary=out.pairs.summary,
-                              n_contradictions=con.summary["contradiction_pairs"])
+                              n_contradictions=con.summary["count"])
     assert det.summary == ref and det.verdict == ref["verdict"]
     assert det.inconsistent == ref["inconsistent"]
-    assert out.spectrum.summary["determinacy"] == ref   # where the report reads it
     assert out.summary()["determinacy"] == ref
 
 
@@ -171,4 +170,4 @@ def test_a_system_built_for_other_settings_gets_its_own_text_view():
     a = analyze_system(s, config=strict)
     b = analyze_constraints(examples=exs, config=strict)
     assert a.summary() == b.summary()
-    assert a.families.summary["n_families"] == 0
+    assert a.families.summary["count"] == 0

@@ -1,9 +1,10 @@
 """``analyze_constraints``: every analyzer in one call.
 
 The inputs become one checked :class:`constraintlab.analysis.system.ConstraintSystem`; the
-analyzers run in a fixed order, each reading the system and the typed results before it
+analyzers (:func:`constraintlab.analysis.registry.analyzers`: each module declares its own)
+run in dependency order, each reading the system and the typed results before it
 (``PairsResult.near_parallel``, ``ContradictionsResult.positions``, ``FamiliesResult.labels``,
-``ZonesResult.labels``...), and the verdict comes last, as its own result.
+``ZonesResult.labels``...); the verdict is its own result.
 """
 
 from __future__ import annotations
@@ -15,18 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.contradictions import analyze_contradictions
-from constraintlab.analysis.families import analyze_families
-from constraintlab.analysis.layers import analyze_layers
-from constraintlab.analysis.pairs import analyze_pairs
-from constraintlab.analysis.redundancy import analyze_redundancy
-from constraintlab.analysis.response import analyze_response
+from constraintlab.analysis.registry import analyzers
 from constraintlab.analysis.result import AnalysisResults
-from constraintlab.analysis.spectrum import analyze_determinacy, analyze_spectrum
 from constraintlab.analysis.system import ConstraintSystem
 from constraintlab.analysis.text import TextView
-from constraintlab.analysis.volatility import analyze_volatility
-from constraintlab.analysis.zones import analyze_zones
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +28,10 @@ __all__ = ["analyze_constraints", "analyze_store", "analyze_system"]
 
 def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = None
                    ) -> AnalysisResults:
-    """Run every analyzer that the system allows, in a fixed order.
+    """Run every analyzer that the system allows, in dependency order.
 
-    Order: pairs, spectrum, volatility (token profiles), contradictions (examples or
-    factors), families (examples), redundancy, zones and the response map (features), the
-    layer map (energies), and the determinacy verdict (spectrum, pairs, contradictions).
+    An analyzer that lacks its inputs (no features, no examples, no token profiles, no
+    per-site energies) returns None and is absent from the results.
 
     Parameters
     ----------
@@ -53,57 +45,13 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
     """
     config = config if config is not None else AnalysisConfig()
     s = system
-    text = s.text
-    if text is not None and text.config != config:  # built for other settings
-        text = TextView(s.examples, config)
-        s = dataclasses.replace(s, text=text)
-    ids = s.ids
-    X = s.features
-    pairs = spectrum = volatility = contradictions = families = redundancy = None
-    zones = graph = response = layers = determinacy = None
-    if X is not None:
-        pairs = analyze_pairs(X, ids=ids, config=config)
-        spectrum = analyze_spectrum(X, ids=ids, n_params=s.n_params, config=config)
-    if s.tokens is not None:
-        volatility = analyze_volatility(s.tokens, s.grad_norm, vocab_size=s.vocab_size,
-                                        ids=ids, config=config)
-    if s.examples is not None or s.has_factors:
-        contradictions = analyze_contradictions(
-            s.examples, input_factors=s.input_factors, output_factors=s.output_factors,
-            ids=ids, text=text, config=config)
-    exclude = contradictions.positions if contradictions is not None else set()
-    if s.examples is not None:
-        families = analyze_families(
-            s.examples, features=X, ids=ids, text=text,
-            volatility=volatility.score if volatility is not None else None,
-            tau=pairs.summary["tau"] if pairs is not None else None,
-            contradictions=exclude if contradictions is not None else None, config=config)
-    if s.examples is not None or pairs is not None:
-        redundancy = analyze_redundancy(
-            s.examples, n=s.n, ids=ids,
-            near_parallel=pairs.near_parallel if pairs is not None else None,
-            exclude=exclude, families=families.labels if families is not None else None,
-            text=text, config=config)
-    if pairs is not None:
-        zones, graph = analyze_zones(
-            pairs.top_idx, pairs.top_val, ids=ids,
-            texts=text.record if text is not None else None,
-            tau=pairs.summary["tau"], config=config)
-        # first-order response map: its partners were folded in the pairs pass (one walk
-        # over the Gram blocks); the zones give its zone-by-zone matrix
-        response = analyze_response(X, pairs=pairs, ids=ids, zones=zones.labels, config=config)
-    if s.has_layers:
-        layers = analyze_layers(
-            s.energy, s.modules, ids=ids,
-            zone_rank=zones.ranked if zones is not None else None,
-            zones=zones.labels if zones is not None else None, config=config)
-    if spectrum is not None:
-        determinacy = analyze_determinacy(spectrum, n_params=s.n_params, pairs=pairs,
-                                          contradictions=contradictions, config=config)
-    return AnalysisResults(
-        ids=ids, spectrum=spectrum, pairs=pairs, redundancy=redundancy,
-        contradictions=contradictions, zones=zones, response=response, volatility=volatility,
-        families=families, layers=layers, determinacy=determinacy, graph=graph, config=config)
+    if s.text is not None and s.text.config != config:  # built for other settings
+        s = dataclasses.replace(s, text=TextView(s.examples, config))
+    results = AnalysisResults(ids=s.ids, config=config)
+    for analyzer in analyzers():
+        logger.debug("analyzer %s", analyzer.name)
+        results.add(analyzer.name, analyzer.run(s, results, config))
+    return results
 
 
 def analyze_constraints(
@@ -156,8 +104,7 @@ def analyze_constraints(
         ``.response`` (the first-order response map, when there are features; see
         :func:`constraintlab.analysis.response.analyze_response`), ``.volatility`` (with
         tokens), ``.families`` (with examples), ``.layers`` (with energy), ``.determinacy``
-        (the verdict; also under ``spectrum.summary["determinacy"]``, where the report reads
-        it); ``.table()``, ``.all_pairs()``, ``.summary()``.
+        (the verdict); ``.table()``, ``.all_pairs()``, ``.summary()``.
 
     Raises
     ------

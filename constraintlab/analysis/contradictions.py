@@ -44,6 +44,7 @@ import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.pairs import blocked_pairs, unit_rows
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult, make_pair
 from constraintlab.analysis.text import TextView, final_answer, jaccard, numbers, short_diff
 
@@ -296,8 +297,8 @@ def analyze_contradictions(
         count[y] += 1
         reasons.update(f["detail"].get("reasons", []))
         signals[f["detail"]["signal"]] += 1
-    summary.update({"contradiction_pairs": len(pairs),
-                    "examples_in_contradictions": int((count > 0).sum()),
+    summary.update({"count": len(pairs),
+                    "examples": int((count > 0).sum()),
                     "by_reason": dict(reasons), "by_signal": dict(signals)})
     table = pd.DataFrame({
         "is_contradiction": count > 0,
@@ -305,3 +306,19 @@ def analyze_contradictions(
         "contradiction_count": count,
     }, index=pd.Index(ids, name="index"))
     return ContradictionsResult("contradictions", table, summary, pairs, positions=set(found))
+
+
+def _run(system, results, config: AnalysisConfig) -> ContradictionsResult | None:
+    if system.examples is None and not system.has_factors:
+        return None
+    return analyze_contradictions(system.examples, input_factors=system.input_factors,
+                                  output_factors=system.output_factors, ids=system.ids,
+                                  text=system.text, config=config)
+
+
+ANALYZER = Analyzer(
+    name="contradictions", run=_run, section="contradictions",
+    metrics={"contradictions": Metric("count", "pairs with the same input and a different "
+                                      "target"),
+             "contradicting_examples": Metric("examples", "examples in at least one "
+                                              "contradiction")})

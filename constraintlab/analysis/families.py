@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 from constraintlab.analysis.text import TextView, components, jaccard
 
@@ -220,8 +221,8 @@ def analyze_families(
     -------
     FamiliesResult
         ``name="families"``. Table: ``family`` (-1 if none), ``is_family_member``,
-        ``is_family_base``. Summary: ``n_families``, ``family_members``,
-        ``incoherent_families``, ``coherence_rule``, ``families`` (id, size, n_variants,
+        ``is_family_base``. Summary: ``count``, ``members``, ``incoherent`` (and
+        ``incoherent_ids``), ``coherence_rule``, ``families`` (id, size, n_variants,
         base, members, label, varies, volatility spread, coherence, ``coherent``).
         ``labels``: (N,) family of each row position.
     """
@@ -293,8 +294,8 @@ def analyze_families(
         out.append(entry)
     incoherent = [f["id"] for f in out if f["coherent"] is False]
     summary = {
-        "n": n, "n_families": len(out), "family_members": int((labels >= 0).sum()),
-        "incoherent_families": len(incoherent), "incoherent": incoherent,
+        "n": n, "count": len(out), "members": int((labels >= 0).sum()),
+        "incoherent": len(incoherent), "incoherent_ids": incoherent,
         "family_jaccard": config.family_jaccard, "min_size": config.family_min_size,
         "coherence_rule": (f"incoherent when mean pairwise cos < {config.family_coherence_min}"
                            ", or a member pair has cos < -tau"
@@ -310,3 +311,25 @@ def analyze_families(
                           "is_family_base": base_flag, "family_coherence": coherence},
                          index=pd.Index(ids, name="index"))
     return FamiliesResult("families", table, summary, labels=labels)
+
+
+def _run(system, results, config: AnalysisConfig) -> FamiliesResult | None:
+    if system.examples is None:
+        return None
+    pairs, vol, con = results.pairs, results.volatility, results.contradictions
+    return analyze_families(
+        system.examples, features=system.features, ids=system.ids, text=system.text,
+        volatility=vol.score if vol is not None else None,
+        tau=pairs.summary["tau"] if pairs is not None else None,
+        contradictions=con.positions if con is not None else None, config=config)
+
+
+ANALYZER = Analyzer(
+    name="families", run=_run, section="families",
+    after=("pairs", "volatility", "contradictions"),
+    metrics={"families": Metric("count", "variant families (near-variants of one text, at "
+                                "least family_min_size)"),
+             "family_members": Metric("members", "examples in a variant family"),
+             "incoherent_families": Metric("incoherent", "families whose members' constraints "
+                                           "disagree (low mean cosine, an opposing pair, or two "
+                                           "members contradicting each other)")})

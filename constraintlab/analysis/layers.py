@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer
 from constraintlab.analysis.result import AnalyzerResult
 
 __all__ = ["LayersResult", "analyze_layers", "layer_matrix"]
@@ -115,3 +116,15 @@ def analyze_layers(energy: np.ndarray, modules: pd.DataFrame, *,
     table = pd.DataFrame(energy, columns=list(modules["column"]),
                          index=pd.Index(ids, name="index"))
     return LayersResult("layers", table, summary)
+
+
+def _run(system, results, config: AnalysisConfig) -> LayersResult | None:
+    if not system.has_layers:
+        return None
+    zones = results.zones
+    return analyze_layers(system.energy, system.modules, ids=system.ids,
+                          zone_rank=zones.ranked if zones is not None else None,
+                          zones=zones.labels if zones is not None else None, config=config)
+
+
+ANALYZER = Analyzer(name="layers", run=_run, section="layer_map", after=("zones",))

@@ -36,6 +36,7 @@ from constraintlab.analysis.blocks import (
     unit_rows,
 )
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.response import PartnerFold, SignedPartners, response_top_m
 from constraintlab.analysis.result import AnalyzerResult
 
@@ -332,8 +333,8 @@ def analyze_pairs(
         n_align = int(st.align_count.sum() // 2)
         summary.update({
             "method": "exact",
-            "conflict_pairs": n_conf,
-            "alignment_pairs": n_align,
+            "conflicting_pairs": n_conf,
+            "aligned_pairs": n_align,
             "near_parallel_pairs": st.n_hi_total,
             "conflict_density": n_conf / n_pairs_all if n_pairs_all else 0.0,
             "alignment_density": n_align / n_pairs_all if n_pairs_all else 0.0,
@@ -365,8 +366,8 @@ def analyze_pairs(
                            f"{S} random pairs (95 % Wilson intervals); per-example scores and "
                            f"neighbours against {R} random reference examples",
             "sampled_pairs": S,
-            "conflict_pairs": round(n_conf / S * n_pairs_all),
-            "alignment_pairs": round(n_align / S * n_pairs_all),
+            "conflicting_pairs": round(n_conf / S * n_pairs_all),
+            "aligned_pairs": round(n_align / S * n_pairs_all),
             "near_parallel_pairs": round(n_near / S * n_pairs_all),
             "conflict_density": n_conf / S,
             "conflict_density_ci95": list(wilson_interval(n_conf, S)),
@@ -400,3 +401,18 @@ def analyze_pairs(
     return PairsResult("pairs", table, summary, pairs, near_parallel=hi_pairs, top_idx=top_idx,
                        top_val=top_val,
                        partners=pfold.result(reference) if pfold is not None else None)
+
+
+def _run(system, results, config: AnalysisConfig) -> PairsResult | None:
+    if system.features is None:
+        return None
+    return analyze_pairs(system.features, ids=system.ids, config=config)
+
+
+ANALYZER = Analyzer(
+    name="pairs", run=_run, section="conflict",
+    metrics={"conflict_density": Metric("conflict_density", "conflicting pairs / all pairs"),
+             "alignment_density": Metric("alignment_density", "aligned pairs / all pairs"),
+             "conflicting_pairs": Metric("conflicting_pairs", "pairs with cos < -tau"),
+             "conflicted_share": Metric("conflicted_share", "share of examples with at least "
+                                        "one conflicting partner")})

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult, make_pair
 from constraintlab.analysis.text import TextView, components, jaccard, text_hash
 
@@ -196,11 +197,21 @@ def analyze_redundancy(
         sid = len(sets)
         dup_set[members] = sid
         keeper_flag[members[0]] = True
-        sets.append({"set": sid, "keeper": int(ids[members[0]]),
+        exact_set = bool(exact_gid[members[0]] >= 0
+                         and (exact_gid[members] == exact_gid[members[0]]).all())
+        sets.append({"id": sid, "kind": "exact" if exact_set else "near",
+                     "keeper": int(ids[members[0]]),
                      "members": [int(ids[m]) for m in members], "size": len(members)})
     in_set = dup_set >= 0
     redundant = in_set & ~keeper_flag
+    n_exact = summary.setdefault("exact_duplicates", 0)
+    summary.setdefault("exact_duplicate_sets", 0)
+    near_pairs = (summary.get("near_duplicate_pairs_text", 0)
+                  + summary.get("near_duplicate_pairs_gradient", 0))
     summary.update({
+        "near_duplicate_pairs": near_pairs,
+        "near_duplicates": int(redundant.sum()) - n_exact,
+        "duplicates": int(redundant.sum()),
         "near_duplicate_pairs_in_families": n_in_family,
         "duplicate_sets": len(sets),
         "redundant_examples": int(redundant.sum()),
@@ -217,3 +228,29 @@ def analyze_redundancy(
         "redundancy_score": np.clip(score, 0.0, 1.0),
     }, index=pd.Index(ids, name="index"))
     return RedundancyResult("redundancy", table, summary, pairs, duplicate_set=dup_set)
+
+
+def _run(system, results, config: AnalysisConfig) -> RedundancyResult | None:
+    pairs, con, fam = results.pairs, results.contradictions, results.families
+    if system.examples is None and pairs is None:
+        return None
+    return analyze_redundancy(
+        system.examples, n=system.n, ids=system.ids,
+        near_parallel=pairs.near_parallel if pairs is not None else None,
+        exclude=con.positions if con is not None else set(),
+        families=fam.labels if fam is not None else None, text=system.text, config=config)
+
+
+ANALYZER = Analyzer(
+    name="redundancy", run=_run, section="redundancy",
+    after=("pairs", "contradictions", "families"),
+    metrics={
+        "exact_duplicates": Metric("exact_duplicates", "records that exactly repeat another "
+                                   "(beyond one keeper per set)"),
+        "exact_duplicate_sets": Metric("exact_duplicate_sets", "sets of exact duplicates"),
+        "near_duplicates": Metric("near_duplicates", "records that nearly repeat another "
+                                  "(beyond one keeper per set)"),
+        "near_duplicate_pairs": Metric("near_duplicate_pairs", "near-duplicate pairs (text and "
+                                       "gradient signals)"),
+        "duplicates": Metric("duplicates", "exact_duplicates + near_duplicates"),
+        "redundancy_ratio": Metric("redundancy_ratio", "redundant records / N")})

@@ -50,6 +50,7 @@ from constraintlab.analysis.blocks import (
     scaled_rows,
 )
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
@@ -405,3 +406,19 @@ def analyze_response(
     return ResponseResult("response", table, summary, [], helper_idx=helper_idx,
                           hurter_idx=hurter_idx, helper_ids=helper_ids, hurter_ids=hurter_ids,
                           helper_effect=helper_eff, hurter_effect=hurter_eff)
+
+
+def _run(system, results, config: AnalysisConfig) -> ResponseResult | None:
+    pairs, zones = results.pairs, results.zones
+    if system.features is None or pairs is None:
+        return None
+    # its partners were folded in the pairs pass (one walk over the Gram blocks); the zones
+    # give its zone-by-zone matrix
+    return analyze_response(system.features, pairs=pairs, ids=system.ids,
+                            zones=zones.labels if zones is not None else None, config=config)
+
+
+ANALYZER = Analyzer(
+    name="response", run=_run, section="response", after=("pairs", "zones"),
+    metrics={"harmful_examples": Metric("harmful_examples", "examples whose unit step raises "
+                                        "the others' summed loss (first order)")})

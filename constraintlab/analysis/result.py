@@ -55,51 +55,55 @@ class AnalyzerResult:
         self.summary = plain(self.summary)
 
 
-@dataclass
 class AnalysisResults:
-    """Every analyzer's result, plus the constraint graph.
+    """Every analyzer's result, by name, in the order they ran.
 
     Attributes
     ----------
     ids : (N,) int64
         Example ids in row order.
-    spectrum, pairs, redundancy, contradictions, zones, response, volatility, families, layers,
-    determinacy : AnalyzerResult or None
-        Each analyzer's typed result (``SpectrumResult``, ``PairsResult``, ...,
-        ``DeterminacyResult``: the verdict); None when the analyzer could not run (no
-        features, no examples, no token profiles or no per-site energies).
-    graph : networkx.Graph or None
-        The constraint graph (nodes = example ids, edge attribute ``weight`` = signed cosine,
-        node attribute ``zone``).
     config : AnalysisConfig
+    <name> : AnalyzerResult or None
+        Each analyzer's typed result by its registered name (``results.spectrum``,
+        ``results.pairs``, ``results.determinacy``...; ``registry.analyzers()`` lists them);
+        None when it did not run (no features, no examples, no token profiles...).
+    graph : networkx.Graph or None
+        The constraint graph (``results.zones.graph``: nodes = example ids, edge attribute
+        ``weight`` = signed cosine, node attribute ``zone``).
     """
 
-    ids: np.ndarray
-    spectrum: AnalyzerResult | None = None
-    pairs: AnalyzerResult | None = None
-    redundancy: AnalyzerResult | None = None
-    contradictions: AnalyzerResult | None = None
-    zones: AnalyzerResult | None = None
-    response: AnalyzerResult | None = None
-    volatility: AnalyzerResult | None = None
-    families: AnalyzerResult | None = None
-    layers: AnalyzerResult | None = None
-    determinacy: AnalyzerResult | None = None
-    graph: Any = None
-    config: Any = None
+    def __init__(self, ids: np.ndarray, config: Any = None,
+                 results: dict[str, AnalyzerResult] | None = None) -> None:
+        self.ids = ids
+        self.config = config
+        self._by_name: dict[str, AnalyzerResult] = dict(results or {})
 
-    def __post_init__(self) -> None:
-        # The report reads the verdict inside the spectrum's summary (``report/build.py``);
-        # it is placed there, once, until the report reads ``determinacy`` itself.
-        if self.spectrum is not None and self.determinacy is not None:
-            self.spectrum.summary.setdefault("determinacy", self.determinacy.summary)
+    def add(self, name: str, result: AnalyzerResult | None) -> None:
+        """Record analyzer ``name``'s result (None: it did not run)."""
+        if result is not None:
+            self._by_name[name] = result
+
+    def __getattr__(self, name: str) -> AnalyzerResult | None:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        by_name = self.__dict__.get("_by_name", {})
+        if name in by_name:
+            return by_name[name]
+        from constraintlab.analysis.registry import analyzers
+
+        if any(a.name == name for a in analyzers()):
+            return None
+        raise AttributeError(f"no analyzer named {name!r}")
+
+    @property
+    def graph(self) -> Any:
+        zones = self._by_name.get("zones")
+        return getattr(zones, "graph", None)
 
     @property
     def results(self) -> list[AnalyzerResult]:
         """The analyzers that ran, in pipeline order."""
-        return [r for r in (self.spectrum, self.pairs, self.volatility, self.redundancy,
-                            self.contradictions, self.families, self.zones, self.response,
-                            self.layers, self.determinacy) if r is not None]
+        return list(self._by_name.values())
 
     def table(self) -> pd.DataFrame:
         """All per-example tables side by side (one row per example, index = example id)."""

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
@@ -206,9 +207,10 @@ def analyze_spectrum(
         "free_directions": int(n_params) - r if n_params is not None else None,
     }
     summary = {
-        "method": method,
-        "n": N,
-        "k": k,
+        "spectrum_method": method,
+        "n_equations": N,
+        "n_unknowns": int(n_params) if n_params is not None else None,
+        "sketch_dim": k,
         "singular_values": s[: min(len(s), 4096)].tolist(),
         "frobenius_norm": fro,
         "rank": r,
@@ -221,9 +223,10 @@ def analyze_spectrum(
         "effective_rank_rule": "exp(entropy of s / sum(s)) over the singular values above the "
                                "rank tolerance (Roy & Vetterli 2007)",
         "stable_rank": stable,
-        "energy_directions": {"50%": need(0.5), "90%": need(0.9), "99%": need(0.99)},
+        "examples_per_direction": N / r_eff if r_eff > 0 else math.inf,
+        "energy_directions": {"50": need(0.5), "90": need(0.9), "99": need(0.99)},
         "leverage_sum": float(lev.sum()),
-        "n_unique_constraints": int((lev >= config.leverage_unique).sum()),
+        "unique_constraints": int((lev >= config.leverage_unique).sum()),
         "ledger": ledger,
     }
     if lower_bound:
@@ -260,19 +263,19 @@ def analyze_determinacy(
     pairs : PairsResult, optional
         For the conflict rules (``conflict_density``, ``conflicted_share``).
     contradictions : ContradictionsResult, optional
-        For the contradiction rule (``contradiction_pairs``).
+        For the contradiction rule (``count``).
     config : AnalysisConfig
 
     Returns
     -------
     DeterminacyResult
-        ``name="determinacy"``; summary: ``verdict``, ``rule``, ``reason``, ``inconsistent``,
+        ``name="determinacy"``; summary: ``verdict``, ``rule``, ``inconsistent``,
         ``inconsistent_reasons``, ``rules``, ``caveats``; an empty table (index = the ids).
     """
     verdict = determinacy_verdict(
         spectrum.summary, n_params=n_params,
         pairs_summary=pairs.summary if pairs is not None else None,
-        n_contradictions=(contradictions.summary["contradiction_pairs"]
+        n_contradictions=(contradictions.summary["count"]
                           if contradictions is not None else None),
         config=config)
     table = pd.DataFrame(index=spectrum.table.index.copy())
@@ -305,13 +308,13 @@ def determinacy_verdict(
     Returns
     -------
     dict
-        ``verdict``, ``rule`` (the rule that fired), ``reason`` (one sentence with the numbers),
+        ``verdict`` (the rule that fired), ``rule`` (why, one sentence with the numbers),
         ``inconsistent``, ``inconsistent_reasons``, ``rules`` (every rule with its values and
         ``fired``), ``caveats``.
     """
     config = config if config is not None else AnalysisConfig()
-    N = int(spectrum_summary["n"])
-    k = int(spectrum_summary["k"])
+    N = int(spectrum_summary["n_equations"])
+    k = int(spectrum_summary["sketch_dim"])
     r = int(spectrum_summary["rank"])
     r_eff = float(spectrum_summary["effective_rank"])
     lower = bool(spectrum_summary.get("rank_is_lower_bound", False))
@@ -388,10 +391,46 @@ def determinacy_verdict(
     })
     return {
         "verdict": verdict,
-        "rule": verdict,
-        "reason": reason,
+        "rule": reason,
         "inconsistent": bool(incons),
         "inconsistent_reasons": incons,
         "rules": rules,
         "caveats": caveats,
     }
+
+
+def _run_spectrum(system, results, config: AnalysisConfig) -> SpectrumResult | None:
+    if system.features is None:
+        return None
+    return analyze_spectrum(system.features, ids=system.ids, n_params=system.n_params,
+                            config=config)
+
+
+def _run_determinacy(system, results, config: AnalysisConfig) -> DeterminacyResult | None:
+    if results.spectrum is None:
+        return None
+    return analyze_determinacy(results.spectrum, n_params=system.n_params, pairs=results.pairs,
+                               contradictions=results.contradictions, config=config)
+
+
+ANALYZERS = (
+    Analyzer(
+        name="spectrum", run=_run_spectrum, section="system",
+        metrics={
+            "examples": Metric("n_equations", "N, examples analysed (equations)"),
+            "unknowns": Metric("n_unknowns", "P, trainable LoRA parameters"),
+            "rank": Metric("rank", "numerical rank of the constraint matrix (a lower bound "
+                           "when it reaches k)"),
+            "effective_rank": Metric("effective_rank", "exp of the entropy of the normalised "
+                                     "singular values"),
+            "stable_rank": Metric("stable_rank", "||G||_F^2 / ||G||_2^2"),
+            "rank_is_lower_bound": Metric("rank_is_lower_bound", "true when the rank reached "
+                                          "the sketch dimension k"),
+            "examples_per_direction": Metric("examples_per_direction", "N / effective_rank")}),
+    Analyzer(
+        name="determinacy", run=_run_determinacy, section="system",
+        after=("spectrum", "pairs", "contradictions"),
+        metrics={"verdict": Metric("verdict", "underdetermined, balanced or overdetermined"),
+                 "inconsistent": Metric("inconsistent", "true when conflict or contradictions "
+                                        "pass their thresholds")}),
+)

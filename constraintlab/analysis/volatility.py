@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
@@ -184,3 +185,19 @@ def analyze_volatility(tokens, grad_norm: np.ndarray, *, vocab_size: int,
         "most_volatile": listed,
     }
     return VolatilityResult("volatility", table, summary, components=parts, score=score)
+
+
+def _run(system, results, config: AnalysisConfig) -> VolatilityResult | None:
+    if system.tokens is None:
+        return None
+    return analyze_volatility(system.tokens, system.grad_norm, vocab_size=system.vocab_size,
+                              ids=system.ids, config=config)
+
+
+ANALYZER = Analyzer(
+    name="volatility", run=_run, section="volatility",
+    metrics={"volatility_p99": Metric("percentiles.volatility.p99", "99th percentile of the "
+                                      "token volatility score (0 = the model already predicts "
+                                      "the target, 1 = it knows nothing of it)"),
+             "max_volatility": Metric("percentiles.volatility.max", "the highest token "
+                                      "volatility score")})

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,13 @@ class ZonesResult(AnalyzerResult):
         Zone of each row position (its rank, -1 = outlier), as the table's ``zone``.
     ranked : list of int
         Zone ids, highest pressure first.
+    graph : networkx.Graph or None
+        The constraint graph (node attributes ``zone`` and ``label``).
     """
 
     labels: np.ndarray | None = field(default=None, repr=False)
     ranked: list[int] = field(default_factory=list)
+    graph: nx.Graph | None = field(default=None, repr=False)
 
 
 def build_graph(top_idx: np.ndarray, top_val: np.ndarray, ids: np.ndarray,
@@ -195,11 +199,16 @@ def analyze_zones(
         "pressure_score": np.clip(pressure / pmax, 0.0, 1.0),
     }, index=pd.Index(ids, name="index"))
     summary = {
-        "n_zones": len(zones),
-        "n_pressure_zones": int(sum(z["is_pressure_zone"] for z in zones)),
-        "zones": [{k: z[k] for k in ("zone", "label", "size", "members", "internal_edges",
-                                     "conflict_share", "mean_alignment", "density", "pressure",
-                                     "is_pressure_zone")} for z in zones],
+        "count": len(zones),
+        "pressure_zones": int(sum(z["is_pressure_zone"] for z in zones)),
+        "max_zone_pressure": max((z["pressure"] for z in zones), default=0.0),
+        "zones": [{"id": z["zone"], "rank": z["zone"] + 1, "label": z["label"],
+                   "size": z["size"], "members": z["members"],
+                   "internal_edges": z["internal_edges"],
+                   "internal_conflict_share": z["conflict_share"],
+                   "mean_alignment": z["mean_alignment"], "density": z["density"],
+                   "pressure": z["pressure"], "is_pressure_zone": z["is_pressure_zone"]}
+                  for z in zones],
         "outliers": outliers,
         "n_outliers": len(outliers),
         "edge_min": edge_min,
@@ -209,7 +218,27 @@ def analyze_zones(
                     "weight": "abs(cos)"},
     }
     return ZonesResult("zones", table, summary, labels=zone_of,
-                       ranked=[z["zone"] for z in zones]), G
+                       ranked=[z["zone"] for z in zones], graph=G), G
+
+
+def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:
+    pairs = results.pairs
+    if pairs is None:
+        return None
+    text = system.text
+    zones, _ = analyze_zones(pairs.top_idx, pairs.top_val, ids=system.ids,
+                             texts=text.record if text is not None else None,
+                             tau=pairs.summary["tau"], config=config)
+    return zones
+
+
+ANALYZER = Analyzer(
+    name="zones", run=_run, section="zones", after=("pairs",),
+    metrics={"zones": Metric("count", "communities of the constraint graph"),
+             "pressure_zones": Metric("pressure_zones", "zones whose internal conflict share "
+                                      "passes the threshold"),
+             "max_zone_pressure": Metric("max_zone_pressure", "the highest zone pressure "
+                                         "score")})
 
 
 def export_graphml(graph: nx.Graph, path) -> None:

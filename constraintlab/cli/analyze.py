@@ -61,7 +61,8 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
     name = model["name"] + (f" v{model['version']}" if model.get("version") else "")
     lines = [f"constraintlab analyze {d['dataset']['source']}  (model {name}, "
              f"k = {d['projection']['k']}, {m['examples']} examples"
-             + (f", {m['skipped_records']} skipped" if m["skipped_records"] else "") + ")",
+             + (f", {m['invalid_records']} invalid records skipped"
+                if m["invalid_records"] else "") + ")",
              "", report.verdict(), "",
              f"  effective rank   {m['effective_rank']:>10.1f}   of {m['examples']} examples "
              f"(rank {m['rank']}{', lower bound' if m['rank_is_lower_bound'] else ''}; "

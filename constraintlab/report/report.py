@@ -25,6 +25,8 @@ import networkx as nx
 import pandas as pd
 from matplotlib.figure import Figure
 
+from constraintlab.analysis.registry import lookup
+from constraintlab.analysis.registry import metric_table as analysis_metric_table
 from constraintlab.encode.store import TokenProfiles, parse_energy_column
 from constraintlab.errors import ConfigError, ConstraintlabError
 from constraintlab.report import plots
@@ -32,69 +34,28 @@ from constraintlab.report.html import render_html, verdict_sentence
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-#: :meth:`Report.advice` names the most volatile examples when ``volatility_p99`` reaches this.
-#: Measured on the shipped GSM8K sample: the reference model (its own domain) has p99 0.47
-#: (median 0.35); the same architecture with random weights, which knows nothing of the targets,
-#: p99 0.66 (median 0.63).
-VOLATILITY_ADVICE_P99 = 0.55
+SCHEMA_VERSION = 2
+
+#: Metrics of the dataset section (what io and encode found), ``{name: (key, description)}``;
+#: the analyzers declare theirs (:func:`constraintlab.analysis.registry.metric_table`).
+DATASET_METRICS: dict[str, tuple[str, str]] = {
+    "invalid_records": ("invalid_records", "records that could not be used (findings in "
+                        "dataset.findings: blank target, truncated away, ...); excluded"),
+}
+
+
+def metric_table() -> dict[str, tuple[str, str, str]]:
+    """Every gate metric: ``{name: (report.json section, key in it, description)}``."""
+    table = {name: ("dataset", key, desc) for name, (key, desc) in DATASET_METRICS.items()}
+    for name, (section, m) in analysis_metric_table().items():
+        table[name] = (section, m.key, m.description)
+    return table
+
 
 #: The flat metrics of :meth:`Report.metrics` (what gate conditions can name), documented once.
-METRICS: dict[str, str] = {
-    "examples": "N, examples analysed (equations)",
-    "unknowns": "P, trainable LoRA parameters",
-    "skipped_records": "invalid records skipped with --on-invalid skip",
-    "rank": "numerical rank of the constraint matrix (a lower bound when it reaches k)",
-    "effective_rank": "exp of the entropy of the normalised singular values",
-    "stable_rank": "||G||_F^2 / ||G||_2^2",
-    "rank_is_lower_bound": "true when the rank reached the sketch dimension k",
-    "examples_per_direction": "N / effective_rank",
-    "verdict": "underdetermined, balanced or overdetermined",
-    "inconsistent": "true when conflict or contradictions pass their thresholds",
-    "conflict_density": "conflicting pairs / all pairs",
-    "alignment_density": "aligned pairs / all pairs",
-    "conflicting_pairs": "pairs with cos < -tau",
-    "conflicted_share": "share of examples with at least one conflicting partner",
-    "exact_duplicates": "records that exactly repeat another (beyond one keeper per set)",
-    "exact_duplicate_sets": "sets of exact duplicates",
-    "near_duplicates": "records that nearly repeat another (beyond one keeper per set)",
-    "near_duplicate_pairs": "near-duplicate pairs (text and gradient signals)",
-    "duplicates": "exact_duplicates + near_duplicates",
-    "redundancy_ratio": "redundant records / N",
-    "contradictions": "pairs with the same input and a different target",
-    "contradicting_examples": "examples in at least one contradiction",
-    "zones": "communities of the constraint graph",
-    "pressure_zones": "zones whose internal conflict share passes the threshold",
-    "max_zone_pressure": "the highest zone pressure score",
-    "harmful_examples": "examples whose unit step raises the others' summed loss (first order)",
-    "volatility_p99": "99th percentile of the token volatility score (0 = the model already "
-                      "predicts the target, 1 = it knows nothing of it)",
-    "max_volatility": "the highest token volatility score",
-    "families": "variant families (near-variants of one text, at least family_min_size)",
-    "family_members": "examples in a variant family",
-    "incoherent_families": "families whose members' constraints disagree (low mean cosine, an "
-                           "opposing pair, or two members contradicting each other)",
-}
+METRICS: dict[str, str] = {name: desc for name, (_, _, desc) in metric_table().items()}
 FILES = {"json": "report.json", "csv": "examples.csv", "parquet": "examples.parquet",
          "html": "report.html", "graph": "constraint_graph.graphml"}
-
-
-def _family_reasons(f: dict) -> str:
-    """Why a family is incoherent, with its numbers (plain text)."""
-    coh, out = f.get("coherence") or {}, []
-    for reason in f["reasons"]:
-        if reason == "contradiction":
-            out.append(f"{f.get('contradicting_pairs', 0)} member pair(s) ask for different "
-                       "answers to the same input")
-        elif reason == "low_coherence":
-            out.append(f"mean cosine of the members' constraints only "
-                       f"{coh.get('mean_cos', math.nan):.2f}")
-        elif reason == "opposing":
-            out.append(f"{coh.get('opposing_pairs', 0)} member pair(s) pull in opposite "
-                       "directions")
-        else:
-            out.append(reason)
-    return ", ".join(out)
 
 
 class Report:
@@ -126,46 +87,20 @@ class Report:
 
     # -- tables ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        """The flat numbers the gate and the terminal summary use (names: :data:`METRICS`).
+        """The flat numbers the gate and the terminal summary use (names: :data:`METRICS`),
+        each looked up where :func:`metric_table` says it is.
 
         A metric whose report section is missing or null (not measured, e.g. a store without
         token profiles) is ``nan``: every numeric gate condition on it fails.
         """
-        d = self.data
-        s, c, r, z = d["system"], d["conflict"], d["redundancy"], d["zones"]
-        pressures = [zone["pressure"] for zone in z["zones"]]
-        vol, fam = d.get("volatility"), d.get("families")
-        vp = vol["percentiles"]["volatility"] if vol else {}
-        nan = math.nan
-        values = {
-            "examples": s["n_equations"], "unknowns": s["n_unknowns"],
-            "skipped_records": len(d["dataset"]["skipped"]),
-            "rank": s["rank"], "effective_rank": s["effective_rank"],
-            "stable_rank": s["stable_rank"], "rank_is_lower_bound": s["rank_is_lower_bound"],
-            "examples_per_direction": s["n_equations"] / s["effective_rank"]
-            if s["effective_rank"] else math.inf,
-            "verdict": s["verdict"], "inconsistent": s["inconsistent"],
-            "conflict_density": c["conflict_density"],
-            "alignment_density": c["alignment_density"],
-            "conflicting_pairs": c["conflicting_pairs"],
-            "conflicted_share": c["conflicted_share"],
-            "exact_duplicates": r["exact_duplicates"],
-            "exact_duplicate_sets": r["exact_duplicate_sets"],
-            "near_duplicates": r["near_duplicates"],
-            "near_duplicate_pairs": r["near_duplicate_pairs"],
-            "duplicates": r["exact_duplicates"] + r["near_duplicates"],
-            "redundancy_ratio": r["redundancy_ratio"],
-            "contradictions": d["contradictions"]["count"],
-            "contradicting_examples": d["contradictions"]["examples"],
-            "zones": z["count"], "pressure_zones": z["pressure_zones"],
-            "max_zone_pressure": max(pressures) if pressures else 0.0,
-            "harmful_examples": d["response"]["harmful_examples"],
-            "volatility_p99": vp.get("p99", nan), "max_volatility": vp.get("max", nan),
-            "families": fam["count"] if fam else nan,
-            "family_members": fam["members"] if fam else nan,
-            "incoherent_families": fam["incoherent"] if fam else nan,
-        }
-        return {name: values[name] for name in METRICS}
+        out = {}
+        for name, (section, key, _) in metric_table().items():
+            try:
+                value = lookup(self.data.get(section), key)
+            except KeyError:
+                value = None
+            out[name] = math.nan if value is None else value
+        return out
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -364,60 +299,9 @@ class Report:
         return verdict_sentence(self.data)
 
     def advice(self) -> list[str]:
-        """What to do next, from the numbers (one sentence each, most pressing first)."""
-        m, d = self.metrics(), self.data
-        out = []
-        if m["contradictions"]:
-            out.append(f"Resolve the {m['contradictions']} contradiction pair(s): the same input "
-                       "asks for different targets, so training pulls the model both ways "
-                       "(column is_contradiction).")
-        if m["exact_duplicates"]:
-            out.append(f"Drop or merge the {m['exact_duplicates']} exact duplicate(s): they add "
-                       "weight, not constraints (is_exact_duplicate; the keeper of each set is "
-                       "marked is_duplicate_keeper).")
-        if m["near_duplicates"]:
-            out.append(f"Review the {m['near_duplicates']} near duplicate(s) (is_near_duplicate):"
-                       " cosmetic variants of other records.")
-        fam = d.get("families") or {}
-        bad = [f for f in fam.get("families", []) if f["coherent"] is False]
-        if bad:
-            named = "; ".join(f"family {f['id']} (base record {f['base']}, {f['size']} "
-                              f"records): {_family_reasons(f)}" for f in bad[:3])
-            out.append(f"{fam['incoherent']} of {fam['count']} variant families are incoherent,"
-                       f" their variants disagree: {named}. Make the variants agree or drop "
-                       "the odd one out (column family; report.families).")
-        vol = d.get("volatility")
-        if vol and m["volatility_p99"] >= VOLATILITY_ADVICE_P99:
-            top = vol["most_volatile"][:3]
-            named = ", ".join(f"{v['id']} ({v['volatility']:.2f}, mean NLL "
-                              f"{v['mean_nll']:.1f} nats)" for v in top)
-            out.append(f"Check the most volatile examples first: the top 1 % score "
-                       f"{m['volatility_p99']:.2f} or more on token volatility (max "
-                       f"{m['max_volatility']:.2f}; 0 = the model already predicts the "
-                       f"target, 1 = it knows nothing of it), so training moves the model most"
-                       f" on them: records {named} (report.volatile_examples()).")
-        pz = [z for z in d["zones"]["zones"] if z["is_pressure_zone"]][:3]
-        for z in pz:
-            out.append(f"Inspect pressure zone {z['id']} ({z['label']}, {z['size']} examples):"
-                       f" {z['internal_conflict_share']:.0%} of its internal links conflict.")
-        verdict = m["verdict"]
-        if verdict == "underdetermined":
-            out.append("Nearly every example adds its own direction (rank close to N): the "
-                       "adapter can fit each one separately. Add examples per behaviour, or "
-                       "use a smaller LoRA rank.")
-        elif verdict == "overdetermined":
-            out.append(f"About {m['examples_per_direction']:.1f} examples per effective "
-                       "direction: the data repeats a few constraints; low-leverage examples "
-                       "(leverage_score near 0) are candidates for subsampling.")
-        if m["rank_is_lower_bound"]:
-            out.append(f"The rank reached the sketch dimension k = {d['projection']['k']}: "
-                       "rerun with a larger -k to see the true rank.")
-        if d["model"].get("reference"):
-            out.append("These numbers describe the built-in reference model; rerun with "
-                       "--model <your model> to analyse what the data does to yours.")
-        if not out:
-            out.append("No blocking issue found: the data looks consistent for this model.")
-        return out
+        """What to do next, from the numbers (one sentence each, most pressing first;
+        :mod:`constraintlab.analysis.advice`)."""
+        return list((self.data.get("advice") or {}).get("items", []))
 
     # -- figures ------------------------------------------------------------------------------
     def plot_spectrum(self) -> Figure:

@@ -1,0 +1,108 @@
+"""What to do next: one sentence per finding that asks for action, most pressing first.
+
+Read from the other analyzers' results (nothing new is measured here); the one threshold of its
+own, ``AnalysisConfig.volatility_advice_p99``, is documented there with its calibration. The
+report shows the sentences as they are (``report.json`` section ``advice``, the HTML page's
+"What to do next", ``Report.advice()``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer
+from constraintlab.analysis.result import AnalyzerResult
+
+__all__ = ["advise", "family_reasons"]
+
+
+def family_reasons(f: dict) -> str:
+    """Why a family is incoherent, with its numbers (plain text), from one entry of the
+    families summary's ``families``."""
+    coh, out = f.get("coherence") or {}, []
+    for reason in f["reasons"]:
+        if reason == "contradiction":
+            out.append(f"{f.get('contradicting_pairs', 0)} member pair(s) ask for different "
+                       "answers to the same input")
+        elif reason == "low_coherence":
+            out.append(f"mean cosine of the members' constraints only "
+                       f"{coh.get('mean_cos', math.nan):.2f}")
+        elif reason == "opposing":
+            out.append(f"{coh.get('opposing_pairs', 0)} member pair(s) pull in opposite "
+                       "directions")
+        else:
+            out.append(reason)
+    return ", ".join(out)
+
+
+def advise(results, config: AnalysisConfig) -> list[str]:
+    """The advice sentences for ``results`` (an :class:`AnalysisResults` so far)."""
+    out: list[str] = []
+    con, red, fam = results.contradictions, results.redundancy, results.families
+    vol, zones, det, spec = results.volatility, results.zones, results.determinacy, results.spectrum
+    n_con = con.summary["count"] if con is not None else 0
+    if n_con:
+        out.append(f"Resolve the {n_con} contradiction pair(s): the same input asks for "
+                   "different targets, so training pulls the model both ways (column "
+                   "is_contradiction).")
+    if red is not None:
+        if red.summary["exact_duplicates"]:
+            out.append(f"Drop or merge the {red.summary['exact_duplicates']} exact duplicate(s):"
+                       " they add weight, not constraints (is_exact_duplicate; the keeper of "
+                       "each set is marked is_duplicate_keeper).")
+        if red.summary["near_duplicates"]:
+            out.append(f"Review the {red.summary['near_duplicates']} near duplicate(s) "
+                       "(is_near_duplicate): cosmetic variants of other records.")
+    if fam is not None:
+        bad = [f for f in fam.summary["families"] if f["coherent"] is False]
+        if bad:
+            named = "; ".join(f"family {f['id']} (base record {f['base']}, {f['size']} "
+                              f"records): {family_reasons(f)}" for f in bad[:3])
+            out.append(f"{fam.summary['incoherent']} of {fam.summary['count']} variant families"
+                       f" are incoherent, their variants disagree: {named}. Make the variants "
+                       "agree or drop the odd one out (column family; report.families).")
+    if vol is not None:
+        p = vol.summary["percentiles"]["volatility"]
+        if p["p99"] >= config.volatility_advice_p99:
+            top = vol.summary["most_volatile"][:3]
+            named = ", ".join(f"{v['id']} ({v['volatility']:.2f}, mean NLL "
+                              f"{v['mean_nll']:.1f} nats)" for v in top)
+            out.append(f"Check the most volatile examples first: the top 1 % score "
+                       f"{p['p99']:.2f} or more on token volatility (max {p['max']:.2f}; 0 = "
+                       "the model already predicts the target, 1 = it knows nothing of it), so "
+                       f"training moves the model most on them: records {named} "
+                       "(report.volatile_examples()).")
+    if zones is not None:
+        for z in [z for z in zones.summary["zones"] if z["is_pressure_zone"]][:3]:
+            out.append(f"Inspect pressure zone {z['id']} ({z['label']}, {z['size']} examples):"
+                       f" {z['internal_conflict_share']:.0%} of its internal links conflict.")
+    if det is not None:
+        if det.summary["verdict"] == "underdetermined":
+            out.append("Nearly every example adds its own direction (rank close to N): the "
+                       "adapter can fit each one separately. Add examples per behaviour, or "
+                       "use a smaller LoRA rank.")
+        elif (det.summary["verdict"] == "overdetermined" and spec is not None
+              and spec.summary["examples_per_direction"] is not None):
+            out.append(f"About {spec.summary['examples_per_direction']:.1f} examples per "
+                       "effective direction: the data repeats a few constraints; low-leverage "
+                       "examples (leverage_score near 0) are candidates for subsampling.")
+    if spec is not None and spec.summary["rank_is_lower_bound"]:
+        out.append(f"The rank reached the sketch dimension k = {spec.summary['sketch_dim']}: "
+                   "rerun with a larger -k to see the true rank.")
+    if not out:
+        out.append("No blocking issue found: the data looks consistent for this model.")
+    return out
+
+
+def _run(system, results, config: AnalysisConfig) -> AnalyzerResult:
+    return AnalyzerResult("advice", pd.DataFrame(index=pd.Index(system.ids, name="index")),
+                          {"items": advise(results, config)})
+
+
+ANALYZER = Analyzer(
+    name="advice", run=_run, section="advice",
+    after=("contradictions", "redundancy", "families", "volatility", "zones", "determinacy",
+           "spectrum"))

@@ -1,0 +1,127 @@
+"""report.json schema 2 on the shipped sample: the names of schema 1 map to the new ones, the
+analyzers' summaries *are* their sections, and the metrics are a table lookup.
+
+``tests/fixtures/report_v1_sample.json`` holds the scalars of report.json and
+``Report.metrics()`` that constraintlab 25babd6 (schema 1) wrote for
+``constraintlab analyze data/gsm8k_sample.jsonl`` with the default settings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from constraintlab.analysis.registry import analyzers, lookup
+from constraintlab.api import _pipeline
+from constraintlab.report.report import METRICS, SCHEMA_VERSION, Report, metric_table
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "gsm8k_sample.jsonl"
+V1 = json.loads((REPO / "tests" / "fixtures" / "report_v1_sample.json").read_text())
+SCHEMA = json.loads((REPO / "constraintlab" / "report" / "report.schema.json").read_text())
+
+#: report.json keys of schema 1 -> schema 2 (those not listed kept their name and value).
+RENAMED_KEYS: dict[str, str] = {"schema_version": "schema_version"}
+#: gate metrics of schema 1 -> schema 2.
+RENAMED_METRICS: dict[str, str] = {"skipped_records": "invalid_records"}
+#: analyzer summary keys before schema 2 (what report/build.py renamed) -> the report key the
+#: analyzer now emits itself.
+OLD_SUMMARY_NAMES: dict[tuple[str, str], str] = {
+    ("spectrum", "n"): "system.n_equations", ("spectrum", "k"): "system.sketch_dim",
+    ("spectrum", "method"): "system.spectrum_method",
+    ("spectrum", "n_unique_constraints"): "system.unique_constraints",
+    ("determinacy", "reason"): "system.rule",
+    ("pairs", "conflict_pairs"): "conflict.conflicting_pairs",
+    ("pairs", "alignment_pairs"): "conflict.aligned_pairs",
+    ("contradictions", "contradiction_pairs"): "contradictions.count",
+    ("contradictions", "examples_in_contradictions"): "contradictions.examples",
+    ("zones", "n_zones"): "zones.count", ("zones", "n_pressure_zones"): "zones.pressure_zones",
+    ("families", "n_families"): "families.count",
+    ("families", "family_members"): "families.members",
+    ("families", "incoherent_families"): "families.incoherent",
+}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    return _run(out)
+
+
+def _run(out: Path):
+    with _pipeline(SAMPLE, None, out, None, None, None, {}) as run:
+        run.report.save(out)
+    return run
+
+
+def _same(old, new, where: str) -> None:
+    if isinstance(old, float) or isinstance(new, float):
+        assert new == pytest.approx(old, rel=1e-6, abs=1e-9), where
+    else:
+        assert new == old, where
+
+
+def test_schema_1_keys_keep_their_values_under_their_schema_2_names(sample) -> None:
+    data = sample.report.data
+    assert data["schema_version"] == SCHEMA_VERSION == 2 and V1["report"]["schema_version"] == 1
+    for key, old in V1["report"].items():
+        if key in ("schema_version", "dataset.source"):   # the source: as the user named it
+            continue
+        new = lookup(data, RENAMED_KEYS.get(key, key))
+        _same(old, new, key)
+    ranked = [{k: z[k] for k in ("id", "size", "members", "pressure", "is_pressure_zone")}
+              for z in data["zones"]["zones"]]
+    assert [z["members"] for z in ranked] == [z["members"] for z in V1["zones"]]
+    for z_old, z_new in zip(V1["zones"], ranked, strict=True):
+        _same(z_old["pressure"], z_new["pressure"], f"zone {z_old['id']}")
+    assert data["redundancy"]["sets"] == V1["sets"]
+
+
+def test_schema_1_metrics_under_their_schema_2_names(sample) -> None:
+    m = sample.report.metrics()
+    assert set(m) == set(METRICS)
+    for name, old in V1["metrics"].items():
+        new = m[RENAMED_METRICS.get(name, name)]
+        if old is None:
+            assert isinstance(new, float) and not math.isfinite(new), name
+        else:
+            _same(old, new, name)
+    assert not set(RENAMED_METRICS) & set(m)   # old names are gone, not kept beside
+
+
+def test_analyzers_emit_their_sections_and_metrics_are_lookups(sample) -> None:
+    data, results = sample.report.data, sample.results
+    jsonschema.validate(data, SCHEMA)
+    for a in analyzers():
+        result = getattr(results, a.name)
+        if a.section is None or result is None:
+            continue
+        section = data[a.section]
+        for key, value in result.summary.items():
+            assert section[key] == value, (a.name, key)
+    for (analyzer, old), new in OLD_SUMMARY_NAMES.items():
+        summary = getattr(results, analyzer).summary
+        assert old not in summary, (analyzer, old)
+        section, key = new.split(".", 1)
+        assert key in summary and data[section][key] == summary[key], new
+    for name, (section, key, _) in metric_table().items():
+        value = lookup(data[section], key)
+        got = sample.report.metrics()[name]
+        assert got == value or (value is None and math.isnan(got)), name
+    # the advice is computed by analysis and only shown by the report
+    assert sample.report.advice() == results.advice.summary["items"] == data["advice"]["items"]
+    assert any("contradiction pair" in a for a in sample.report.advice())
+
+
+def test_saved_report_loads_and_old_schema_is_refused(sample, tmp_path) -> None:
+    back = Report.load(sample.out)
+    assert back.metrics().keys() == sample.report.metrics().keys()
+    old = json.loads((sample.out / "report.json").read_text())
+    old["schema_version"] = 1
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    with pytest.raises(Exception, match="schema version 1"):
+        Report.load(tmp_path)

@@ -74,7 +74,9 @@ def run(tmp_path_factory, shared_data) -> dict:
     model = build_model("qwen3", root / "model", hidden=32, layers=2)
     rows, expected = planted_rows()
     data = root / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    # one readable but unusable record at the end: a finding, left out of the analysis
+    blank = {"question": f"{SCRIPT} What is 2 + 2?", "answer": "   "}
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*rows, blank]), encoding="utf-8")
     out = root / "report"
     proc = cli("analyze", str(data), "--model", str(model), "-k", "128", "--out", str(out))
     return {"root": root, "model": model, "data": data, "out": out, "proc": proc,
@@ -426,3 +428,17 @@ def test_a_report_without_the_new_measurements(run) -> None:
     # an example's own map needs only its energy columns
     assert report.layer_map(example=0).to_numpy().sum() == pytest.approx(
         loaded.layer_map(example=0).to_numpy().sum())
+
+
+def test_unusable_record_is_a_finding_in_json_html_and_the_gate(run) -> None:
+    report = json.loads((run["out"] / "report.json").read_text())
+    ds, line = report["dataset"], len(run["rows"]) + 1
+    assert (ds["n_records"], ds["n_examples"], ds["invalid_records"]) == (line, line - 1, 1)
+    (f,) = ds["findings"]
+    assert (f["line"], f["index"], f["code"], f["severity"]) == (line, line - 1, "blank_target",
+                                                                 "invalid")
+    assert ds["skipped"] == [f"{f['source']}:{line}: {f['message']}"]
+    page = (run["out"] / "report.html").read_text(encoding="utf-8")
+    assert "Records left out: 1" in page and f"{html.escape(f['source'])}:{line}" in page
+    ok = cli("gate", str(run["out"]), "--fail-on", "invalid_records == 0")
+    assert ok.returncode == 1 and "FAIL  invalid_records == 0  (value: 1)" in ok.stdout

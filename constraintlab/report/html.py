@@ -114,7 +114,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              "</head><body>",
              f"<h1>constraintlab report: {_e(ds['source'])}</h1>",
              f"<p class='muted'>{ds['n_examples']} examples read as <b>{_e(ds['schema'])}</b>"
-             f" ({len(ds['skipped'])} skipped) · model <b>{_e(model['name'])}</b>"
+             f" ({ds['invalid_records']} records left out) · model <b>{_e(model['name'])}</b>"
              f"{' · ' + _e(model['note']) if model.get('note') else ''} · projection "
              f"{_e(report['projection']['kind'])}, k = {report['projection']['k']}, seed "
              f"{report['projection']['seed']} · constraintlab {_e(report['tool']['version'])}</p>",
@@ -125,7 +125,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"<div>effective rank<b>{s['effective_rank']:.1f}</b>of {s['n_equations']}</div>",
              f"<div>conflict density<b>{c['conflict_density']:.4f}</b>cos &lt; −{c['tau']:.3g}"
              "</div>",
-             f"<div>duplicates<b>{r['exact_duplicates'] + r['near_duplicates']}</b>"
+             f"<div>duplicates<b>{r['duplicates']}</b>"
              f"{r['exact_duplicates']} exact, {r['near_duplicates']} near</div>",
              *_kpi_extra(report),
              f"<div>contradictions<b>{report['contradictions']['count']}</b>pairs</div>",
@@ -145,6 +145,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"<p>{c['conflicting_pairs']:,} of {c['n_pairs']:,} pairs conflict (cos &lt; "
              f"−{c['tau']:.3g}, {c['method']}); {c['aligned_pairs']:,} are aligned; "
              f"{c['conflicted_examples']} examples have at least one conflicting partner.</p>"]
+    parts += _findings_section(ds)
     parts += _zones_section(z, figures.get("zones"))
     parts += _pairs_section("Contradictions: same input, different target",
                             [p for p in report["pairs"] if p["kind"] == "contradiction"],
@@ -157,6 +158,33 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
     parts += ["<h2>What to do next</h2><ul>"] + [f"<li>{_e(a)}</li>" for a in advice] + ["</ul>"]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _findings_section(ds: Mapping[str, Any], limit: int = 50) -> list[str]:
+    """Records that could not be used (left out of the analysis) and records used with a note."""
+    findings, notes = ds.get("findings") or [], ds.get("notes") or []
+    if not findings and not notes:
+        return []
+    out = [f"<h2>Records left out: {len(findings)}</h2>"]
+    if findings:
+        out.append("<p class='muted'>Readable but unusable: left out of every number below "
+                   "(gate metric <code>invalid_records</code>).</p>"
+                   "<table><tr><th>where</th><th>code</th><th>what is wrong</th></tr>")
+        for f in findings[:limit]:
+            where = f"{f.get('source')}:{f.get('line')}" if f.get("line") else f.get("source")
+            out.append(f"<tr><td>{_e(where)}</td><td>{_e(f.get('code'))}</td>"
+                       f"<td>{_e(f.get('message'))}</td></tr>")
+        out.append("</table>")
+        if len(findings) > limit:
+            out.append(f"<p class='muted'>… and {len(findings) - limit} more (report.json "
+                       "dataset.findings)</p>")
+    if notes:
+        codes: dict[str, int] = {}
+        for n in notes:
+            codes[str(n.get("code"))] = codes.get(str(n.get("code")), 0) + 1
+        out.append("<p class='muted'>Used, with a note: " + ", ".join(
+            f"{_e(c)} × {k}" for c, k in sorted(codes.items())) + "</p>")
+    return out
 
 
 def _zones_section(z: Mapping[str, Any], png: bytes | None) -> list[str]:

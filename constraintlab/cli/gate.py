@@ -13,6 +13,7 @@ from constraintlab.cli._common import (
     add_analyze_options,
     add_common_options,
     configs_from_args,
+    echo,
 )
 from constraintlab.errors import ConfigError
 from constraintlab.gate import (
@@ -101,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     report = _load_or_analyze(args)
     checks, origin = check(report, fail_on=args.fail_on, config=args.config)
     if not args.quiet:
-        print(visible(report.verdict()))
-    print(text_summary(checks, origin))
+        echo(visible(report.verdict()))
+    echo(text_summary(checks, origin))
     if summary_md is not None:
         source = (report.data.get("dataset") or {}).get("source", args.data)
         append_summary(summary_md, markdown_summary(checks, title=str(source), origin=origin))

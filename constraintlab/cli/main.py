@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from constraintlab._text import visible
 from constraintlab._version import __version__
 from constraintlab.cli import analyze, extract, gate, inspect, order, probe
 from constraintlab.cli._common import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConstraintlabError as err:
-        print(f"constraintlab {args.command}: error: {err}", file=sys.stderr)
+        print(f"constraintlab {args.command}: error: {visible(err, keep_newlines=True)}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("constraintlab: interrupted", file=sys.stderr)

@@ -10,7 +10,8 @@ Files written by :meth:`Report.save` (and read back by :meth:`Report.load`):
                           return, or with ``'``, gets a leading ``'`` so a spreadsheet shows
                           it as text; numbers are never changed; :meth:`Report.load` drops
                           that quote again (pandas readers: strip one leading ``'`` from text
-                          cells that have one; ``examples.parquet`` is not escaped)
+                          cells that have one; ``examples.parquet`` is not escaped); rows
+                          end in CRLF (RFC 4180)
 ``examples.parquet``      the same, when pyarrow is installed
 ``report.html``           self-contained page (figures embedded, dataset text escaped)
 ``constraint_graph.graphml``  the constraint graph (edge ``cos``, node ``zone``)
@@ -481,7 +482,9 @@ class Report:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         (out / FILES["json"]).write_text(self.to_json() + "\n", encoding="utf-8")
-        csv_escape_frame(self.examples).to_csv(out / FILES["csv"])   # CSV injection: see top
+        # CSV injection escaped (see the module docstring); CRLF rows (RFC 4180), so a text
+        # with a lone CR is quoted and cannot split its row
+        csv_escape_frame(self.examples).to_csv(out / FILES["csv"], lineterminator="\r\n")
         try:
             self.examples.to_parquet(out / FILES["parquet"])
         except ImportError:

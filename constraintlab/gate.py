@@ -1,9 +1,10 @@
 """Declarative pass/fail conditions on a report's metrics (the CI gate).
 
 A condition is ``METRIC OP VALUE`` with ``OP`` one of ``== != < <= > >=`` and ``VALUE`` a
-number, ``true``/``false``, or a string (quoted, or a bare word): ``exact_duplicates == 0``,
-``conflict_density < 0.02``, ``verdict != "underdetermined"``. Each condition is a requirement:
-the gate passes when every condition holds.
+number (``inf`` and ``-inf`` included), ``true``/``false``, or a string (quoted, or a bare
+word): ``exact_duplicates == 0``, ``conflict_density < 0.02``, ``verdict != "underdetermined"``.
+Each condition is a requirement: the gate passes when every condition holds. A metric that is
+null in report.json (not measured) fails every numeric condition.
 
 Conditions come from ``--fail-on`` on the command line, or from a TOML file::
 
@@ -91,7 +92,7 @@ class Check:
 
 
 def _value(raw: str) -> float | bool | str:
-    if _NUMBER.match(raw):
+    if _NUMBER.match(raw) or raw.lower() in ("inf", "+inf", "-inf"):
         return float(raw)
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"

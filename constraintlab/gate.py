@@ -28,6 +28,7 @@ import operator
 import re
 import stat
 import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,11 +360,17 @@ def load_report(path: str | Path) -> Any:
         report = Report.load(json_path)
     except ConstraintlabError:
         raise
-    except (OSError, ValueError, SyntaxError, nx_errors()) as err:
-        # examples.csv errors are ConstraintlabErrors already (Report.load); what is left is
-        # the graph (xml ParseError is a SyntaxError) or the token profiles
-        raise ConstraintlabError(f"{json_path.parent}: cannot read the report's "
-                                 f"{FILES['graph']} or token profiles: "
+    except (SyntaxError, nx_errors()) as err:     # xml's ParseError is a SyntaxError
+        raise ConstraintlabError(f"{json_path.parent / FILES['graph']}: cannot read the "
+                                 f"constraint graph: {type(err).__name__}: {_cut(str(err))}") \
+            from None
+    except (zipfile.BadZipFile, EOFError, KeyError, TypeError) as err:
+        raise ConstraintlabError(f"{json_path.parent / 'tokens.npz'}: cannot read the token "
+                                 f"profiles: {type(err).__name__}: {_cut(str(err))} (delete "
+                                 "tokens.npz and tokens.jsonl to gate without them)") from None
+    except (OSError, ValueError) as err:          # examples.csv errors are named already
+        raise ConstraintlabError(f"{json_path.parent}: cannot read {FILES['graph']} or the "
+                                 "token profiles (tokens.npz, tokens.jsonl): "
                                  f"{type(err).__name__}: {_cut(str(err))}") from None
     try:
         report.metrics()

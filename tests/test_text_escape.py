@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -136,3 +137,17 @@ def test_gate_summary_lines_show_control_characters(tmp_path, capsys) -> None:
     assert main(["gate", str(tmp_path / "r"), "--fail-on", "verdict != '\x1b[31m'"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "PASS  verdict != '\\x1b[31m'" in out
+
+
+def test_log_lines_show_control_characters(tmp_path, capsys) -> None:
+    import logging
+
+    from constraintlab.cli.main import _configure
+
+    _configure(SimpleNamespace(verbose=0, quiet=False))
+    try:
+        logging.getLogger("constraintlab.test").warning("path %s", "a\x1b]0;x\x07b")
+        err = capsys.readouterr().err
+    finally:
+        logging.basicConfig(force=True, handlers=[logging.NullHandler()])
+    assert err == "WARNING constraintlab.test: path a\\x1b]0;x\\x07b\n"

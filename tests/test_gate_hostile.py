@@ -10,6 +10,7 @@ records and one record of formula and escape text, on a tiny model, k = 32), cop
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -283,3 +284,20 @@ def test_terminal_output_shows_control_characters(report, capsys) -> None:
     assert code == 0 and "\x1b" not in out and "\r" not in out and "\u202e" not in out
     assert ("  PASS  verdict != 'x\\x1b]0;t\\x07'  (value: \"over\\x1b[2J\\rdetermined"
             "\\u202e\")") in out
+
+
+def test_fifo_and_device_are_refused_without_reading(report, capsys, tmp_path) -> None:
+    """A FIFO would block a reader forever and /dev/zero never ends: neither is opened."""
+    fifo = tmp_path / "constraintlab.toml"
+    os.mkfifo(fifo)
+    code, _, err = gate(capsys, report, "--config", fifo)
+    assert (code, err) == (2, f"{ERR}gate config {fifo} is not a regular file (a directory, "
+                              "FIFO or device): give a TOML file\n")
+    zero = tmp_path / "zero.toml"
+    zero.symlink_to("/dev/zero")
+    code, _, err = gate(capsys, report, "--config", zero)
+    assert code == 2 and "is not a regular file" in err
+    (report / "report.json").unlink()
+    (report / "report.json").symlink_to("/dev/zero")
+    code, _, err = gate(capsys, report, "--fail-on", "examples > 0")
+    assert (code, err) == (2, f"{ERR}{report / 'report.json'}: not a regular file\n")

@@ -18,7 +18,7 @@
     when units go, in order, to whichever worker is free first (what the pool does), for
     w = 8 and 64. Targets: efficiency >= 0.85 at 8, balance >= 0.95.
 
-    python benchmarks/bench_scale.py [--part a|b|all] [--n 192] [--sim-n 131072]
+    python benchmarks/bench_scale.py [--part a|b|all] [--n 192] [--sim-n 131072] [--quick]
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from constraintlab.encode.extraction import plan_units  # noqa: E402
 from constraintlab.io import read_examples  # noqa: E402
 from constraintlab.progress import set_progress  # noqa: E402
 
+#: --quick: small sizes, to check the benchmark runs (its numbers are not the ones to report)
+QUICK = {"n": 48, "unit_size": 12, "sim_n": 8192, "unit_seconds": 0.05}
 STORE_FILES = ("features.npy", "input_factors.npy", "output_factors.npy", "examples.csv",
                "tokens.npz", "tokens.jsonl")
 
@@ -208,7 +210,16 @@ def main() -> None:
                         help="(b) mean sleep per unit")
     parser.add_argument("--in-flight", type=int, default=None,
                         help="(b) units queued per actor (default: what extraction uses)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a short check that everything runs (a: --n {QUICK['n']} "
+                             f"--unit-size {QUICK['unit_size']}; b: --sim-n {QUICK['sim_n']} "
+                             f"--unit-seconds {QUICK['unit_seconds']}); the numbers are "
+                             "not the ones to report")
     args = parser.parse_args()
+    if args.quick:      # sizes given on the command line win
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
     if args.in_flight is None:
         from constraintlab.encode.distributed import IN_FLIGHT
 

@@ -1,9 +1,10 @@
 """Declarative pass/fail conditions on a report's metrics (the CI gate).
 
 A condition is ``METRIC OP VALUE`` with ``OP`` one of ``== != < <= > >=`` and ``VALUE`` a
-number, ``true``/``false``, or a string (quoted, or a bare word): ``exact_duplicates == 0``,
-``conflict_density < 0.02``, ``verdict != "underdetermined"``. Each condition is a requirement:
-the gate passes when every condition holds.
+number (``inf`` and ``-inf`` included), ``true``/``false``, or a string (quoted, or a bare
+word): ``exact_duplicates == 0``, ``conflict_density < 0.02``, ``verdict != "underdetermined"``.
+Each condition is a requirement: the gate passes when every condition holds. A metric that is
+null in report.json (not measured) fails every numeric condition.
 
 Conditions come from ``--fail-on`` on the command line, or from a TOML file::
 
@@ -21,16 +22,20 @@ result for a terminal and for a CI job summary.
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import re
+import stat
 import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from constraintlab.errors import ConfigError
+from constraintlab._text import markdown_code, markdown_escape, visible
+from constraintlab.errors import ConfigError, ConstraintlabError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,8 +46,12 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge,
     "<": operator.lt, ">": operator.gt,
 }
-_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(==|!=|<=|>=|<|>)\s*([^<>=!\s].*?)\s*$")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# Matched against the stripped text (no trailing-whitespace backtracking: linear time).
+_CONDITION = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)\s*(==|!=|<=|>=|<|>)\s*([^<>=!\s].*)",
+                        re.ASCII)
+#: Largest gate config file read (bytes); pyproject.toml files are far smaller.
+MAX_CONFIG_BYTES = 1 << 20
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -57,9 +66,12 @@ class Condition:
     @classmethod
     def parse(cls, text: str) -> Condition:
         """Parse ``METRIC OP VALUE``; raises :class:`ConfigError` with the reason."""
-        match = _CONDITION.match(text)
+        if not isinstance(text, str):
+            raise ConfigError(f"a gate condition is a string METRIC OP VALUE, not "
+                              f"{type(text).__name__} {text!r}")
+        match = _CONDITION.fullmatch(text.strip())
         if not match:
-            raise ConfigError(f"cannot read gate condition {text!r}: write METRIC OP VALUE, "
+            raise ConfigError(f"cannot read gate condition {_clip(text)}: write METRIC OP VALUE, "
                               "e.g. 'contradictions <= 5' (OP is one of == != < <= > >=)")
         metric, op, raw = match.groups()
         return cls(metric, op, _value(raw), f"{metric} {op} {raw}")
@@ -81,7 +93,7 @@ class Check:
 
 
 def _value(raw: str) -> float | bool | str:
-    if _NUMBER.match(raw):
+    if _NUMBER.match(raw) or raw.lower() in ("inf", "+inf", "-inf"):
         return float(raw)
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
@@ -89,7 +101,19 @@ def _value(raw: str) -> float | bool | str:
         return raw[1:-1]
     if re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", raw):
         return raw
-    raise ConfigError(f"cannot read value {raw!r}: use a number, true/false or a quoted string")
+    raise ConfigError(f"cannot read value {_clip(raw)}: use a number, true/false or a quoted "
+                      "string")
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters (messages quoting a library's error)."""
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """``repr(text)``, cut to about ``limit`` characters (a hostile condition can be long)."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit] + f"... ({len(text):,} characters)"
 
 
 def _show(value: Any) -> str:
@@ -123,6 +147,8 @@ def evaluate(conditions: Sequence[Condition], metrics: Mapping[str, Any]) -> lis
     checks = []
     for cond in conditions:
         actual = metrics[cond.metric]
+        if actual is None and isinstance(cond.value, float):
+            actual = math.nan       # null in report.json: not measured (fails, like nan)
         numeric = isinstance(actual, (int, float)) and not isinstance(actual, bool)
         if numeric and isinstance(cond.value, float):
             passed = (not math.isnan(actual)) and OPERATORS[cond.op](float(actual), cond.value)
@@ -141,7 +167,11 @@ def load_conditions(*, fail_on: Sequence[str] = (), config: str | Path | None = 
     """Collect conditions and say where they came from.
 
     ``fail_on`` (command line) wins when given; else ``config`` (a TOML file); else
-    ``constraintlab.toml`` then ``pyproject.toml`` in ``search_dir``.
+    ``constraintlab.toml`` then ``pyproject.toml`` in ``search_dir``. A config file is read
+    only when it is a regular file of at most :data:`MAX_CONFIG_BYTES`; a file that is not
+    valid TOML (also: nested deeper than Python's recursion limit, an integer beyond Python's
+    digit limit), a gate table or ``require`` of the wrong type, or an unknown key is a
+    :class:`ConfigError` naming the file.
 
     Returns
     -------
@@ -152,9 +182,7 @@ def load_conditions(*, fail_on: Sequence[str] = (), config: str | Path | None = 
         return [Condition.parse(c) for c in fail_on], "--fail-on"
     if config is not None:
         path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"gate config {path} does not exist")
-        found = _from_toml(path)
+        found = _from_toml(path, must_exist=True)
         if found is None:
             raise ConfigError(f"{path} has no gate table: add [tool.constraintlab.gate] "
                               "(pyproject.toml) or [gate] (constraintlab.toml) with "
@@ -162,34 +190,100 @@ def load_conditions(*, fail_on: Sequence[str] = (), config: str | Path | None = 
         return found
     for name in ("constraintlab.toml", "pyproject.toml"):
         path = Path(search_dir) / name
-        if path.is_file() and (found := _from_toml(path)) is not None:
+        if (found := _from_toml(path, must_exist=False)) is not None:
             return found
     raise ConfigError("no gate conditions: pass --fail-on 'METRIC OP VALUE' (repeatable) or "
                       "add [tool.constraintlab.gate] require = [...] to pyproject.toml")
 
 
-def _from_toml(path: Path) -> tuple[list[Condition], str] | None:
+def _read_toml(path: Path, *, must_exist: bool) -> dict | None:
+    """The parsed TOML document at ``path``; None when it does not exist and need not."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        info = path.stat()
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"gate config {path} does not exist") from None
+        return None
+    except OSError as err:
+        raise ConfigError(f"gate config {path}: cannot read it: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"gate config {path} is not a regular file (a directory, FIFO or "
+                          "device): give a TOML file")
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"gate config {path} has {info.st_size:,} bytes; a gate config may "
+                          f"have at most {MAX_CONFIG_BYTES:,}")
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"gate config {path}: cannot read it: {err.strerror or err}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"gate config {path} has more than {MAX_CONFIG_BYTES:,} bytes")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text ({err.reason} at byte "
+                          f"{err.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML for a gate config: nested too deeply") \
+            from None
+    except ValueError as err:     # TOMLDecodeError, and ints beyond the digit limit
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    if path.name == "pyproject.toml":
-        table, where = doc.get("tool", {}).get("constraintlab", {}).get("gate"), \
-            "[tool.constraintlab.gate]"
+
+
+def _type_name(value: Any, *, json: bool = False) -> str:
+    """``"a table"``, ``"an array"``...: a TOML (or, ``json``, a JSON) value's type in words."""
+    if value is None:
+        return "null"
+    return {dict: "an object" if json else "a table", list: "an array", str: "a string",
+            bool: "a boolean", int: "an integer", float: "a float"}.get(type(value),
+                                                                       type(value).__name__)
+
+
+def _lookup(doc: dict, keys: Sequence[str], path: Path) -> Any:
+    """``doc[k0][k1]...``; None when a key is absent; ConfigError when a level is no table."""
+    node: Any = doc
+    for depth, key in enumerate(keys):
+        if not isinstance(node, dict):
+            where = ".".join(keys[:depth])
+            raise ConfigError(f"{path}: {where} must be a table ([{where}]), not "
+                              f"{_type_name(node)}")
+        if key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _from_toml(path: Path, *, must_exist: bool) -> tuple[list[Condition], str] | None:
+    doc = _read_toml(path, must_exist=must_exist)
+    if doc is None:
+        return None
+    tool_keys = ("tool", "constraintlab", "gate")
+    if path.name != "pyproject.toml" and "gate" in doc:
+        table, where = doc["gate"], "[gate]"
     else:
-        table, where = doc.get("gate", doc.get("tool", {}).get("constraintlab", {}).get("gate")), \
-            "[gate]"
+        table, where = _lookup(doc, tool_keys, path), "[tool.constraintlab.gate]"
     if table is None:
         return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {where[1:-1]} must be a table ({where} with require = "
+                          f"[\"METRIC OP VALUE\", ...]), not {_type_name(table)}")
     unknown = set(table) - {"require"}
     if unknown:
-        raise ConfigError(f"{path} {where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          "the table takes require = [\"METRIC OP VALUE\", ...]")
+        raise ConfigError(f"{path} {where}: unknown key(s) {', '.join(sorted(map(repr, unknown)))}"
+                          "; the table takes require = [\"METRIC OP VALUE\", ...]")
     require = table.get("require", [])
     if not isinstance(require, list) or not all(isinstance(c, str) for c in require) \
             or not require:
-        raise ConfigError(f"{path} {where}: require must be a non-empty list of strings")
-    return [Condition.parse(c) for c in require], f"{path.name} {where}"
+        found = (_type_name(require) if not isinstance(require, list) else "an empty array"
+                 if not require else "an array holding " + ", ".join(sorted(
+                     {_type_name(c) for c in require if not isinstance(c, str)})))
+        raise ConfigError(f"{path} {where}: require must be a non-empty array of strings "
+                          f"(\"METRIC OP VALUE\"), not {found}")
+    try:
+        return [Condition.parse(c) for c in require], f"{path.name} {where}"
+    except ConfigError as err:
+        raise ConfigError(f"{path} {where}: {err}") from None
 
 
 def check(report: Any, *, fail_on: Sequence[str] = (), config: str | Path | None = None,
@@ -211,11 +305,136 @@ def check(report: Any, *, fail_on: Sequence[str] = (), config: str | Path | None
     """
     conditions, origin = load_conditions(fail_on=fail_on, config=config, search_dir=search_dir)
     if isinstance(report, str | Path):
-        from constraintlab.report.report import Report
-
-        report = Report.load(report)
+        report = load_report(report)
     metrics = report if isinstance(report, Mapping) else report.metrics()
     return evaluate(conditions, metrics), origin
+
+
+def report_sections() -> tuple[str, ...]:
+    """The report.json sections the gate reads: where its summary looks (dataset, model,
+    projection, the verdict's ``system``) and every section a gate metric lives in
+    (:func:`constraintlab.report.report.metric_table`), in the report's order."""
+    from constraintlab.report.report import metric_table
+
+    sections = ["dataset", "model", "projection", "system"]
+    for section, _, _ in metric_table().values():
+        if section not in sections:
+            sections.append(section)
+    return tuple(sections)
+
+
+def load_report(path: str | Path) -> Any:
+    """:meth:`Report.load` for the gate, with a damaged report directory as one
+    :class:`ConstraintlabError` ``path: what is wrong`` (CLI exit 2) instead of a traceback.
+
+    Checked, in this order: ``report.json`` is there and a regular file, is UTF-8 JSON (not
+    truncated, not nested too deeply), is an object of this schema version with the sections
+    the gate reads (:func:`report_sections`) as objects; ``examples.csv`` and
+    ``constraint_graph.graphml`` are there and readable; the metrics and the verdict can be
+    computed from it.
+
+    Parameters
+    ----------
+    path : str or Path
+        A report directory, or its ``report.json``.
+
+    Returns
+    -------
+    Report
+    """
+    from constraintlab.report.report import FILES, SCHEMA_VERSION, Report
+
+    where = Path(path)
+    json_path = where / FILES["json"] if where.is_dir() else where
+    data = _read_report_json(json_path)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ConstraintlabError(f"{json_path}: report schema version "
+                                 f"{_cut(str(data.get('schema_version')), 40)}; this "
+                                 f"constraintlab reads version {SCHEMA_VERSION}")
+    sections = report_sections()
+    missing = [name for name in sections if name not in data]
+    if missing:
+        raise ConstraintlabError(f"{json_path}: lacks the section(s) {', '.join(missing)}: not "
+                                 "a complete constraintlab report (rerun constraintlab analyze)")
+    # an analyzer that could not run leaves its section null (e.g. volatility without token
+    # profiles); the verdict's and the run's sections are always objects
+    bad = [f"{name} is {_type_name(data[name], json=True)}" for name in sections
+           if not isinstance(data[name], dict)
+           and (data[name] is not None or name in ("dataset", "model", "projection", "system"))]
+    if bad:
+        raise ConstraintlabError(f"{json_path}: sections must be objects: {', '.join(bad)}")
+    for key in ("csv", "graph"):
+        other = json_path.parent / FILES[key]
+        if not other.is_file():
+            raise ConstraintlabError(f"{other}: missing (the report directory is incomplete: "
+                                     "rerun constraintlab analyze)")
+    try:
+        report = Report.load(json_path)
+    except ConstraintlabError:
+        raise
+    except (SyntaxError, nx_errors()) as err:     # xml's ParseError is a SyntaxError
+        raise ConstraintlabError(f"{json_path.parent / FILES['graph']}: cannot read the "
+                                 f"constraint graph: {type(err).__name__}: {_cut(str(err))}") \
+            from None
+    except (zipfile.BadZipFile, EOFError, KeyError, TypeError) as err:
+        raise ConstraintlabError(f"{json_path.parent / 'tokens.npz'}: cannot read the token "
+                                 f"profiles: {type(err).__name__}: {_cut(str(err))} (delete "
+                                 "tokens.npz and tokens.jsonl to gate without them)") from None
+    except (OSError, ValueError) as err:          # examples.csv errors are named already
+        raise ConstraintlabError(f"{json_path.parent}: cannot read {FILES['graph']} or the "
+                                 "token profiles (tokens.npz, tokens.jsonl): "
+                                 f"{type(err).__name__}: {_cut(str(err))}") from None
+    try:
+        report.metrics()
+        report.verdict()
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError,
+            ZeroDivisionError) as err:
+        what = f"missing key {err}" if isinstance(err, KeyError) else \
+            f"{type(err).__name__}: {_cut(str(err))}"
+        raise ConstraintlabError(f"{json_path}: malformed report ({what}); rerun "
+                                 "constraintlab analyze") from None
+    return report
+
+
+def nx_errors() -> type[Exception]:
+    """networkx's base exception (graphml files the reader refuses)."""
+    import networkx as nx
+
+    return nx.NetworkXException
+
+
+def _read_report_json(json_path: Path) -> dict:
+    try:
+        info = json_path.stat()
+    except FileNotFoundError:
+        raise ConstraintlabError(f"{json_path}: no such file; run constraintlab analyze "
+                                 "first") from None
+    except OSError as err:
+        raise ConstraintlabError(f"{json_path}: cannot read it: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConstraintlabError(f"{json_path}: not a regular file")
+    try:
+        raw = json_path.read_bytes()
+    except OSError as err:
+        raise ConstraintlabError(f"{json_path}: cannot read it: {err.strerror or err}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConstraintlabError(f"{json_path}: not UTF-8 text ({err.reason} at byte "
+                                 f"{err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ConstraintlabError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno} "
+                                 f"column {err.colno}; truncated by an interrupted write?)") \
+            from None
+    except RecursionError:
+        raise ConstraintlabError(f"{json_path}: not a constraintlab report: JSON nested too "
+                                 "deeply") from None
+    except ValueError as err:                  # ints beyond Python's digit limit
+        raise ConstraintlabError(f"{json_path}: not valid JSON: {_cut(str(err))}") from None
+    if not isinstance(data, dict):
+        raise ConstraintlabError(f"{json_path}: expected a JSON object (a constraintlab "
+                                 f"report), got {_type_name(data, json=True)}")
+    return data
 
 
 def passed(checks: Sequence[Check]) -> bool:
@@ -226,17 +445,24 @@ def passed(checks: Sequence[Check]) -> bool:
 def text_summary(checks: Sequence[Check], origin: str) -> str:
     """The terminal summary: where the conditions came from, PASS/FAIL per condition, total."""
     failed = sum(not c.passed for c in checks)
-    return "\n".join([f"gate ({origin}):", *(f"  {c.line}" for c in checks),
+    return "\n".join([f"gate ({visible(origin)}):", *(f"  {visible(c.line)}" for c in checks),
                       f"gate {'passed' if not failed else 'FAILED'}: {len(checks) - failed} of "
                       f"{len(checks)} conditions hold"])
 
 
 def markdown_summary(checks: Sequence[Check], *, title: str, origin: str) -> str:
-    """A Markdown block for a CI job summary or a pull-request comment."""
+    """A Markdown block for a CI job summary or a pull-request comment.
+
+    Every text in it that comes from the data, a path or a config (``title``, ``origin``, the
+    conditions, string values) is escaped with :func:`constraintlab._text.markdown_escape`:
+    it renders as the same text on one line and cannot open a heading, a link, an image, an
+    HTML tag or a table cell.
+    """
     failed = sum(not c.passed for c in checks)
-    head = (f"### constraintlab gate: {'passed' if not failed else 'FAILED'} — {title}\n\n"
-            f"{len(checks) - failed} of {len(checks)} conditions hold (from {origin}).\n\n"
-            "| | condition | value |\n|---|---|---|\n")
-    rows = "".join(f"| {'✅' if c.passed else '❌'} | `{c.condition.text}` | {_show(c.actual)} |\n"
-                   for c in checks)
+    esc = markdown_escape
+    head = (f"### constraintlab gate: {'passed' if not failed else 'FAILED'} — {esc(title)}\n\n"
+            f"{len(checks) - failed} of {len(checks)} conditions hold (from {esc(origin)})."
+            "\n\n| | condition | value |\n|---|---|---|\n")
+    rows = "".join(f"| {'✅' if c.passed else '❌'} | {markdown_code(c.condition.text)} | "
+                   f"{esc(_show(c.actual))} |\n" for c in checks)
     return head + rows

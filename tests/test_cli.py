@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from constraintlab import __version__
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +38,8 @@ def test_inspect_sample_json_matches_the_file() -> None:
     assert (info["schema"], info["examples"], info["records"]) == ("qa", len(rows), len(rows))
     targets = [len(r["answer"]) for r in rows]
     assert info["length_chars"]["target"]["max"] == max(targets)
-    assert info["length_chars"]["target"]["mean"] == sum(targets) / len(targets)
+    assert info["length_chars"]["target"]["mean"] == pytest.approx(sum(targets) / len(targets),
+                                                                   rel=1e-12)
     assert [e["input"] for e in info["examples_shown"]] == [r["question"] for r in rows[:2]]
 
 

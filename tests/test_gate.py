@@ -73,7 +73,7 @@ def test_config_discovery_order(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     ("[gate\n", "not valid TOML"),
-    ("[gate]\nrequire = 3\n", "require must be a non-empty list of strings"),
+    ("[gate]\nrequire = 3\n", "require must be a non-empty array of strings"),
     ("[gate]\nrequires = []\n", "unknown key"),
     ("[other]\n", "has no gate table"),
 ])
@@ -93,7 +93,7 @@ def test_markdown_summary() -> None:
     checks = evaluate([Condition.parse("exact_duplicates == 0"),
                        Condition.parse("contradictions <= 5")], METRICS)
     md = markdown_summary(checks, title="data.jsonl", origin="--fail-on")
-    assert md.splitlines()[0] == "### constraintlab gate: FAILED — data.jsonl"
+    assert md.splitlines()[0] == "### constraintlab gate: FAILED — data\\.jsonl"
     assert "1 of 2 conditions hold" in md
     assert "| ❌ | `exact_duplicates == 0` | 2 |" in md
     assert "| ✅ | `contradictions <= 5` | 5 |" in md

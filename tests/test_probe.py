@@ -192,7 +192,8 @@ def test_drift_per_layer(setup, sgd_run):
     _, result = sgd_run
     drift = result.summary["drift"]
     assert [d["layer"] for d in drift] == [0, 1, 2]       # embeddings + 2 blocks
-    assert drift[0]["cosine"] == 1.0                       # LoRA does not touch the embeddings
+    # LoRA does not touch the embeddings: cos(x, x) = 1 up to rounding (the drift is ~1e-4)
+    assert drift[0]["cosine"] == pytest.approx(1.0, abs=1e-9)
     assert 1 - 1e-4 < drift[-1]["cosine"] < 1.0            # the update moved the last block
 
 

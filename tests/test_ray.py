@@ -2,9 +2,19 @@
 
 One local Ray (2 CPUs) for the whole session; actors take 0.5 CPU each (two actors at one CPU
 each would leave Ray Data no CPU and hang on 2 cores) and use one torch thread, as the
-single-process reference run does. Every store is compared byte for byte with the
-single-process store of the same data and settings (all arrays, examples.csv, token profiles;
-the manifest apart from ``stats``).
+single-process reference run does. Every store is compared byte for byte with the one
+single-process store of the same data and settings, built once per module (all arrays,
+examples.csv, token profiles; the manifest apart from ``stats``).
+
+What costs time here is starting processes (each Ray actor and the killed driver import torch,
+transformers and peft and load the model), so the faults are chained into two tests with few
+actors (6 process starts in all, 10 before):
+
+- one process stopped after a unit, then 1 Ray worker whose unit keeps dying until the retries
+  are out (a clear error), then one process again: resume local -> Ray -> local;
+- a driver on 1 worker killed with -9 in its second unit, then a rerun on 2 workers, one of
+  which exits mid-unit and is retried: at most the unit in flight is lost, and the store that
+  1 and 2 Ray workers computed (every unit on Ray) is the single-process one.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 STORE_FILES = ("features.npy", "input_factors.npy", "output_factors.npy", "examples.csv",
                "tokens.npz", "tokens.jsonl")
-N_EXAMPLES, UNIT = 24, 6            # 4 units of 6 examples, 2 batches each
+N_EXAMPLES, UNIT, BATCH = 16, 4, 2   # 4 units of 4 examples, 2 batches each
+N_UNITS = N_EXAMPLES // UNIT
 
 
 def _one_thread():
@@ -63,15 +74,15 @@ def ray_address():
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """Tiny Qwen3, 24 short GSM8K examples, and their single-process store (one thread)."""
+    """Tiny Qwen3, 16 short GSM8K examples, and their single-process store (one thread)."""
     import torch
 
     root = tmp_path_factory.mktemp("ray")
-    model = build_model("qwen3", root / "model", seed=4)
+    model = build_model("qwen3", root / "model", hidden=16, layers=1, seed=4)
     short = [r for r in gsm8k_records(80) if len(r["question"]) + len(r["answer"]) < 450]
     data = root / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in short[:N_EXAMPLES]))
-    cfg = EncodeConfig(model=str(model), k=32, batch_size=3, max_batch_tokens=4096,
+    cfg = EncodeConfig(model=str(model), k=32, batch_size=BATCH, max_batch_tokens=4096,
                        unit_size=UNIT, seed=3)
     ds = read_examples(data)
     before = _one_thread()
@@ -104,9 +115,11 @@ def on_ray(env, out: Path, **kw):
 
 
 class DieOnce(UnitWorker):
-    """Exits (as a crash would) after storing its first batch, once per flag file."""
+    """Exits (as a crash would) after computing and storing a batch, once per flag file."""
 
     def on_batch(self, unit, batch, n_examples, computed):
+        if not computed:          # a batch found stored already: not this one
+            return
         flag = self.out_dir.parent / f"{self.out_dir.name}.die-once"
         try:
             os.rename(flag, flag.with_suffix(".died"))      # only one actor claims it
@@ -121,6 +134,17 @@ class DieInUnit2(UnitWorker):
     def on_batch(self, unit, batch, n_examples, computed):
         if unit == 2:
             os._exit(1)
+
+
+def local(env, out: Path) -> None:
+    """Extraction in this process with one torch thread (as the reference was built)."""
+    import torch
+
+    before = _one_thread()
+    try:
+        extract(env["ds"], env["cfg"], out)
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---- without a cluster ------------------------------------------------------------------------
@@ -156,72 +180,45 @@ def test_ray_options_and_units():
 # ---- on the session's local Ray ---------------------------------------------------------------
 
 @pytest.mark.ray
-def test_two_workers_one_crashing_mid_unit_give_the_single_process_store(env, ray_address,
-                                                                        tmp_path):
-    out = tmp_path / "two"
-    (tmp_path / "two.die-once").touch()
+def test_resume_local_then_ray_until_retries_are_out_then_local(env, ray_address, tmp_path,
+                                                                monkeypatch):
+    """A store started in one process is continued by one Ray worker; its worker dies in
+    unit 2 until the retries are out (clear error, finished units kept); one process
+    finishes it: the reference store, each run's units in ``stats.runs``."""
     from constraintlab.encode.distributed import extract_on_ray
 
-    extract_on_ray(env["ds"], env["cfg"], out, worker_cls=DieOnce,
-                   options=RayOptions(workers=2, cpus_per_worker=0.5))
-    assert (tmp_path / "two.died").exists()                 # an actor did exit mid-unit
-    stats = assert_same_store(out, env["reference"])
-    assert stats["mode"] == "ray" and stats["workers"] == 2
-    # the batch stored before the crash was kept: the retry computed the rest of the unit
-    assert stats["examples_computed"] < N_EXAMPLES
-    assert [r["mode"] for r in stats["runs"]] == ["ray"] and stats["runs"][0]["units"] == 4
-
-
-@pytest.mark.ray
-def test_store_started_in_one_process_is_finished_by_one_ray_worker(env, ray_address,
-                                                                   tmp_path, monkeypatch):
     out = tmp_path / "cross"
     real, calls = extraction_mod.run_unit, []
 
-    def stop_after_two_units(*args, **kw):
-        if len(calls) == 2:
+    def stop_after_one_unit(*args, **kw):
+        if len(calls) == 1:
             raise KeyboardInterrupt
         calls.append(args[2])
         return real(*args, **kw)
 
-    monkeypatch.setattr(extraction_mod, "run_unit", stop_after_two_units)
-    import torch
-
-    before = _one_thread()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            extract(env["ds"], env["cfg"], out)
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(extraction_mod, "run_unit", stop_after_one_unit)
+    with pytest.raises(KeyboardInterrupt):
+        local(env, out)
     monkeypatch.setattr(extraction_mod, "run_unit", real)
-    assert sorted(p.name for p in (out / "shards").glob("*.done")) == ["000000.done",
-                                                                       "000001.done"]
-    on_ray(env, out, workers=1)
-    stats = assert_same_store(out, env["reference"])
-    assert stats["examples_computed"] == N_EXAMPLES - 2 * UNIT
-    assert [(r["mode"], r["units"]) for r in stats["runs"]] == [("local", 2), ("ray", 2)]
-
-
-@pytest.mark.ray
-def test_worker_dying_until_retries_are_out_fails_clearly_and_a_rerun_resumes(env, ray_address,
-                                                                             tmp_path):
-    from constraintlab.encode.distributed import extract_on_ray
-
-    out = tmp_path / "dying"
-    with pytest.raises(RayExtractionError, match=r"unit 2 .* died.*run the same command again"):
+    assert sorted(p.name for p in (out / "shards").glob("*.done")) == ["000000.done"]
+    with pytest.raises(RayExtractionError,
+                       match=r"unit 2 .* died.*[1-3] of 4 work units are finished and kept "
+                             r"in .*run the same command again to resume"):
         extract_on_ray(env["ds"], env["cfg"], out, worker_cls=DieInUnit2,
                        options=RayOptions(workers=1, cpus_per_worker=0.5, max_retries=0))
-    done = sorted(p.name for p in (out / "shards").glob("*.done"))
-    assert "000002.done" not in done
-    import torch
-
-    before = _one_thread()
-    try:
-        extract(env["ds"], env["cfg"], out)                  # finished in this process
-    finally:
-        torch.set_num_threads(before)
+    # unit 2 is not finished; units 1 and 3 are when Ray Data handed them out before unit 2
+    # gave up (it may hand out units in any order)
+    done = sorted(int(p.name[:6]) for p in (out / "shards").glob("*.done"))
+    assert done[0] == 0 and 2 not in done
+    local(env, out)                                          # finished in this process
     stats = assert_same_store(out, env["reference"])
-    assert stats["mode"] == "local" and stats["units_computed"] == 4 - len(done)
+    left = N_UNITS - len(done)
+    assert stats["mode"] == "local" and stats["units_computed"] == left
+    # unit 2's first batch, stored before its worker died, is kept: not computed again
+    assert stats["examples_computed"] == left * UNIT - BATCH
+    ray_units = len(done) - 1
+    assert [(r["mode"], r["units"]) for r in stats["runs"]] == [
+        ("local", 1), *([("ray", ray_units)] if ray_units else []), ("local", left)]
 
 
 DRIVER = textwrap.dedent("""
@@ -230,40 +227,75 @@ DRIVER = textwrap.dedent("""
     from constraintlab.encode.distributed import RayOptions, UnitWorker, extract_on_ray
     from constraintlab.io import read_examples
 
-    class Slow(UnitWorker):
+    class Hold(UnitWorker):
+        # finishes the first unit it gets (Ray Data may hand out any unit first), stores the
+        # first batch of the next one, then never goes on (the test kills the driver)
         def on_batch(self, unit, batch, n_examples, computed):
-            time.sleep(1.0)
+            if any((self.out_dir / "shards").glob("*.done")):
+                time.sleep(3600)
 
-    model, data, out, address = sys.argv[1:5]
-    cfg = EncodeConfig(model=model, k=32, batch_size=3, max_batch_tokens=4096, unit_size=6,
-                       seed=3)
-    extract_on_ray(read_examples(data), cfg, out, worker_cls=Slow,
+    model, data, out, address, batch, unit = sys.argv[1:7]
+    cfg = EncodeConfig(model=model, k=32, batch_size=int(batch), max_batch_tokens=4096,
+                       unit_size=int(unit), seed=3)
+    extract_on_ray(read_examples(data), cfg, out, worker_cls=Hold,
                    options=RayOptions(address=address, workers=1, cpus_per_worker=0.5))
 """)
 
 
-@pytest.mark.ray
-def test_driver_killed_loses_at_most_the_units_in_flight(env, ray_address, tmp_path):
-    out = tmp_path / "killed"
-    script = tmp_path / "driver.py"
+@pytest.fixture(scope="module")
+def held_driver(env, ray_address):
+    """A driver process extracting on 1 Ray worker that finishes one unit and then holds in
+    the next (to be killed with -9); its output goes to ``driver.log``."""
+    out = env["root"] / "killed"
+    script = env["root"] / "driver.py"
     script.write_text(DRIVER)
     penv = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS)]))
+    log = (env["root"] / "driver.log").open("wb")   # a file: a full pipe would block it
     proc = subprocess.Popen([sys.executable, str(script), env["model"], str(env["data"]),
-                             str(out), ray_address], env=penv, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                             str(out), ray_address, str(BATCH), str(UNIT)], env=penv,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()
+
+
+@pytest.mark.ray
+def test_driver_killed_then_two_workers_one_crashing_give_the_single_process_store(
+        env, ray_address, held_driver):
+    """A driver on 1 worker killed with -9 loses at most the unit in flight (its stored batch
+    is kept); the rerun on 2 workers, one of which exits mid-unit (Ray retries its unit),
+    finishes the store: every unit computed on Ray, by 1 and by 2 workers, and the store is
+    the single-process one."""
+    from constraintlab.encode.distributed import extract_on_ray
+
+    proc, out = held_driver
     shards = out / "shards"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if shards.exists() and list(shards.glob("*.done")):
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+
+    def held() -> bool:        # one unit done, one batch of another stored
+        done = [p.name[:6] for p in shards.glob("*.done")]
+        return len(done) == 1 and any(p.name[:6] != done[0] for p in shards.glob("*.ok"))
+
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not held():
+        time.sleep(0.05)
+    assert proc.poll() is None and held(), (
+        (env["root"] / "driver.log").read_text(errors="replace")[-3000:])
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = {int(p.name[:6]) for p in shards.glob("*.done")}
-    assert 1 <= len(finished) < 4
-    on_ray(env, out, ray=ray_address, workers=2)
+    assert len(list(shards.glob("*.done"))) == 1
+    (out.parent / "killed.die-once").touch()
+    extract_on_ray(env["ds"], env["cfg"], out, worker_cls=DieOnce,
+                   options=RayOptions(address=ray_address, workers=2, cpus_per_worker=0.5))
+    assert (out.parent / "killed.died").exists()           # an actor did exit mid-unit
     stats = assert_same_store(out, env["reference"])
-    # the rerun computed only examples of units that had no marker when the driver died
-    assert stats["examples_computed"] <= N_EXAMPLES - UNIT * len(finished)
-    assert stats["runs"][0]["units"] >= len(finished)
+    assert stats["mode"] == "ray" and stats["workers"] == 2
+    assert stats["units_computed"] == N_UNITS - 1
+    # computed again: nothing of the finished unit, nor the batch of the unit in flight
+    # stored before the kill, nor the batch the crashing actor had stored
+    assert stats["examples_computed"] == N_EXAMPLES - UNIT - 2 * BATCH
+    runs = stats["runs"]
+    assert [(r["mode"], r["units"]) for r in runs] == [("ray", 1), ("ray", N_UNITS - 1)]

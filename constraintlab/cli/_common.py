@@ -9,9 +9,12 @@ Nothing here imports a subcommand or :mod:`.main`, and nothing changes ``args``.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
 
 from constraintlab._config import coerce, field_types
+from constraintlab._text import json_visible, visible
 from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL, EncodeConfig
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
@@ -22,6 +25,20 @@ if TYPE_CHECKING:
 
 #: Exit codes: 0 ok, 1 a gate condition failed, 2 usage, config or input error.
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def echo(lines: str | Sequence[str], *, file: TextIO | None = None) -> None:
+    """Print text that holds anything from the data, paths or names (every subcommand prints
+    through this): control characters are shown as escapes (ESC as ``\\x1b``; see
+    :func:`constraintlab._text.visible`), line breaks are kept. Pass single-line fields
+    (paths, sources, messages) through ``visible`` first to show their line breaks too."""
+    text = lines if isinstance(lines, str) else "\n".join(lines)
+    print(visible(text, keep_newlines=True), file=file or sys.stdout)
+
+
+def echo_json(text: str, *, file: TextIO | None = None) -> None:
+    """Print JSON text with the same characters as ``\\uXXXX`` escapes (the same JSON)."""
+    print(json_visible(text), file=file or sys.stdout)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -139,18 +156,26 @@ def add_ray_options(parser: argparse.ArgumentParser) -> None:
 
 def ray_options_from_args(args: argparse.Namespace):
     """The :class:`~constraintlab.encode.distributed.RayOptions` of ``--ray`` and friends,
-    or None without ``--ray`` (a pool flag without ``--ray`` is a ConfigError)."""
+    or None without ``--ray``. ConfigError (exit 2): a pool flag (``--workers``,
+    ``--gpus-per-worker``, ``--cpus-per-worker``) without ``--ray``, or ``--ray`` without Ray
+    installed (the message names the extra ``constraintlab[ray]``)."""
     ray = getattr(args, "ray", None)
     pool = {name: getattr(args, name, None)
             for name in ("workers", "gpus_per_worker", "cpus_per_worker")}
     if ray is None:
         given = [f"--{k.replace('_', '-')}" for k, v in pool.items() if v is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)} need --ray")
+            flags = " and ".join(given)
+            raise ConfigError(f"{flags} only appl{'ies' if len(given) == 1 else 'y'} to "
+                              f"extraction on Ray: add --ray (needs pip install "
+                              f"'constraintlab[ray]'), or drop {flags} to extract in this "
+                              "process")
         return None
-    from constraintlab.encode.distributed import RayOptions
+    from constraintlab.encode.distributed import RayOptions, import_ray
 
-    return RayOptions.build(ray, **pool)
+    options = RayOptions.build(ray, **pool)
+    import_ray()        # fail fast, before any data is read, when the extra is not installed
+    return options
 
 
 def add_analyze_options(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_GATE_FAILED,
     EXIT_OK,
@@ -14,6 +15,8 @@ from constraintlab.cli._common import (
     add_common_options,
     add_ray_options,
     configs_from_args,
+    echo,
+    echo_json,
     ray_options_from_args,
 )
 
@@ -59,7 +62,7 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
     m, d = report.metrics(), report.data
     model = d["model"]
     name = model["name"] + (f" v{model['version']}" if model.get("version") else "")
-    lines = [f"constraintlab analyze {d['dataset']['source']}  (model {name}, "
+    lines = [f"constraintlab analyze {visible(d['dataset']['source'])}  (model {visible(name)}, "
              f"k = {d['projection']['k']}, {m['examples']} examples"
              + (f", {m['invalid_records']} invalid records skipped"
                 if m["invalid_records"] else "") + ")",
@@ -76,9 +79,9 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
              f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones",
              *_new_lines(m, d), ""]
     if model.get("note"):
-        lines.append(f"note: {model['note']}")
+        lines.append(f"note: {visible(model['note'])}")
     out = Path(out if out is not None else report.path)
-    lines.append(f"report: {out / 'report.html'}  (also report.json, examples.csv)")
+    lines.append(f"report: {visible(out / 'report.html')}  (also report.json, examples.csv)")
     return lines
 
 
@@ -107,11 +110,11 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_analysis(args)
     if args.json:
-        print(report.to_json())
+        echo_json(report.to_json())
     elif not args.quiet:
-        print("\n".join(summary_lines(report)))
+        echo(summary_lines(report))
     if args.fail_on:
         checks, origin = check(report, fail_on=args.fail_on)
-        print(text_summary(checks, origin), file=sys.stderr if args.json else sys.stdout)
+        echo(text_summary(checks, origin), file=sys.stderr if args.json else sys.stdout)
         return EXIT_OK if passed(checks) else EXIT_GATE_FAILED
     return EXIT_OK

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_OK,
     add_common_options,
     add_encode_options,
     add_ray_options,
     add_read_options,
+    echo,
     encode_config_from_args,
     ray_options_from_args,
     read_config_from_args,
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         stats = store.manifest.get("stats", {})
         lines = [
-            f"{len(store)} examples -> {args.out}  (features {store.features.shape[1]} dims, "
+            f"{len(store)} examples -> {visible(args.out)}  (features "
+            f"{store.features.shape[1]} dims, "
             f"P = {store.n_params} LoRA parameters, projection {config.projection})",
             f"target tokens: {stats.get('n_target_tokens', '?')}; "
             f"truncated examples: {stats.get('n_truncated_examples', 0)} "
@@ -58,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"skipped records: {len(data.skipped)}")
         if stats.get("examples_per_s"):
             lines.append(f"speed: {stats['examples_per_s']} examples/s")
-        print("\n".join(lines), file=sys.stdout)
+        echo(lines, file=sys.stdout)
     return EXIT_OK

@@ -6,10 +6,13 @@ import argparse
 import json
 import textwrap
 
+from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_OK,
     add_common_options,
     add_read_options,
+    echo,
+    echo_json,
     read_config_from_args,
 )
 from constraintlab.io import ExampleSet, read_examples
@@ -51,24 +54,27 @@ def run(args: argparse.Namespace) -> int:
     data = read_examples(args.data, read_config_from_args(args))
     info = summary(data, max(args.show, 0))
     if args.json:
-        print(json.dumps(info, indent=2, ensure_ascii=False))
+        echo_json(json.dumps(info, indent=2, ensure_ascii=False))
         return EXIT_OK
     if args.quiet:
         return EXIT_OK
-    print(f"{info['source']}: {info['examples']} examples, schema {info['schema']}")
+    lines = [f"{visible(info['source'])}: {info['examples']} examples, schema {info['schema']}"]
     if data.skipped:
-        print(f"skipped {len(data.skipped)} of {info['records']} records:")
-        for problem in info["skipped"][:20]:
-            print(f"  {problem}")
+        lines.append(f"skipped {len(data.skipped)} of {info['records']} records:")
+        lines += [f"  {visible(problem)}" for problem in info["skipped"][:20]]
         if len(data.skipped) > 20:
-            print(f"  ... and {len(data.skipped) - 20} more")
-    print("length in characters      min   median     mean      max")
+            lines.append(f"  ... and {len(data.skipped) - 20} more")
+    lines.append("length in characters      min   median     mean      max")
     for side, s in info["length_chars"].items():
-        print(f"  {side:<20} {s['min']:>8} {s['median']:>8.0f} {s['mean']:>8.1f} {s['max']:>8}")
+        lines.append(f"  {side:<20} {s['min']:>8} {s['median']:>8.0f} {s['mean']:>8.1f} "
+                     f"{s['max']:>8}")
     for ex in info["examples_shown"]:
-        print(f"\n--- record {ex['index']} (line {ex['line']})")
-        print(textwrap.indent(_clip(ex["input"]) or "(no input)", "  input  | ", lambda _: True))
-        print(textwrap.indent(_clip(ex["target"]), "  target | ", lambda _: True))
+        lines.append(f"\n--- record {ex['index']} (line {ex['line']})")
+        for side, text in (("input ", _clip(ex["input"]) or "(no input)"),
+                           ("target", _clip(ex["target"]))):
+            lines.append(textwrap.indent(visible(text, keep_newlines=True), f"  {side} | ",
+                                         lambda _: True))
+    echo(lines)       # record text keeps its line breaks; control characters shown escaped
     return EXIT_OK
 
 

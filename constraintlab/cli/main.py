@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 
+from constraintlab._text import visible
 from constraintlab._version import __version__
 from constraintlab.cli import analyze, extract, gate, inspect, order, probe
 from constraintlab.cli._common import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
@@ -42,10 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _VisibleFormatter(logging.Formatter):
+    """Log lines with control characters from the data shown as escapes (as everything else
+    the CLI prints)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep_newlines=True)
+
+
 def _configure(args: argparse.Namespace) -> None:
     level = {0: logging.WARNING, 1: logging.INFO}.get(getattr(args, "verbose", 0), logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_VisibleFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     if getattr(args, "quiet", False):
         set_progress(False)
 
@@ -61,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConstraintlabError as err:
-        print(f"constraintlab {args.command}: error: {err}", file=sys.stderr)
+        print(f"constraintlab {args.command}: error: {visible(err, keep_newlines=True)}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("constraintlab: interrupted", file=sys.stderr)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
     configs_from_args,
+    echo,
 )
 from constraintlab.errors import ConstraintlabError
 
@@ -87,11 +89,8 @@ def run(args: argparse.Namespace) -> int:
     path = result.write(output)
     rep, skipped = result.summary, result.summary["skipped"]
     if not args.quiet:
-        print(f"constraintlab order {args.data}: {rep['written']} records ({rep['written_as']}) "
-              f"in {args.strategy} order -> {output}"
-              + (f"; {len(skipped)} invalid record(s) skipped and left out" if skipped else ""))
-        print("")
-        print("\n".join(table_lines(rep)))
-        print("")
-        print(f"order report: {path}")
+        echo([f"constraintlab order {visible(args.data)}: {rep['written']} records "
+              f"({rep['written_as']}) in {args.strategy} order -> {visible(output)}"
+              + (f"; {len(skipped)} invalid record(s) skipped and left out" if skipped else ""),
+              "", *table_lines(rep), "", f"order report: {visible(path)}"])
     return EXIT_OK

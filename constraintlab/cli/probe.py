@@ -6,11 +6,14 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_OK,
     add_common_options,
     add_encode_options,
     add_read_options,
+    echo,
+    echo_json,
     encode_config_from_args,
     read_config_from_args,
 )
@@ -119,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         result.save(args.out)
     if args.json:
-        print(result.to_json())
+        echo_json(result.to_json())
     elif not args.quiet:
-        print("\n".join(summary_lines(result, args)))
+        echo(summary_lines(result, args))
     return EXIT_OK
 
 
@@ -136,10 +139,11 @@ def summary_lines(result, args: argparse.Namespace) -> list[str]:
     train = s["train_examples"]
     shown = ", ".join(map(str, train[:12])) + (f", ... ({len(train)} in all)"
                                               if len(train) > 12 else "")
-    lines = [f"constraintlab probe {args.data}  (model {s['model']['name']}, {opt['name']} "
+    lines = [f"constraintlab probe {visible(args.data)}  (model "
+             f"{visible(s['model']['name'])}, {opt['name']} "
              f"lr {opt['lr']:g} x {opt['steps']} step{'s' if opt['steps'] > 1 else ''})",
              f"trained on: {shown}",
-             f"probe set:  {s['probe_source']}",
+             f"probe set:  {visible(s['probe_source'])}",
              f"training loss {s['train_loss'][0]:.4f} -> {s['train_loss'][-1]:.4f}  "
              f"(update norm {s['update_norm']:.3g})", "",
              f"predicted vs actual loss change over {s['n_probe']} probe examples: "

@@ -103,13 +103,25 @@ def _sha(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+def _message_record(message) -> list:
+    """``[role, content]``, then the rest of :meth:`Message.as_chat` (tool calls, call id,
+    name) when there is any: what the chat template sees, so datasets that differ only in
+    tool calls differ here (plain turns hash as before)."""
+    chat = message.as_chat()
+    role, content = chat.pop("role"), chat.pop("content")
+    return [role, content, chat] if chat else [role, content]
+
+
 def examples_digest(examples: Sequence[Example]) -> str:
-    """sha256 of the examples' content (used when the reader gave no content hash)."""
+    """sha256 of the examples' content, every message as the chat template sees it
+    (:meth:`Message.as_chat`, tool calls included); used when the reader gave no content
+    hash."""
     h = hashlib.sha256()
     for ex in examples:
         rec = [ex.index, ex.schema, ex.chat, list(ex.targets),
-               [[m.role, m.content] for m in ex.messages]]
-        h.update(json.dumps(rec, ensure_ascii=False).encode())
+               [_message_record(m) for m in ex.messages]]
+        h.update(json.dumps(rec, ensure_ascii=False, sort_keys=True, default=str)
+                 .encode("utf-8", "surrogatepass"))
         h.update(b"\n")
     return h.hexdigest()
 

@@ -4,7 +4,14 @@ Files written by :meth:`Report.save` (and read back by :meth:`Report.load`):
 
 ``report.json``           the contract (README, "report.json"); ``run`` is the only part that
                           differs between two runs on the same data and settings
-``examples.csv``          one row per example, joinable to the data by ``index`` and ``line``
+``examples.csv``          one row per example, joinable to the data by ``index`` and ``line``;
+                          text cells are escaped against CSV injection (OWASP): a cell
+                          beginning with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+                          return, or with ``'``, gets a leading ``'`` so a spreadsheet shows
+                          it as text; numbers are never changed; :meth:`Report.load` drops
+                          that quote again (pandas readers: strip one leading ``'`` from text
+                          cells that have one; ``examples.parquet`` is not escaped); rows
+                          end in CRLF (RFC 4180)
 ``examples.parquet``      the same, when pyarrow is installed
 ``report.html``           self-contained page (figures embedded, dataset text escaped)
 ``constraint_graph.graphml``  the constraint graph (edge ``cos``, node ``zone``)
@@ -25,6 +32,7 @@ import networkx as nx
 import pandas as pd
 from matplotlib.figure import Figure
 
+from constraintlab._text import csv_escape_frame, csv_unescape_frame
 from constraintlab.analysis.registry import lookup
 from constraintlab.analysis.registry import metric_table as analysis_metric_table
 from constraintlab.encode.store import TokenProfiles, parse_energy_column
@@ -358,7 +366,9 @@ class Report:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         (out / FILES["json"]).write_text(self.to_json() + "\n", encoding="utf-8")
-        self.examples.to_csv(out / FILES["csv"])
+        # CSV injection escaped (see the module docstring); CRLF rows (RFC 4180), so a text
+        # with a lone CR is quoted and cannot split its row
+        csv_escape_frame(self.examples).to_csv(out / FILES["csv"], lineterminator="\r\n")
         try:
             self.examples.to_parquet(out / FILES["parquet"])
         except ImportError:
@@ -385,8 +395,15 @@ class Report:
             raise ConstraintlabError(f"{path}: report schema version "
                                      f"{data.get('schema_version')!r}; this constraintlab reads "
                                      f"version {SCHEMA_VERSION}")
-        examples = pd.read_csv(path.parent / FILES["csv"], index_col="index",
-                               keep_default_na=False, na_values=[""])
+        csv = path.parent / FILES["csv"]
+        try:
+            examples = csv_unescape_frame(pd.read_csv(csv, index_col="index",
+                                                      keep_default_na=False, na_values=[""]))
+        except FileNotFoundError:
+            raise ConstraintlabError(f"{csv}: missing; rerun constraintlab analyze") from None
+        except (OSError, ValueError) as err:   # ParserError, EmptyDataError, no index column
+            raise ConstraintlabError(f"{csv}: cannot read the examples table: "
+                                     f"{str(err)[:300]}") from None
         g = nx.read_graphml(path.parent / FILES["graph"], node_type=int)
         edges = pd.DataFrame(sorted((min(a, b), max(a, b), w["cos"]) for a, b, w in
                                     g.edges(data=True)), columns=["a", "b", "cos"])

@@ -441,5 +441,7 @@ def test_unusable_record_is_a_finding_in_json_html_and_the_gate(run) -> None:
     assert ds["skipped"] == [f"{f['source']}:{line}: {f['message']}"]
     page = (run["out"] / "report.html").read_text(encoding="utf-8")
     assert "Records left out: 1" in page and f"{html.escape(f['source'])}:{line}" in page
+    assert "records left out (1, gate metric invalid_records):" in run["proc"].stdout
+    assert f"  {f['source']}:{line}: {f['message']}" in run["proc"].stdout
     ok = cli("gate", str(run["out"]), "--fail-on", "invalid_records == 0")
     assert ok.returncode == 1 and "FAIL  invalid_records == 0  (value: 1)" in ok.stdout

@@ -77,12 +77,26 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
              f"  contradictions   {m['contradictions']:>10d}   pairs (same input, different "
              "target)",
              f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones",
-             *_new_lines(m, d), ""]
+             *_new_lines(m, d), "", *_finding_lines(d["dataset"])]
     if model.get("note"):
         lines.append(f"note: {visible(model['note'])}")
     out = Path(out if out is not None else report.path)
     lines.append(f"report: {visible(out / 'report.html')}  (also report.json, examples.csv)")
     return lines
+
+
+def _finding_lines(ds: dict, limit: int = 10) -> list[str]:
+    """The records left out, ``path:line: reason`` each (the first ``limit``)."""
+    findings = ds.get("findings") or []
+    if not findings:
+        return []
+    lines = [f"records left out ({len(findings)}, gate metric invalid_records):"]
+    for f in findings[:limit]:
+        where = f"{f['source']}:{f['line']}" if f.get("line") else str(f["source"])
+        lines.append(f"  {visible(where)}: {visible(f['message'])}")
+    if len(findings) > limit:
+        lines.append(f"  ... and {len(findings) - limit} more (report.json dataset.findings)")
+    return [*lines, ""]
 
 
 def _new_lines(m: dict, d: dict) -> list[str]:

@@ -45,7 +45,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import planted
 
-from constraintlab.analysis.suspects import SuspectsConfig, analyze_suspects
+from constraintlab.analysis import AnalysisConfig
+from constraintlab.analysis.suspects import analyze_suspects
 from constraintlab.analysis.volatility import analyze_volatility
 
 KINDS = {"gsm8k": planted.KINDS_GSM8K, "alpaca": planted.KINDS_ANY}
@@ -141,7 +142,7 @@ def signals_of(ds, store, gate: bool = True) -> tuple[pd.DataFrame, object]:
     t = store.table
     targets = [ex.target_text for ex in ds]
     res = analyze_suspects(tp, targets=targets, n_truncated=t["n_truncated"].to_numpy(),
-                           config=SuspectsConfig(suspect_gate=gate))
+                           config=AnalysisConfig(suspect_gate=gate))
     tab = res.table
     n = len(t)
     rule = {r: np.array([r in x.split(";") for x in tab["suspect_reasons"]], float)
@@ -187,8 +188,8 @@ def detection(args) -> dict:
             for seed in args.seeds:
                 t0 = time.perf_counter()
                 records, labels = build(dataset, n, rate, seed)
-                ds, store = extract_set(records, cache / f"{dataset}_{rate}_{seed}", args.k,
-                                        args.max_length)
+                name = f"{dataset}{n}_r{round(rate * 100)}-{seed}"
+                ds, store = extract_set(records, cache / name, args.k, args.max_length)
                 for gate in ((True, False) if dataset == "alpaca" else (True,)):
                     S, res = signals_of(ds, store, gate=gate)
                     if not gate:   # the score with every signal, out of reach or not
@@ -231,7 +232,7 @@ def report(R: pd.DataFrame, flags: pd.DataFrame, caps: dict, args) -> None:
             print(f"\n{label}:\n{P.round(3).to_string()}")
         fl = flags[(flags.dataset == dataset) & (flags.rate == rate)]
         print(f"\nis_suspect: flagged {fl.flagged.mean():.0f} rows, clean false-positive rate "
-              f"{fl.clean_fpr.mean():.4f} (nominal alpha {SuspectsConfig().suspect_alpha}), "
+              f"{fl.clean_fpr.mean():.4f} (nominal alpha {AnalysisConfig().suspect_alpha}), "
               f"precision {fl.precision.mean():.3f}, recall {fl.recall.mean():.3f}")
         cap = caps[(dataset, rate, sorted(set(g["seed"]))[0])]
         print(f"capability: nll_ratio {cap['nll_ratio']:.3f}, relative_input_gain "
@@ -305,8 +306,8 @@ def train_check(args) -> None:
             loaded = load_model(EncodeConfig(**{**cfg.to_dict(), "lora_init_seed": seed,
                                                 "target_modules": None}))
             renderer = Renderer(loaded.tokenizer, max_length=args.max_length)
-            train = renderer.encode_all([ds[int(i)] for i in keep])
-            test = renderer.encode_all(held)
+            train = _encode(renderer, [ds[int(i)] for i in keep])
+            test = _encode(renderer, held)
             loss = _finetune(loaded, train, test, args, seed)
             out[(seed, name)] = loss
             print(f"  seed {seed} {name:14s} {len(keep):4d} rows  held-out loss {loss:.4f}  "
@@ -322,6 +323,12 @@ def train_check(args) -> None:
           f"{rec_r.std(ddof=1):.2f} (per seed {', '.join(f'{x:.2f}' for x in rec_r)})")
     print(f"noisy - oracle gap: {gap.mean():.4f} nats/token (seed spread of noisy: "
           f"{T['noisy'].std(ddof=1):.4f})")
+
+
+def _encode(renderer, examples: list) -> list:
+    """The examples tokenised as the encoder does (those it cannot use left out)."""
+    out = [renderer.encode(ex, i)[0] for i, ex in enumerate(examples)]
+    return [e for e in out if e is not None]
 
 
 def _batches(items: list, size: int, rng: np.random.Generator | None) -> list[list]:
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-alpaca", type=int, default=600)
     ap.add_argument("--k", type=int, default=512, help="projection dimension of the stores")
     ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--cache", default="/tmp/constraintlab_bench_suspects",
+    ap.add_argument("--cache", default="/work/cache/suspects",
                     help="stores are kept here and reused on a second run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-detection", action="store_true")

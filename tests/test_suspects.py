@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from scipy.stats import median_abs_deviation, norm
 
+from constraintlab.analysis import AnalysisConfig
 from constraintlab.analysis.suspects import (
-    SuspectsConfig,
     analyze_suspects,
     capability,
     ending_surprise,
     false_arithmetic,
     input_dependence,
+    result_positions,
     robust_z,
     unsupported_final_answer,
 )
@@ -131,7 +132,7 @@ def test_score_range_threshold_and_formula():
     res = analyze_suspects(tp)
     s = res.score
     assert ((s >= 0) & (s <= 1)).all()
-    cfg = SuspectsConfig()
+    cfg = AnalysisConfig()
     np.testing.assert_array_equal(res.is_suspect, s >= 1 - cfg.suspect_alpha)
     # independent recomputation of the model part: Phi(max z)^m with z from scipy's MAD
     nll, ni = tp.nll.astype(np.float64), tp.nll_noinput.astype(np.float64)
@@ -209,9 +210,62 @@ def test_capability_against_hand_numbers():
     p = np.array([0.5, 0.25, 0.25])
     assert cap["unigram_entropy"] == pytest.approx(-(p * np.log(p)).sum())
     assert cap["mean_target_nll"] == pytest.approx(2.0)
-    assert cap["relative_input_gain"] == pytest.approx(2.0 / 10.0)
+    # the first token of each target (the frame) is left out: tokens 1 and 3 count
+    assert cap["relative_input_gain"] == pytest.approx(1.0 / 5.0)
+    dep = cap["input_dependence"]
+    assert dep["median"] == pytest.approx(0.5) and dep["median_per_token"] == pytest.approx(0.5)
+    assert dep["share_near_zero"] == 0.0
     assert cap["conditions_on_input"] is True and cap["predicts_targets"] is False
-    assert "--model" in cap["message"]
+    assert cap["limited"] is True and "--model" in cap["message"]
+
+
+def test_capability_rules_fire_on_planted_numbers():
+    """Four examples of 3 tokens, known NLLs: unigram entropy ln 3 (ids 0, 1, 2 once each per
+    example); the input explains 0.001 nats of tokens 1-2 of every example except a gain of
+    1 nat per token in example 0."""
+    offsets = np.array([0, 3, 6, 9, 12])
+    nll = np.full(12, 0.2)
+    ids = np.tile([0, 1, 2], 4)
+    ni = nll + 0.001
+    ni[1:3] += 1.0
+    cap = capability(offsets, nll, ids, ni)
+    assert cap["unigram_entropy"] == pytest.approx(math.log(3))
+    assert cap["nll_ratio"] == pytest.approx(0.2 / math.log(3))
+    # gain (2 * 1.001 + 6 * 0.001) / no-input NLL (2 * 1.201 + 6 * 0.201)
+    assert cap["relative_input_gain"] == pytest.approx(2.008 / 3.608)
+    assert cap["input_dependence"]["share_near_zero"] == pytest.approx(0.75)
+    assert cap["input_dependence"]["median"] == pytest.approx(0.002)
+    assert cap["conditions_on_input"] is True and cap["limited"] is False
+    weak = capability(offsets, nll, ids, nll + 0.001)       # no example depends on its input
+    assert weak["relative_input_gain"] == pytest.approx(0.001 / 0.201)
+    assert weak["conditions_on_input"] is False and weak["limited"] is True
+    assert weak["input_dependence"]["share_near_zero"] == 1.0
+    assert any("taken from another example" in r for r in weak["out_of_reach"])
+    assert "0.5 %" in weak["message"] and "--model" in weak["message"]
+    # predicting no better than the token frequencies: surprise checks out of reach
+    flat = capability(offsets, np.full(12, math.log(3)), ids, np.full(12, math.log(3)) + 1)
+    assert flat["predicts_targets"] is False and flat["limited"] is True
+    assert any("end or read unlike" in r for r in flat["out_of_reach"])
+
+
+def test_result_positions_and_arithmetic_reach():
+    pieces = ["He", " pays", " 3", " *", " 4", " =", " $<<", "3", "*", "4", "=", "1", "2",
+              ">>", "1", "2", ".\n", "####", " 1", "2"]
+    assert result_positions(pieces) == [11, 12]                 # the computed 12, not copies
+    assert result_positions(["3", " +", " 4", " =", " 7", "."]) == [4]    # plain a op b = c
+    assert result_positions(["No", " numbers", " here", "."]) == []
+    n = len(pieces)
+    offsets = np.array([0, n])
+    ids = np.array([hash(p) % 97 for p in pieces])
+    for result_nll, computes in ((0.1, True), (2.0, False)):
+        nll = np.full(n, 0.05)
+        nll[[11, 12]] = result_nll
+        cap = capability(offsets, nll, ids, None, pieces=[pieces])
+        ar = cap["arithmetic"]
+        assert ar["result_digits"] == 2 and ar["result_nll"] == pytest.approx(result_nll)
+        assert ar["copied_nll"] == pytest.approx(0.05)       # 3, 4, 3, 4, 1, 2, 1, 2 copied
+        assert cap["computes_arithmetic"] is computes
+        assert any("arithmetic" in r for r in cap["out_of_reach"]) is not computes
 
 
 def test_out_of_reach_signals_leave_the_score():
@@ -221,7 +275,7 @@ def test_out_of_reach_signals_leave_the_score():
     assert r.summary["capability"]["conditions_on_input"] is False
     assert r.summary["signals"]["input_dependence"]["in_reach"] is False
     assert not any("input_unexplained" in x for x in r.reasons)
-    ungated = analyze_suspects(tp, config=SuspectsConfig(suspect_gate=False))
+    ungated = analyze_suspects(tp, config=AnalysisConfig(suspect_gate=False))
     assert ungated.summary["signals"]["input_dependence"]["in_reach"] is True
 
 

@@ -23,6 +23,7 @@ from constraintlab.analysis.redundancy import analyze_redundancy
 from constraintlab.analysis.response import analyze_response
 from constraintlab.analysis.result import AnalysisResults
 from constraintlab.analysis.spectrum import analyze_determinacy, analyze_spectrum
+from constraintlab.analysis.suspects import analyze_suspects
 from constraintlab.analysis.system import ConstraintSystem
 from constraintlab.analysis.text import TextView
 from constraintlab.analysis.volatility import analyze_volatility
@@ -39,7 +40,9 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
 
     Order: pairs, spectrum, volatility (token profiles), contradictions (examples or
     factors), families (examples), redundancy, zones and the response map (features), the
-    layer map (energies), and the determinacy verdict (spectrum, pairs, contradictions).
+    layer map (energies), the suspects (token profiles; with the examples' targets, the
+    contradiction pairs and the truncation counts for its rules) and the determinacy verdict
+    (spectrum, pairs, contradictions).
 
     Parameters
     ----------
@@ -60,7 +63,7 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
     ids = s.ids
     X = s.features
     pairs = spectrum = volatility = contradictions = families = redundancy = None
-    zones = graph = response = layers = determinacy = None
+    zones = graph = response = layers = suspects = determinacy = None
     if X is not None:
         pairs = analyze_pairs(X, ids=ids, config=config)
         spectrum = analyze_spectrum(X, ids=ids, n_params=s.n_params, config=config)
@@ -97,13 +100,20 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
             s.energy, s.modules, ids=ids,
             zone_rank=zones.ranked if zones is not None else None,
             zones=zones.labels if zones is not None else None, config=config)
+    if s.tokens is not None:
+        suspects = analyze_suspects(
+            s.tokens, targets=[ex.target_text for ex in s.examples]
+            if s.examples is not None else None, ids=ids,
+            contradictions=contradictions.positions if contradictions is not None else None,
+            n_truncated=s.n_truncated, config=config)
     if spectrum is not None:
         determinacy = analyze_determinacy(spectrum, n_params=s.n_params, pairs=pairs,
                                           contradictions=contradictions, config=config)
     return AnalysisResults(
         ids=ids, spectrum=spectrum, pairs=pairs, redundancy=redundancy,
         contradictions=contradictions, zones=zones, response=response, volatility=volatility,
-        families=families, layers=layers, determinacy=determinacy, graph=graph, config=config)
+        families=families, layers=layers, suspects=suspects, determinacy=determinacy,
+        graph=graph, config=config)
 
 
 def analyze_constraints(
@@ -119,6 +129,7 @@ def analyze_constraints(
     vocab_size: int | None = None,
     energy: np.ndarray | None = None,
     modules=None,
+    n_truncated: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
 ) -> AnalysisResults:
     """Run every analyzer that the inputs allow.
@@ -147,6 +158,9 @@ def analyze_constraints(
     energy : (N, M) float, optional
         Per-site gradient energy; with ``modules`` (``layer``, ``kind``, ``column`` per site):
         the layer map.
+    n_truncated : (N,) int, optional
+        Tokens the encoder dropped per example at ``max_length`` (the suspects' ``truncated``
+        rule).
     config : AnalysisConfig
 
     Returns
@@ -155,7 +169,8 @@ def analyze_constraints(
         ``.spectrum``, ``.pairs``, ``.redundancy``, ``.contradictions``, ``.zones``, ``.graph``,
         ``.response`` (the first-order response map, when there are features; see
         :func:`constraintlab.analysis.response.analyze_response`), ``.volatility`` (with
-        tokens), ``.families`` (with examples), ``.layers`` (with energy), ``.determinacy``
+        tokens), ``.families`` (with examples), ``.layers`` (with energy), ``.suspects``
+        (with tokens: suspect score, flags, reasons, capability), ``.determinacy``
         (the verdict; also under ``spectrum.summary["determinacy"]``, where the report reads
         it); ``.table()``, ``.all_pairs()``, ``.summary()``.
 
@@ -168,7 +183,7 @@ def analyze_constraints(
         features, examples=examples, input_factors=input_factors,
         output_factors=output_factors, n_params=n_params, ids=ids, tokens=tokens,
         grad_norm=grad_norm, vocab_size=vocab_size, energy=energy, modules=modules,
-        config=config)
+        n_truncated=n_truncated, config=config)
     return analyze_system(system, config=config)
 
 

@@ -64,8 +64,9 @@ class AnalysisResults:
     ids : (N,) int64
         Example ids in row order.
     spectrum, pairs, redundancy, contradictions, zones, response, volatility, families, layers,
-    determinacy : AnalyzerResult or None
+    suspects, determinacy : AnalyzerResult or None
         Each analyzer's typed result (``SpectrumResult``, ``PairsResult``, ...,
+        ``SuspectsResult``: suspect score, flags, reasons and the model-capability statement;
         ``DeterminacyResult``: the verdict); None when the analyzer could not run (no
         features, no examples, no token profiles or no per-site energies).
     graph : networkx.Graph or None
@@ -84,6 +85,7 @@ class AnalysisResults:
     volatility: AnalyzerResult | None = None
     families: AnalyzerResult | None = None
     layers: AnalyzerResult | None = None
+    suspects: AnalyzerResult | None = None
     determinacy: AnalyzerResult | None = None
     graph: Any = None
     config: Any = None
@@ -99,7 +101,7 @@ class AnalysisResults:
         """The analyzers that ran, in pipeline order."""
         return [r for r in (self.spectrum, self.pairs, self.volatility, self.redundancy,
                             self.contradictions, self.families, self.zones, self.response,
-                            self.layers, self.determinacy) if r is not None]
+                            self.layers, self.suspects, self.determinacy) if r is not None]
 
     def table(self) -> pd.DataFrame:
         """All per-example tables side by side (one row per example, index = example id)."""

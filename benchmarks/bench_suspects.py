@@ -164,7 +164,7 @@ def signals_of(ds, store, gate: bool = True) -> tuple[pd.DataFrame, object]:
         p = (c[tt] - own + 0.5) / (c.sum() - len(tt) + 0.5 * len(c))   # leave-one-out
         uni[i] = -np.log(p).mean()
     S = pd.DataFrame({
-        "suspect_score": res.score + 1e-9 * np.nan_to_num(res.evidence, nan=-1e3),  # ties
+        "suspect_score": res.evidence,      # -log10(1 - score): same order, no rounding ties
         "input_dependence": -tab["input_dependence"].to_numpy(),
         "ending_surprise": tab["ending_surprise"].to_numpy(),
         **rule,

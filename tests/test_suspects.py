@@ -8,6 +8,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import median_abs_deviation, norm
 
@@ -120,6 +121,8 @@ def test_false_arithmetic(text, expected):
     ("The answer is 9.", False),                          # not a worked target
     ("First 2 and 3 make 5, so the answer is 6", True),
     ("Die Antwort lautet 5.", False),
+    ("He paid $400 000 - $282 000 = $118 000 in all.\n#### 118000", False),  # digit groups
+    ("He paid $400 000 - $282 000 = $118 000 in all.\n#### 118001", True),
 ])
 def test_unsupported_final_answer(text, expected):
     assert unsupported_final_answer(text) is expected
@@ -141,7 +144,15 @@ def test_score_range_threshold_and_formula():
     e = np.log(np.array([nll[b - 3:b].max() for b in tp.offsets[1:]]) + 0.05)
     z1 = (np.median(d) - d) / (1.4826 * np.median(np.abs(d - np.median(d))))
     z2 = (e - np.median(e)) / (1.4826 * np.median(np.abs(e - np.median(e))))
-    np.testing.assert_allclose(s, norm.cdf(np.maximum(z1, z2)) ** 2, rtol=1e-9, atol=1e-12)
+    # Fisher's method from scipy (the one-sided p-values of both signals)
+    from scipy.stats import combine_pvalues
+    p = np.array([combine_pvalues([norm.sf(a), norm.sf(b)], method="fisher").pvalue
+                  for a, b in zip(z1, z2, strict=True)])
+    np.testing.assert_allclose(s, 1 - p, rtol=1e-9, atol=1e-12)
+    # evidence: -log10 of the same p-value (no rounding), from scipy's chi2 log survival
+    from scipy.stats import chi2
+    X = -2 * (norm.logsf(z1) + norm.logsf(z2))
+    np.testing.assert_allclose(res.evidence, -chi2.logsf(X, 4) / np.log(10), rtol=1e-9)
     assert res.summary["suspects"] == int(res.is_suspect.sum())
     assert set(res.table.columns) >= {"suspect_score", "is_suspect", "suspect_reasons"}
 
@@ -186,6 +197,14 @@ def test_rules_raise_the_score_and_flag():
         assert r.score[row] >= plain.score[row]
     others = [i for i in range(30) if i not in (1, 2, 5, 9, 11)]
     np.testing.assert_allclose(r.score[others], plain.score[others])
+    # a rule hit adds -log10(suspect_rule_p) = 3 to the evidence (the ranking key)
+    np.testing.assert_allclose(r.evidence[[1, 2, 5, 9, 11]],
+                               plain.evidence[[1, 2, 5, 9, 11]] + 3.0, rtol=1e-12)
+    # far-tail model evidence (score rounds to 1) still outranks a rule hit on a bulk example
+    a, b = tp.offsets[0], tp.offsets[1]
+    strong = _with(tp, 0, noinput=tp.nll[a:b] - 3.0)      # the input makes it 3 nats harder
+    big = analyze_suspects(strong, targets=targets)
+    assert big.score[0] == 1.0 and big.evidence[0] > big.evidence[5] > 3.0
 
 
 def test_stable_under_permuting_rows():
@@ -277,6 +296,48 @@ def test_out_of_reach_signals_leave_the_score():
     assert not any("input_unexplained" in x for x in r.reasons)
     ungated = analyze_suspects(tp, config=AnalysisConfig(suspect_gate=False))
     assert ungated.summary["signals"]["input_dependence"]["in_reach"] is True
+
+
+# ------------------------------------------------------------------ in the analysis
+def test_analysis_runs_suspects_with_the_contradiction_pairs():
+    """``analyze_constraints`` fills ``.suspects`` and its table columns, equal to a direct
+    call that is handed the contradictions analyzer's pairs, the targets and the
+    truncation counts (rows 4 and 9: same question, other final answer)."""
+    from constraintlab.analysis import analyze_constraints
+    from constraintlab.io import read_examples
+
+    rng = np.random.default_rng(7)
+    n = 30
+    records = [{"question": f"Tom has {i} apples and buys {i + 3} more. How many now?",
+                "answer": f"{i} + {i + 3} = <<{i}+{i + 3}={2 * i + 3}>>{2 * i + 3}\n#### "
+                          f"{2 * i + 3}"} for i in range(n)]
+    records[9] = {"question": records[4]["question"],
+                  "answer": "4 + 7 = <<4+7=11>>11 and 3 more\n#### 14"}
+    records[12]["answer"] = "12 + 15 = <<12+15=28>>28\n#### 28"          # false arithmetic
+    examples = read_examples(records)
+    tp = _profiles(rng, n)
+    trunc = np.zeros(n, dtype=np.int64)
+    trunc[20] = 5
+    res = analyze_constraints(rng.standard_normal((n, 32)).astype(np.float32),
+                              examples=examples, tokens=tp, grad_norm=np.ones(n),
+                              vocab_size=50, n_truncated=trunc)
+    assert (4, 9) in res.contradictions.positions
+    direct = analyze_suspects(tp, targets=[ex.target_text for ex in examples], ids=res.ids,
+                              contradictions=res.contradictions.positions, n_truncated=trunc,
+                              config=res.config)
+    got = res.suspects
+    assert got is not None and got.name == "suspects" and got in res.results
+    np.testing.assert_array_equal(got.score, direct.score)
+    assert got.reasons == direct.reasons
+    for row, reason in ((4, "contradiction"), (9, "contradiction"), (12, "false_arithmetic"),
+                        (20, "truncated")):
+        assert reason in got.reasons[row] and got.is_suspect[row]
+    table = res.table()
+    cols = ["is_suspect", "suspect_score", "suspect_reasons", "suspect_evidence",
+            "input_dependence", "ending_surprise"]
+    assert set(cols) <= set(table.columns)
+    pd.testing.assert_frame_equal(table[cols], direct.table[cols].loc[table.index])
+    assert res.summary()["suspects"]["capability"]["message"]
 
 
 # ------------------------------------------------------- planted set, reference model

@@ -23,9 +23,15 @@ carried information on two seeds and both corruption rates are in the score)
 
 Each signal is standardised against the data's own bulk, robustly (median and 1.4826 x MAD;
 both tolerate up to half of the rows being corrupted), one-sided (low input dependence, high
-ending surprise): :math:`z_{i,c}`. The evidence is :math:`E_i = \max_c z_{i,c}` over the
-signals available for the example (``m_i`` of them; the maximum, not a sum: each corruption
-shows in one signal, and on the planted sets the maximum ranked best of max / sum / L2 / Fisher).
+ending surprise): :math:`z_{i,c}`, with one-sided p-values :math:`p_{i,c} = \Phi(-z_{i,c})`.
+They are combined by Fisher's method over the ``m_i`` signals available for the example:
+:math:`X_i = -2 \sum_c \ln p_{i,c}` follows :math:`\chi^2_{2 m_i}` for an example whose
+signals follow the bulk independently, so :math:`p_i = P(\chi^2_{2m_i} \ge X_i)` is its
+model p-value. Fisher, not the maximum: a reply in another language or an off-topic reply
+shows in both signals at once, a swapped target in one; on the planted GSM8K sets of
+``bench_suspects`` (two seeds, 10 % and 30 %) Fisher ranked the two-signal kinds above the
+maximum (which ranked some clean rows with a rule hit above them) and the swapped targets
+as well as it.
 
 Rules (facts that need no model; each sets the example suspect on its own)
 
@@ -46,19 +52,20 @@ Rules (facts that need no model; each sets the example suspect on its own)
 Calibration (what the threshold means)
     .. math::
 
-        s^{model}_i = \Phi(E_i)^{m_i}, \qquad
-        suspect\_score_i = 1 - (1 - s^{model}_i)\,(p_{rule} \text{ if a rule fired else } 1)
+        suspect\_score_i = 1 - p_i\,(p_{rule} \text{ if a rule fired else } 1)
 
-    :math:`1 - \Phi(E)^{m}` is the probability that an example whose ``m`` signals follow the
-    bulk's robust normal fit (independently) shows evidence at least :math:`E`: a p-value of the
-    maximum. ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: a clean example is
+    :math:`p_i` is the probability that an example whose ``m`` signals follow the bulk's
+    robust normal fit (independently) shows combined evidence at least :math:`X_i`.
+    ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: a clean example is
     flagged with probability about ``suspect_alpha`` (1 %) under that fit. A rule hit multiplies
     the p-value by ``suspect_rule_p`` (0.001, about how often a clean example trips a rule: 0.1
     % for false arithmetic, 0.4 % for an unsupported final answer on clean GSM8K test rows), so
-    every rule hit is flagged and ranks above model evidence alone of about 3 sd. The
-    benchmark reports the false-positive rate actually measured on clean rows
-    (heavier tails than normal raise it). ``suspect_evidence`` (:math:`E`, in robust standard
-    deviations; +100 for a rule hit) orders examples whose scores round to 1.
+    every rule hit is flagged and weighs as much as model evidence alone of p = 0.001. The
+    benchmark reports the false-positive rate actually measured on clean rows (heavier tails
+    than normal and clean rows that trip a rule raise it). ``suspect_evidence`` is the same
+    p-value on a log scale, :math:`-\log_{10}(1 - suspect\_score)`, computed without
+    rounding: it orders examples whose scores round to 1 (it is the ranking key; a rule hit
+    adds 3, a strong signal can add more).
 
 Model capability (``summary["capability"]``, :func:`capability`)
     The model-based signals are only as good as the model's grip on the data. Stated, each
@@ -97,7 +104,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, ndtri
 
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.result import AnalyzerResult
@@ -116,7 +123,6 @@ RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contr
                           "truncated")
 #: reason codes in ``suspect_reasons`` (signal reasons first)
 REASONS: tuple[str, ...] = ("input_unexplained", "surprising_ending", *RULES)
-_RULE_EVIDENCE = 100.0
 
 
 def _settings(config: Any) -> AnalysisConfig:
@@ -127,7 +133,7 @@ def _settings(config: Any) -> AnalysisConfig:
 
 @dataclass
 class SuspectsResult(AnalyzerResult):
-    """What :func:`analyze_suspects` found.
+    r"""What :func:`analyze_suspects` found.
 
     Attributes
     ----------
@@ -135,7 +141,8 @@ class SuspectsResult(AnalyzerResult):
         ``suspect_score`` in [0, 1].
     is_suspect : (N,) bool
     evidence : (N,) float64
-        ``suspect_evidence``: the largest robust z of the signals (+100 with a rule hit).
+        ``suspect_evidence``: :math:`-\log_{10}` of the combined p-value (``1 -
+        suspect_score`` without rounding; module docstring): the ranking key.
     z : (N, 2) float64
         Robust z of each signal in :data:`SIGNALS` order (NaN where not available).
     reasons : list of N tuple of str
@@ -311,17 +318,51 @@ def false_arithmetic(text: str) -> tuple[int, int]:
     return n_false, n_checked
 
 
+_SPACE_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d,]|\.\d)")
+
+
 def unsupported_final_answer(text: str) -> bool:
     """True when the stated final answer is a number that the worked target never derives:
-    it appears once among the target's numbers, and the target has >= 2 other numbers."""
+    it appears once among the target's numbers, and the target has >= 2 other numbers. A
+    number written with spaces between digit groups (``$400 000``) counts as that number."""
     ans = final_answer(text)
     if ans is None or not re.fullmatch(r"-?\d+(?:\.\d+)?", ans):
         return False
     nums = numbers(text)
-    return nums.count(ans) == 1 and len(nums) >= 3
+    if nums.count(ans) != 1 or len(nums) < 3:
+        return False
+    grouped = [numbers(m.group(0).replace(" ", "")) for m in _SPACE_GROUPS.finditer(text)]
+    return ans not in [g[0] for g in grouped if g]
 
 
 # ----------------------------------------------------------------------------- statistics
+def _log_p_fisher(Z: np.ndarray) -> np.ndarray:
+    """ln of Fisher's combined p-value of the one-sided p-values ``Phi(-z)`` of each row's
+    finite z's: ``P(chi2_{2m} >= X)``, ``X = -2 sum ln Phi(-z)``, in closed form for even
+    degrees of freedom (``exp(-X/2) sum_{j<m} (X/2)^j / j!``), exact far into the tail; 0 for
+    a row without any finite z.
+
+    Parameters
+    ----------
+    Z : (N, C) float (NaN = signal not available)
+
+    Returns
+    -------
+    (N,) float64
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    ok = np.isfinite(Z)
+    m = ok.sum(axis=1)
+    half = -np.where(ok, log_ndtr(-np.where(ok, Z, 0.0)), 0.0).sum(axis=1)   # X / 2
+    terms = np.zeros(len(Z))
+    term = np.ones(len(Z))
+    for j in range(int(m.max()) if len(m) else 0):
+        if j:
+            term = term * half / j
+        terms += np.where(j < m, term, 0.0)
+    return np.where(m > 0, -half + np.log(np.where(m > 0, terms, 1.0)), 0.0)
+
+
 def robust_z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     """``(x - median) / (1.4826 MAD)`` over the finite values (NaN stays NaN).
 
@@ -610,9 +651,7 @@ def analyze_suspects(
     if not cfg.suspect_gate:
         in_reach = dict.fromkeys(in_reach, True)
     used = np.where(np.array([in_reach[s] for s in SIGNALS])[None, :], Z, np.nan)
-    m = np.isfinite(used).sum(axis=1)
-    E = np.where(m > 0, np.max(np.where(np.isfinite(used), used, -np.inf), axis=1), -np.inf)
-    s_model = np.where(m > 0, ndtr(E) ** np.maximum(m, 1), 0.0)
+    log_p = _log_p_fisher(used)               # ln of the model p-value; 0 without signals
 
     rules = {r: np.zeros(n, dtype=bool) for r in RULES}
     if targets is not None:
@@ -628,21 +667,22 @@ def analyze_suspects(
     for r in RULES:
         hit |= rules[r]
     alpha = cfg.suspect_alpha
-    score = 1.0 - (1.0 - s_model) * np.where(hit, cfg.suspect_rule_p, 1.0)
-    score = np.clip(score, 0.0, 1.0)
-    evidence = np.where(np.isfinite(E), E, np.nan) + np.where(hit, _RULE_EVIDENCE, 0.0)
+    log_p = log_p + np.where(hit, math.log(cfg.suspect_rule_p), 0.0)
+    score = np.clip(-np.expm1(log_p), 0.0, 1.0)
+    evidence = -log_p / math.log(10.0)
     flagged = score >= 1.0 - alpha
 
     # a signal is a reason when it alone reaches the threshold: Phi(z)^m >= 1 - alpha
-    z_star = np.full(n, np.inf)
-    z_star[m > 0] = ndtri((1.0 - alpha) ** (1.0 / m[m > 0]))
+    # a signal is a reason when it alone is significant at alpha (z >= Phi^-1(1 - alpha)); an
+    # example flagged by the combination alone gets its strongest signal as the reason
+    z_star = float(ndtri(1.0 - alpha))
+    codes = ("input_unexplained", "surprising_ending")
     reasons: list[tuple[str, ...]] = []
     for i in range(n):
-        r = []
-        if np.isfinite(used[i, 0]) and used[i, 0] >= z_star[i]:
-            r.append("input_unexplained")
-        if np.isfinite(used[i, 1]) and used[i, 1] >= z_star[i]:
-            r.append("surprising_ending")
+        zi = np.where(np.isfinite(used[i]), used[i], -np.inf)
+        r = [codes[c] for c in range(len(SIGNALS)) if zi[c] >= z_star]
+        if not r and flagged[i] and not hit[i] and np.isfinite(zi.max()):
+            r = [codes[int(np.argmax(zi))]]
         r += [name for name in RULES if rules[name][i]]
         reasons.append(tuple(r))
 
@@ -652,16 +692,16 @@ def analyze_suspects(
         "suspect_evidence": evidence, "input_dependence": dep, "ending_surprise": end,
     }, index=pd.Index(ids, name="index"))
 
-    order = np.lexsort((np.arange(n), -np.nan_to_num(evidence, nan=-np.inf), -score))
+    order = np.lexsort((np.arange(n), -evidence))
     listed = [_listed(i, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
                       cfg) for i in order[:cfg.suspect_list].tolist() if flagged[i]]
-    z1 = float(ndtri((1.0 - alpha) ** 0.5))
+    z1 = z_star
     summary = {
         "n": n, "suspects": int(flagged.sum()), "suspect_share": float(flagged.mean()) if n
         else 0.0, "alpha": alpha, "threshold": 1.0 - alpha,
-        "formula": ("suspect_score = 1 - (1 - Phi(E)^m) * (rule_p if a rule fired else 1); E = "
-                    "max over the signals of their robust z (median, 1.4826 MAD), m = signals "
-                    "available"),
+        "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = P(chi2_2m >= "
+                    "-2 sum_c ln Phi(-z_c)) (Fisher's method), z_c = robust z of signal c "
+                    "(median, 1.4826 MAD), m = signals available"),
         "calibration": (f"is_suspect when suspect_score >= {1 - alpha:g}: an example whose "
                         f"signals follow the data's bulk (robust normal fit) is flagged with "
                         f"probability {alpha:g}; every rule hit is flagged"),
@@ -709,7 +749,7 @@ def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, p
 
     return {
         "id": int(ids[i]), "score": float(score[i]),
-        "evidence": float(evidence[i]) if np.isfinite(evidence[i]) else None,
+        "evidence": float(evidence[i]),
         "reasons": list(reasons[i]),
         "input_dependence": float(dep[i]) if np.isfinite(dep[i]) else None,
         "ending_surprise": float(end[i]) if np.isfinite(end[i]) else None,

@@ -288,8 +288,10 @@ def train_check(args) -> None:
           f"corrupted, recall {res.is_suspect[bad].mean():.2f}); held-out: {len(heldout)} clean "
           f"GSM8K test rows never trained on ===")
     print(f"settings: LoRA r={args.lora_r} on q_proj/v_proj (peft default for Qwen3), "
-          f"AdamW lr {args.lr}, {args.epochs} epochs, batch {args.batch}, max_length "
-          f"{args.max_length} tokens, torch threads {args.threads}")
+          f"AdamW lr {args.lr}, {args.epochs} epochs, batch {args.batch}, sequences cut at "
+          f"{args.train_max_length} tokens for training and the held-out loss (the suspects "
+          f"come from the store extracted at {args.max_length}), torch threads "
+          f"{args.threads}")
     from constraintlab.io import read_examples
     held_path = planted.write_jsonl(heldout, Path(args.cache) / "heldout.jsonl")
     held = list(read_examples(held_path))
@@ -305,7 +307,7 @@ def train_check(args) -> None:
             t0 = time.perf_counter()
             loaded = load_model(EncodeConfig(**{**cfg.to_dict(), "lora_init_seed": seed,
                                                 "target_modules": None}))
-            renderer = Renderer(loaded.tokenizer, max_length=args.max_length)
+            renderer = Renderer(loaded.tokenizer, max_length=args.train_max_length)
             train = _encode(renderer, [ds[int(i)] for i in keep])
             test = _encode(renderer, held)
             loss = _finetune(loaded, train, test, args, seed)
@@ -413,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lora-r", type=int, default=8)
+    ap.add_argument("--train-max-length", type=int, default=256,
+                    help="tokens kept per sequence when fine-tuning and scoring the held-out "
+                         "rows")
     args = ap.parse_args(argv)
     import torch
 

@@ -123,6 +123,9 @@ def test_false_arithmetic(text, expected):
     ("Die Antwort lautet 5.", False),
     ("He paid $400 000 - $282 000 = $118 000 in all.\n#### 118000", False),  # digit groups
     ("He paid $400 000 - $282 000 = $118 000 in all.\n#### 118001", True),
+    ("Each costs $2.00/8 = $<<2/8=0.25>>0.25\n#### 25", False),          # dollars -> cents
+    ("16 * 2 = <<16*2=32>>32 feet, so it took three days.\n#### 3", False),  # a number word
+    ("16 * 2 = <<16*2=32>>32 feet, so it took three days.\n#### 4", True),
 ])
 def test_unsupported_final_answer(text, expected):
     assert unsupported_final_answer(text) is expected

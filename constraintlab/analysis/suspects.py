@@ -323,8 +323,14 @@ _SPACE_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d,]|\.\d)")
 
 def unsupported_final_answer(text: str) -> bool:
     """True when the stated final answer is a number that the worked target never derives:
-    it appears once among the target's numbers, and the target has >= 2 other numbers. A
-    number written with spaces between digit groups (``$400 000``) counts as that number."""
+    it appears once among the target's numbers, and the target has >= 2 other numbers.
+
+    Derived also counts: the number written with spaces between digit groups (``$400 000``),
+    as a word (``three days``; zero to twenty and the tens), or 100 times / a hundredth of a
+    number of the text (a change of unit: $0.25 -> 25 cents, 0.4 -> 40 %). On the 1,319
+    clean GSM8K test rows the rule fired on 4 rows without these (3 of them unit changes, one
+    a number word), on none with them.
+    """
     ans = final_answer(text)
     if ans is None or not re.fullmatch(r"-?\d+(?:\.\d+)?", ans):
         return False
@@ -332,7 +338,24 @@ def unsupported_final_answer(text: str) -> bool:
     if nums.count(ans) != 1 or len(nums) < 3:
         return False
     grouped = [numbers(m.group(0).replace(" ", "")) for m in _SPACE_GROUPS.finditer(text)]
-    return ans not in [g[0] for g in grouped if g]
+    if ans in [g[0] for g in grouped if g]:
+        return False
+    words = {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in
+             _NUMBER_WORDS}
+    value = float(ans)
+    if value in words:
+        return False
+    others = [float(x) for i, x in enumerate(nums) if not (x == ans and i == nums.index(ans))]
+    return not any(math.isclose(value, 100.0 * x, rel_tol=1e-9, abs_tol=1e-9)
+                   or math.isclose(value, x / 100.0, rel_tol=1e-9, abs_tol=1e-12)
+                   for x in others)
+
+
+_NUMBER_WORDS = {w: float(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.0,
+                      "seventy": 70.0, "eighty": 80.0, "ninety": 90.0, "hundred": 100.0})
 
 
 # ----------------------------------------------------------------------------- statistics

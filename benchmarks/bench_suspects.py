@@ -237,13 +237,17 @@ def report(R: pd.DataFrame, flags: pd.DataFrame, caps: dict, args) -> None:
         cap = caps[(dataset, rate, sorted(set(g["seed"]))[0])]
         print(f"capability: nll_ratio {cap['nll_ratio']:.3f}, relative_input_gain "
               f"{cap['relative_input_gain']:.4f}, predicts_targets {cap['predicts_targets']}, "
-              f"conditions_on_input {cap['conditions_on_input']}\n  {cap['message']}")
+              f"conditions_on_input {cap['conditions_on_input']}, limited {cap['limited']}, "
+              f"input_dependence {cap['input_dependence']}, arithmetic {cap['arithmetic']}"
+              f"\n  {cap['message']}")
+        fired = [caps[(dataset, rate, sd)]["limited"] for sd in sorted(set(g["seed"]))]
+        want = dataset != "gsm8k"        # out of the reference model's domain: Alpaca
+        print(f"target: the capability statement (model barely conditions on the input / "
+              f"does not predict the targets) {'fires' if want else 'stays quiet'} on "
+              f"{dataset}: fired on seeds {fired} "
+              f"{'PASS' if all(f == want for f in fired) else 'FAIL'}")
         if dataset == "gsm8k":
             targets(g)
-        else:
-            fired = cap["conditions_on_input"] is False or not cap["predicts_targets"]
-            print(f"target: the capability statement fires on {dataset}: "
-                  f"{'PASS' if fired else 'FAIL'}")
 
 
 def targets(g: pd.DataFrame) -> None:

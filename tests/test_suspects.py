@@ -191,18 +191,22 @@ def test_rules_raise_the_score_and_flag():
     targets = ["3 + 4 = <<3+4=7>>7\n#### 7"] * 30
     targets[5] = "3 + 4 = <<3+4=8>>8\n#### 8"
     targets[9] = "3 + 4 = <<3+4=7>>7 and 2 more\n#### 9"
-    plain = analyze_suspects(tp, targets=["x"] * 30)
-    r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)},
-                         n_truncated=np.eye(30, dtype=int)[11])
+    trunc = np.eye(30, dtype=int)[11]
+    plain = analyze_suspects(tp, targets=["x"] * 30, n_truncated=trunc)
+    r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)}, n_truncated=trunc)
     for row, reason in [(5, "false_arithmetic"), (9, "unsupported_final_answer"),
                         (1, "contradiction"), (2, "contradiction"), (11, "truncated")]:
         assert r.is_suspect[row] and reason in r.reasons[row]
-        assert r.score[row] >= plain.score[row]
-    others = [i for i in range(30) if i not in (1, 2, 5, 9, 11)]
+        assert r.score[row] >= plain.score[row] - 1e-12
+    others = [i for i in range(30) if i not in (1, 2, 5, 9)]
     np.testing.assert_allclose(r.score[others], plain.score[others])
     # a rule hit adds -log10(suspect_rule_p) = 3 to the evidence (the ranking key)
-    np.testing.assert_allclose(r.evidence[[1, 2, 5, 9, 11]],
-                               plain.evidence[[1, 2, 5, 9, 11]] + 3.0, rtol=1e-12)
+    np.testing.assert_allclose(r.evidence[[1, 2, 5, 9]], plain.evidence[[1, 2, 5, 9]] + 3.0,
+                               rtol=1e-12)
+    # the ending of an example cut at max_length was not scored: no ending signal for it
+    whole = analyze_suspects(tp, targets=["x"] * 30)
+    assert np.isnan(r.table["ending_surprise"].iloc[11]) and np.isnan(r.z[11, 1])
+    assert not np.isnan(whole.z[11, 1]) and not whole.is_suspect[11]
     # far-tail model evidence (score rounds to 1) still outranks a rule hit on a bulk example
     a, b = tp.offsets[0], tp.offsets[1]
     strong = _with(tp, 0, noinput=tp.nll[a:b] - 3.0)      # the input makes it 3 nats harder

@@ -18,7 +18,9 @@ carried information on two seeds and both corruption rates are in the score)
     (end of sequence / end of turn). A model that follows the data predicts how a target ends:
     the stated final answer of a worked solution (copied from the solution), the end of
     sequence after a complete reply. A changed final answer, a cut-off target, a reply in
-    another language or format all end unpredictably. Taken as ``log(x + floor)``
+    another language or format all end unpredictably. Not available for an example the
+    encoder cut at ``max_length`` (its own ending was not scored; the ``truncated`` rule
+    says so instead). Taken as ``log(x + floor)``
     (``suspect_ending_floor`` nats: differences among well-predicted endings are noise).
 
 Each signal is standardised against the data's own bulk, robustly (median and 1.4826 x MAD;
@@ -665,6 +667,8 @@ def analyze_suspects(
 
     dep = input_dependence(offsets, nll, ni) if ni is not None else np.full(n, np.nan)
     end = ending_surprise(offsets, nll, pieces, cfg.suspect_ending_tokens)
+    if n_truncated is not None:   # cut at max_length: the target's own ending was not scored
+        end = np.where(np.asarray(n_truncated) > 0, np.nan, end)
     z_dep, c_dep, s_dep = robust_z(-dep)                  # low dependence = suspect
     z_end, c_end, s_end = robust_z(np.log(end + cfg.suspect_ending_floor))
     Z = np.column_stack([z_dep, z_end])

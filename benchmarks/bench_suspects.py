@@ -45,7 +45,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import planted
 
-from constraintlab.analysis.suspects import SuspectsConfig, analyze_suspects
+from constraintlab.analysis import AnalysisConfig
+from constraintlab.analysis.suspects import analyze_suspects
 from constraintlab.analysis.volatility import analyze_volatility
 
 KINDS = {"gsm8k": planted.KINDS_GSM8K, "alpaca": planted.KINDS_ANY}
@@ -141,7 +142,7 @@ def signals_of(ds, store, gate: bool = True) -> tuple[pd.DataFrame, object]:
     t = store.table
     targets = [ex.target_text for ex in ds]
     res = analyze_suspects(tp, targets=targets, n_truncated=t["n_truncated"].to_numpy(),
-                           config=SuspectsConfig(suspect_gate=gate))
+                           config=AnalysisConfig(suspect_gate=gate))
     tab = res.table
     n = len(t)
     rule = {r: np.array([r in x.split(";") for x in tab["suspect_reasons"]], float)
@@ -163,7 +164,7 @@ def signals_of(ds, store, gate: bool = True) -> tuple[pd.DataFrame, object]:
         p = (c[tt] - own + 0.5) / (c.sum() - len(tt) + 0.5 * len(c))   # leave-one-out
         uni[i] = -np.log(p).mean()
     S = pd.DataFrame({
-        "suspect_score": res.score + 1e-9 * np.nan_to_num(res.evidence, nan=-1e3),  # ties
+        "suspect_score": res.evidence,      # -log10(1 - score): same order, no rounding ties
         "input_dependence": -tab["input_dependence"].to_numpy(),
         "ending_surprise": tab["ending_surprise"].to_numpy(),
         **rule,
@@ -187,8 +188,8 @@ def detection(args) -> dict:
             for seed in args.seeds:
                 t0 = time.perf_counter()
                 records, labels = build(dataset, n, rate, seed)
-                ds, store = extract_set(records, cache / f"{dataset}_{rate}_{seed}", args.k,
-                                        args.max_length)
+                name = f"{dataset}{n}_r{round(rate * 100)}-{seed}"
+                ds, store = extract_set(records, cache / name, args.k, args.max_length)
                 for gate in ((True, False) if dataset == "alpaca" else (True,)):
                     S, res = signals_of(ds, store, gate=gate)
                     if not gate:   # the score with every signal, out of reach or not
@@ -231,18 +232,22 @@ def report(R: pd.DataFrame, flags: pd.DataFrame, caps: dict, args) -> None:
             print(f"\n{label}:\n{P.round(3).to_string()}")
         fl = flags[(flags.dataset == dataset) & (flags.rate == rate)]
         print(f"\nis_suspect: flagged {fl.flagged.mean():.0f} rows, clean false-positive rate "
-              f"{fl.clean_fpr.mean():.4f} (nominal alpha {SuspectsConfig().suspect_alpha}), "
+              f"{fl.clean_fpr.mean():.4f} (nominal alpha {AnalysisConfig().suspect_alpha}), "
               f"precision {fl.precision.mean():.3f}, recall {fl.recall.mean():.3f}")
         cap = caps[(dataset, rate, sorted(set(g["seed"]))[0])]
         print(f"capability: nll_ratio {cap['nll_ratio']:.3f}, relative_input_gain "
               f"{cap['relative_input_gain']:.4f}, predicts_targets {cap['predicts_targets']}, "
-              f"conditions_on_input {cap['conditions_on_input']}\n  {cap['message']}")
+              f"conditions_on_input {cap['conditions_on_input']}, limited {cap['limited']}, "
+              f"input_dependence {cap['input_dependence']}, arithmetic {cap['arithmetic']}"
+              f"\n  {cap['message']}")
+        fired = [caps[(dataset, rate, sd)]["limited"] for sd in sorted(set(g["seed"]))]
+        want = dataset != "gsm8k"        # out of the reference model's domain: Alpaca
+        print(f"target: the capability statement (model barely conditions on the input / "
+              f"does not predict the targets) {'fires' if want else 'stays quiet'} on "
+              f"{dataset}: fired on seeds {fired} "
+              f"{'PASS' if all(f == want for f in fired) else 'FAIL'}")
         if dataset == "gsm8k":
             targets(g)
-        else:
-            fired = cap["conditions_on_input"] is False or not cap["predicts_targets"]
-            print(f"target: the capability statement fires on {dataset}: "
-                  f"{'PASS' if fired else 'FAIL'}")
 
 
 def targets(g: pd.DataFrame) -> None:
@@ -287,8 +292,10 @@ def train_check(args) -> None:
           f"corrupted, recall {res.is_suspect[bad].mean():.2f}); held-out: {len(heldout)} clean "
           f"GSM8K test rows never trained on ===")
     print(f"settings: LoRA r={args.lora_r} on q_proj/v_proj (peft default for Qwen3), "
-          f"AdamW lr {args.lr}, {args.epochs} epochs, batch {args.batch}, max_length "
-          f"{args.max_length} tokens, torch threads {args.threads}")
+          f"AdamW lr {args.lr}, {args.epochs} epochs, batch {args.batch}, sequences cut at "
+          f"{args.train_max_length} tokens for training and the held-out loss (the suspects "
+          f"come from the store extracted at {args.max_length}), torch threads "
+          f"{args.threads}")
     from constraintlab.io import read_examples
     held_path = planted.write_jsonl(heldout, Path(args.cache) / "heldout.jsonl")
     held = list(read_examples(held_path))
@@ -304,9 +311,9 @@ def train_check(args) -> None:
             t0 = time.perf_counter()
             loaded = load_model(EncodeConfig(**{**cfg.to_dict(), "lora_init_seed": seed,
                                                 "target_modules": None}))
-            renderer = Renderer(loaded.tokenizer, max_length=args.max_length)
-            train = renderer.encode_all([ds[int(i)] for i in keep])
-            test = renderer.encode_all(held)
+            renderer = Renderer(loaded.tokenizer, max_length=args.train_max_length)
+            train = _encode(renderer, [ds[int(i)] for i in keep])
+            test = _encode(renderer, held)
             loss = _finetune(loaded, train, test, args, seed)
             out[(seed, name)] = loss
             print(f"  seed {seed} {name:14s} {len(keep):4d} rows  held-out loss {loss:.4f}  "
@@ -322,6 +329,12 @@ def train_check(args) -> None:
           f"{rec_r.std(ddof=1):.2f} (per seed {', '.join(f'{x:.2f}' for x in rec_r)})")
     print(f"noisy - oracle gap: {gap.mean():.4f} nats/token (seed spread of noisy: "
           f"{T['noisy'].std(ddof=1):.4f})")
+
+
+def _encode(renderer, examples: list) -> list:
+    """The examples tokenised as the encoder does (those it cannot use left out)."""
+    out = [renderer.encode(ex, i)[0] for i, ex in enumerate(examples)]
+    return [e for e in out if e is not None]
 
 
 def _batches(items: list, size: int, rng: np.random.Generator | None) -> list[list]:
@@ -393,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-alpaca", type=int, default=600)
     ap.add_argument("--k", type=int, default=512, help="projection dimension of the stores")
     ap.add_argument("--max-length", type=int, default=512)
-    ap.add_argument("--cache", default="/tmp/constraintlab_bench_suspects",
+    ap.add_argument("--cache", default="/work/cache/suspects",
                     help="stores are kept here and reused on a second run")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-detection", action="store_true")
@@ -406,6 +419,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lora-r", type=int, default=8)
+    ap.add_argument("--train-max-length", type=int, default=256,
+                    help="tokens kept per sequence when fine-tuning and scoring the held-out "
+                         "rows")
     args = ap.parse_args(argv)
     import torch
 

@@ -445,3 +445,26 @@ def test_unusable_record_is_a_finding_in_json_html_and_the_gate(run) -> None:
     assert f"  {f['source']}:{line}: {f['message']}" in run["proc"].stdout
     ok = cli("gate", str(run["out"]), "--fail-on", "invalid_records == 0")
     assert ok.returncode == 1 and "FAIL  invalid_records == 0  (value: 1)" in ok.stdout
+
+
+def test_suspects_in_csv_html_api_gate_and_the_capability_statement(run) -> None:
+    report = constraintlab.Report.load(run["out"])
+    data, t = report.data, report.examples
+    sus = data["suspects"]
+    flagged = t.index[t["is_suspect"].astype(bool)]
+    assert sus["suspects"] == len(flagged) == report.metrics()["suspects"]
+    assert report.metrics()["suspect_share"] == pytest.approx(len(flagged) / len(t))
+    ranked = report.suspects()
+    assert set(ranked.index) == set(flagged)
+    ev = t.loc[ranked.index, "suspect_evidence"].to_numpy()
+    assert (np.diff(ev) <= 0).all()                     # most suspect first
+    assert ((t["suspect_score"] >= 0) & (t["suspect_score"] <= 1)).all()
+    assert ((t["suspect_score"] >= sus["threshold"]) == t["is_suspect"].astype(bool)).all()
+    page = (run["out"] / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Examples to look at</h2>" in page
+    # a random tiny model does not condition on its input: the report says what it cannot check
+    cap = sus["capability"]
+    assert cap["limited"] is True and report.metrics()["model_limited"] is True
+    assert cap["out_of_reach"] and "--model" in cap["message"]
+    assert f"model capability: {cap['message'][:60]}" in run["proc"].stdout
+    assert html.escape(cap["message"][:60]) in page

@@ -80,6 +80,16 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         need(math.isfinite(c.order_volatility_weight) and c.order_volatility_weight >= 0)
         for name, ok in ADDED_SINCE.items():
             need(ok(getattr(c, name)))
+        # the suspect score's settings (SuspectsConfig.__post_init__ before they moved here)
+        need(0.0 < c.suspect_alpha < 1.0)
+        need(0.0 < c.suspect_rule_p <= c.suspect_alpha)
+        for name in ("suspect_ending_tokens", "suspect_list", "suspect_tokens"):
+            v = getattr(c, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        need(c.suspect_ending_floor > 0)
+        need(0 <= c.capability_min_gain < 1 and c.capability_max_nll_ratio > 0)
+        need(math.isfinite(c.capability_near_zero) and c.capability_near_zero >= 0)
+        need(c.capability_max_result_nll > 0)
     except ValueError:
         return False
     return True

@@ -8,16 +8,18 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import median_abs_deviation, norm
 
+from constraintlab.analysis import AnalysisConfig
 from constraintlab.analysis.suspects import (
-    SuspectsConfig,
     analyze_suspects,
     capability,
     ending_surprise,
     false_arithmetic,
     input_dependence,
+    result_positions,
     robust_z,
     unsupported_final_answer,
 )
@@ -119,6 +121,11 @@ def test_false_arithmetic(text, expected):
     ("The answer is 9.", False),                          # not a worked target
     ("First 2 and 3 make 5, so the answer is 6", True),
     ("Die Antwort lautet 5.", False),
+    ("He paid $400 000 - $282 000 = $118 000 in all.\n#### 118000", False),  # digit groups
+    ("He paid $400 000 - $282 000 = $118 000 in all.\n#### 118001", True),
+    ("Each costs $2.00/8 = $<<2/8=0.25>>0.25\n#### 25", False),          # dollars -> cents
+    ("16 * 2 = <<16*2=32>>32 feet, so it took three days.\n#### 3", False),  # a number word
+    ("16 * 2 = <<16*2=32>>32 feet, so it took three days.\n#### 4", True),
 ])
 def test_unsupported_final_answer(text, expected):
     assert unsupported_final_answer(text) is expected
@@ -131,7 +138,7 @@ def test_score_range_threshold_and_formula():
     res = analyze_suspects(tp)
     s = res.score
     assert ((s >= 0) & (s <= 1)).all()
-    cfg = SuspectsConfig()
+    cfg = AnalysisConfig()
     np.testing.assert_array_equal(res.is_suspect, s >= 1 - cfg.suspect_alpha)
     # independent recomputation of the model part: Phi(max z)^m with z from scipy's MAD
     nll, ni = tp.nll.astype(np.float64), tp.nll_noinput.astype(np.float64)
@@ -140,7 +147,15 @@ def test_score_range_threshold_and_formula():
     e = np.log(np.array([nll[b - 3:b].max() for b in tp.offsets[1:]]) + 0.05)
     z1 = (np.median(d) - d) / (1.4826 * np.median(np.abs(d - np.median(d))))
     z2 = (e - np.median(e)) / (1.4826 * np.median(np.abs(e - np.median(e))))
-    np.testing.assert_allclose(s, norm.cdf(np.maximum(z1, z2)) ** 2, rtol=1e-9, atol=1e-12)
+    # Fisher's method from scipy (the one-sided p-values of both signals)
+    from scipy.stats import combine_pvalues
+    p = np.array([combine_pvalues([norm.sf(a), norm.sf(b)], method="fisher").pvalue
+                  for a, b in zip(z1, z2, strict=True)])
+    np.testing.assert_allclose(s, 1 - p, rtol=1e-9, atol=1e-12)
+    # evidence: -log10 of the same p-value (no rounding), from scipy's chi2 log survival
+    from scipy.stats import chi2
+    X = -2 * (norm.logsf(z1) + norm.logsf(z2))
+    np.testing.assert_allclose(res.evidence, -chi2.logsf(X, 4) / np.log(10), rtol=1e-9)
     assert res.summary["suspects"] == int(res.is_suspect.sum())
     assert set(res.table.columns) >= {"suspect_score", "is_suspect", "suspect_reasons"}
 
@@ -176,15 +191,27 @@ def test_rules_raise_the_score_and_flag():
     targets = ["3 + 4 = <<3+4=7>>7\n#### 7"] * 30
     targets[5] = "3 + 4 = <<3+4=8>>8\n#### 8"
     targets[9] = "3 + 4 = <<3+4=7>>7 and 2 more\n#### 9"
-    plain = analyze_suspects(tp, targets=["x"] * 30)
-    r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)},
-                         n_truncated=np.eye(30, dtype=int)[11])
+    trunc = np.eye(30, dtype=int)[11]
+    plain = analyze_suspects(tp, targets=["x"] * 30, n_truncated=trunc)
+    r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)}, n_truncated=trunc)
     for row, reason in [(5, "false_arithmetic"), (9, "unsupported_final_answer"),
                         (1, "contradiction"), (2, "contradiction"), (11, "truncated")]:
         assert r.is_suspect[row] and reason in r.reasons[row]
-        assert r.score[row] >= plain.score[row]
-    others = [i for i in range(30) if i not in (1, 2, 5, 9, 11)]
+        assert r.score[row] >= plain.score[row] - 1e-12
+    others = [i for i in range(30) if i not in (1, 2, 5, 9)]
     np.testing.assert_allclose(r.score[others], plain.score[others])
+    # a rule hit adds -log10(suspect_rule_p) = 3 to the evidence (the ranking key)
+    np.testing.assert_allclose(r.evidence[[1, 2, 5, 9]], plain.evidence[[1, 2, 5, 9]] + 3.0,
+                               rtol=1e-12)
+    # the ending of an example cut at max_length was not scored: no ending signal for it
+    whole = analyze_suspects(tp, targets=["x"] * 30)
+    assert np.isnan(r.table["ending_surprise"].iloc[11]) and np.isnan(r.z[11, 1])
+    assert not np.isnan(whole.z[11, 1]) and not whole.is_suspect[11]
+    # far-tail model evidence (score rounds to 1) still outranks a rule hit on a bulk example
+    a, b = tp.offsets[0], tp.offsets[1]
+    strong = _with(tp, 0, noinput=tp.nll[a:b] - 3.0)      # the input makes it 3 nats harder
+    big = analyze_suspects(strong, targets=targets)
+    assert big.score[0] == 1.0 and big.evidence[0] > big.evidence[5] > 3.0
 
 
 def test_stable_under_permuting_rows():
@@ -209,9 +236,62 @@ def test_capability_against_hand_numbers():
     p = np.array([0.5, 0.25, 0.25])
     assert cap["unigram_entropy"] == pytest.approx(-(p * np.log(p)).sum())
     assert cap["mean_target_nll"] == pytest.approx(2.0)
-    assert cap["relative_input_gain"] == pytest.approx(2.0 / 10.0)
+    # the first token of each target (the frame) is left out: tokens 1 and 3 count
+    assert cap["relative_input_gain"] == pytest.approx(1.0 / 5.0)
+    dep = cap["input_dependence"]
+    assert dep["median"] == pytest.approx(0.5) and dep["median_per_token"] == pytest.approx(0.5)
+    assert dep["share_near_zero"] == 0.0
     assert cap["conditions_on_input"] is True and cap["predicts_targets"] is False
-    assert "--model" in cap["message"]
+    assert cap["limited"] is True and "--model" in cap["message"]
+
+
+def test_capability_rules_fire_on_planted_numbers():
+    """Four examples of 3 tokens, known NLLs: unigram entropy ln 3 (ids 0, 1, 2 once each per
+    example); the input explains 0.001 nats of tokens 1-2 of every example except a gain of
+    1 nat per token in example 0."""
+    offsets = np.array([0, 3, 6, 9, 12])
+    nll = np.full(12, 0.2)
+    ids = np.tile([0, 1, 2], 4)
+    ni = nll + 0.001
+    ni[1:3] += 1.0
+    cap = capability(offsets, nll, ids, ni)
+    assert cap["unigram_entropy"] == pytest.approx(math.log(3))
+    assert cap["nll_ratio"] == pytest.approx(0.2 / math.log(3))
+    # gain (2 * 1.001 + 6 * 0.001) / no-input NLL (2 * 1.201 + 6 * 0.201)
+    assert cap["relative_input_gain"] == pytest.approx(2.008 / 3.608)
+    assert cap["input_dependence"]["share_near_zero"] == pytest.approx(0.75)
+    assert cap["input_dependence"]["median"] == pytest.approx(0.002)
+    assert cap["conditions_on_input"] is True and cap["limited"] is False
+    weak = capability(offsets, nll, ids, nll + 0.001)       # no example depends on its input
+    assert weak["relative_input_gain"] == pytest.approx(0.001 / 0.201)
+    assert weak["conditions_on_input"] is False and weak["limited"] is True
+    assert weak["input_dependence"]["share_near_zero"] == 1.0
+    assert any("taken from another example" in r for r in weak["out_of_reach"])
+    assert "0.5 %" in weak["message"] and "--model" in weak["message"]
+    # predicting no better than the token frequencies: surprise checks out of reach
+    flat = capability(offsets, np.full(12, math.log(3)), ids, np.full(12, math.log(3)) + 1)
+    assert flat["predicts_targets"] is False and flat["limited"] is True
+    assert any("end or read unlike" in r for r in flat["out_of_reach"])
+
+
+def test_result_positions_and_arithmetic_reach():
+    pieces = ["He", " pays", " 3", " *", " 4", " =", " $<<", "3", "*", "4", "=", "1", "2",
+              ">>", "1", "2", ".\n", "####", " 1", "2"]
+    assert result_positions(pieces) == [11, 12]                 # the computed 12, not copies
+    assert result_positions(["3", " +", " 4", " =", " 7", "."]) == [4]    # plain a op b = c
+    assert result_positions(["No", " numbers", " here", "."]) == []
+    n = len(pieces)
+    offsets = np.array([0, n])
+    ids = np.array([hash(p) % 97 for p in pieces])
+    for result_nll, computes in ((0.1, True), (2.0, False)):
+        nll = np.full(n, 0.05)
+        nll[[11, 12]] = result_nll
+        cap = capability(offsets, nll, ids, None, pieces=[pieces])
+        ar = cap["arithmetic"]
+        assert ar["result_digits"] == 2 and ar["result_nll"] == pytest.approx(result_nll)
+        assert ar["copied_nll"] == pytest.approx(0.05)       # 3, 4, 3, 4, 1, 2, 1, 2 copied
+        assert cap["computes_arithmetic"] is computes
+        assert any("arithmetic" in r for r in cap["out_of_reach"]) is not computes
 
 
 def test_out_of_reach_signals_leave_the_score():
@@ -221,8 +301,50 @@ def test_out_of_reach_signals_leave_the_score():
     assert r.summary["capability"]["conditions_on_input"] is False
     assert r.summary["signals"]["input_dependence"]["in_reach"] is False
     assert not any("input_unexplained" in x for x in r.reasons)
-    ungated = analyze_suspects(tp, config=SuspectsConfig(suspect_gate=False))
+    ungated = analyze_suspects(tp, config=AnalysisConfig(suspect_gate=False))
     assert ungated.summary["signals"]["input_dependence"]["in_reach"] is True
+
+
+# ------------------------------------------------------------------ in the analysis
+def test_analysis_runs_suspects_with_the_contradiction_pairs():
+    """``analyze_constraints`` fills ``.suspects`` and its table columns, equal to a direct
+    call that is handed the contradictions analyzer's pairs, the targets and the
+    truncation counts (rows 4 and 9: same question, other final answer)."""
+    from constraintlab.analysis import analyze_constraints
+    from constraintlab.io import read_examples
+
+    rng = np.random.default_rng(7)
+    n = 30
+    records = [{"question": f"Tom has {i} apples and buys {i + 3} more. How many now?",
+                "answer": f"{i} + {i + 3} = <<{i}+{i + 3}={2 * i + 3}>>{2 * i + 3}\n#### "
+                          f"{2 * i + 3}"} for i in range(n)]
+    records[9] = {"question": records[4]["question"],
+                  "answer": "4 + 7 = <<4+7=11>>11 and 3 more\n#### 14"}
+    records[12]["answer"] = "12 + 15 = <<12+15=28>>28\n#### 28"          # false arithmetic
+    examples = read_examples(records)
+    tp = _profiles(rng, n)
+    trunc = np.zeros(n, dtype=np.int64)
+    trunc[20] = 5
+    res = analyze_constraints(rng.standard_normal((n, 32)).astype(np.float32),
+                              examples=examples, tokens=tp, grad_norm=np.ones(n),
+                              vocab_size=50, n_truncated=trunc)
+    assert (4, 9) in res.contradictions.positions
+    direct = analyze_suspects(tp, targets=[ex.target_text for ex in examples], ids=res.ids,
+                              contradictions=res.contradictions.positions, n_truncated=trunc,
+                              config=res.config)
+    got = res.suspects
+    assert got is not None and got.name == "suspects" and got in res.results
+    np.testing.assert_array_equal(got.score, direct.score)
+    assert got.reasons == direct.reasons
+    for row, reason in ((4, "contradiction"), (9, "contradiction"), (12, "false_arithmetic"),
+                        (20, "truncated")):
+        assert reason in got.reasons[row] and got.is_suspect[row]
+    table = res.table()
+    cols = ["is_suspect", "suspect_score", "suspect_reasons", "suspect_evidence",
+            "input_dependence", "ending_surprise"]
+    assert set(cols) <= set(table.columns)
+    pd.testing.assert_frame_equal(table[cols], direct.table[cols].loc[table.index])
+    assert res.summary()["suspects"]["capability"]["message"]
 
 
 # ------------------------------------------------------- planted set, reference model

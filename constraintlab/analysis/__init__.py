@@ -1,6 +1,6 @@
 """Stage 3: the constraint matrix -> findings (spectrum, pairs, redundancy, contradictions,
-zones, response map, token volatility, variant families, layer map, training orders). Numba
-kernels live in :mod:`constraintlab._kernels`, never here.
+zones, response map, token volatility, variant families, layer map, suspects and the model's
+capability, training orders). Numba kernels live in :mod:`constraintlab._kernels`, never here.
 
 Every analyzer returns a typed :class:`AnalyzerResult` (per-example table, summary dict, pairs,
 and named arrays for the analyzers after it: ``PairsResult.top_idx``,
@@ -38,6 +38,7 @@ from constraintlab.analysis.spectrum import (
     effective_rank,
     rank_tolerance,
 )
+from constraintlab.analysis.suspects import SuspectsResult, analyze_suspects
 from constraintlab.analysis.system import ConstraintSystem
 from constraintlab.analysis.text import TextView, components
 from constraintlab.analysis.volatility import VolatilityResult, analyze_volatility, token_statistics
@@ -56,6 +57,7 @@ __all__ = [
     "LayersResult",
     "RedundancyResult",
     "SpectrumResult",
+    "SuspectsResult",
     "TextView",
     "VolatilityResult",
     "ZonesResult",
@@ -69,6 +71,7 @@ __all__ = [
     "analyze_response",
     "analyze_spectrum",
     "analyze_store",
+    "analyze_suspects",
     "analyze_system",
     "analyze_volatility",
     "analyze_zones",

@@ -67,6 +67,7 @@ def analyze_constraints(
     vocab_size: int | None = None,
     energy: np.ndarray | None = None,
     modules=None,
+    n_truncated: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
 ) -> AnalysisResults:
     """Run every analyzer that the inputs allow.
@@ -95,6 +96,9 @@ def analyze_constraints(
     energy : (N, M) float, optional
         Per-site gradient energy; with ``modules`` (``layer``, ``kind``, ``column`` per site):
         the layer map.
+    n_truncated : (N,) int, optional
+        Tokens the encoder dropped per example at ``max_length`` (the suspects' ``truncated``
+        rule).
     config : AnalysisConfig
 
     Returns
@@ -115,7 +119,7 @@ def analyze_constraints(
         features, examples=examples, input_factors=input_factors,
         output_factors=output_factors, n_params=n_params, ids=ids, tokens=tokens,
         grad_norm=grad_norm, vocab_size=vocab_size, energy=energy, modules=modules,
-        config=config)
+        n_truncated=n_truncated, config=config)
     return analyze_system(system, config=config)
 
 

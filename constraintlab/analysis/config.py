@@ -43,6 +43,12 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "volatility_advice_p99": Interval(0, 1),
     "family_jaccard": _SHARE, "family_min_size": Interval(2, None),
     "family_coherence_min": Interval(-1, 1), "layer_map_zones": _POSITIVE,
+    "suspect_alpha": _OPEN_UNIT, "suspect_rule_p": _OPEN_UNIT,
+    "suspect_ending_tokens": _POSITIVE, "suspect_ending_floor": _ABOVE_ZERO,
+    "suspect_list": _POSITIVE, "suspect_tokens": _POSITIVE,
+    "capability_min_gain": Interval(0, 1, "left"), "capability_max_nll_ratio": _ABOVE_ZERO,
+    "capability_near_zero": Interval(0, None, finite=True),
+    "capability_max_result_nll": _ABOVE_ZERO,
 }
 
 
@@ -213,6 +219,53 @@ class AnalysisConfig(Settings):
         repeats still count). True treats family members like any near duplicate.
     layer_map_zones : int
         10. Zones (highest pressure first) whose layer map is stored in the report.
+    suspect_alpha : float
+        0.01. ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: the chance that a
+        clean example whose signals follow the data's bulk (robust normal fit) is flagged
+        (:mod:`constraintlab.analysis.suspects`). The false-positive rate measured on clean
+        GSM8K test rows with the reference model is printed by ``benchmarks/bench_suspects.py``.
+    suspect_rule_p : float
+        0.001. A rule hit (false arithmetic, unsupported final answer, contradiction,
+        truncation) multiplies ``1 - suspect_score`` by this; it must not exceed
+        ``suspect_alpha`` (every rule hit is flagged). About how often a clean example trips a
+        rule: 0.1 % (false arithmetic) and 0.4 % (unsupported final answer) of the clean GSM8K
+        test rows.
+    suspect_ending_tokens : int
+        32. Most tokens of the target's last line read by ``ending_surprise`` (the stated final
+        answer of a worked solution fits in far fewer).
+    suspect_ending_floor : float
+        0.05 nats added before the log of ``ending_surprise``: differences among endings the
+        model predicts almost surely are noise.
+    suspect_list : int
+        20. Most suspect examples listed in the summary (with their tokens).
+    suspect_tokens : int
+        5. Tokens named per listed suspect (the ones the input explains least, by NLL).
+    suspect_gate : bool
+        True. A signal out of the model's reach (see ``capability_*``) is left out of the
+        suspect score and the flags (its column is still filled); False keeps every signal.
+    capability_min_gain : float
+        0.02. The model "conditions on the input" when the inputs explain at least this share
+        of the targets' surprise (``relative_input_gain``, each target's first token left
+        out). Set from ``benchmarks/bench_suspects.py`` with the reference model: 0.056-0.067
+        on its domain (GSM8K test rows, 10 % and 30 % planted, two seeds), 0.0013-0.0021 out
+        of it (Alpaca rows); 0.02 sits a factor ~3 below the first and ~10 above the second.
+    capability_max_nll_ratio : float
+        0.7. The model "predicts the targets" when its mean target NLL is at most this share of
+        the entropy of the data's own target-token unigram distribution. Set between the
+        reference model on GSM8K test rows (0.44-0.47) and on Alpaca rows (0.90-0.94), same
+        benchmark.
+    capability_near_zero : float
+        0.05 nats per target token. An example whose input explains less than this per token
+        counts as "input dependence near 0" in the capability statement (the share of such
+        examples is stated).
+    capability_max_result_nll : float
+        0.5 nats per digit. The model "computes arithmetic" when it predicts the digits of the
+        computed results of explicit calculations (right of ``=``) at most this badly: the
+        right digit at >= e^-0.5 ~ 60 % probability (geometric mean). No model that computes
+        runs offline here, so this is not calibrated on one; the reference model is far above
+        it on GSM8K test rows (1.60-1.62 nats/digit against 2.08 for the digit frequencies and
+        ~0.6 for digits copied from earlier in the target; ``bench_suspects``), as a
+        5M-parameter model must be.
     """
 
     tau: float | None = None
@@ -268,6 +321,17 @@ class AnalysisConfig(Settings):
     family_coherence_min: float = 0.7
     families_are_duplicates: bool = False
     layer_map_zones: int = 10
+    suspect_alpha: float = 0.01
+    suspect_rule_p: float = 0.001
+    suspect_ending_tokens: int = 32
+    suspect_ending_floor: float = 0.05
+    suspect_list: int = 20
+    suspect_tokens: int = 5
+    suspect_gate: bool = True
+    capability_min_gain: float = 0.02
+    capability_max_nll_ratio: float = 0.7
+    capability_near_zero: float = 0.05
+    capability_max_result_nll: float = 0.5
 
     def __post_init__(self) -> None:
         check_fields(self, CONSTRAINTS)
@@ -285,6 +349,10 @@ class AnalysisConfig(Settings):
         if self.lsh_bands is not None and self.lsh_bands * self.lsh_rows > self.num_perm:
             raise ConfigError(f"AnalysisConfig: lsh_bands * lsh_rows must be <= num_perm "
                               f"({self.num_perm})")
+        if not self.suspect_rule_p <= self.suspect_alpha:
+            raise ConfigError(f"AnalysisConfig: suspect_rule_p ({self.suspect_rule_p}) must not "
+                              f"exceed suspect_alpha ({self.suspect_alpha}): every rule hit "
+                              "is flagged")
         if not sum(self.volatility_weights) > 0:
             raise ConfigError("AnalysisConfig: volatility_weights must be 4 non-negative "
                               f"numbers with a positive sum, got {self.volatility_weights!r}")

@@ -18,14 +18,22 @@ carried information on two seeds and both corruption rates are in the score)
     (end of sequence / end of turn). A model that follows the data predicts how a target ends:
     the stated final answer of a worked solution (copied from the solution), the end of
     sequence after a complete reply. A changed final answer, a cut-off target, a reply in
-    another language or format all end unpredictably. Taken as ``log(x + floor)``
+    another language or format all end unpredictably. Not available for an example the
+    encoder cut at ``max_length`` (its own ending was not scored; the ``truncated`` rule
+    says so instead). Taken as ``log(x + floor)``
     (``suspect_ending_floor`` nats: differences among well-predicted endings are noise).
 
 Each signal is standardised against the data's own bulk, robustly (median and 1.4826 x MAD;
 both tolerate up to half of the rows being corrupted), one-sided (low input dependence, high
-ending surprise): :math:`z_{i,c}`. The evidence is :math:`E_i = \max_c z_{i,c}` over the
-signals available for the example (``m_i`` of them; the maximum, not a sum: each corruption
-shows in one signal, and on the planted sets the maximum ranked best of max / sum / L2 / Fisher).
+ending surprise): :math:`z_{i,c}`, with one-sided p-values :math:`p_{i,c} = \Phi(-z_{i,c})`.
+They are combined by Fisher's method over the ``m_i`` signals available for the example:
+:math:`X_i = -2 \sum_c \ln p_{i,c}` follows :math:`\chi^2_{2 m_i}` for an example whose
+signals follow the bulk independently, so :math:`p_i = P(\chi^2_{2m_i} \ge X_i)` is its
+model p-value. Fisher, not the maximum: a reply in another language or an off-topic reply
+shows in both signals at once, a swapped target in one; on the planted GSM8K sets of
+``bench_suspects`` (two seeds, 10 % and 30 %) Fisher ranked the two-signal kinds above the
+maximum (which ranked some clean rows with a rule hit above them) and the swapped targets
+as well as it.
 
 Rules (facts that need no model; each sets the example suspect on its own)
 
@@ -46,35 +54,44 @@ Rules (facts that need no model; each sets the example suspect on its own)
 Calibration (what the threshold means)
     .. math::
 
-        s^{model}_i = \Phi(E_i)^{m_i}, \qquad
-        suspect\_score_i = 1 - (1 - s^{model}_i)\,(p_{rule} \text{ if a rule fired else } 1)
+        suspect\_score_i = 1 - p_i\,(p_{rule} \text{ if a rule fired else } 1)
 
-    :math:`1 - \Phi(E)^{m}` is the probability that an example whose ``m`` signals follow the
-    bulk's robust normal fit (independently) shows evidence at least :math:`E`: a p-value of the
-    maximum. ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: a clean example is
+    :math:`p_i` is the probability that an example whose ``m`` signals follow the bulk's
+    robust normal fit (independently) shows combined evidence at least :math:`X_i`.
+    ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: a clean example is
     flagged with probability about ``suspect_alpha`` (1 %) under that fit. A rule hit multiplies
     the p-value by ``suspect_rule_p`` (0.001, about how often a clean example trips a rule: 0.1
     % for false arithmetic, 0.4 % for an unsupported final answer on clean GSM8K test rows), so
-    every rule hit is flagged and ranks above model evidence alone of about 3 sd. The
-    benchmark reports the false-positive rate actually measured on clean rows
-    (heavier tails than normal raise it). ``suspect_evidence`` (:math:`E`, in robust standard
-    deviations; +100 for a rule hit) orders examples whose scores round to 1.
+    every rule hit is flagged and weighs as much as model evidence alone of p = 0.001. The
+    benchmark reports the false-positive rate actually measured on clean rows (heavier tails
+    than normal and clean rows that trip a rule raise it). ``suspect_evidence`` is the same
+    p-value on a log scale, :math:`-\log_{10}(1 - suspect\_score)`, computed without
+    rounding: it orders examples whose scores round to 1 (it is the ranking key; a rule hit
+    adds 3, a strong signal can add more).
 
-Model capability (``summary["capability"]``)
-    The model-based signals are only as good as the model's grip on the data. Stated: the mean
-    target NLL against the entropy of the data's own target-token unigram distribution (a model
-    that knows the data predicts far better than token frequencies), and how much of the target
-    the input explains (``relative_input_gain`` = total nats explained / total nats without
-    input; per-example percentiles). Below ``capability_min_gain`` the model barely conditions
-    on the input: swapped and off-topic targets are out of its reach; above
-    ``capability_max_nll_ratio`` it hardly predicts the targets: surprise-based checks are out
-    of reach. Content errors the model cannot compute (wrong facts, arithmetic not written
-    out) are out of reach of any of these signals. The thresholds sit between the reference
-    model on GSM8K (its domain: ratio 0.44-0.47, gain 0.07-0.08) and on Alpaca (ratio 0.94,
-    gain 0.006). A signal out of reach is left out of the score and the flags (``suspect_gate``):
-    out of its domain the reference model ranks off-topic replies as *less* surprising than the
-    data (AUROC 0.14 on Alpaca) and flags 9 % of the clean rows, so its verdicts there would
-    mislead; the columns are still filled and the summary says which signals were left out.
+Model capability (``summary["capability"]``, :func:`capability`)
+    The model-based signals are only as good as the model's grip on the data. Stated, each
+    against a yardstick of the data itself: the mean target NLL against the entropy of the
+    data's own target-token unigram distribution (``nll_ratio``); how much of the target the
+    input explains (``relative_input_gain`` = nats explained / nats without the input, over
+    the tokens ``input_dependence`` sums) with the distribution of the per-example input
+    dependence (median; share of examples below ``capability_near_zero`` nats/token); and,
+    where the targets write out calculations, how well the model predicts the digits of the
+    computed results (``arithmetic``). Below ``capability_min_gain`` the model barely
+    conditions on the input: swapped and off-topic targets are out of its reach; above
+    ``capability_max_nll_ratio`` it hardly predicts the targets: surprise-based checks are
+    out of reach; above ``capability_max_result_nll`` nats/digit it does not compute, so a
+    changed result that no written calculation contradicts is out of reach. The thresholds
+    sit between the reference model on GSM8K test rows (its domain) and on Alpaca rows (out
+    of it), measured by ``benchmarks/bench_suspects.py`` (numbers in the
+    :class:`~constraintlab.analysis.config.AnalysisConfig` docstring). A signal out of reach
+    is left out of the score and the flags (``suspect_gate``): out of its domain the
+    reference model ranks off-topic replies as *less* surprising than the data and flags
+    clean rows far above ``suspect_alpha``, so its verdicts there would mislead; the columns
+    are still filled and the summary says which signals were left out.
+
+Settings: the ``suspect_*`` and ``capability_*`` fields of
+:class:`~constraintlab.analysis.config.AnalysisConfig` (defaults documented there).
 """
 
 from __future__ import annotations
@@ -89,17 +106,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, ndtri
 
+from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 from constraintlab.analysis.text import final_answer, numbers
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "REASONS", "RULES", "SIGNALS", "SuspectsConfig", "SuspectsResult", "analyze_suspects",
-    "capability", "ending_surprise", "false_arithmetic", "input_dependence", "robust_z",
-    "unsupported_final_answer",
+    "REASONS", "RULES", "SIGNALS", "SuspectsResult", "analyze_suspects",
+    "capability", "ending_surprise", "false_arithmetic", "input_dependence", "result_positions",
+    "robust_z", "scored_tokens", "unsupported_final_answer",
 ]
 
 SIGNALS: tuple[str, ...] = ("input_dependence", "ending_surprise")
@@ -107,85 +126,17 @@ RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contr
                           "truncated")
 #: reason codes in ``suspect_reasons`` (signal reasons first)
 REASONS: tuple[str, ...] = ("input_unexplained", "surprising_ending", *RULES)
-_RULE_EVIDENCE = 100.0
 
 
-@dataclass(frozen=True)
-class SuspectsConfig:
-    """Settings of :func:`analyze_suspects` (field names as they will appear in
-    ``AnalysisConfig``; any object with these attributes can be passed instead).
-
-    Attributes
-    ----------
-    suspect_alpha : float
-        0.01. ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: the chance that a
-        clean example following the bulk's robust normal fit is flagged (module docstring).
-    suspect_rule_p : float
-        0.001. A rule hit multiplies ``1 - score`` by this (<= ``suspect_alpha``: every rule
-        hit is flagged).
-    suspect_ending_tokens : int
-        32. Most tokens of the last line read by ``ending_surprise``.
-    suspect_ending_floor : float
-        0.05 nats added before the log of ``ending_surprise``.
-    suspect_list : int
-        20. Most suspect examples listed in the summary (with their tokens).
-    suspect_tokens : int
-        5. Tokens named per listed example (the ones the input explains least, by NLL).
-    capability_min_gain : float
-        0.02. Below this ``relative_input_gain`` the model is said not to condition on the
-        input.
-    capability_max_nll_ratio : float
-        0.7. Above this mean-NLL / unigram-entropy ratio the model is said not to predict the
-        data.
-    suspect_gate : bool
-        True. A signal out of the model's reach (``capability``: ``input_dependence`` when the
-        model does not condition on the input, ``ending_surprise`` when it does not predict the
-        targets) is left out of the score and the flags (its column is still filled); False
-        keeps every signal (for measuring them where the model is out of its domain).
-    """
-
-    suspect_alpha: float = 0.01
-    suspect_rule_p: float = 0.001
-    suspect_ending_tokens: int = 32
-    suspect_ending_floor: float = 0.05
-    suspect_list: int = 20
-    suspect_tokens: int = 5
-    capability_min_gain: float = 0.02
-    capability_max_nll_ratio: float = 0.7
-    suspect_gate: bool = True
-
-    def __post_init__(self) -> None:
-        from constraintlab.errors import ConfigError
-
-        if not 0.0 < self.suspect_alpha < 1.0:
-            raise ConfigError(f"suspect_alpha must be in (0, 1), got {self.suspect_alpha!r}")
-        for name in ("suspect_ending_tokens", "suspect_list", "suspect_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer")
-        if not 0.0 < self.suspect_rule_p <= self.suspect_alpha:
-            raise ConfigError("suspect_rule_p must be in (0, suspect_alpha]")
-        if not self.suspect_ending_floor > 0:
-            raise ConfigError("suspect_ending_floor must be > 0")
-        if not self.capability_min_gain >= 0 or not self.capability_max_nll_ratio > 0:
-            raise ConfigError("capability_min_gain must be >= 0 and capability_max_nll_ratio "
-                              "> 0")
-
-
-def _settings(config: Any) -> SuspectsConfig:
-    """A :class:`SuspectsConfig` from ``config`` (its ``suspect_*``/``capability_*`` fields
-    where it has them, the defaults otherwise)."""
-    if isinstance(config, SuspectsConfig):
-        return config
-    base = SuspectsConfig()
-    if config is None:
-        return base
-    names = SuspectsConfig.__dataclass_fields__
-    return SuspectsConfig(**{k: getattr(config, k, getattr(base, k)) for k in names})
+def _settings(config: Any) -> AnalysisConfig:
+    """The settings to use: ``config`` (an :class:`AnalysisConfig`, whose ``suspect_*`` and
+    ``capability_*`` fields are read) or the defaults."""
+    return config if config is not None else AnalysisConfig()
 
 
 @dataclass
 class SuspectsResult(AnalyzerResult):
-    """What :func:`analyze_suspects` found.
+    r"""What :func:`analyze_suspects` found.
 
     Attributes
     ----------
@@ -193,7 +144,8 @@ class SuspectsResult(AnalyzerResult):
         ``suspect_score`` in [0, 1].
     is_suspect : (N,) bool
     evidence : (N,) float64
-        ``suspect_evidence``: the largest robust z of the signals (+100 with a rule hit).
+        ``suspect_evidence``: :math:`-\log_{10}` of the combined p-value (``1 -
+        suspect_score`` without rounding; module docstring): the ranking key.
     z : (N, 2) float64
         Robust z of each signal in :data:`SIGNALS` order (NaN where not available).
     reasons : list of N tuple of str
@@ -208,6 +160,17 @@ class SuspectsResult(AnalyzerResult):
 
 
 # ------------------------------------------------------------------------------- signals
+def scored_tokens(offsets: np.ndarray, gain: np.ndarray, skip_first: bool = True
+                  ) -> np.ndarray:
+    """(T,) bool: the target tokens that :func:`input_dependence` sums (scored both ways; each
+    target's first token left out with ``skip_first`` unless it is the only one)."""
+    ok = np.isfinite(gain)
+    if skip_first:
+        firsts = offsets[:-1][np.diff(offsets) > 1]     # one-token targets keep their token
+        ok[firsts] = False
+    return ok
+
+
 def input_dependence(offsets: np.ndarray, nll: np.ndarray, nll_noinput: np.ndarray,
                      skip_first: bool = True) -> np.ndarray:
     """Nats of each target that its input explains (sum over tokens scored both ways).
@@ -233,10 +196,7 @@ def input_dependence(offsets: np.ndarray, nll: np.ndarray, nll_noinput: np.ndarr
     nll = np.asarray(nll, dtype=np.float64)
     ni = np.asarray(nll_noinput, dtype=np.float64)
     gain = ni - nll
-    ok = np.isfinite(gain)
-    if skip_first:
-        firsts = offsets[:-1][np.diff(offsets) > 1]     # one-token targets keep their token
-        ok[firsts] = False
+    ok = scored_tokens(offsets, gain, skip_first)
     starts = offsets[:-1]
     counts = np.diff(offsets)
     nonempty = counts > 0
@@ -361,17 +321,74 @@ def false_arithmetic(text: str) -> tuple[int, int]:
     return n_false, n_checked
 
 
+_SPACE_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d,]|\.\d)")
+
+
 def unsupported_final_answer(text: str) -> bool:
     """True when the stated final answer is a number that the worked target never derives:
-    it appears once among the target's numbers, and the target has >= 2 other numbers."""
+    it appears once among the target's numbers, and the target has >= 2 other numbers.
+
+    Derived also counts: the number written with spaces between digit groups (``$400 000``),
+    as a word (``three days``; zero to twenty and the tens), or 100 times / a hundredth of a
+    number of the text (a change of unit: $0.25 -> 25 cents, 0.4 -> 40 %). On the 1,319
+    clean GSM8K test rows the rule fired on 4 rows without these (3 of them unit changes, one
+    a number word), on none with them.
+    """
     ans = final_answer(text)
     if ans is None or not re.fullmatch(r"-?\d+(?:\.\d+)?", ans):
         return False
     nums = numbers(text)
-    return nums.count(ans) == 1 and len(nums) >= 3
+    if nums.count(ans) != 1 or len(nums) < 3:
+        return False
+    grouped = [numbers(m.group(0).replace(" ", "")) for m in _SPACE_GROUPS.finditer(text)]
+    if ans in [g[0] for g in grouped if g]:
+        return False
+    words = {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in
+             _NUMBER_WORDS}
+    value = float(ans)
+    if value in words:
+        return False
+    others = [float(x) for i, x in enumerate(nums) if not (x == ans and i == nums.index(ans))]
+    return not any(math.isclose(value, 100.0 * x, rel_tol=1e-9, abs_tol=1e-9)
+                   or math.isclose(value, x / 100.0, rel_tol=1e-9, abs_tol=1e-12)
+                   for x in others)
+
+
+_NUMBER_WORDS = {w: float(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.0,
+                      "seventy": 70.0, "eighty": 80.0, "ninety": 90.0, "hundred": 100.0})
 
 
 # ----------------------------------------------------------------------------- statistics
+def _log_p_fisher(Z: np.ndarray) -> np.ndarray:
+    """ln of Fisher's combined p-value of the one-sided p-values ``Phi(-z)`` of each row's
+    finite z's: ``P(chi2_{2m} >= X)``, ``X = -2 sum ln Phi(-z)``, in closed form for even
+    degrees of freedom (``exp(-X/2) sum_{j<m} (X/2)^j / j!``), exact far into the tail; 0 for
+    a row without any finite z.
+
+    Parameters
+    ----------
+    Z : (N, C) float (NaN = signal not available)
+
+    Returns
+    -------
+    (N,) float64
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    ok = np.isfinite(Z)
+    m = ok.sum(axis=1)
+    half = -np.where(ok, log_ndtr(-np.where(ok, Z, 0.0)), 0.0).sum(axis=1)   # X / 2
+    terms = np.zeros(len(Z))
+    term = np.ones(len(Z))
+    for j in range(int(m.max()) if len(m) else 0):
+        if j:
+            term = term * half / j
+        terms += np.where(j < m, term, 0.0)
+    return np.where(m > 0, -half + np.log(np.where(m > 0, terms, 1.0)), 0.0)
+
+
 def robust_z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     """``(x - median) / (1.4826 MAD)`` over the finite values (NaN stays NaN).
 
@@ -394,9 +411,67 @@ def robust_z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     return z, center, scale
 
 
+def result_positions(pieces: list[str]) -> list[int]:
+    """Positions of the target tokens that state a *computed* result: the digits right of the
+    ``=`` of an explicit calculation (``<<a*b=c>>`` annotations, else plain ``a op b = c``;
+    the copy after ``>>`` is not one: it repeats the result).
+
+    Parameters
+    ----------
+    pieces : list of str
+        The text piece of each target token.
+
+    Returns
+    -------
+    list of int
+        Token positions (sorted) whose piece holds a digit of a computed result.
+    """
+    text = "".join(pieces)
+    spans = [m.span(2) for m in _ANNOTATION.finditer(text)]
+    if not spans:
+        spans = [m.span(2) for m in _PLAIN.finditer(text)]
+    if not spans:
+        return []
+    ends = np.cumsum([len(p) for p in pieces])
+    starts = ends - np.array([len(p) for p in pieces])
+    out = set()
+    for a, b in spans:
+        for t in np.flatnonzero((starts < b) & (ends > a)).tolist():
+            if any(c.isdigit() for c in pieces[t]):
+                out.add(t)
+    return sorted(out)
+
+
 def capability(offsets: np.ndarray, nll: np.ndarray, token_ids: np.ndarray,
-               nll_noinput: np.ndarray | None, config: Any = None) -> dict:
+               nll_noinput: np.ndarray | None, config: Any = None,
+               pieces: list[list[str]] | None = None) -> dict:
     """How well the model predicts this data, and which checks that allows.
+
+    Three measurements, each against a yardstick of the data itself, and one rule each:
+
+    - **predicts the targets**: mean target NLL (nats/token) against the entropy of the
+      data's own target-token unigram distribution (``nll_ratio``; a model that knows the
+      text predicts far better than token frequencies). ``predicts_targets`` when
+      ``nll_ratio <= capability_max_nll_ratio``; otherwise the surprise-based checks
+      (``ending_surprise``) are out of reach.
+    - **conditions on the input**: the share of the targets' no-input surprise that the inputs
+      explain (``relative_input_gain``), with the distribution of the per-example input
+      dependence (median in nats and per token; share of examples below
+      ``capability_near_zero`` nats/token). ``conditions_on_input`` when
+      ``relative_input_gain >= capability_min_gain``; otherwise targets that do not answer
+      their input (swapped, off-topic) are out of reach.
+    - **computes arithmetic** (targets with explicit calculations only): the mean NLL of the
+      digits of computed results (right of ``=``, :func:`result_positions`) against that of
+      the copied digits and of digit frequencies. ``computes_arithmetic`` when at most
+      ``capability_max_result_nll`` nats/digit (the right digit at >= ~60 % probability,
+      geometric mean); otherwise a changed result that no written calculation contradicts
+      (a changed final answer, an intermediate result changed consistently) is out of reach;
+      the rules ``false_arithmetic`` / ``unsupported_final_answer`` still check what is
+      written.
+
+    ``limited`` is True when the model does not condition on the input or does not predict the
+    targets: the message then names the checks out of reach, with the numbers, and asks for
+    ``--model`` naming the model that will be fine-tuned.
 
     Parameters
     ----------
@@ -405,18 +480,22 @@ def capability(offsets: np.ndarray, nll: np.ndarray, token_ids: np.ndarray,
     token_ids : (T,) int
         Target token ids (for the data's unigram entropy).
     nll_noinput : (T,) float or None
-    config : SuspectsConfig-like
+    config : AnalysisConfig, optional
+    pieces : list of N list of str, optional
+        Token pieces per example (for the arithmetic measurement).
 
     Returns
     -------
     dict
-        ``mean_target_nll`` (nats/token over every target token), ``unigram_entropy`` (nats:
-        entropy of the target tokens' own unigram distribution, plug-in), ``nll_ratio``,
-        ``relative_input_gain`` (over examples with an input: total nats explained / total
-        without input; None without input dependence), ``input_gain_per_token``
-        (percentiles p10/p50/p90 of the per-example mean gain), ``examples_with_input``,
-        ``predicts_targets``, ``conditions_on_input`` (bool or None), ``out_of_reach`` (list
-        of check names), ``message`` (one paragraph for the report).
+        ``mean_target_nll``, ``unigram_entropy`` (nats, plug-in), ``nll_ratio``,
+        ``relative_input_gain`` (None without input dependence), ``input_dependence``
+        (``median`` nats per example, ``median_per_token``, ``share_near_zero``,
+        ``near_zero``; None without), ``input_gain_per_token`` (p10/p50/p90),
+        ``share_input_helps``, ``examples_with_input``, ``arithmetic`` (``result_digits``,
+        ``result_nll``, ``copied_nll``, ``digit_entropy``; None without calculations),
+        ``predicts_targets``, ``conditions_on_input`` (bool or None),
+        ``computes_arithmetic`` (bool or None), ``limited``, ``out_of_reach`` (list of
+        str), ``thresholds``, ``message``.
     """
     cfg = _settings(config)
     nll = np.asarray(nll, dtype=np.float64)
@@ -429,12 +508,15 @@ def capability(offsets: np.ndarray, nll: np.ndarray, token_ids: np.ndarray,
     ratio = mean_nll / entropy if entropy > 0 else math.nan
     out: dict[str, Any] = {
         "mean_target_nll": mean_nll, "unigram_entropy": entropy, "nll_ratio": ratio,
-        "relative_input_gain": None, "input_gain_per_token": None, "examples_with_input": None,
+        "relative_input_gain": None, "input_dependence": None, "input_gain_per_token": None,
+        "share_input_helps": None, "examples_with_input": None, "arithmetic": None,
         "thresholds": {"capability_min_gain": cfg.capability_min_gain,
-                       "capability_max_nll_ratio": cfg.capability_max_nll_ratio},
+                       "capability_max_nll_ratio": cfg.capability_max_nll_ratio,
+                       "capability_near_zero": cfg.capability_near_zero,
+                       "capability_max_result_nll": cfg.capability_max_result_nll},
     }
     predicts = bool(ratio <= cfg.capability_max_nll_ratio) if math.isfinite(ratio) else False
-    conditions = None
+    conditions = computes = None
     if nll_noinput is not None:
         ni = np.asarray(nll_noinput, dtype=np.float64)
         d = input_dependence(offsets, nll, ni)
@@ -442,41 +524,90 @@ def capability(offsets: np.ndarray, nll: np.ndarray, token_ids: np.ndarray,
         out["examples_with_input"] = int(has.sum())
         if has.any():
             row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-            tok = has[row] & np.isfinite(ni)
+            # the tokens input_dependence sums (each target's first token, the frame, out)
+            tok = has[row] & scored_tokens(offsets, ni - nll)
             gain = float((ni[tok] - nll[tok]).sum())
             base = float(ni[tok].sum())
             rel = gain / base if base > 0 else 0.0
             per_tok = d[has] / np.maximum(np.bincount(row[tok], minlength=len(d))[has], 1)
             out["relative_input_gain"] = rel
+            out["input_dependence"] = {
+                "median": float(np.median(d[has])), "median_per_token": float(
+                    np.median(per_tok)),
+                "share_near_zero": float((per_tok < cfg.capability_near_zero).mean()),
+                "near_zero": cfg.capability_near_zero}
             out["input_gain_per_token"] = {f"p{q}": float(np.percentile(per_tok, q))
                                            for q in (10, 50, 90)}
             out["share_input_helps"] = float((d[has] > 0).mean())
             conditions = bool(rel >= cfg.capability_min_gain)
+    if pieces is not None:
+        res_t, copy_t, digit_t = [], [], []
+        for i in range(len(offsets) - 1):
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            pc = pieces[i]
+            if len(pc) != b - a:
+                continue
+            r = result_positions(pc)
+            res_t += [a + t for t in r]
+            rs = set(r)
+            digits = [t for t, x in enumerate(pc) if x.strip().isdigit()]
+            digit_t += [a + t for t in digits]
+            copy_t += [a + t for t in digits if t not in rs]
+        if res_t:
+            dig = ids[digit_t]
+            _, c = np.unique(dig, return_counts=True)
+            q = c / c.sum()
+            arith = {"result_digits": len(res_t), "result_nll": float(nll[res_t].mean()),
+                     "copied_nll": float(nll[copy_t].mean()) if copy_t else None,
+                     "digit_entropy": float(-(q * np.log(q)).sum())}
+            out["arithmetic"] = arith
+            computes = bool(arith["result_nll"] <= cfg.capability_max_result_nll)
     out["predicts_targets"] = predicts
     out["conditions_on_input"] = conditions
+    out["computes_arithmetic"] = computes
+    limited = conditions is False or not predicts
+    out["limited"] = limited
     reach = []
     if conditions is False:
-        reach.append("targets that do not answer their input (taken from another example, "
-                     "off-topic replies)")
+        reach.append(f"targets that do not answer their input (taken from another example, "
+                     f"off-topic replies): the inputs explain "
+                     f"{100 * out['relative_input_gain']:.1f} % of the targets' surprise "
+                     f"(< {100 * cfg.capability_min_gain:g} %)")
     if not predicts:
-        reach.append("targets that end or read unlike the data (cut off, changed final answer, "
-                     "another language or format)")
-    reach.append("content errors the model cannot compute (wrong facts; arithmetic not "
-                 "written out as a op b = c)")
+        reach.append(f"targets that end or read unlike the data (cut off, changed final "
+                     f"answer, another language or format): mean target NLL {mean_nll:.2f} "
+                     f"nats/token is {ratio:.2f} of the data's unigram entropy "
+                     f"(> {cfg.capability_max_nll_ratio:g})")
+    if computes is False:
+        ar = out["arithmetic"]
+        reach.append(f"arithmetic correctness beyond the written calculations (a changed final "
+                     f"answer or intermediate result that no a op b = c in the target "
+                     f"contradicts): the model predicts computed result digits at "
+                     f"{ar['result_nll']:.2f} nats/digit (> {cfg.capability_max_result_nll:g}; "
+                     f"digit frequencies: {ar['digit_entropy']:.2f}), i.e. it does not compute "
+                     f"them")
+    reach.append("content errors the model cannot know (wrong facts, wrong reasoning in "
+                 "words)")
     out["out_of_reach"] = reach
     lines = [f"The model predicts the targets at {mean_nll:.2f} nats/token against "
              f"{entropy:.2f} for the data's own token frequencies (ratio {ratio:.2f}; "
              f"{'it knows this kind of text' if predicts else 'it barely knows this text'})."]
     if out["relative_input_gain"] is not None:
         how = "conditions" if conditions else "barely conditions"
+        dep = out["input_dependence"]
         lines.append(f"The inputs explain {100 * out['relative_input_gain']:.1f} % of the "
-                     f"targets' surprise (the model {how} on the input).")
-    if conditions is False or not predicts:
-        lines.append("Out of this model's reach: " + "; ".join(reach[:-1]) + ". Pass --model "
-                     "naming the model that will be fine-tuned: the suspect checks judge the "
-                     "data through that model.")
+                     f"targets' surprise (the model {how} on the input; median input "
+                     f"dependence {dep['median']:.1f} nats per example, "
+                     f"{dep['median_per_token']:.2f} per token; "
+                     f"{100 * dep['share_near_zero']:.0f} % of the examples below "
+                     f"{cfg.capability_near_zero:g} nats/token).")
     else:
-        lines.append("Out of reach of every model-based check: " + reach[-1] + ".")
+        lines.append("Input dependence was not measured (no examples with an input, or a "
+                     "store without it): swapped and off-topic targets are not checked.")
+    lines.append("Out of this model's reach: " + "; ".join(reach) + ".")
+    if limited or computes is False:
+        lines.append("Pass --model naming the model that will be fine-tuned: the suspect "
+                     "checks judge the data through that model.")
     out["message"] = " ".join(lines)
     return out
 
@@ -507,8 +638,8 @@ def analyze_suspects(
         Contradiction pairs as row positions (``ContradictionsResult.positions``).
     n_truncated : (N,) int, optional
         Tokens the encoder dropped at ``max_length``.
-    config : SuspectsConfig or AnalysisConfig, optional
-        ``suspect_*`` and ``capability_*`` fields (defaults: :class:`SuspectsConfig`).
+    config : AnalysisConfig, optional
+        Its ``suspect_*`` and ``capability_*`` fields.
 
     Returns
     -------
@@ -537,18 +668,18 @@ def analyze_suspects(
 
     dep = input_dependence(offsets, nll, ni) if ni is not None else np.full(n, np.nan)
     end = ending_surprise(offsets, nll, pieces, cfg.suspect_ending_tokens)
+    if n_truncated is not None:   # cut at max_length: the target's own ending was not scored
+        end = np.where(np.asarray(n_truncated) > 0, np.nan, end)
     z_dep, c_dep, s_dep = robust_z(-dep)                  # low dependence = suspect
     z_end, c_end, s_end = robust_z(np.log(end + cfg.suspect_ending_floor))
     Z = np.column_stack([z_dep, z_end])
-    cap = capability(offsets, nll, tokens.ids, ni, cfg)
+    cap = capability(offsets, nll, tokens.ids, ni, cfg, pieces=pieces)
     in_reach = {"input_dependence": cap["conditions_on_input"] is not False,
                 "ending_surprise": bool(cap["predicts_targets"])}
     if not cfg.suspect_gate:
         in_reach = dict.fromkeys(in_reach, True)
     used = np.where(np.array([in_reach[s] for s in SIGNALS])[None, :], Z, np.nan)
-    m = np.isfinite(used).sum(axis=1)
-    E = np.where(m > 0, np.max(np.where(np.isfinite(used), used, -np.inf), axis=1), -np.inf)
-    s_model = np.where(m > 0, ndtr(E) ** np.maximum(m, 1), 0.0)
+    log_p = _log_p_fisher(used)               # ln of the model p-value; 0 without signals
 
     rules = {r: np.zeros(n, dtype=bool) for r in RULES}
     if targets is not None:
@@ -564,21 +695,22 @@ def analyze_suspects(
     for r in RULES:
         hit |= rules[r]
     alpha = cfg.suspect_alpha
-    score = 1.0 - (1.0 - s_model) * np.where(hit, cfg.suspect_rule_p, 1.0)
-    score = np.clip(score, 0.0, 1.0)
-    evidence = np.where(np.isfinite(E), E, np.nan) + np.where(hit, _RULE_EVIDENCE, 0.0)
+    log_p = log_p + np.where(hit, math.log(cfg.suspect_rule_p), 0.0)
+    score = np.clip(-np.expm1(log_p), 0.0, 1.0)
+    evidence = -log_p / math.log(10.0)
     flagged = score >= 1.0 - alpha
 
     # a signal is a reason when it alone reaches the threshold: Phi(z)^m >= 1 - alpha
-    z_star = np.full(n, np.inf)
-    z_star[m > 0] = ndtri((1.0 - alpha) ** (1.0 / m[m > 0]))
+    # a signal is a reason when it alone is significant at alpha (z >= Phi^-1(1 - alpha)); an
+    # example flagged by the combination alone gets its strongest signal as the reason
+    z_star = float(ndtri(1.0 - alpha))
+    codes = ("input_unexplained", "surprising_ending")
     reasons: list[tuple[str, ...]] = []
     for i in range(n):
-        r = []
-        if np.isfinite(used[i, 0]) and used[i, 0] >= z_star[i]:
-            r.append("input_unexplained")
-        if np.isfinite(used[i, 1]) and used[i, 1] >= z_star[i]:
-            r.append("surprising_ending")
+        zi = np.where(np.isfinite(used[i]), used[i], -np.inf)
+        r = [codes[c] for c in range(len(SIGNALS)) if zi[c] >= z_star]
+        if not r and flagged[i] and not hit[i] and np.isfinite(zi.max()):
+            r = [codes[int(np.argmax(zi))]]
         r += [name for name in RULES if rules[name][i]]
         reasons.append(tuple(r))
 
@@ -588,16 +720,16 @@ def analyze_suspects(
         "suspect_evidence": evidence, "input_dependence": dep, "ending_surprise": end,
     }, index=pd.Index(ids, name="index"))
 
-    order = np.lexsort((np.arange(n), -np.nan_to_num(evidence, nan=-np.inf), -score))
+    order = np.lexsort((np.arange(n), -evidence))
     listed = [_listed(i, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
                       cfg) for i in order[:cfg.suspect_list].tolist() if flagged[i]]
-    z1 = float(ndtri((1.0 - alpha) ** 0.5))
+    z1 = z_star
     summary = {
         "n": n, "suspects": int(flagged.sum()), "suspect_share": float(flagged.mean()) if n
         else 0.0, "alpha": alpha, "threshold": 1.0 - alpha,
-        "formula": ("suspect_score = 1 - (1 - Phi(E)^m) * (rule_p if a rule fired else 1); E = "
-                    "max over the signals of their robust z (median, 1.4826 MAD), m = signals "
-                    "available"),
+        "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = P(chi2_2m >= "
+                    "-2 sum_c ln Phi(-z_c)) (Fisher's method), z_c = robust z of signal c "
+                    "(median, 1.4826 MAD), m = signals available"),
         "calibration": (f"is_suspect when suspect_score >= {1 - alpha:g}: an example whose "
                         f"signals follow the data's bulk (robust normal fit) is flagged with "
                         f"probability {alpha:g}; every rule hit is flagged"),
@@ -627,7 +759,7 @@ def analyze_suspects(
 
 
 def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
-            cfg: SuspectsConfig) -> dict:
+            cfg: AnalysisConfig) -> dict:
     a, b = int(offsets[i]), int(offsets[i + 1])
     tok_nll = nll[a:b]
     p = pieces[i]
@@ -645,7 +777,7 @@ def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, p
 
     return {
         "id": int(ids[i]), "score": float(score[i]),
-        "evidence": float(evidence[i]) if np.isfinite(evidence[i]) else None,
+        "evidence": float(evidence[i]),
         "reasons": list(reasons[i]),
         "input_dependence": float(dep[i]) if np.isfinite(dep[i]) else None,
         "ending_surprise": float(end[i]) if np.isfinite(end[i]) else None,
@@ -653,3 +785,24 @@ def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, p
         "tokens": [tok(t) for t in top.tolist()],
         "ending": tok(worst_end) if b > a else None,
     }
+
+
+def _run(system, results, config: AnalysisConfig) -> SuspectsResult | None:
+    if system.tokens is None:
+        return None
+    con = results.contradictions
+    return analyze_suspects(
+        system.tokens, ids=system.ids, n_truncated=system.n_truncated, config=config,
+        targets=[ex.target_text for ex in system.examples]
+        if system.examples is not None else None,
+        contradictions=con.positions if con is not None else None)
+
+
+ANALYZER = Analyzer(
+    name="suspects", run=_run, section="suspects", after=("contradictions",),
+    metrics={"suspects": Metric("suspects", "examples flagged is_suspect (suspect_score >= 1 - "
+                                "suspect_alpha, or a rule fired)"),
+             "suspect_share": Metric("suspect_share", "suspects / N"),
+             "model_limited": Metric("capability.limited", "true when the model barely "
+                                     "conditions on the input: checks named in "
+                                     "capability.out_of_reach are beyond it")})

@@ -92,6 +92,8 @@ class ConstraintSystem:
     modules : pandas.DataFrame or None
     n_params : int or None
         P, the trainable LoRA parameters (unknowns).
+    n_truncated : (N,) int64 or None
+        Tokens the encoder dropped from each example at ``max_length`` (0 = kept whole).
     examples : tuple of N Example or None
     text : TextView or None
         The examples' shared text view (None without examples).
@@ -107,6 +109,7 @@ class ConstraintSystem:
     energy: np.ndarray | None = None
     modules: pd.DataFrame | None = None
     n_params: int | None = None
+    n_truncated: np.ndarray | None = None
     examples: tuple | None = None
     text: TextView | None = None
 
@@ -138,6 +141,7 @@ class ConstraintSystem:
         vocab_size: int | None = None,
         energy: np.ndarray | None = None,
         modules: pd.DataFrame | None = None,
+        n_truncated: np.ndarray | None = None,
         config: AnalysisConfig | None = None,
     ) -> ConstraintSystem:
         """Check the inputs once and hold them.
@@ -152,7 +156,8 @@ class ConstraintSystem:
             Nothing to analyse; a matrix that is not 2-D, has the wrong number of rows or
             non-finite rows; one factor without the other; ids not N distinct integers; token
             profiles without ``grad_norm``/``vocab_size`` or of another length; ``grad_norm``
-            not (N,); ``vocab_size < 2``; ``modules`` not one row per energy column.
+            not (N,); ``vocab_size < 2``; ``modules`` not one row per energy column;
+            ``n_truncated`` not N non-negative integers.
         """
         config = config if config is not None else AnalysisConfig()
         if features is None and examples is None and input_factors is None:
@@ -196,11 +201,18 @@ class ConstraintSystem:
             if modules is not None and len(modules) != energy.shape[1]:
                 raise _problem("<modules>", f"modules has {len(modules)} rows, energy has "
                                f"{energy.shape[1]} columns")
+        if n_truncated is not None:
+            n_truncated = np.asarray(n_truncated)
+            if (n_truncated.shape != (n,) or not np.issubdtype(n_truncated.dtype, np.integer)
+                    or (n_truncated < 0).any()):
+                raise _problem("<n_truncated>", f"n_truncated must be {n} non-negative "
+                               f"integers, got shape {n_truncated.shape}")
+            n_truncated = n_truncated.astype(np.int64)
         return cls(ids=ids_arr, features=features, input_factors=input_factors,
                    output_factors=output_factors, tokens=tokens, grad_norm=grad_norm,
                    vocab_size=vocab_size, energy=energy, modules=modules,
                    n_params=int(n_params) if n_params is not None else None,
-                   examples=examples,
+                   n_truncated=n_truncated, examples=examples,
                    text=TextView(examples, config) if examples is not None else None)
 
     @classmethod
@@ -218,7 +230,8 @@ class ConstraintSystem:
         store : constraintlab.encode.store.FeatureStore
             Or anything with ``features`` (N, k) and optionally ``input_factors`` /
             ``output_factors`` (N, d), ``n_params``, a ``table`` whose ``index`` column holds
-            the example ids (and ``grad_norm`` and the per-site energy columns), ``tokens``,
+            the example ids (and ``grad_norm``, ``n_truncated`` and the per-site energy
+            columns), ``tokens``,
             ``modules`` and a ``manifest`` with ``vocab_size``.
         examples : sequence of N Example, optional
             The examples in store row order (for the lexical analyses and zone labels).
@@ -251,4 +264,7 @@ class ConstraintSystem:
             grad_norm=table["grad_norm"].to_numpy() if tokens is not None else None,
             vocab_size=manifest.get("vocab_size") if tokens is not None else None,
             energy=table[list(modules["column"])].to_numpy() if has_energy else None,
-            modules=modules if has_energy else None, config=config)
+            modules=modules if has_energy else None,
+            n_truncated=(table["n_truncated"].to_numpy()
+                         if table is not None and "n_truncated" in table.columns else None),
+            config=config)

@@ -78,6 +78,9 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
              "target)",
              f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones",
              *_new_lines(m, d), "", *_finding_lines(d["dataset"])]
+    cap = (d.get("suspects") or {}).get("capability") or {}
+    if cap.get("limited"):
+        lines.append(f"model capability: {visible(cap['message'])}")
     if model.get("note"):
         lines.append(f"note: {visible(model['note'])}")
     out = Path(out if out is not None else report.path)
@@ -102,6 +105,11 @@ def _finding_lines(ds: dict, limit: int = 10) -> list[str]:
 def _new_lines(m: dict, d: dict) -> list[str]:
     """Volatility, families and layer map lines (each only when the report has it)."""
     lines = []
+    sus = d.get("suspects")
+    if sus:
+        why = ", ".join(f"{visible(k)} {v}" for k, v in sus["reasons"].items() if v)
+        lines.append(f"  suspects         {m['suspects']:>10d}   {m['suspect_share']:.1%} of "
+                     f"the examples{' (' + why + ')' if why else ''}")
     if d.get("volatility"):
         lines.append(f"  volatility p99   {m['volatility_p99']:>10.3f}   max "
                      f"{m['max_volatility']:.3f} (0 = predicted, 1 = unknown to the model)")

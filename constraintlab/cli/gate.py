@@ -25,7 +25,7 @@ from constraintlab.gate import (
     passed,
     text_summary,
 )
-from constraintlab.report.report import FILES, METRICS, Report
+from constraintlab.report.report import FILES, METRICS, Report, metric_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "'conflict_density < 0.02', 'verdict != \"underdetermined\"'. Prints "
                     "PASS/FAIL per condition; exit 0 when all hold, 1 when one fails, 2 on a "
                     "usage, config or input error.", width=90),
-        epilog="metrics:\n" + "\n".join(f"  {k:<24} {v}" for k, v in METRICS.items()),
+        epilog="metrics (report.json section.key: meaning):\n" + "\n".join(
+            f"  {k:<24} {sec}.{key}: {desc}" for k, (sec, key, desc) in metric_table().items()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_analyze_options(parser)
     parser.add_argument("--config", metavar="FILE", default=None,

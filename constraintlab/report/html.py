@@ -145,6 +145,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"<p>{c['conflicting_pairs']:,} of {c['n_pairs']:,} pairs conflict (cos &lt; "
              f"−{c['tau']:.3g}, {c['method']}); {c['aligned_pairs']:,} are aligned; "
              f"{c['conflicted_examples']} examples have at least one conflicting partner.</p>"]
+    parts += _suspects_section(report.get("suspects"), examples)
     parts += _findings_section(ds)
     parts += _zones_section(z, figures.get("zones"))
     parts += _pairs_section("Contradictions: same input, different target",
@@ -158,6 +159,44 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
     parts += ["<h2>What to do next</h2><ul>"] + [f"<li>{_e(a)}</li>" for a in advice] + ["</ul>"]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _token_list(tokens: list[dict]) -> str:
+    return ", ".join(f"<code>{_e(t['text'])}</code> {t['nll']:.2f}"
+                     + (f" ({t['nll_noinput']:.2f} without the input)"
+                        if t.get("nll_noinput") is not None else "") for t in tokens)
+
+
+def _suspects_section(sus: Mapping[str, Any] | None, examples: pd.DataFrame,
+                      limit: int = 20) -> list[str]:
+    """'Examples to look at': the suspects with both texts, the reasons and the tokens the
+    input does not explain; then what the model can and cannot judge."""
+    if not sus:
+        return []
+    cap = sus.get("capability") or {}
+    out = ["<h2>Examples to look at</h2>",
+           f"<p>{sus['suspects']} of the examples ({sus['suspect_share']:.1%}) are suspect: "
+           f"{_e(sus['calibration'])}.</p>"]
+    if cap.get("message"):
+        out.append(f"<p class='{'verdict bad' if cap.get('limited') else 'muted'}'>"
+                   f"{_e(cap['message'])}</p>")
+    if not sus["listed"]:
+        out.append("<p class='muted'>No example is suspect.</p>")
+        return out
+    out.append("<table><tr><th>record</th><th>score</th><th>reasons</th><th>input</th>"
+               "<th>target</th><th>tokens the input does not explain (NLL, nats)</th></tr>")
+    for v in sus["listed"][:limit]:
+        i = v["id"]
+        out.append(f"<tr><td class=num>{i}</td><td class=num>{v['score']:.3f}</td>"
+                   f"<td>{_e(', '.join(v['reasons']))}</td>"
+                   f"<td>{_e(_text(examples, i, 'input', 600))}</td>"
+                   f"<td>{_e(_text(examples, i, 'target', 600))}</td>"
+                   f"<td>{_token_list(v['tokens'])}</td></tr>")
+    out.append("</table>")
+    if sus["suspects"] > limit:
+        out.append("<p class='muted'>… every suspect: column is_suspect of examples.csv, "
+                   "report.suspects().</p>")
+    return out
 
 
 def _findings_section(ds: Mapping[str, Any], limit: int = 50) -> list[str]:
@@ -276,7 +315,10 @@ def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10)
 
 def _kpi_extra(report: Mapping[str, Any]) -> list[str]:
     out = []
-    vol, fam = report.get("volatility"), report.get("families")
+    vol, fam, sus = report.get("volatility"), report.get("families"), report.get("suspects")
+    if sus:
+        out.append(f"<div>suspects<b>{sus['suspects']}</b>{sus['suspect_share']:.1%} of the "
+                   "examples</div>")
     if vol:
         p = vol["percentiles"]["volatility"]
         out.append(f"<div>volatility p99<b>{p['p99']:.3f}</b>max {p['max']:.3f}</div>")

@@ -155,6 +155,24 @@ class Report:
         ids = ", ".join(str(z.get("id")) for z in zones)
         raise ConfigError(f"zone {zone} not found in the report (zones: {ids})")
 
+    def suspects(self) -> pd.DataFrame:
+        """The suspect examples, most suspect first (index = example index).
+
+        Columns: ``suspect_score`` (in [0, 1]; ``is_suspect`` when it reaches
+        ``suspects.threshold``), ``suspect_reasons`` (``;``-separated codes),
+        ``input_dependence`` (nats of the target its input explains), ``ending_surprise``,
+        ``input``, ``target``. Every flagged example, not only the listed ones
+        (:mod:`constraintlab.analysis.suspects` says how the score is calibrated).
+        """
+        self._section("suspects")
+        cols = ["suspect_score", "suspect_reasons", "input_dependence", "ending_surprise",
+                "input", "target"]
+        t = self.examples
+        flagged = t[t["is_suspect"].astype(bool)]
+        order = flagged.sort_values(["suspect_evidence", "suspect_score"], ascending=False,
+                                    kind="stable")
+        return order[[c for c in cols if c in order.columns]]
+
     def contradictions(self) -> pd.DataFrame:
         """Contradiction pairs with both inputs and targets side by side."""
         rows = []

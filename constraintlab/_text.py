@@ -28,7 +28,7 @@ This module is a leaf: it imports only the standard library and pandas (lazily).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,3 +127,17 @@ def csv_unescape_frame(frame: pd.DataFrame) -> pd.DataFrame:
             if mask.any():
                 frame[name] = col.where(~mask, col[mask].str[1:])
     return frame
+
+
+def cut(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters (messages quoting a library's error)."""
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def type_name(value: Any, *, json: bool = False) -> str:
+    """``"a table"``, ``"an array"``...: a TOML (or, ``json``, a JSON) value's type in words."""
+    if value is None:
+        return "null"
+    return {dict: "an object" if json else "a table", list: "an array", str: "a string",
+            bool: "a boolean", int: "an integer", float: "a float"}.get(type(value),
+                                                                       type(value).__name__)

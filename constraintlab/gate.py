@@ -22,20 +22,19 @@ result for a terminal and for a CI job summary.
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import re
 import stat
 import sys
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from constraintlab._text import markdown_code, markdown_escape, visible
-from constraintlab.errors import ConfigError, ConstraintlabError
+from constraintlab._text import type_name as _type_name
+from constraintlab.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,11 +102,6 @@ def _value(raw: str) -> float | bool | str:
         return raw
     raise ConfigError(f"cannot read value {_clip(raw)}: use a number, true/false or a quoted "
                       "string")
-
-
-def _cut(text: str, limit: int = 300) -> str:
-    """``text`` cut to about ``limit`` characters (messages quoting a library's error)."""
-    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _clip(text: str, limit: int = 200) -> str:
@@ -231,15 +225,6 @@ def _read_toml(path: Path, *, must_exist: bool) -> dict | None:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
 
 
-def _type_name(value: Any, *, json: bool = False) -> str:
-    """``"a table"``, ``"an array"``...: a TOML (or, ``json``, a JSON) value's type in words."""
-    if value is None:
-        return "null"
-    return {dict: "an object" if json else "a table", list: "an array", str: "a string",
-            bool: "a boolean", int: "an integer", float: "a float"}.get(type(value),
-                                                                       type(value).__name__)
-
-
 def _lookup(doc: dict, keys: Sequence[str], path: Path) -> Any:
     """``doc[k0][k1]...``; None when a key is absent; ConfigError when a level is no table."""
     node: Any = doc
@@ -310,131 +295,12 @@ def check(report: Any, *, fail_on: Sequence[str] = (), config: str | Path | None
     return evaluate(conditions, metrics), origin
 
 
-def report_sections() -> tuple[str, ...]:
-    """The report.json sections the gate reads: where its summary looks (dataset, model,
-    projection, the verdict's ``system``) and every section a gate metric lives in
-    (:func:`constraintlab.report.report.metric_table`), in the report's order."""
-    from constraintlab.report.report import metric_table
-
-    sections = ["dataset", "model", "projection", "system"]
-    for section, _, _ in metric_table().values():
-        if section not in sections:
-            sections.append(section)
-    return tuple(sections)
-
-
 def load_report(path: str | Path) -> Any:
-    """:meth:`Report.load` for the gate, with a damaged report directory as one
-    :class:`ConstraintlabError` ``path: what is wrong`` (CLI exit 2) instead of a traceback.
+    """:meth:`Report.load`: a damaged report directory is one :class:`ConstraintlabError`
+    ``path: what is wrong`` (CLI exit 2), never a traceback."""
+    from constraintlab.report.report import Report
 
-    Checked, in this order: ``report.json`` is there and a regular file, is UTF-8 JSON (not
-    truncated, not nested too deeply), is an object of this schema version with the sections
-    the gate reads (:func:`report_sections`) as objects; ``examples.csv`` and
-    ``constraint_graph.graphml`` are there and readable; the metrics and the verdict can be
-    computed from it.
-
-    Parameters
-    ----------
-    path : str or Path
-        A report directory, or its ``report.json``.
-
-    Returns
-    -------
-    Report
-    """
-    from constraintlab.report.report import FILES, SCHEMA_VERSION, Report
-
-    where = Path(path)
-    json_path = where / FILES["json"] if where.is_dir() else where
-    data = _read_report_json(json_path)
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise ConstraintlabError(f"{json_path}: report schema version "
-                                 f"{_cut(str(data.get('schema_version')), 40)}; this "
-                                 f"constraintlab reads version {SCHEMA_VERSION}")
-    sections = report_sections()
-    missing = [name for name in sections if name not in data]
-    if missing:
-        raise ConstraintlabError(f"{json_path}: lacks the section(s) {', '.join(missing)}: not "
-                                 "a complete constraintlab report (rerun constraintlab analyze)")
-    # an analyzer that could not run leaves its section null (e.g. volatility without token
-    # profiles); the verdict's and the run's sections are always objects
-    bad = [f"{name} is {_type_name(data[name], json=True)}" for name in sections
-           if not isinstance(data[name], dict)
-           and (data[name] is not None or name in ("dataset", "model", "projection", "system"))]
-    if bad:
-        raise ConstraintlabError(f"{json_path}: sections must be objects: {', '.join(bad)}")
-    for key in ("csv", "graph"):
-        other = json_path.parent / FILES[key]
-        if not other.is_file():
-            raise ConstraintlabError(f"{other}: missing (the report directory is incomplete: "
-                                     "rerun constraintlab analyze)")
-    try:
-        report = Report.load(json_path)
-    except ConstraintlabError:
-        raise
-    except (SyntaxError, nx_errors()) as err:     # xml's ParseError is a SyntaxError
-        raise ConstraintlabError(f"{json_path.parent / FILES['graph']}: cannot read the "
-                                 f"constraint graph: {type(err).__name__}: {_cut(str(err))}") \
-            from None
-    except (zipfile.BadZipFile, EOFError, KeyError, TypeError) as err:
-        raise ConstraintlabError(f"{json_path.parent / 'tokens.npz'}: cannot read the token "
-                                 f"profiles: {type(err).__name__}: {_cut(str(err))} (delete "
-                                 "tokens.npz and tokens.jsonl to gate without them)") from None
-    except (OSError, ValueError) as err:          # examples.csv errors are named already
-        raise ConstraintlabError(f"{json_path.parent}: cannot read {FILES['graph']} or the "
-                                 "token profiles (tokens.npz, tokens.jsonl): "
-                                 f"{type(err).__name__}: {_cut(str(err))}") from None
-    try:
-        report.metrics()
-        report.verdict()
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError,
-            ZeroDivisionError) as err:
-        what = f"missing key {err}" if isinstance(err, KeyError) else \
-            f"{type(err).__name__}: {_cut(str(err))}"
-        raise ConstraintlabError(f"{json_path}: malformed report ({what}); rerun "
-                                 "constraintlab analyze") from None
-    return report
-
-
-def nx_errors() -> type[Exception]:
-    """networkx's base exception (graphml files the reader refuses)."""
-    import networkx as nx
-
-    return nx.NetworkXException
-
-
-def _read_report_json(json_path: Path) -> dict:
-    try:
-        info = json_path.stat()
-    except FileNotFoundError:
-        raise ConstraintlabError(f"{json_path}: no such file; run constraintlab analyze "
-                                 "first") from None
-    except OSError as err:
-        raise ConstraintlabError(f"{json_path}: cannot read it: {err.strerror or err}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConstraintlabError(f"{json_path}: not a regular file")
-    try:
-        raw = json_path.read_bytes()
-    except OSError as err:
-        raise ConstraintlabError(f"{json_path}: cannot read it: {err.strerror or err}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConstraintlabError(f"{json_path}: not UTF-8 text ({err.reason} at byte "
-                                 f"{err.start})") from None
-    except json.JSONDecodeError as err:
-        raise ConstraintlabError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno} "
-                                 f"column {err.colno}; truncated by an interrupted write?)") \
-            from None
-    except RecursionError:
-        raise ConstraintlabError(f"{json_path}: not a constraintlab report: JSON nested too "
-                                 "deeply") from None
-    except ValueError as err:                  # ints beyond Python's digit limit
-        raise ConstraintlabError(f"{json_path}: not valid JSON: {_cut(str(err))}") from None
-    if not isinstance(data, dict):
-        raise ConstraintlabError(f"{json_path}: expected a JSON object (a constraintlab "
-                                 f"report), got {_type_name(data, json=True)}")
-    return data
+    return Report.load(path)
 
 
 def passed(checks: Sequence[Check]) -> bool:

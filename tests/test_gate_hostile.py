@@ -303,3 +303,17 @@ def test_fifo_and_device_are_refused_without_reading(report, capsys, tmp_path) -
     (report / "report.json").symlink_to("/dev/zero")
     code, _, err = gate(capsys, report, "--fail-on", "examples > 0")
     assert (code, err) == (2, f"{ERR}{report / 'report.json'}: not a regular file\n")
+
+
+def test_report_load_itself_names_the_damage(report) -> None:
+    """The API (and ``probe --report``) read reports through the same checks as the gate."""
+    from constraintlab.errors import ConstraintlabError
+    from constraintlab.report.report import Report
+
+    (report / "report.json").write_text('{"schema_version": 2', encoding="utf-8")
+    with pytest.raises(ConstraintlabError, match=re.escape(f"{report / 'report.json'}: not "
+                                                           "valid JSON (")):
+        Report.load(report)
+    (report / "report.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ConstraintlabError, match="expected a JSON object"):
+        Report.load(report / "report.json")

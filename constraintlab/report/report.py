@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from constraintlab._text import csv_escape_frame, csv_unescape_frame
+from constraintlab._text import cut as _cut
+from constraintlab._text import type_name as _type_name
 from constraintlab.analysis.registry import lookup
 from constraintlab.analysis.registry import metric_table as analysis_metric_table
 from constraintlab.encode.store import TokenProfiles, parse_energy_column
@@ -64,6 +68,57 @@ def metric_table() -> dict[str, tuple[str, str, str]]:
 METRICS: dict[str, str] = {name: desc for name, (_, _, desc) in metric_table().items()}
 FILES = {"json": "report.json", "csv": "examples.csv", "parquet": "examples.parquet",
          "html": "report.html", "graph": "constraint_graph.graphml"}
+
+
+def required_sections() -> tuple[str, ...]:
+    """The report.json sections a report must have: dataset, model, projection, the verdict's
+    ``system`` and every section a gate metric lives in (:func:`metric_table`)."""
+    sections = ["dataset", "model", "projection", "system"]
+    for section, _, _ in metric_table().values():
+        if section not in sections:
+            sections.append(section)
+    return tuple(sections)
+
+
+def nx_errors() -> type[Exception]:
+    """networkx's base exception (graphml files the reader refuses)."""
+    import networkx as nx
+
+    return nx.NetworkXException
+
+
+def _read_report_json(json_path: Path) -> dict:
+    try:
+        info = json_path.stat()
+    except FileNotFoundError:
+        raise ConstraintlabError(f"{json_path}: no such file; run constraintlab analyze "
+                                 "first") from None
+    except OSError as err:
+        raise ConstraintlabError(f"{json_path}: cannot read it: {err.strerror or err}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConstraintlabError(f"{json_path}: not a regular file")
+    try:
+        raw = json_path.read_bytes()
+    except OSError as err:
+        raise ConstraintlabError(f"{json_path}: cannot read it: {err.strerror or err}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConstraintlabError(f"{json_path}: not UTF-8 text ({err.reason} at byte "
+                                 f"{err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ConstraintlabError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno} "
+                                 f"column {err.colno}; truncated by an interrupted write?)") \
+            from None
+    except RecursionError:
+        raise ConstraintlabError(f"{json_path}: not a constraintlab report: JSON nested too "
+                                 "deeply") from None
+    except ValueError as err:                  # ints beyond Python's digit limit
+        raise ConstraintlabError(f"{json_path}: not valid JSON: {_cut(str(err))}") from None
+    if not isinstance(data, dict):
+        raise ConstraintlabError(f"{json_path}: expected a JSON object (a constraintlab "
+                                 f"report), got {_type_name(data, json=True)}")
+    return data
 
 
 class Report:
@@ -403,16 +458,77 @@ class Report:
 
     @classmethod
     def load(cls, directory: str | Path) -> Report:
-        """Read a report written by :meth:`save`."""
-        d = Path(directory)
-        path = d / FILES["json"] if d.is_dir() else d
-        if not path.is_file():
-            raise ConstraintlabError(f"{d}: no {FILES['json']} here; run constraintlab analyze")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        """Read a report written by :meth:`save`; a damaged report directory is one
+        :class:`ConstraintlabError` ``path: what is wrong`` (CLI exit 2), never a traceback.
+
+        Checked, in this order: ``report.json`` is there and a regular file, is UTF-8 JSON (not
+        truncated, not nested too deeply), is an object of this schema version with the
+        sections :func:`required_sections` names (objects; ``null`` where an analyzer could
+        not run); ``examples.csv`` and ``constraint_graph.graphml`` are there and readable; the
+        metrics and the verdict can be computed from it.
+
+        Parameters
+        ----------
+        directory : str or Path
+            A report directory, or its ``report.json``.
+        """
+        where = Path(directory)
+        json_path = where / FILES["json"] if where.is_dir() else where
+        data = _read_report_json(json_path)
         if data.get("schema_version") != SCHEMA_VERSION:
-            raise ConstraintlabError(f"{path}: report schema version "
-                                     f"{data.get('schema_version')!r}; this constraintlab reads "
-                                     f"version {SCHEMA_VERSION}")
+            raise ConstraintlabError(f"{json_path}: report schema version "
+                                     f"{_cut(str(data.get('schema_version')), 40)}; this "
+                                     f"constraintlab reads version {SCHEMA_VERSION}")
+        sections = required_sections()
+        missing = [name for name in sections if name not in data]
+        if missing:
+            raise ConstraintlabError(f"{json_path}: lacks the section(s) {', '.join(missing)}: "
+                                     "not a complete constraintlab report (rerun constraintlab "
+                                     "analyze)")
+        # an analyzer that could not run leaves its section null (e.g. volatility without token
+        # profiles); the verdict's and the run's sections are always objects
+        always = ("dataset", "model", "projection", "system")
+        bad = [f"{name} is {_type_name(data[name], json=True)}" for name in sections
+               if not isinstance(data[name], dict)
+               and (data[name] is not None or name in always)]
+        if bad:
+            raise ConstraintlabError(f"{json_path}: sections must be objects: {', '.join(bad)}")
+        for key in ("csv", "graph"):
+            other = json_path.parent / FILES[key]
+            if not other.is_file():
+                raise ConstraintlabError(f"{other}: missing (the report directory is incomplete: "
+                                         "rerun constraintlab analyze)")
+        try:
+            report = cls._load_files(json_path, data)
+        except ConstraintlabError:
+            raise
+        except (SyntaxError, nx_errors()) as err:     # xml's ParseError is a SyntaxError
+            raise ConstraintlabError(f"{json_path.parent / FILES['graph']}: cannot read the "
+                                     f"constraint graph: {type(err).__name__}: {_cut(str(err))}") \
+                from None
+        except (zipfile.BadZipFile, EOFError, KeyError, TypeError) as err:
+            raise ConstraintlabError(f"{json_path.parent / 'tokens.npz'}: cannot read the token "
+                                     f"profiles: {type(err).__name__}: {_cut(str(err))} (delete "
+                                     "tokens.npz and tokens.jsonl to read the report without "
+                                     "them)") from None
+        except (OSError, ValueError) as err:          # examples.csv errors are named already
+            raise ConstraintlabError(f"{json_path.parent}: cannot read {FILES['graph']} or the "
+                                     "token profiles (tokens.npz, tokens.jsonl): "
+                                     f"{type(err).__name__}: {_cut(str(err))}") from None
+        try:
+            report.metrics()
+            report.verdict()
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError,
+                ZeroDivisionError) as err:
+            what = f"missing key {err}" if isinstance(err, KeyError) else \
+                f"{type(err).__name__}: {_cut(str(err))}"
+            raise ConstraintlabError(f"{json_path}: malformed report ({what}); rerun "
+                                     "constraintlab analyze") from None
+        return report
+
+    @classmethod
+    def _load_files(cls, path: Path, data: dict) -> Report:
+        """The report of ``data`` (report.json at ``path``, checked) with the files beside it."""
         csv = path.parent / FILES["csv"]
         try:
             examples = csv_unescape_frame(pd.read_csv(csv, index_col="index",

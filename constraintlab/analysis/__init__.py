@@ -1,5 +1,6 @@
 """Stage 3: the constraint matrix -> findings (spectrum, pairs, redundancy, contradictions,
-zones, response map, token volatility, variant families, layer map, training orders). Numba
+zones, interference against the data's null, growth curve, response map, token volatility,
+variant families, layer map, training orders). Numba
 kernels live in :mod:`constraintlab._kernels`, never here.
 
 Every analyzer returns a typed :class:`AnalyzerResult` (per-example table, summary dict, pairs,
@@ -17,6 +18,19 @@ from constraintlab.analysis.contradictions import (
     compare_targets,
 )
 from constraintlab.analysis.families import FamiliesResult, analyze_families, family_coherence
+from constraintlab.analysis.growth import (
+    GROWTH_VERDICTS,
+    analyze_growth,
+    growth_curve,
+    growth_verdict,
+)
+from constraintlab.analysis.interference import (
+    InterferenceResult,
+    NullReference,
+    analyze_interference,
+    gaussian_null,
+    null_reference,
+)
 from constraintlab.analysis.layers import LayersResult, analyze_layers
 from constraintlab.analysis.order import (
     STRATEGIES,
@@ -44,6 +58,7 @@ from constraintlab.analysis.volatility import VolatilityResult, analyze_volatili
 from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph, export_graphml
 
 __all__ = [
+    "GROWTH_VERDICTS",
     "PAIR_KINDS",
     "STRATEGIES",
     "AnalysisConfig",
@@ -53,7 +68,9 @@ __all__ = [
     "ContradictionsResult",
     "DeterminacyResult",
     "FamiliesResult",
+    "InterferenceResult",
     "LayersResult",
+    "NullReference",
     "RedundancyResult",
     "SpectrumResult",
     "TextView",
@@ -63,6 +80,8 @@ __all__ = [
     "analyze_contradictions",
     "analyze_determinacy",
     "analyze_families",
+    "analyze_growth",
+    "analyze_interference",
     "analyze_layers",
     "analyze_pairs",
     "analyze_redundancy",
@@ -80,6 +99,10 @@ __all__ = [
     "effective_rank",
     "export_graphml",
     "family_coherence",
+    "gaussian_null",
+    "growth_curve",
+    "growth_verdict",
+    "null_reference",
     "order_examples",
     "order_report",
     "path_metrics",

@@ -17,12 +17,18 @@ import numpy as np
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.contradictions import analyze_contradictions
 from constraintlab.analysis.families import analyze_families
+from constraintlab.analysis.growth import analyze_growth
+from constraintlab.analysis.interference import analyze_interference, null_reference
 from constraintlab.analysis.layers import analyze_layers
 from constraintlab.analysis.pairs import analyze_pairs
 from constraintlab.analysis.redundancy import analyze_redundancy
 from constraintlab.analysis.response import analyze_response
 from constraintlab.analysis.result import AnalysisResults
-from constraintlab.analysis.spectrum import analyze_determinacy, analyze_spectrum
+from constraintlab.analysis.spectrum import (
+    analyze_determinacy,
+    analyze_spectrum,
+    legacy_report_determinacy,
+)
 from constraintlab.analysis.system import ConstraintSystem
 from constraintlab.analysis.text import TextView
 from constraintlab.analysis.volatility import analyze_volatility
@@ -37,9 +43,12 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
                    ) -> AnalysisResults:
     """Run every analyzer that the system allows, in a fixed order.
 
-    Order: pairs, spectrum, volatility (token profiles), contradictions (examples or
-    factors), families (examples), redundancy, zones and the response map (features), the
-    layer map (energies), and the determinacy verdict (spectrum, pairs, contradictions).
+    Order: pairs, spectrum, growth curve, volatility (token profiles), contradictions
+    (examples or factors), families (examples), redundancy, the data's null (features: a
+    Gaussian with the mean and covariance of the unit rows, run through the same pairs and
+    zones), zones (judged against that null), interference (against that null) and the
+    response map (features), the layer map (energies), and the verdict (growth curve,
+    contradictions; interference named beside it).
 
     Parameters
     ----------
@@ -60,10 +69,13 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
     ids = s.ids
     X = s.features
     pairs = spectrum = volatility = contradictions = families = redundancy = None
-    zones = graph = response = layers = determinacy = None
+    zones = graph = response = layers = determinacy = growth = interference = null = None
     if X is not None:
         pairs = analyze_pairs(X, ids=ids, config=config)
         spectrum = analyze_spectrum(X, ids=ids, n_params=s.n_params, config=config)
+        growth = analyze_growth(X, ids=ids, n_params=s.n_params,
+                                n_sites=len(s.modules) if s.modules is not None else None,
+                                config=config)
     if s.tokens is not None:
         volatility = analyze_volatility(s.tokens, s.grad_norm, vocab_size=s.vocab_size,
                                         ids=ids, config=config)
@@ -85,10 +97,15 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
             exclude=exclude, families=families.labels if families is not None else None,
             text=text, config=config)
     if pairs is not None:
+        null = null_reference(X, config=config)
         zones, graph = analyze_zones(
             pairs.top_idx, pairs.top_val, ids=ids,
             texts=text.record if text is not None else None,
-            tau=pairs.summary["tau"], config=config)
+            tau=pairs.summary["tau"], features=X, merge_above=null.coherence_max,
+            pressure_above=null.conflict_share_max, config=config)
+        interference = analyze_interference(
+            X, zones.labels, null=null, ids=ids,
+            conflict_density=pairs.summary.get("conflict_density"), config=config)
         # first-order response map: its partners were folded in the pairs pass (one walk
         # over the Gram blocks); the zones give its zone-by-zone matrix
         response = analyze_response(X, pairs=pairs, ids=ids, zones=zones.labels, config=config)
@@ -98,12 +115,17 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
             zone_rank=zones.ranked if zones is not None else None,
             zones=zones.labels if zones is not None else None, config=config)
     if spectrum is not None:
-        determinacy = analyze_determinacy(spectrum, n_params=s.n_params, pairs=pairs,
-                                          contradictions=contradictions, config=config)
+        determinacy = analyze_determinacy(spectrum, growth=growth,
+                                          contradictions=contradictions,
+                                          interference=interference, config=config)
+        # deprecated: where the v1 report reads the verdict (old names by their old rules)
+        spectrum.summary["determinacy"] = legacy_report_determinacy(
+            spectrum.summary, determinacy.summary, n_params=s.n_params)
     return AnalysisResults(
         ids=ids, spectrum=spectrum, pairs=pairs, redundancy=redundancy,
         contradictions=contradictions, zones=zones, response=response, volatility=volatility,
-        families=families, layers=layers, determinacy=determinacy, graph=graph, config=config)
+        families=families, layers=layers, determinacy=determinacy, growth=growth,
+        interference=interference, graph=graph, config=config)
 
 
 def analyze_constraints(
@@ -156,8 +178,10 @@ def analyze_constraints(
         ``.response`` (the first-order response map, when there are features; see
         :func:`constraintlab.analysis.response.analyze_response`), ``.volatility`` (with
         tokens), ``.families`` (with examples), ``.layers`` (with energy), ``.determinacy``
-        (the verdict; also under ``spectrum.summary["determinacy"]``, where the report reads
-        it); ``.table()``, ``.all_pairs()``, ``.summary()``.
+        (the verdict: growth rule + consistency), ``.growth`` (the growth curve),
+        ``.interference`` (against the data's null); ``.table()``, ``.all_pairs()``,
+        ``.summary()``. ``spectrum.summary["determinacy"]`` is deprecated (the v1 report's
+        old verdict names).
 
     Raises
     ------

@@ -29,6 +29,17 @@ Factor signal (when the encoder's factors are given)
     are apart (``cos < factor_output_max``); score ``(cos_in - cos_out) / 2`` clipped to [0, 1].
     A pair both signals find is reported once (``signal = "text+factors"``, the larger score);
     a factor-only pair is dropped when the texts show equal targets.
+
+    Sibling problems (one template filled with other names and numbers: another problem, not
+    the same question) have input factors as aligned as paraphrases (cosine ~0.96 under the
+    reference model: every input shares the template's direction), so with texts a factor-only
+    pair also needs the input-word Jaccard ``factor_input_words`` and, with
+    ``factor_sibling_guard`` (default), **the same numbers in both inputs** (as a multiset: a
+    reworded question may reorder them); a different number is a different problem.
+    Measured (``benchmarks/bench_validity.py``, GSM8K test rows + 6 % planted contradictions +
+    24 sibling pairs, 2 seeds): without the guard every sibling pair with different final
+    answers was reported; with it none, and the factor signal keeps the planted pairs it finds
+    (``factor_only`` recall in the bench's table). Without texts the guard cannot apply.
 """
 
 from __future__ import annotations
@@ -251,6 +262,7 @@ def analyze_contradictions(
         fa, fb, cin, cout = _factor_candidates(input_factors, output_factors, config)
         summary["factor_pairs"] = len(fa)
         n_uncorroborated = 0
+        n_siblings = 0
         for x, y, ci, co in zip(fa.tolist(), fb.tolist(), cin.tolist(), cout.tolist(), strict=True):
             x, y = min(x, y), max(x, y)
             fscore = float(np.clip((ci - co) / 2.0, 0.0, 1.0))
@@ -266,12 +278,17 @@ def analyze_contradictions(
                 if words < config.factor_input_words or cmp is None:
                     n_uncorroborated += 1
                     continue
+                if (config.factor_sibling_guard
+                        and sorted(numbers(inputs[x])) != sorted(numbers(inputs[y]))):
+                    n_siblings += 1  # same shape, other numbers: another problem
+                    continue
                 detail.update({"reasons": cmp["reasons"], "input_similarity": words,
                                "target_jaccard": cmp["target_jaccard"],
                                "final_answers": cmp["final_answers"],
                                "diff": short_diff(targets[x], targets[y])})
             found[(x, y)] = {"score": fscore, "detail": detail}
         summary["factor_pairs_without_text_support"] = n_uncorroborated
+        summary["factor_pairs_sibling_problems"] = n_siblings
         if examples is not None:  # text pairs: does the factor signal agree?
             Fi, _ = unit_rows(input_factors)
             Fo, _ = unit_rows(output_factors)

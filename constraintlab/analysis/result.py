@@ -64,9 +64,10 @@ class AnalysisResults:
     ids : (N,) int64
         Example ids in row order.
     spectrum, pairs, redundancy, contradictions, zones, response, volatility, families, layers,
-    determinacy : AnalyzerResult or None
+    determinacy, growth, interference : AnalyzerResult or None
         Each analyzer's typed result (``SpectrumResult``, ``PairsResult``, ...,
-        ``DeterminacyResult``: the verdict); None when the analyzer could not run (no
+        ``DeterminacyResult``: the verdict, ``growth``: the growth curve, ``InterferenceResult``:
+        interference against the data's null); None when the analyzer could not run (no
         features, no examples, no token profiles or no per-site energies).
     graph : networkx.Graph or None
         The constraint graph (nodes = example ids, edge attribute ``weight`` = signed cosine,
@@ -85,21 +86,18 @@ class AnalysisResults:
     families: AnalyzerResult | None = None
     layers: AnalyzerResult | None = None
     determinacy: AnalyzerResult | None = None
+    growth: AnalyzerResult | None = None
+    interference: AnalyzerResult | None = None
     graph: Any = None
     config: Any = None
-
-    def __post_init__(self) -> None:
-        # The report reads the verdict inside the spectrum's summary (``report/build.py``);
-        # it is placed there, once, until the report reads ``determinacy`` itself.
-        if self.spectrum is not None and self.determinacy is not None:
-            self.spectrum.summary.setdefault("determinacy", self.determinacy.summary)
 
     @property
     def results(self) -> list[AnalyzerResult]:
         """The analyzers that ran, in pipeline order."""
-        return [r for r in (self.spectrum, self.pairs, self.volatility, self.redundancy,
-                            self.contradictions, self.families, self.zones, self.response,
-                            self.layers, self.determinacy) if r is not None]
+        return [r for r in (self.spectrum, self.growth, self.pairs, self.volatility,
+                            self.redundancy, self.contradictions, self.families, self.zones,
+                            self.interference, self.response, self.layers, self.determinacy)
+                if r is not None]
 
     def table(self) -> pd.DataFrame:
         """All per-example tables side by side (one row per example, index = example id)."""

@@ -88,6 +88,12 @@ def best_zone_f1(labels, flags) -> tuple[float, int]:
     return best, zone
 
 
+def excess_text(inter: dict) -> str:
+    lo, hi = inter["interference_excess_ci95"]
+    ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None else ""
+    return f"{inter['interference_excess']:.2f}x null{ci}"
+
+
 def contradiction_variants(U: dict, rows, config=None) -> dict:
     """Text only / text + factors without the sibling guard / with it, on the same rows."""
     import dataclasses
@@ -175,7 +181,7 @@ def evaluate_seed(seed: int, args, table: dict) -> None:
     n = len(S["clean"]["rows"])
     add(f"clean GSM8K test ({n} rows)", det["consistency"], "not inconsistent",
         not det["inconsistent"])
-    add(f"clean GSM8K test ({n} rows)", f"{inter['interference_excess']:.2f}x null",
+    add(f"clean GSM8K test ({n} rows)", excess_text(inter),
         f"interference near null (< {inter['interference_excess_min']})",
         not inter["interference_above_null"])
     add(f"clean GSM8K test ({n} rows)", f"{zon['pressure_zone_share']:.1%}",
@@ -221,7 +227,7 @@ def evaluate_seed(seed: int, args, table: dict) -> None:
                              or (mp["b"] == tz and mp["a"] in worked))
     add(case, f"{mp['a']}<->{mp['b']} (terse zone {tz})" if mp else "none",
         "terse <-> worked most interfering", ok)
-    add(case, f"{inter['interference_excess']:.2f}x null", "interference above null",
+    add(case, excess_text(inter), "interference above null",
         inter["interference_above_null"])
     if args.affinity:
         t0 = time.perf_counter()
@@ -238,18 +244,22 @@ def evaluate_seed(seed: int, args, table: dict) -> None:
     add(f"sibling pairs ({len(sb['pairs'])} pairs)",
         str(res.contradictions.summary["contradiction_pairs"]), "0 contradictions",
         res.contradictions.summary["contradiction_pairs"] == 0)
+    var = contradiction_variants(U, sb["rows"])
+    add(f"sibling pairs ({len(sb['pairs'])} pairs)",
+        f"{len(var['factors_guard_False'])} / {len(var['factors_guard_True'])}",
+        "(factor signal without / with the sibling guard)", None)
     # templates vs diverse
     for name, want in (("templates", "saturating"), ("diverse", "still_growing")):
         rows = S[name]["rows"]
         g = analyze_rows(U, rows).growth.summary
         label = (f"{parts['sizes']['templates']} templates x {len(rows)} fills"
                  if name == "templates" else f"{len(rows)} diverse GSM8K rows")
-        curve = ", ".join(f"{n_}:{r:.0f}" for n_, r in zip(g["curve"]["n"],
-                                                          g["curve"]["effective_rank"],
-                                                          strict=True))
+        curve = ", ".join(f"{n_}:{d}/{r:.0f}" for n_, d, r in zip(
+            g["curve"]["n"], g["curve"]["energy_rank"], g["curve"]["effective_rank"],
+            strict=True))
         add(label, f"{g['verdict']} (el. {g['elasticity']:.2f})", f"{want}",
             g["verdict"] == want)
-        add(label, curve, "(curve N:r_eff)", None)
+        add(label, curve, "(curve N: energy rank / r_eff)", None)
 
 
 def evaluate_sample(args, table: dict) -> None:
@@ -268,7 +278,7 @@ def evaluate_sample(args, table: dict) -> None:
     d, i_, z = res.determinacy.summary, res.interference.summary, res.zones.summary
     case = f"shipped sample, planted rows removed ({len(clean)} rows)"
     add(case, d["consistency"], "not inconsistent", not d["inconsistent"])
-    add(case, f"{i_['interference_excess']:.2f}x null", "interference near null",
+    add(case, excess_text(i_), "interference near null",
         not i_["interference_above_null"])
     add(case, f"{z['pressure_zone_share']:.1%}", "pressure zones <= 10 %",
         z["pressure_zone_share"] <= 0.10)

@@ -102,7 +102,8 @@ def analyze_system(system: ConstraintSystem, *, config: AnalysisConfig | None = 
             pairs.top_idx, pairs.top_val, ids=ids,
             texts=text.record if text is not None else None,
             tau=pairs.summary["tau"], features=X, merge_above=null.coherence_max,
-            pressure_above=null.conflict_share_max, config=config)
+            pressure_above=null.pressure_threshold(config.pressure_null_sigmas),
+            config=config)
         interference = analyze_interference(
             X, zones.labels, null=null, ids=ids,
             conflict_density=pairs.summary.get("conflict_density"), config=config)

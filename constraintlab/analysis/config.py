@@ -32,6 +32,7 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "growth_sketch_effective": _SHARE, "growth_min_examples": Interval(4, None),
     "null_draws": _POSITIVE, "null_max_n": Interval(16, None),
     "interference_excess_min": _ABOVE_ZERO, "zone_refine_iters": Interval(0, None),
+    "pressure_null_sigmas": Interval(0, None),
     "inconsistent_contradiction_share": _SHARE, "shingle_size": _POSITIVE,
     "num_perm": _POSITIVE, "minhash_threshold": _SHARE, "near_input_min": _SHARE,
     "lsh_min_recall": _SHARE, "lsh_bands": _POSITIVE, "lsh_rows": _POSITIVE,
@@ -143,6 +144,11 @@ class AnalysisConfig(Settings):
         1.15. ``interference_above_null`` when the data's cross-zone interference is at least
         this multiple of its null's mean. Measured on the reference model: clean GSM8K test
         rows 1.06-1.09 (3 seeds), with 25 % terse answers 1.23-1.29.
+    pressure_null_sigmas : float
+        3.0. A zone is a pressure zone when its internal conflict exceeds the mean + this many
+        standard deviations of the internal conflicts of the null's zones (and at least their
+        largest): one-sided normal tail 0.13 % per zone, about 1 % over the ten or so zones of
+        a dataset.
     zone_refine_iters : int
         30. Rounds of the zone refinement (:mod:`constraintlab.analysis.zones`); 0 turns it off.
     inconsistent_contradiction_share : float
@@ -276,6 +282,7 @@ class AnalysisConfig(Settings):
     null_draws: int = 3
     null_max_n: int = 20_000
     interference_excess_min: float = 1.15
+    pressure_null_sigmas: float = 3.0
     zone_refine_iters: int = 30
     inconsistent_contradiction_share: float = 0.001
     shingle_size: int = 3

@@ -50,7 +50,7 @@ from constraintlab.analysis.zones import analyze_zones, centered_unit_rows, zone
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InterferenceResult", "NullReference", "analyze_interference",
+__all__ = ["InterferenceResult", "NullReference", "analyze_interference", "bootstrap_interference",
            "cross_zone_interference", "gaussian_null", "null_factor", "null_reference"]
 
 _CHUNK = 8192
@@ -156,6 +156,40 @@ def cross_zone_interference(U: np.ndarray, zones: np.ndarray
     return float((W * np.maximum(0.0, -K)).sum() / W.sum()), zone_ids, sizes, K
 
 
+def bootstrap_interference(U: np.ndarray, zones: np.ndarray, draws: int = 200, seed: int = 0
+                           ) -> tuple[float, float]:
+    """95 % percentile interval of :func:`cross_zone_interference` over ``draws`` bootstrap
+    resamples of the rows within each zone (zones fixed; only the off-diagonal means enter the
+    statistic, so repeated rows need no correction). (nan, nan) with fewer than two zones.
+
+    Parameters
+    ----------
+    U : (N, k) float
+        Mean-removed unit rows.
+    zones : (N,) int
+    draws : int
+    seed : int
+    """
+    zones = np.asarray(zones)
+    zone_ids = np.unique(zones[zones >= 0])
+    if len(zone_ids) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(zones == z) for z in zone_ids]
+    sizes = np.array([len(m) for m in members], dtype=np.float64)
+    W = np.outer(sizes, sizes)
+    np.fill_diagonal(W, 0.0)
+    Uz = [np.asarray(U[m], dtype=np.float64) for m in members]
+    vals = np.empty(draws)
+    for d in range(draws):
+        M = np.stack([rng.multinomial(len(m), np.full(len(m), 1.0 / len(m))) @ u / len(m)
+                      for m, u in zip(members, Uz, strict=True)])
+        K = M @ M.T
+        vals[d] = float((W * np.maximum(0.0, -K)).sum() / W.sum())
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 @dataclass
 class NullReference:
     """What the data's Gaussian null gives through the pairs, graph and zones.
@@ -193,6 +227,14 @@ class NullReference:
     @property
     def conflict_share_max(self) -> float:
         return float(max(self.conflict_share)) if self.conflict_share else 1.0
+
+    def pressure_threshold(self, sigmas: float) -> float:
+        """Internal conflict a zone must exceed to be a pressure zone: ``mean + sigmas * sd``
+        of every null zone's internal conflict, and at least the largest one."""
+        if not self.zone_conflicts:
+            return self.conflict_share_max
+        c = np.asarray(self.zone_conflicts, dtype=np.float64)
+        return float(max(c.max(), c.mean() + sigmas * c.std()))
 
     @property
     def interference_mean(self) -> float:
@@ -297,8 +339,10 @@ def analyze_interference(
     InterferenceResult
         ``name="interference"``. Table: ``interference_score`` (mean of ``max(0, -cos)`` of the
         example's mean-removed unit row to the members of the other zones; 0 for outliers).
-        Summary: ``interference``, ``null_interference``, ``interference_excess``,
-        ``interference_above_null``, ``rule``, ``reason``, ``null`` (the null's numbers),
+        Summary: ``interference``, ``n_zones``, ``null_interference``,
+        ``null_interference_range``, ``interference_excess``, ``interference_ci95``,
+        ``interference_excess_ci95``, ``ci_rule``, ``interference_above_null``, ``rule``,
+        ``reason``, ``null`` (the null's numbers),
         ``conflict_density`` / ``null_conflict_density`` (raw, for comparison),
         ``zone_ids``, ``zone_sizes``, ``zone_interference`` (nested lists, ``-K``),
         ``most_interfering_pair`` (``a``, ``b``, ``interference``, ``sizes``; None with fewer
@@ -313,6 +357,10 @@ def analyze_interference(
     value, zone_ids, sizes, K = cross_zone_interference(U, zones)
     base = null.interference_mean
     excess = value / base if base > 0 else (float("inf") if value > 0 else 1.0)
+    lo, hi = bootstrap_interference(U, zones, seed=config.seed)
+    null_lo = float(min(null.interference)) if null.interference else base
+    null_hi = float(max(null.interference)) if null.interference else base
+    excess_ci = ([lo / base, hi / base] if base > 0 and np.isfinite(lo) else [None, None])
     above = bool(excess >= config.interference_excess_min)
     D = -K
     pair = None
@@ -345,8 +393,15 @@ def analyze_interference(
                    f"({pair['interference']:.3f})")
     summary = {
         "interference": value,
+        "n_zones": len(zone_ids),
         "null_interference": base,
         "interference_excess": excess,
+        "interference_ci95": [lo, hi] if np.isfinite(lo) else [None, None],
+        "interference_excess_ci95": excess_ci,
+        "null_interference_range": [null_lo, null_hi],
+        "ci_rule": "95 % percentile bootstrap of the rows within each zone (200 resamples, "
+                   "zones fixed), divided by the null's mean; the null's range is over its "
+                   "draws",
         "interference_above_null": above,
         "rule": "interference_excess = interference / mean over null draws; above the null "
                 "when >= interference_excess_min",

@@ -338,14 +338,17 @@ def determinacy_verdict(
     inter = None
     if interference_summary is not None:
         inter = {"above_null": bool(interference_summary["interference_above_null"]),
-                 "excess": interference_summary["interference_excess"]}
+                 "excess": interference_summary["interference_excess"],
+                 "n_zones": interference_summary.get("n_zones", 2)}
     sentence = f"{g['verdict'].replace('_', ' ')}: {g['reason']}."
     if consistency == "inconsistent":
         sentence += f" Inconsistent: {'; '.join(incons)}."
     elif consistency == "consistent":
         sentence += (f" Consistent: {n_contradictions} contradiction pair"
                      f"{'' if n_contradictions == 1 else 's'} (< {need:g}).")
-    if inter is not None:
+    if inter is not None and inter["n_zones"] < 2:
+        sentence += " Interference: fewer than two zones, nothing to compare."
+    elif inter is not None:
         sentence += (f" Interference {inter['excess']:.2f}x its null ("
                      + ("above" if inter["above_null"] else "near") + " the data's own "
                      "baseline).")

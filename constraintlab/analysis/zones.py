@@ -29,12 +29,18 @@ On planted style clashes (GSM8K test rows, 25-30 % answered "The answer is N.", 
   collides, how strongly its members are coupled, and (sub-linearly) how many they are;
 - ``coherence`` = mean pairwise cosine of the members' mean-removed unit rows (with features).
 
-A zone is a **pressure zone** when its ``conflict_share`` exceeds ``pressure_above``: the
-largest conflict share of any zone of the data's Gaussian null run through the same graph and
-zones (so its internal conflict stands out from what the data's own cosine geometry gives).
-Without a null (no features) the fixed ``zone_conflict_share`` is used and the summary says so.
-On real GSM8K rows every zone has a conflict share of 0.15-0.47 and so does every null zone
-(0.11-0.44): the fixed 0.1 made 96-100 % of clean examples "pressure".
+A zone is a **pressure zone** when its ``internal_conflict`` (share of negative cosine mass
+over every pair of its members) exceeds ``pressure_above``: in the pipeline, ``mean +
+pressure_null_sigmas * sd`` (and at least the largest) of the internal conflict of every zone of
+the data's Gaussian null run through the same pairs, graph and zones
+(:meth:`constraintlab.analysis.interference.NullReference.pressure_threshold`), so its internal
+conflict stands out from what the data's own cosine geometry gives. Without a null (no
+features) the fixed ``zone_conflict_share`` on the edge conflict share is used and the summary
+says so. On real GSM8K rows every zone has an edge conflict share of 0.15-0.47 and so does every
+null zone (0.11-0.44): the fixed 0.1 made 96-100 % of clean examples "pressure". The null's
+largest zone alone was not enough either: on 1,000 clean GSM8K test rows (seed 0) one zone of
+164 had internal conflict 0.125 against a null maximum of 0.124 (16 % "pressure"); null zones
+there have mean 0.05 and sd 0.035, so the 3-sigma threshold is about 0.15.
 
 Zones are ranked by pressure (then size); zone 0 is the highest-pressure zone. Labels are the
 zone's most distinctive TF-IDF terms (mean member TF-IDF minus the corpus mean).
@@ -418,8 +424,9 @@ def analyze_zones(
         "pressure_zone_examples": int(is_pz.sum()),
         "pressure_zone_share": float(is_pz.mean()) if N else 0.0,
         "pressure_zone_rule": (
-            f"internal_conflict > {pressure_above:.4g}, the largest internal conflict of a zone "
-            "of the data's Gaussian null (same graph and zones)" if pressure_above is not None
+            f"internal_conflict > {pressure_above:.4g}: mean + pressure_null_sigmas * sd of the "
+            "internal conflict of the zones of the data's Gaussian null (same pairs, graph and "
+            "zones), and at least their largest" if pressure_above is not None
             else f"conflict_share >= zone_conflict_share = {config.zone_conflict_share} (fixed: "
                  "no null without features)"),
         "refined": bool(refined),

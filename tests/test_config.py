@@ -54,8 +54,12 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         need(c.growth_steps >= 2 and c.growth_min_examples >= 4)
         need(0 <= c.growth_saturating_below <= c.growth_growing_from)
         need(c.null_draws >= 1 and c.interference_excess_min > 0)
+        need(isinstance(c.null_max_n, int) and c.null_max_n >= 16)
+        need(isinstance(c.zone_refine_iters, int) and c.zone_refine_iters >= 0)
+        need(c.pressure_null_sigmas >= 0)
         for name in ("leverage_unique", "zone_conflict_share", "inconsistent_contradiction_share",
-                     "growth_sketch_fill", "growth_adapter_fill",
+                     "growth_sketch_fill", "growth_adapter_fill", "growth_energy",
+                     "growth_sketch_effective",
                      "minhash_threshold", "input_jaccard", "contradiction_jaccard",
                      "lsh_min_recall", "near_input_min"):
             v = getattr(c, name)

@@ -2,7 +2,8 @@
 
 A condition is ``METRIC OP VALUE`` with ``OP`` one of ``== != < <= > >=`` and ``VALUE`` a
 number (``inf`` and ``-inf`` included), ``true``/``false``, or a string (quoted, or a bare
-word): ``exact_duplicates == 0``, ``conflict_density < 0.02``, ``verdict != "underdetermined"``.
+word): ``exact_duplicates == 0``, ``interference_excess < 1.15``,
+``consistency != "inconsistent"``.
 Each condition is a requirement: the gate passes when every condition holds. A metric that is
 null in report.json (not measured) fails every numeric condition.
 
@@ -12,7 +13,7 @@ Conditions come from ``--fail-on`` on the command line, or from a TOML file::
     [tool.constraintlab.gate]             [gate]
     require = [                           require = ["contradictions <= 5"]
       "exact_duplicates == 0",
-      "conflict_density < 0.02",
+      "interference_excess < 1.15",
     ]
 
 :func:`check` loads the conditions and evaluates them on a report (a :class:`Report`, its

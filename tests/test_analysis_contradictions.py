@@ -130,11 +130,22 @@ def test_factor_signal_alone_and_with_text():
     # Aligned in the model but unrelated as text (two shouted questions): not a contradiction.
     exs[12] = qa(12, "HOW MANY GOATS GRAZE IN THE NORTH FIELD?", "#### 12")
     exs[50] = qa(50, "WHAT DOES THE BAKER SELL ON MONDAYS?", "#### 5")
+    # (4, 40): "question number 4 about topic 28" / "... 40 about topic 280": one template,
+    # other numbers: sibling problems, not the same question
+    res = analyze_contradictions(exs, input_factors=fin, output_factors=fout)
+    got = {(p["a"], p["b"]): p for p in res.pairs}
+    assert set(got) == {(20, 59)}
+    assert res.summary["factor_pairs_without_text_support"] == 2  # (7, 8) and (12, 50)
+    assert res.summary["factor_pairs_sibling_problems"] == 1      # (4, 40)
+    assert got[(20, 59)]["detail"]["signal"] == "text+factors"
+    off = analyze_contradictions(exs, input_factors=fin, output_factors=fout,
+                                 config=AnalysisConfig(factor_sibling_guard=False))
+    assert {(p["a"], p["b"]) for p in off.pairs} == {(4, 40), (20, 59)}
+    # a reworded question with the same numbers (the text signal misses it) stays
+    exs[40] = qa(40, "question number 4 about the topic 28", "answer 40")
     res = analyze_contradictions(exs, input_factors=fin, output_factors=fout)
     got = {(p["a"], p["b"]): p for p in res.pairs}
     assert set(got) == {(4, 40), (20, 59)}
-    assert res.summary["factor_pairs_without_text_support"] == 2  # (7, 8) and (12, 50)
-    assert got[(20, 59)]["detail"]["signal"] == "text+factors"
     assert got[(4, 40)]["detail"]["signal"] == "factors"
 
 

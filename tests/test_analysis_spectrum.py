@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from constraintlab.analysis import (
+    GROWTH_VERDICTS,
     AnalysisConfig,
     analyze_constraints,
     analyze_spectrum,
@@ -57,27 +58,29 @@ def test_energy_directions_and_effective_rank_formula():
     assert res.summary["rank"] == 4
 
 
-def test_random_rows_fewer_than_unknowns_is_underdetermined():
+def test_random_rows_keep_growing_and_are_consistent():
+    # every example adds its own direction: N < P is no rule any more, the growth curve is
     rng = np.random.default_rng(1)
     X = rng.standard_normal((50, 128))
     out = analyze_constraints(X, n_params=10_000)
     s = out.spectrum.summary
     assert s["rank"] == 50 and not s["rank_is_lower_bound"]
     d = out.determinacy.summary
-    assert d["verdict"] == "underdetermined"
-    assert [r["rule"] for r in d["rules"] if r["fired"]] == ["underdetermined"]
-    assert not d["inconsistent"]
+    assert d["determinacy"] == "still_growing" and out.determinacy.verdict == "still_growing"
+    assert d["consistency"] == "unknown"  # no texts, no factors
     fired = {r["rule"]: r["fired"] for r in d["rules"]}
-    assert fired == {"overdetermined": False, "underdetermined": True, "balanced": False,
-                     "inconsistent": False}
-    assert "rank 50 of 50" in d["rule"]
+    assert fired == {"too_few_examples": False, "limited_by_sketch": False,
+                     "limited_by_adapter": False, "saturating": False, "still_growing": True,
+                     "slowing": False, "inconsistent": False}
+    assert d["elasticity"] > 0.6
+    assert d["sentence"].startswith("still growing: ") and "directions carry 90%" in d["sentence"]
     assert s["ledger"] == {"equations": 50, "unknowns": 10_000, "sketch_dim": 128, "rank": 50,
                            "rank_is_lower_bound": False, "effective_rank": s["effective_rank"],
                            "redundant_equations": 0, "free_directions": 9_950}
     np.testing.assert_allclose(out.spectrum.table["leverage_score"], 1.0, atol=1e-9)
 
 
-def test_repeated_directions_are_overdetermined_and_near_duplicates():
+def test_repeated_directions_saturate_and_are_near_duplicates():
     rng = np.random.default_rng(2)
     D = rng.standard_normal((10, 64))
     D /= np.linalg.norm(D, axis=1, keepdims=True)
@@ -87,8 +90,7 @@ def test_repeated_directions_are_overdetermined_and_near_duplicates():
     assert abs(s["effective_rank"] - 10.0) < 1.0
     assert s["energy_directions"]["99"] == 10
     d = out.determinacy.summary
-    assert d["verdict"] == "overdetermined"
-    assert d["rules"][0]["values"]["ratio"] == pytest.approx(500 / s["effective_rank"])
+    assert d["determinacy"] == "saturating" and abs(d["elasticity"]) < 0.1
     # the repeats are found as gradient near duplicates: 10 sets of 50
     red = out.redundancy
     sets = red.summary["sets"]
@@ -101,13 +103,15 @@ def test_repeated_directions_are_overdetermined_and_near_duplicates():
     assert red.summary["redundancy_ratio"] == pytest.approx(490 / 500)
 
 
-def test_rank_at_k_is_a_lower_bound():
+def test_rank_at_k_is_a_lower_bound_and_limited_by_the_sketch():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((400, 16))
     out = analyze_constraints(X)
     s = out.spectrum.summary
     assert s["rank"] == 16 and s["rank_is_lower_bound"]
-    assert any("lower bound" in c for c in out.determinacy.summary["caveats"])
+    assert "at least this" in s["rank_note"]
+    d = out.determinacy.summary
+    assert d["determinacy"] == "limited_by_sketch" and "k = 16" in d["rule"]
 
 
 def test_randomized_path_states_its_error():
@@ -132,22 +136,46 @@ def test_randomized_path_states_its_error():
                                atol=1e-3)
 
 
-def test_verdict_balanced_and_inconsistent_rules():
+def _growth(verdict: str = "saturating") -> dict:
+    return {"verdict": verdict, "reason": "r", "rules": [], "caveats": [],
+            "slope_per_100": 1.0, "elasticity": 0.1}
+
+
+def test_only_contradictions_make_a_system_inconsistent():
     cfg = AnalysisConfig()
-    summ = {"n_equations": 100, "sketch_dim": 64, "rank": 50, "effective_rank": 40.0,
-            "rank_is_lower_bound": False}
-    d = determinacy_verdict(summ, config=cfg)
-    assert d["verdict"] == "balanced" and not d["inconsistent"]
-    d = determinacy_verdict(summ, pairs_summary={"conflict_density": 0.02,
-                                                 "conflicted_share": 0.0}, config=cfg)
-    assert d["inconsistent"] and "conflict density" in d["inconsistent_reasons"][0]
-    d = determinacy_verdict(summ, n_contradictions=1, config=cfg)
-    assert d["inconsistent"]
-    # N >= P: rank ~ N no longer means underdetermined
-    summ2 = {"n_equations": 100, "sketch_dim": 128, "rank": 100,
-             "effective_rank": 90.0}
-    assert determinacy_verdict(summ2, n_params=50, config=cfg)["verdict"] == "balanced"
-    assert determinacy_verdict(summ2, n_params=500, config=cfg)["verdict"] == "underdetermined"
+    d = determinacy_verdict(_growth(), n=100, n_contradictions=0, config=cfg)
+    assert d["consistency"] == "consistent" and d["consistency"] != "inconsistent"
+    assert d["determinacy"] == "saturating" and "Consistent: 0 contradiction pairs" in d["sentence"]
+    d = determinacy_verdict(_growth(), n=100, n_contradictions=1, config=cfg)
+    assert d["consistency"] == "inconsistent"
+    assert "contradiction pairs" in d["inconsistent_reasons"][0]
+    need = AnalysisConfig(inconsistent_contradiction_share=0.05)
+    assert determinacy_verdict(_growth(), n=100, n_contradictions=4, config=need)[
+        "consistency"] == "consistent"
+    got = determinacy_verdict(_growth(), n=100, n_contradictions=5, config=need)
+    assert got["consistency"] == "inconsistent"
+    # interference is named beside consistency, never as it
+    inter = {"interference_above_null": True, "interference_excess": 1.4, "n_zones": 3}
+    d = determinacy_verdict(_growth(), n=100, n_contradictions=0,
+                            interference_summary=inter, config=cfg)
+    assert d["consistency"] != "inconsistent"
+    assert d["interference"] == {"above_null": True, "excess": 1.4, "n_zones": 3}
+    assert "Interference 1.40x its null (above" in d["sentence"]
+    # no pair statistic enters the verdict any more
+    assert "pairs_summary" not in determinacy_verdict.__code__.co_varnames
+
+
+def test_strongly_conflicting_rows_are_not_inconsistent():
+    # two groups asking opposite things: conflict everywhere, but no same-input contradiction
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal(64)
+    X = np.concatenate([v + 0.3 * rng.standard_normal((60, 64)),
+                        -v + 0.3 * rng.standard_normal((60, 64))])
+    f = rng.standard_normal((120, 8))
+    out = analyze_constraints(X, input_factors=f, output_factors=f)
+    assert out.pairs.summary["conflict_density"] > 0.4
+    assert out.determinacy.summary["consistency"] == "consistent"
+    assert not out.determinacy.inconsistent
 
 
 @settings(max_examples=15, deadline=None)
@@ -192,8 +220,8 @@ def test_tiny_and_degenerate_inputs_give_strict_json(shape):
     out = analyze_constraints(X)
     json.dumps(out.summary(), allow_nan=False)
     assert out.spectrum.summary["rank"] == min(shape)
+    assert out.determinacy.verdict in GROWTH_VERDICTS
     zero = analyze_constraints(np.zeros(shape))
-    d = zero.determinacy.summary
     assert zero.spectrum.summary["rank"] == 0
-    assert d["verdict"] == "overdetermined" and "zero" in d["rule"]
+    assert zero.determinacy.verdict in GROWTH_VERDICTS
     json.dumps(zero.summary(), allow_nan=False)

@@ -42,10 +42,14 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
     topics = ["apples", "rivers", "taxes", "planets"]
     examples = [_example(i, str(i), topics[truth[i]] if i < len(truth) else "misc")
                 for i in range(len(X))]
-    out = analyze_constraints(X.astype(np.float32), examples=examples,
-                              config=AnalysisConfig(top_m=10))
-    z = out.zones
+    cfg = AnalysisConfig(top_m=10)
+    out = analyze_constraints(X.astype(np.float32), examples=examples, config=cfg)
+    # the graph alone (no rows: no refinement, no null; the fixed conflict-share rule)
+    z, G = analyze_zones(out.pairs.top_idx, out.pairs.top_val, ids=out.ids,
+                         texts=[e.input_text for e in examples], tau=out.pairs.summary["tau"],
+                         config=cfg)
     zones = z.summary["zones"]
+    assert "fixed" in z.summary["pressure_zone_rule"]
     assert z.summary["count"] == 4
     labels = z.table["zone"].to_numpy()
     assert adjusted_rand_score(truth, labels[: len(truth)]) >= 0.9
@@ -59,7 +63,6 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
     assert z.table["is_outlier"].sum() == 3
     assert ((z.table["pressure_score"] >= 0) & (z.table["pressure_score"] <= 1)).all()
     # zone stats against networkx on the same graph
-    G = out.graph
     sub = G.subgraph(zones[0]["members"])
     w = np.array([d["weight"] for _, _, d in sub.edges(data=True)])
     assert zones[0]["density"] == pytest.approx(nx.density(sub))
@@ -74,6 +77,25 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
     H = nx.read_graphml(path, node_type=int)
     assert H.number_of_edges() == G.number_of_edges()
     assert H.nodes[0]["zone"] == G.nodes[0]["zone"]
+
+
+def test_refined_zones_keep_agreeing_blocks_and_split_opposed_members():
+    # with the rows, zones are refined on the mean-removed unit rows: blocks whose members
+    # agree stay whole; the +/- members of block 2 ask opposite things and do not stay one
+    # zone; what they do to each other is interference beyond the data's null
+    X, truth = _blocks()
+    out = analyze_constraints(X.astype(np.float32), config=AnalysisConfig(top_m=10))
+    labels = out.zones.labels[: len(truth)]
+    assert out.zones.summary["refined"]
+    for b in (0, 1, 3):
+        assert len(set(labels[truth == b])) == 1
+    b2 = truth == 2
+    sign = np.sign(X[: len(truth)][b2] @ np.linalg.qr(np.random.default_rng(0).standard_normal(
+        (64, 4)))[0].T[2])
+    for s in (-1, 1):                     # each half lies in one zone, the halves in two
+        assert len(set(labels[b2][sign == s])) == 1
+    assert len(set(labels[b2])) == 2
+    assert out.interference.summary["interference_above_null"]
 
 
 def test_graph_edges_signed_and_thresholded():

@@ -57,10 +57,15 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         if c.tau is not None:
             need(1.0 - c.eps > c.tau)
         need(c.rank_noise >= 0)
-        need(c.over_ratio > 1)
-        need(0 < c.under_rank_frac <= 1)
-        for name in ("leverage_unique", "zone_conflict_share", "inconsistent_conflict_density",
-                     "inconsistent_conflicted_share", "inconsistent_contradiction_share",
+        need(c.growth_steps >= 2 and c.growth_min_examples >= 4)
+        need(0 <= c.growth_saturating_below <= c.growth_growing_from)
+        need(c.null_draws >= 1 and c.interference_excess_min > 0)
+        need(isinstance(c.null_max_n, int) and c.null_max_n >= 16)
+        need(isinstance(c.zone_refine_iters, int) and c.zone_refine_iters >= 0)
+        need(c.pressure_null_sigmas >= 0)
+        for name in ("leverage_unique", "zone_conflict_share", "inconsistent_contradiction_share",
+                     "growth_sketch_fill", "growth_adapter_fill", "growth_energy",
+                     "growth_sketch_effective",
                      "minhash_threshold", "input_jaccard", "contradiction_jaccard",
                      "lsh_min_recall", "near_input_min"):
             v = getattr(c, name)
@@ -136,11 +141,13 @@ def test_analysis_table_accepts_what_the_hand_written_checks_accepted(name) -> N
 def test_set_coerces_by_declared_type() -> None:
     got = parse_set_options(["lsh_bands=21", "lsh_rows=6", "tau=0.2", "top-m=20",
                              "zone_edge_min=none", "families_are_duplicates=yes",
-                             "volatility_weights=1,2,0.5,1", "over_ratio=3"], AnalysisConfig)
+                             "volatility_weights=1,2,0.5,1", "interference_excess_min=1.2"],
+                            AnalysisConfig)
     assert got == {"lsh_bands": 21, "lsh_rows": 6, "tau": 0.2, "top_m": 20,
                    "zone_edge_min": None, "families_are_duplicates": True,
-                   "volatility_weights": (1.0, 2.0, 0.5, 1.0), "over_ratio": 3.0}
-    assert type(got["lsh_bands"]) is int and type(got["over_ratio"]) is float
+                   "volatility_weights": (1.0, 2.0, 0.5, 1.0),
+                   "interference_excess_min": 1.2}
+    assert type(got["lsh_bands"]) is int and type(got["interference_excess_min"]) is float
     cfg = AnalysisConfig(**got)
     assert cfg.bands_rows() == (21, 6) and all(type(x) is int for x in cfg.bands_rows())
     for bad, why in (("lsh_bands=21.0", "not an integer or None"),

@@ -18,17 +18,17 @@ from constraintlab.gate import (
     text_summary,
 )
 
-METRICS = {"exact_duplicates": 2, "contradictions": 5, "conflict_density": 0.0312,
-           "verdict": "overdetermined", "inconsistent": False, "volatility_p99": 0.55,
+METRICS = {"exact_duplicates": 2, "contradictions": 5, "interference_excess": 0.0312,
+           "determinacy": "saturating", "model_limited": False, "volatility_p99": 0.55,
            "incoherent_families": 0, "max_volatility": math.nan}
 
 
 @pytest.mark.parametrize(("text", "passed"), [
     ("exact_duplicates == 0", False), ("exact_duplicates <= 2", True),
     ("contradictions < 5", False), ("contradictions <= 5", True), ("contradictions >= 5.0", True),
-    ("conflict_density < 0.02", False), ("conflict_density<3.2e-2", True),
-    ('verdict != "underdetermined"', True), ("verdict == overdetermined", True),
-    ("verdict != 'overdetermined'", False), ("inconsistent == false", True),
+    ("interference_excess < 0.02", False), ("interference_excess<3.2e-2", True),
+    ('determinacy != "still_growing"', True), ("determinacy == saturating", True),
+    ("determinacy != 'saturating'", False), ("model_limited == false", True),
     ("volatility_p99 < 0.6", True), ("volatility_p99 < 0.5", False),
     ("incoherent_families == 0", True), ("incoherent_families > 0", False),
     # a metric the report did not measure (nan) fails every numeric condition
@@ -50,8 +50,8 @@ def test_check_line_shows_value() -> None:
     ("contradictions <=", "cannot read gate condition"),
     ("contradictions =< 3", "cannot read gate condition"),
     ("contradictions <= five percent", "cannot read value"),
-    ("nonsense < 1", "unknown gate metric 'nonsense'; known metrics: conflict_density"),
-    ("verdict < 3", "types differ or the operator does not apply"),
+    ("nonsense < 1", "unknown gate metric 'nonsense'; known metrics: interference_excess"),
+    ("determinacy < 3", "types differ or the operator does not apply"),
 ])
 def test_bad_conditions_are_config_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

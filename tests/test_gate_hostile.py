@@ -94,9 +94,8 @@ def test_damaged_report_json(report, capsys, damage, message) -> None:
     (lambda d: {**d, "zones": [], "system": None},
      "sections must be objects: system is null, zones is an array"),
     (_del_system_rank, "malformed report (missing key 'rank'); rerun constraintlab analyze"),
-    (lambda d: {**d, "system": {**d["system"], "inconsistent": True,
-                                "inconsistent_reasons": 3}},
-     "malformed report (TypeError: can only join an iterable)"),
+    (lambda d: {**d, "system": {**d["system"], "sentence": 3}},
+     'malformed report (TypeError: can only concatenate str (not "int") to str)'),
 ])
 def test_report_json_lacking_sections(report, capsys, edit, message) -> None:
     _put(report, edit(_json(report)))
@@ -147,10 +146,10 @@ def test_null_metric_fails_its_condition(report, capsys) -> None:
     """``null`` in report.json is "not measured" (non-finite numbers are written as null): a
     numeric condition on it fails (exit 1), as on nan."""
     data = _json(report)
-    data["conflict"]["conflict_density"] = None
+    data["redundancy"]["redundancy_ratio"] = None
     _put(report, data)
-    code, out, _ = gate(capsys, report, "--fail-on", "conflict_density < 1")
-    assert code == 1 and "FAIL  conflict_density < 1  (value: nan)" in out
+    code, out, _ = gate(capsys, report, "--fail-on", "redundancy_ratio < 1")
+    assert code == 1 and "FAIL  redundancy_ratio < 1  (value: nan)" in out
 
 
 # -- config files ------------------------------------------------------------------------------
@@ -255,10 +254,11 @@ def _rendered_html(markdown: str) -> str | None:
 def test_summary_md_escapes_paths_names_and_values(report, capsys, tmp_path) -> None:
     data = _json(report)
     data["dataset"]["source"] = HOSTILE_SOURCE
-    data["system"]["verdict"] = "<b>x</b>\n# y"
+    data["system"]["determinacy"] = "<b>x</b>\n# y"
     _put(report, data)
     md = tmp_path / "summary.md"
-    code, _, _ = gate(capsys, report, "--fail-on", "verdict != 'a|b`c'", "--summary-md", md)
+    code, _, _ = gate(capsys, report, "--fail-on", "determinacy != 'a|b`c'", "--summary-md",
+                      md)
     assert code == 0
     text = md.read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -268,7 +268,7 @@ def test_summary_md_escapes_paths_names_and_values(report, capsys, tmp_path) -> 
     assert not re.search(r"(?<!\\)[<>\[\]]", text) and "\x1b" not in text   # all escaped
     assert "\\<img src\\=x onerror\\=alert\\(1\\)\\>" in text
     # the table keeps 3 columns: the condition's pipe is escaped inside a code span
-    assert lines[-1] == ("| ✅ | ``verdict != 'a\\|b`c'`` | "
+    assert lines[-1] == ("| ✅ | ``determinacy != 'a\\|b`c'`` | "
                          "\\\"\\<b\\>x\\<\\/b\\>\\\\n\\# y\\\" |")
     html = _rendered_html(text)
     if html is None:
@@ -280,11 +280,11 @@ def test_summary_md_escapes_paths_names_and_values(report, capsys, tmp_path) -> 
 
 def test_terminal_output_shows_control_characters(report, capsys) -> None:
     data = _json(report)
-    data["system"]["verdict"] = "over\x1b[2J\rdetermined\u202e"
+    data["system"]["determinacy"] = "over\x1b[2J\rdetermined\u202e"
     _put(report, data)
-    code, out, _ = gate(capsys, report, "--fail-on", "verdict != 'x\x1b]0;t\x07'")
+    code, out, _ = gate(capsys, report, "--fail-on", "determinacy != 'x\x1b]0;t\x07'")
     assert code == 0 and "\x1b" not in out and "\r" not in out and "\u202e" not in out
-    assert ("  PASS  verdict != 'x\\x1b]0;t\\x07'  (value: \"over\\x1b[2J\\rdetermined"
+    assert ("  PASS  determinacy != 'x\\x1b]0;t\\x07'  (value: \"over\\x1b[2J\\rdetermined"
             "\\u202e\")") in out
 
 

@@ -90,7 +90,7 @@ def test_type_mismatches_are_config_errors_or_fail(metric, op, actual, value) ->
 # -- TOML config files ---------------------------------------------------------------------------
 SCALAR = st.one_of(st.integers(-10**30, 10**30), st.booleans(), st.floats(allow_nan=False),
                    st.text(st.characters(blacklist_categories=("Cs",)), max_size=15),
-                   st.sampled_from(["examples > 0", "verdict != 'x'", "rank >= 1",
+                   st.sampled_from(["examples > 0", "determinacy != 'x'", "rank >= 1",
                                     "nonsense == 1", "examples >"]))
 TOML_VALUE = st.recursive(SCALAR, lambda inner: st.one_of(
     st.lists(inner, max_size=4),

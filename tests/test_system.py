@@ -153,15 +153,16 @@ def test_typed_results_carry_what_the_next_analyzers_read():
     assert isinstance(zones, ZonesResult)
     np.testing.assert_array_equal(zones.labels, zones.table["zone"].to_numpy())
     assert zones.ranked == [z["id"] for z in zones.summary["zones"]]
-    # the verdict: its own result, computed from the spectrum, pairs and contradictions
+    # the verdict: its own result, from the growth curve and the contradictions
     det = out.determinacy
     assert isinstance(det, DeterminacyResult) and det.table.shape == (n, 0)
-    ref = determinacy_verdict(out.spectrum.summary, n_params=10_000,
-                              pairs_summary=out.pairs.summary,
-                              n_contradictions=con.summary["count"])
-    assert det.summary == ref and det.verdict == ref["verdict"]
-    assert det.inconsistent == ref["inconsistent"]
+    ref = determinacy_verdict(out.growth.summary, n=n,
+                              n_contradictions=con.summary["count"],
+                              interference_summary=out.interference.summary)
+    assert det.summary == ref and det.verdict == ref["determinacy"] == out.growth.summary["verdict"]
+    assert det.inconsistent == (ref["consistency"] == "inconsistent")
     assert out.summary()["determinacy"] == ref
+    assert "determinacy" not in out.spectrum.summary   # the verdict is its own result
 
 
 def test_a_system_built_for_other_settings_gets_its_own_text_view():

@@ -131,9 +131,9 @@ def test_error_messages_show_control_characters(tmp_path, capsys) -> None:
 
 def test_gate_summary_lines_show_control_characters(tmp_path, capsys, gate_report) -> None:
     shutil.copytree(gate_report, tmp_path / "r")
-    assert main(["gate", str(tmp_path / "r"), "--fail-on", "verdict != '\x1b[31m'"]) == 0
+    assert main(["gate", str(tmp_path / "r"), "--fail-on", "determinacy != '\x1b[31m'"]) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and "PASS  verdict != '\\x1b[31m'" in out
+    assert "\x1b" not in out and "PASS  determinacy != '\\x1b[31m'" in out
 
 
 def test_log_lines_show_control_characters(tmp_path, capsys) -> None:

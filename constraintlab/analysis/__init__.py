@@ -1,6 +1,7 @@
 """Stage 3: the constraint matrix -> findings (spectrum, pairs, redundancy, contradictions,
-zones, response map, token volatility, variant families, layer map, suspects and the model's
-capability, training orders). Numba kernels live in :mod:`constraintlab._kernels`, never here.
+zones, interference against the data's null, growth curve, response map, token volatility,
+variant families, layer map, suspects and the model's capability, training orders). Numba
+kernels live in :mod:`constraintlab._kernels`, never here.
 
 Every analyzer returns a typed :class:`AnalyzerResult` (per-example table, summary dict, pairs,
 and named arrays for the analyzers after it: ``PairsResult.top_idx``,
@@ -17,6 +18,19 @@ from constraintlab.analysis.contradictions import (
     compare_targets,
 )
 from constraintlab.analysis.families import FamiliesResult, analyze_families, family_coherence
+from constraintlab.analysis.growth import (
+    GROWTH_VERDICTS,
+    analyze_growth,
+    growth_curve,
+    growth_verdict,
+)
+from constraintlab.analysis.interference import (
+    InterferenceResult,
+    NullReference,
+    analyze_interference,
+    gaussian_null,
+    null_reference,
+)
 from constraintlab.analysis.layers import LayersResult, analyze_layers
 from constraintlab.analysis.order import (
     STRATEGIES,
@@ -45,6 +59,7 @@ from constraintlab.analysis.volatility import VolatilityResult, analyze_volatili
 from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph, export_graphml
 
 __all__ = [
+    "GROWTH_VERDICTS",
     "PAIR_KINDS",
     "STRATEGIES",
     "AnalysisConfig",
@@ -54,7 +69,9 @@ __all__ = [
     "ContradictionsResult",
     "DeterminacyResult",
     "FamiliesResult",
+    "InterferenceResult",
     "LayersResult",
+    "NullReference",
     "RedundancyResult",
     "SpectrumResult",
     "SuspectsResult",
@@ -65,6 +82,8 @@ __all__ = [
     "analyze_contradictions",
     "analyze_determinacy",
     "analyze_families",
+    "analyze_growth",
+    "analyze_interference",
     "analyze_layers",
     "analyze_pairs",
     "analyze_redundancy",
@@ -83,6 +102,10 @@ __all__ = [
     "effective_rank",
     "export_graphml",
     "family_coherence",
+    "gaussian_null",
+    "growth_curve",
+    "growth_verdict",
+    "null_reference",
     "order_examples",
     "order_report",
     "path_metrics",

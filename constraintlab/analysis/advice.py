@@ -79,17 +79,32 @@ def advise(results, config: AnalysisConfig) -> list[str]:
         for z in [z for z in zones.summary["zones"] if z["is_pressure_zone"]][:3]:
             out.append(f"Inspect pressure zone {z['id']} ({z['label']}, {z['size']} examples):"
                        f" {z['internal_conflict_share']:.0%} of its internal links conflict.")
+    inter = results.interference
+    if inter is not None and inter.summary.get("interference_above_null"):
+        pair = inter.summary.get("most_interfering_pair") or {}
+        where = (f" most between zones {pair['a']} and {pair['b']}" if pair else "")
+        out.append(f"Training on some examples undoes others beyond the data's own baseline "
+                   f"(interference {inter.summary['interference_excess']:.2f}x its null,"
+                   f"{where}): look at the zone matrix; consider separate adapters, a curriculum"
+                   " (constraintlab order --strategy zones) or reconciling the styles.")
     if det is not None:
-        if det.summary["verdict"] == "underdetermined":
-            out.append("Nearly every example adds its own direction (rank close to N): the "
-                       "adapter can fit each one separately. Add examples per behaviour, or "
-                       "use a smaller LoRA rank.")
-        elif (det.summary["verdict"] == "overdetermined" and spec is not None
-              and spec.summary["examples_per_direction"] is not None):
-            out.append(f"About {spec.summary['examples_per_direction']:.1f} examples per "
-                       "effective direction: the data repeats a few constraints; low-leverage "
-                       "examples (leverage_score near 0) are candidates for subsampling.")
-    if spec is not None and spec.summary["rank_is_lower_bound"]:
+        verdict, rule = det.summary["determinacy"], det.summary["rule"]
+        if verdict == "saturating":
+            out.append(f"More of the same adds little ({rule}): new examples of this kind "
+                       "mostly repeat directions the data already asks for; add other kinds of "
+                       "examples, or subsample (low leverage_score first).")
+        elif verdict == "still_growing":
+            out.append(f"The data keeps asking for new directions ({rule}): every example "
+                       "teaches something of its own, which the adapter can also memorise; "
+                       "more data of this kind still helps.")
+        elif verdict == "limited_by_sketch":
+            out.append(f"The sketch cannot show more directions ({rule}): rerun with a larger "
+                       "-k.")
+        elif verdict == "limited_by_adapter":
+            out.append(f"The adapter cannot hold the directions the data asks for ({rule}): "
+                       "use a larger LoRA rank or more target modules.")
+    if (spec is not None and spec.summary["rank_is_lower_bound"]
+            and (det is None or det.summary["determinacy"] != "limited_by_sketch")):
         out.append(f"The rank reached the sketch dimension k = {spec.summary['sketch_dim']}: "
                    "rerun with a larger -k to see the true rank.")
     if not out:
@@ -105,4 +120,4 @@ def _run(system, results, config: AnalysisConfig) -> AnalyzerResult:
 ANALYZER = Analyzer(
     name="advice", run=_run, section="advice",
     after=("contradictions", "redundancy", "families", "volatility", "zones", "determinacy",
-           "spectrum"))
+           "spectrum", "interference"))

@@ -25,9 +25,14 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "hist_bins": _POSITIVE, "max_pairs": _POSITIVE, "exact_max_n": _POSITIVE,
     "sample_pairs": _POSITIVE, "sample_reference": _POSITIVE, "seed": Interval(0, None),
     "svd_exact_max_dim": _POSITIVE, "svd_components": _POSITIVE,
-    "rank_noise": Interval(0, None), "over_ratio": Interval(1, None, "neither"),
-    "under_rank_frac": _SHARE, "leverage_unique": _SHARE,
-    "inconsistent_conflict_density": _SHARE, "inconsistent_conflicted_share": _SHARE,
+    "rank_noise": Interval(0, None), "leverage_unique": _SHARE,
+    "growth_steps": Interval(2, None), "growth_energy": _SHARE,
+    "growth_saturating_below": Interval(0, None), "growth_growing_from": Interval(0, None),
+    "growth_sketch_fill": _SHARE, "growth_adapter_fill": _SHARE,
+    "growth_sketch_effective": _SHARE, "growth_min_examples": Interval(4, None),
+    "null_draws": _POSITIVE, "null_max_n": Interval(16, None),
+    "interference_excess_min": _ABOVE_ZERO, "zone_refine_iters": Interval(0, None),
+    "pressure_null_sigmas": Interval(0, None),
     "inconsistent_contradiction_share": _SHARE, "shingle_size": _POSITIVE,
     "num_perm": _POSITIVE, "minhash_threshold": _SHARE, "near_input_min": _SHARE,
     "lsh_min_recall": _SHARE, "lsh_bands": _POSITIVE, "lsh_rows": _POSITIVE,
@@ -107,21 +112,56 @@ class AnalysisConfig(Settings):
         ``max(s_max * max(N, k) * eps_float32, rank_noise * ||G||_F * (1/sqrt(k) + 1/sqrt(N)))``:
         the second term is the largest singular value that row noise of that size produces on its
         own (Marchenko-Pastur edge of an N x k noise matrix with the same energy per row).
-    over_ratio : float
-        4.0. Verdict rule ``overdetermined``: ``N / r_eff >= over_ratio`` (many examples per
-        effective direction). Checked first.
-    under_rank_frac : float
-        0.9. Verdict rule ``underdetermined``: ``r >= under_rank_frac * N`` (nearly every example
-        adds its own direction) and ``N < P`` when P is known. Checked second; otherwise
-        ``balanced``.
-    leverage_unique : float
-        0.9. ``is_unique_constraint`` when an example's leverage reaches this.
-    inconsistent_conflict_density : float
-        0.01. ``inconsistent`` when the conflict density reaches this, or ...
-    inconsistent_conflicted_share : float
-        0.02. ... the share of examples with at least one conflicting partner reaches this, or ...
+    growth_steps : int
+        5. The growth curve (:mod:`constraintlab.analysis.growth`) is measured on seeded nested
+        subsamples N/16, N/8, N/4, N/2, N.
+    growth_energy : float
+        0.9. The growth verdict reads the *energy rank*: the fewest directions that carry this
+        share of ``||G||_F^2`` (:mod:`constraintlab.analysis.growth` says why not the
+        effective rank).
+    growth_saturating_below : float
+        0.3. Growth verdict ``saturating`` when the elasticity of the energy rank over the last
+        step (``log(d(N) / d(N/2)) / log 2``) is below this; ``still_growing`` from
+        ``growth_growing_from`` = 0.45; ``slowing`` in between. Measured on the reference model
+        (k = 1024, seeds 0 and 1; ``benchmarks/bench_validity.py``): 4 templates x 600 fills
+        0.26 / 0.21; 600 diverse GSM8K test rows 0.48 / 0.51; 1,000 GSM8K test rows 0.39 /
+        0.34 (slowing). The cut points sit in the gaps.
+    growth_growing_from : float
+        0.45; see ``growth_saturating_below``.
+    growth_sketch_fill : float
+        0.95. ``limited_by_sketch`` when the rank reaches this share of k while there are more
+        examples than that rank (the sketch can show no more directions).
+    growth_sketch_effective : float
+        0.5. ... and the effective rank reaches this share of k (a rank filled by small row
+        noise while few directions carry the data does not limit the curve).
+    growth_adapter_fill : float
+        0.95. ``limited_by_adapter`` likewise against P, the adapter's trainable parameters.
+    growth_min_examples : int
+        32. Fewer examples: ``too_few_examples``.
+    null_draws : int
+        3. Draws of the data's Gaussian null (:mod:`constraintlab.analysis.interference`): rows
+        from a Gaussian with the mean and covariance of the data's unit rows, each run through
+        the same pairs, graph and zones. The largest zone coherence and conflict share over
+        the draws are the merge and pressure-zone thresholds; the mean interference over the
+        draws is the baseline of ``interference_excess``.
+    null_max_n : int
+        20_000. Most rows in one null draw (beyond, the null has this many rows and the
+        summary says so).
+    interference_excess_min : float
+        1.15. ``interference_above_null`` when the data's cross-zone interference is at least
+        this multiple of its null's mean. Measured on the reference model: clean GSM8K test
+        rows 1.06-1.09 (3 seeds), with 25 % terse answers 1.23-1.29.
+    pressure_null_sigmas : float
+        3.0. A zone is a pressure zone when its internal conflict exceeds the mean + this many
+        standard deviations of the internal conflicts of the null's zones (and at least their
+        largest): one-sided normal tail 0.13 % per zone, about 1 % over the ten or so zones of
+        a dataset.
+    zone_refine_iters : int
+        30. Rounds of the zone refinement (:mod:`constraintlab.analysis.zones`); 0 turns it off.
     inconsistent_contradiction_share : float
-        0.001. ... contradiction pairs per example reach this (at least one pair).
+        0.001. ``inconsistent`` when contradiction pairs (same or equivalent input, incompatible
+        targets) reach this many per example (at least one pair). Gradient conflict never makes
+        a system inconsistent: it is interference.
     shingle_size : int
         3 words per shingle (on normalised text).
     num_perm : int
@@ -158,6 +198,11 @@ class AnalysisConfig(Settings):
         and a substantive target difference (as for text pairs): the factor signal finds
         paraphrased questions, not unrelated inputs written in the same style (e.g. two
         all-caps questions that a small model represents alike).
+    factor_sibling_guard : bool
+        True. When texts are available, a pair found by the factor signal alone also needs the
+        same numbers in both inputs (as a multiset): two fills of one template with other
+        numbers are sibling problems, not the same question
+        (:mod:`constraintlab.analysis.contradictions`).
     factor_output_max : float
         0.5. Factor signal: outputs apart when the cosine of their output factors is below this.
     max_group : int
@@ -171,8 +216,9 @@ class AnalysisConfig(Settings):
     zone_terms : int
         3 distinctive terms in a zone label.
     zone_conflict_share : float
-        0.1. A zone whose internal conflict share reaches this is a pressure zone
-        (``is_pressure_zone``).
+        0.1. Only without features (no null to compare with): a zone whose internal conflict
+        share reaches this is a pressure zone. With features the threshold is the data's null
+        (``null_draws``).
     response_top_m : int
         5. Top helpers and top hurters kept per example in the response map (partners j with
         the largest / smallest ``g_i . g_j``).
@@ -284,11 +330,20 @@ class AnalysisConfig(Settings):
     svd_exact_max_dim: int = 8192
     svd_components: int = 512
     rank_noise: float = 1e-3
-    over_ratio: float = 4.0
-    under_rank_frac: float = 0.9
     leverage_unique: float = 0.9
-    inconsistent_conflict_density: float = 0.01
-    inconsistent_conflicted_share: float = 0.02
+    growth_steps: int = 5
+    growth_energy: float = 0.9
+    growth_saturating_below: float = 0.3
+    growth_growing_from: float = 0.45
+    growth_sketch_fill: float = 0.95
+    growth_sketch_effective: float = 0.5
+    growth_adapter_fill: float = 0.95
+    growth_min_examples: int = 32
+    null_draws: int = 3
+    null_max_n: int = 20_000
+    interference_excess_min: float = 1.15
+    pressure_null_sigmas: float = 3.0
+    zone_refine_iters: int = 30
     inconsistent_contradiction_share: float = 0.001
     shingle_size: int = 3
     num_perm: int = 128
@@ -302,6 +357,7 @@ class AnalysisConfig(Settings):
     contradiction_jaccard: float = 0.5
     factor_input_min: float = 0.95
     factor_input_words: float = 0.5
+    factor_sibling_guard: bool = True
     factor_output_max: float = 0.5
     max_group: int = 200
     zone_edge_min: float | None = None
@@ -353,6 +409,10 @@ class AnalysisConfig(Settings):
             raise ConfigError(f"AnalysisConfig: suspect_rule_p ({self.suspect_rule_p}) must not "
                               f"exceed suspect_alpha ({self.suspect_alpha}): every rule hit "
                               "is flagged")
+        if not self.growth_saturating_below <= self.growth_growing_from:
+            raise ConfigError("AnalysisConfig: need growth_saturating_below <= "
+                              f"growth_growing_from, got {self.growth_saturating_below}, "
+                              f"{self.growth_growing_from}")
         if not sum(self.volatility_weights) > 0:
             raise ConfigError("AnalysisConfig: volatility_weights must be 4 non-negative "
                               f"numbers with a positive sum, got {self.volatility_weights!r}")

@@ -24,7 +24,8 @@ from constraintlab.analysis.result import AnalyzerResult
 logger = logging.getLogger(__name__)
 
 __all__ = ["DeterminacyResult", "SpectrumResult", "analyze_determinacy", "analyze_spectrum",
-           "determinacy_verdict", "effective_rank", "rank_tolerance"]
+           "determinacy_verdict", "effective_rank",
+           "rank_tolerance"]
 
 
 @dataclass
@@ -48,8 +49,10 @@ class DeterminacyResult(AnalyzerResult):
     Attributes
     ----------
     verdict : str
-        ``underdetermined`` / ``balanced`` / ``overdetermined``.
+        The growth verdict (``saturating``, ``still_growing``, ``slowing``,
+        ``limited_by_sketch``, ``limited_by_adapter``, ``too_few_examples``).
     inconsistent : bool
+        Contradictions only (same or equivalent input, incompatible targets).
     """
 
     verdict: str = ""
@@ -247,155 +250,122 @@ def analyze_spectrum(
 def analyze_determinacy(
     spectrum: AnalyzerResult,
     *,
-    n_params: int | None = None,
-    pairs: AnalyzerResult | None = None,
+    growth: AnalyzerResult,
     contradictions: AnalyzerResult | None = None,
+    interference: AnalyzerResult | None = None,
     config: AnalysisConfig | None = None,
 ) -> DeterminacyResult:
-    """The verdict on the whole system, from the spectrum, the pair statistics and the
-    contradictions (:func:`determinacy_verdict` has the rules).
+    """The verdict on the whole system: how its directions grow with the data (the growth
+    curve, :mod:`constraintlab.analysis.growth`) and whether it is consistent (contradictions
+    only); :func:`determinacy_verdict` has the rules.
 
     Parameters
     ----------
     spectrum : SpectrumResult
-    n_params : int, optional
-        P, the unknowns.
-    pairs : PairsResult, optional
-        For the conflict rules (``conflict_density``, ``conflicted_share``).
+    growth : AnalyzerResult
+        :func:`constraintlab.analysis.growth.analyze_growth` on the same rows.
     contradictions : ContradictionsResult, optional
-        For the contradiction rule (``count``).
+        For the consistency rule (``count``).
+    interference : InterferenceResult, optional
+        Named in the sentence (interference is about the optimisation path, never about
+        consistency).
     config : AnalysisConfig
 
     Returns
     -------
     DeterminacyResult
-        ``name="determinacy"``; summary: ``verdict``, ``rule``, ``inconsistent``,
-        ``inconsistent_reasons``, ``rules``, ``caveats``; an empty table (index = the ids).
+        ``name="determinacy"``; summary: see :func:`determinacy_verdict`; an empty table
+        (index = the ids).
     """
     verdict = determinacy_verdict(
-        spectrum.summary, n_params=n_params,
-        pairs_summary=pairs.summary if pairs is not None else None,
+        growth.summary, n=int(spectrum.summary["n_equations"]),
         n_contradictions=(contradictions.summary["count"]
                           if contradictions is not None else None),
+        interference_summary=interference.summary if interference is not None else None,
         config=config)
     table = pd.DataFrame(index=spectrum.table.index.copy())
-    return DeterminacyResult("determinacy", table, verdict, verdict=verdict["verdict"],
-                             inconsistent=verdict["inconsistent"])
+    return DeterminacyResult("determinacy", table, verdict, verdict=verdict["determinacy"],
+                             inconsistent=verdict["consistency"] == "inconsistent")
 
 
 def determinacy_verdict(
-    spectrum_summary: dict,
+    growth_summary: dict,
     *,
-    n_params: int | None = None,
-    pairs_summary: dict | None = None,
+    n: int,
     n_contradictions: int | None = None,
+    interference_summary: dict | None = None,
     config: AnalysisConfig | None = None,
 ) -> dict:
-    """The verdict ``underdetermined`` / ``balanced`` / ``overdetermined`` and the
-    ``inconsistent`` flag, with every rule, its numbers and whether it fired.
+    """The determinacy verdict (from the growth curve) and the consistency verdict (from the
+    contradictions), every rule with its numbers and whether it fired.
 
-    Rules (in order; the first that fires gives the verdict):
+    Determinacy: the growth verdict (:data:`constraintlab.analysis.growth.GROWTH_VERDICTS`:
+    ``too_few_examples``, ``limited_by_sketch``, ``limited_by_adapter``, ``saturating``,
+    ``still_growing``, ``slowing``; rules in :func:`constraintlab.analysis.growth.
+    growth_verdict`). "N < P" is no rule: in LoRA fine-tuning it almost always holds.
 
-    1. ``overdetermined`` if ``N / r_eff >= over_ratio``: many examples per effective direction.
-    2. ``underdetermined`` if ``r >= under_rank_frac * N`` and (P unknown or ``N < P``): nearly
-       every example adds its own direction.
-    3. ``balanced`` otherwise.
-
-    ``inconsistent`` if any of: conflict density >= ``inconsistent_conflict_density``; share of
-    examples with a conflicting partner >= ``inconsistent_conflicted_share``; contradiction pairs
-    >= max(1, ``inconsistent_contradiction_share * N``).
+    Consistency: ``inconsistent`` only when the contradiction analyzer finds pairs with the same
+    (or an equivalent) input and incompatible targets: at least
+    ``max(1, inconsistent_contradiction_share * N)`` pairs. Equations no model can satisfy
+    together. Gradient conflict never makes a system inconsistent: it is *interference*
+    (:mod:`constraintlab.analysis.interference`), reported beside it.
 
     Returns
     -------
     dict
-        ``verdict`` (the rule that fired), ``rule`` (why, one sentence with the numbers),
-        ``inconsistent``, ``inconsistent_reasons``, ``rules`` (every rule with its values and
-        ``fired``), ``caveats``.
+        ``determinacy`` (the growth verdict), ``rule`` (the growth rule's sentence with its
+        numbers), ``consistency`` (``consistent`` / ``inconsistent`` / ``unknown`` without a
+        contradiction analysis), ``inconsistent_reasons``,
+        ``interference`` (``above_null``, ``excess`` or None), ``sentence`` (what the terminal
+        prints: the verdict, its rule and numbers, consistency and interference), ``rules``
+        (the growth rules then ``inconsistent``), ``caveats``, ``slope_per_100``,
+        ``elasticity``.
     """
     config = config if config is not None else AnalysisConfig()
-    N = int(spectrum_summary["n_equations"])
-    k = int(spectrum_summary["sketch_dim"])
-    r = int(spectrum_summary["rank"])
-    r_eff = float(spectrum_summary["effective_rank"])
-    lower = bool(spectrum_summary.get("rank_is_lower_bound", False))
-    P = n_params if n_params is not None else spectrum_summary.get("ledger", {}).get("unknowns")
-    ratio = N / r_eff if r_eff > 0 else None  # None: every row is zero
-    rules = []
-    over = ratio is None or ratio >= config.over_ratio
-    rules.append({
-        "rule": "overdetermined",
-        "condition": "N / effective_rank >= over_ratio (or every row zero)",
-        "values": {"N": N, "effective_rank": r_eff, "ratio": ratio,
-                   "over_ratio": config.over_ratio},
-        "fired": bool(over),
-    })
-    under_rank = r >= config.under_rank_frac * N
-    under_p = P is None or N < P
-    under = (not over) and under_rank and under_p
-    rules.append({
-        "rule": "underdetermined",
-        "condition": "rank >= under_rank_frac * N and (P unknown or N < P)",
-        "values": {"rank": r, "N": N, "under_rank_frac": config.under_rank_frac, "P": P},
-        "fired": bool(under),
-    })
-    verdict = "overdetermined" if over else "underdetermined" if under else "balanced"
-    rules.append({"rule": "balanced", "condition": "no other rule fired", "values": {},
-                  "fired": verdict == "balanced"})
-    if ratio is None:
-        reason = f"all {N} rows are zero: no example constrains the adapter"
-    elif verdict == "overdetermined":
-        reason = (f"{N} examples over an effective rank of {r_eff:.1f}: {ratio:.1f} examples per "
-                  f"effective direction (>= {config.over_ratio})")
-    elif verdict == "underdetermined":
-        reason = (f"rank {r} of {N} examples (>= {config.under_rank_frac:.0%}): nearly every "
-                  "example adds its own direction" + (f", and N < P = {P}" if P else ""))
-    else:
-        reason = (f"{ratio:.1f} examples per effective direction (< {config.over_ratio}) and "
-                  f"rank {r} < {config.under_rank_frac:.0%} of N = {N}"
-                  if not under_rank else f"rank {r} ~ N = {N} but N >= P = {P}")
-    caveats = []
-    if lower:
-        caveats.append(f"rank reached k = {k}: it is a lower bound; the sketch cannot show more "
-                       f"than {k} directions (raise k to confirm)")
-        if over and N > config.over_ratio * k:
-            caveats.append(f"N = {N} > over_ratio * k = {config.over_ratio * k:g}: the "
-                           "sketch alone forces this verdict")
+    g = growth_summary
+    rules = [dict(r) for r in g["rules"]]
     incons = []
-    if pairs_summary:
-        dens = float(pairs_summary.get("conflict_density", 0.0))
-        share = float(pairs_summary.get("conflicted_share", 0.0))
-        if dens >= config.inconsistent_conflict_density:
-            incons.append(f"conflict density {dens:.4g} >= "
-                          f"{config.inconsistent_conflict_density}")
-        if share >= config.inconsistent_conflicted_share:
-            incons.append(f"{share:.2%} of examples have a conflicting partner (>= "
-                          f"{config.inconsistent_conflicted_share:.2%})")
-    if n_contradictions is not None:
-        need = max(1.0, config.inconsistent_contradiction_share * N)
-        if n_contradictions >= need:
-            incons.append(f"{n_contradictions} contradiction pairs (>= {need:g})")
+    need = max(1.0, config.inconsistent_contradiction_share * n)
+    if n_contradictions is not None and n_contradictions >= need:
+        incons.append(f"{n_contradictions} contradiction pairs (same or equivalent input, "
+                      f"incompatible targets; >= {need:g})")
     rules.append({
         "rule": "inconsistent",
-        "condition": "conflict_density >= inconsistent_conflict_density or conflicted_share >= "
-                     "inconsistent_conflicted_share or contradictions >= "
-                     "max(1, inconsistent_contradiction_share * N)",
-        "values": {
-            "conflict_density": (pairs_summary or {}).get("conflict_density"),
-            "conflicted_share": (pairs_summary or {}).get("conflicted_share"),
-            "contradictions": n_contradictions,
-            "inconsistent_conflict_density": config.inconsistent_conflict_density,
-            "inconsistent_conflicted_share": config.inconsistent_conflicted_share,
-            "inconsistent_contradiction_share": config.inconsistent_contradiction_share,
-        },
+        "condition": "contradiction pairs >= max(1, inconsistent_contradiction_share * N)",
+        "values": {"contradictions": n_contradictions, "N": n,
+                   "inconsistent_contradiction_share": config.inconsistent_contradiction_share},
         "fired": bool(incons),
     })
+    consistency = ("unknown" if n_contradictions is None
+                   else "inconsistent" if incons else "consistent")
+    inter = None
+    if interference_summary is not None:
+        inter = {"above_null": bool(interference_summary["interference_above_null"]),
+                 "excess": interference_summary["interference_excess"],
+                 "n_zones": interference_summary.get("n_zones", 2)}
+    sentence = f"{g['verdict'].replace('_', ' ')}: {g['reason']}."
+    if consistency == "inconsistent":
+        sentence += f" Inconsistent: {'; '.join(incons)}."
+    elif consistency == "consistent":
+        sentence += (f" Consistent: {n_contradictions} contradiction pair"
+                     f"{'' if n_contradictions == 1 else 's'} (< {need:g}).")
+    if inter is not None and inter["n_zones"] < 2:
+        sentence += " Interference: fewer than two zones, nothing to compare."
+    elif inter is not None:
+        sentence += (f" Interference {inter['excess']:.2f}x its null ("
+                     + ("above" if inter["above_null"] else "near") + " the data's own "
+                     "baseline).")
     return {
-        "verdict": verdict,
-        "rule": reason,
-        "inconsistent": bool(incons),
+        "determinacy": g["verdict"],
+        "rule": g["reason"],
+        "consistency": consistency,
         "inconsistent_reasons": incons,
+        "interference": inter,
+        "sentence": sentence,
         "rules": rules,
-        "caveats": caveats,
+        "caveats": list(g.get("caveats", [])),
+        "slope_per_100": g.get("slope_per_100"),
+        "elasticity": g.get("elasticity"),
     }
 
 
@@ -407,10 +377,11 @@ def _run_spectrum(system, results, config: AnalysisConfig) -> SpectrumResult | N
 
 
 def _run_determinacy(system, results, config: AnalysisConfig) -> DeterminacyResult | None:
-    if results.spectrum is None:
+    if results.spectrum is None or results.growth is None:
         return None
-    return analyze_determinacy(results.spectrum, n_params=system.n_params, pairs=results.pairs,
-                               contradictions=results.contradictions, config=config)
+    return analyze_determinacy(results.spectrum, growth=results.growth,
+                               contradictions=results.contradictions,
+                               interference=results.interference, config=config)
 
 
 ANALYZERS = (
@@ -429,8 +400,10 @@ ANALYZERS = (
             "examples_per_direction": Metric("examples_per_direction", "N / effective_rank")}),
     Analyzer(
         name="determinacy", run=_run_determinacy, section="system",
-        after=("spectrum", "pairs", "contradictions"),
-        metrics={"verdict": Metric("verdict", "underdetermined, balanced or overdetermined"),
-                 "inconsistent": Metric("inconsistent", "true when conflict or contradictions "
-                                        "pass their thresholds")}),
+        after=("spectrum", "growth", "contradictions", "interference"),
+        metrics={"determinacy": Metric("determinacy", "how the directions grow with the data: "
+                                       "saturating, slowing, still_growing, limited_by_sketch, "
+                                       "limited_by_adapter or too_few_examples"),
+                 "consistency": Metric("consistency", "consistent, inconsistent (contradiction "
+                                       "pairs: same input, incompatible targets) or unknown")}),
 )

@@ -6,13 +6,41 @@ edge attribute ``weight`` is the signed cosine, ``abs_weight`` its magnitude. Ex
 without edges are outliers.
 
 Zones: Louvain communities (networkx, seeded) on ``abs_weight``; communities of one example are
-outliers too. Per zone, over its internal edges:
+outliers too. With the feature rows, the communities are then refined on the mean-removed unit
+rows (``u_i - mean(u)``, renormalised: the "general update" every example shares taken out):
+
+1. every example in a zone moves to the zone whose other members its row aligns with most (mean
+   cosine), repeated up to ``zone_refine_iters`` times (Lloyd-style; Louvain on a top-m graph
+   cuts one dense mode into several communities and places examples with strong *negative*
+   edges into the zone they oppose);
+2. two zones merge when the mean cosine between their members exceeds ``merge_above`` (the
+   largest internal coherence a zone of the data's Gaussian null reaches,
+   :func:`constraintlab.analysis.interference.null_reference`): together they are one mode
+   the null cannot produce; then step 1 once more.
+
+On planted style clashes (GSM8K test rows, 25-30 % answered "The answer is N.", reference model,
+3 seeds) this raised the terse group's membership F1 from 0.45-0.56 (Louvain alone) to
+0.97-0.99. Per zone, over its internal edges:
 
 - ``conflict_share`` = negative edge mass / total edge mass (sum of ``|w|``), in [0, 1];
 - ``mean_alignment`` = mean signed weight, in [-1, 1];
 - ``density`` = internal edges / (size (size - 1) / 2), in [0, 1];
 - ``pressure = conflict_share * mean_abs_weight * log(1 + size)``: how much of the zone
-  collides, how strongly its members are coupled, and (sub-linearly) how many they are.
+  collides, how strongly its members are coupled, and (sub-linearly) how many they are;
+- ``coherence`` = mean pairwise cosine of the members' mean-removed unit rows (with features).
+
+A zone is a **pressure zone** when its ``internal_conflict`` (share of negative cosine mass
+over every pair of its members) exceeds ``pressure_above``: in the pipeline, ``mean +
+pressure_null_sigmas * sd`` (and at least the largest) of the internal conflict of every zone of
+the data's Gaussian null run through the same pairs, graph and zones
+(:meth:`constraintlab.analysis.interference.NullReference.pressure_threshold`), so its internal
+conflict stands out from what the data's own cosine geometry gives. Without a null (no
+features) the fixed ``zone_conflict_share`` on the edge conflict share is used and the summary
+says so. On real GSM8K rows every zone has an edge conflict share of 0.15-0.47 and so does every
+null zone (0.11-0.44): the fixed 0.1 made 96-100 % of clean examples "pressure". The null's
+largest zone alone was not enough either: on 1,000 clean GSM8K test rows (seed 0) one zone of
+164 had internal conflict 0.125 against a null maximum of 0.124 (16 % "pressure"); null zones
+there have mean 0.05 and sd 0.035, so the 3-sigma threshold is about 0.15.
 
 Zones are ranked by pressure (then size); zone 0 is the highest-pressure zone. Labels are the
 zone's most distinctive TF-IDF terms (mean member TF-IDF minus the corpus mean).
@@ -35,7 +63,8 @@ from constraintlab.analysis.result import AnalyzerResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ZonesResult", "analyze_zones", "build_graph", "export_graphml"]
+__all__ = ["ZonesResult", "analyze_zones", "build_graph", "centered_unit_rows", "export_graphml",
+           "internal_conflict", "merge_zones", "refine_zones", "zone_coupling"]
 
 
 @dataclass
@@ -83,6 +112,167 @@ def build_graph(top_idx: np.ndarray, top_val: np.ndarray, ids: np.ndarray,
     return G
 
 
+def centered_unit_rows(features: np.ndarray) -> np.ndarray:
+    """Unit rows with their mean removed, renormalised (zero rows stay zero).
+
+    Parameters
+    ----------
+    features : (N, k) float
+
+    Returns
+    -------
+    (N, k) float64
+        ``(u_i - mean(u)) / ||u_i - mean(u)||`` with ``u_i = g_i / ||g_i||``.
+    """
+    X = np.asarray(features, dtype=np.float64)
+    n = np.linalg.norm(X, axis=1, keepdims=True)
+    U = X / np.where(n > 0, n, 1.0)
+    U = U - U.mean(0)
+    n = np.linalg.norm(U, axis=1, keepdims=True)
+    return U / np.where(n > 0, n, 1.0)
+
+
+def zone_coupling(U: np.ndarray, zones: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean pairwise dot product of rows between and within zones.
+
+    Parameters
+    ----------
+    U : (N, k) float
+        Rows (unit rows give mean cosines).
+    zones : (N,) int
+        Zone per row; negative = no zone (left out).
+
+    Returns
+    -------
+    zone_ids : (Z,) int64
+        Zones in ascending order.
+    sizes : (Z,) int64
+    K : (Z, Z) float64
+        ``K[a, b]`` = mean of ``u_i . u_j`` over ``i`` in a, ``j`` in b (``i != j`` on the
+        diagonal; 0 for a zone of one).
+    """
+    zones = np.asarray(zones)
+    zone_ids = np.unique(zones[zones >= 0]).astype(np.int64)
+    if not len(zone_ids):
+        return zone_ids, np.zeros(0, np.int64), np.zeros((0, 0))
+    inz = zones >= 0
+    row = np.searchsorted(zone_ids, zones[inz])
+    Uz = np.asarray(U, dtype=np.float64)[inz]
+    S = np.zeros((len(zone_ids), Uz.shape[1]))
+    np.add.at(S, row, Uz)
+    sq = np.zeros(len(zone_ids))
+    np.add.at(sq, row, np.einsum("ij,ij->i", Uz, Uz))
+    sizes = np.bincount(row, minlength=len(zone_ids)).astype(np.int64)
+    M = S @ S.T
+    pairs = np.outer(sizes, sizes).astype(np.float64)
+    M[np.diag_indices(len(zone_ids))] -= sq
+    pairs[np.diag_indices(len(zone_ids))] -= sizes
+    return zone_ids, sizes, M / np.maximum(pairs, 1.0)
+
+
+def refine_zones(U: np.ndarray, zones: np.ndarray, iters: int) -> np.ndarray:
+    """Move every zoned row to the zone whose *other* members it aligns with most (mean dot
+    product), up to ``iters`` rounds or until nothing moves; rows with a negative zone stay
+    outliers; zones left with fewer than 2 members dissolve into outliers.
+
+    Parameters
+    ----------
+    U : (N, k) float
+        Rows (mean-removed unit rows, :func:`centered_unit_rows`).
+    zones : (N,) int
+    iters : int
+
+    Returns
+    -------
+    (N,) int64
+        The refined zones (ids of the input zones, -1 = outlier).
+    """
+    z = np.asarray(zones, dtype=np.int64).copy()
+    U = np.asarray(U, dtype=np.float64)
+    inz = np.flatnonzero(z >= 0)
+    for _ in range(iters):
+        ids = np.unique(z[inz])
+        if len(ids) < 2:
+            break
+        own = np.searchsorted(ids, z[inz])
+        S = np.zeros((len(ids), U.shape[1]))
+        np.add.at(S, own, U[inz])
+        sizes = np.bincount(own, minlength=len(ids)).astype(np.float64)
+        A = U[inz] @ S.T                                   # (n, Z): sum of dots to members
+        r = np.arange(len(inz))
+        A[r, own] -= np.einsum("ij,ij->i", U[inz], U[inz])  # not with itself
+        cnt = np.broadcast_to(sizes, A.shape).copy()
+        cnt[r, own] -= 1.0
+        mean = np.where(cnt > 0, A / np.maximum(cnt, 1.0), -np.inf)
+        new = ids[np.argmax(mean, axis=1)]
+        if np.array_equal(new, z[inz]):
+            break
+        z[inz] = new
+    counts = np.bincount(z[inz] - z[inz].min(), minlength=1) if len(inz) else np.zeros(0)
+    if len(inz):
+        small = np.flatnonzero(counts < 2) + z[inz].min()
+        z[np.isin(z, small)] = -1
+    return z
+
+
+def internal_conflict(features: np.ndarray, members: np.ndarray, max_members: int = 2000,
+                      seed: int = 0) -> float:
+    """Share of the negative cosine mass over every pair of a zone's members:
+    ``sum max(0, -cos) / sum |cos|`` over ``i < j`` (raw unit rows; at most ``max_members``
+    members, drawn with ``seed``, enter).
+
+    Parameters
+    ----------
+    features : (N, k) float
+    members : (n,) int
+        Row positions.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 for fewer than two members.
+    """
+    members = np.asarray(members)
+    if len(members) > max_members:
+        members = np.sort(np.random.default_rng(seed).choice(members, max_members,
+                                                             replace=False))
+    if len(members) < 2:
+        return 0.0
+    x = np.asarray(features[members], dtype=np.float64)
+    nrm = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(nrm > 0, nrm, 1.0)
+    c = (x @ x.T)[np.triu_indices(len(members), 1)]
+    tot = np.abs(c).sum()
+    return float(np.maximum(0.0, -c).sum() / tot) if tot > 0 else 0.0
+
+
+def merge_zones(U: np.ndarray, zones: np.ndarray, above: float) -> np.ndarray:
+    """Merge the two zones with the largest mean cross dot product while it exceeds ``above``.
+
+    Parameters
+    ----------
+    U : (N, k) float
+    zones : (N,) int
+    above : float
+
+    Returns
+    -------
+    (N,) int64
+    """
+    z = np.asarray(zones, dtype=np.int64).copy()
+    while True:
+        ids, _, K = zone_coupling(U, z)
+        if len(ids) < 2:
+            return z
+        off = K.copy()
+        np.fill_diagonal(off, -np.inf)
+        a, b = np.unravel_index(int(np.argmax(off)), off.shape)
+        if not off[a, b] > above:
+            return z
+        z[z == ids[b]] = ids[a]
+
+
 def _labels(texts: Sequence[str], zones: list[list[int]], n_terms: int) -> list[str]:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -109,6 +299,9 @@ def analyze_zones(
     ids: np.ndarray | None = None,
     texts: Sequence[str] | None = None,
     tau: float | None = None,
+    features: np.ndarray | None = None,
+    merge_above: float | None = None,
+    pressure_above: float | None = None,
     config: AnalysisConfig | None = None,
 ) -> tuple[ZonesResult, nx.Graph]:
     """Constraint graph, Louvain zones ranked by pressure, outliers.
@@ -123,6 +316,15 @@ def analyze_zones(
         Example texts for the zone labels.
     tau : float, optional
         Default edge threshold when ``config.zone_edge_min`` is None (0 if both are None).
+    features : (N, k) float, optional
+        The constraint rows: the communities are refined on their mean-removed unit rows
+        (module docstring) and each zone gets its ``coherence``.
+    merge_above : float, optional
+        Merge zones whose mean cross cosine (mean-removed unit rows) exceeds this (the null's
+        largest zone coherence); needs ``features``.
+    pressure_above : float, optional
+        A zone is a pressure zone when its conflict share exceeds this (the null's largest
+        zone conflict share). None: the fixed ``config.zone_conflict_share``.
     config : AnalysisConfig
 
     Returns
@@ -144,13 +346,24 @@ def analyze_zones(
     comms = (nx.community.louvain_communities(core, weight="abs_weight",
                                               resolution=config.louvain_resolution,
                                               seed=config.seed) if core.number_of_nodes() else [])
+    comm = np.full(N, -1, np.int64)
+    for c_id, c in enumerate(comms):
+        if len(c) >= 2:
+            comm[[pos[int(v)] for v in c]] = c_id
+    refined = features is not None and len(comms) > 0
+    coherence: dict[int, float] = {}
+    if refined:
+        Uc = centered_unit_rows(features)
+        comm = refine_zones(Uc, comm, config.zone_refine_iters)
+        if merge_above is not None:
+            comm = merge_zones(Uc, comm, merge_above)
+            comm = refine_zones(Uc, comm, config.zone_refine_iters)
+        zid, _, K = zone_coupling(Uc, comm)
+        coherence = {int(a): float(K[i, i]) for i, a in enumerate(zid)}
     zones = []
-    outliers = sorted(int(v) for v in G if G.degree(v) == 0)
-    for c in comms:
-        members = sorted(int(v) for v in c)
-        if len(members) < 2:
-            outliers.extend(members)
-            continue
+    outliers = sorted(int(ids[p]) for p in np.flatnonzero(comm < 0))
+    for c_id in np.unique(comm[comm >= 0]):
+        members = sorted(int(ids[p]) for p in np.flatnonzero(comm == c_id))
         sub = G.subgraph(members)
         w = np.array([d["weight"] for _, _, d in sub.edges(data=True)], dtype=np.float64)
         absw = np.abs(w)
@@ -167,6 +380,10 @@ def analyze_zones(
             "mean_abs_weight": mean_abs,
             "density": 2.0 * len(w) / (size * (size - 1)),
             "pressure": conflict_share * mean_abs * math.log1p(size),
+            "coherence": coherence.get(int(c_id)),
+            "internal_conflict": (internal_conflict(features, np.flatnonzero(comm == c_id),
+                                                    seed=config.seed)
+                                  if features is not None else None),
         })
     zones.sort(key=lambda z: (-z["pressure"], -z["size"], z["members"][0]))
     outliers.sort()
@@ -181,7 +398,10 @@ def analyze_zones(
     for rank, (z, lab) in enumerate(zip(zones, labels, strict=True)):
         z["zone"] = rank
         z["label"] = lab or f"zone {rank}"
-        z["is_pressure_zone"] = z["conflict_share"] >= config.zone_conflict_share
+        z["is_pressure_zone"] = bool(
+            z["internal_conflict"] > pressure_above
+            if pressure_above is not None and z["internal_conflict"] is not None
+            else z["conflict_share"] >= config.zone_conflict_share)
         p = [pos[m] for m in z["members"]]
         zone_of[p] = rank
         pressure[p] = z["pressure"]
@@ -207,8 +427,20 @@ def analyze_zones(
                    "internal_edges": z["internal_edges"],
                    "internal_conflict_share": z["conflict_share"],
                    "mean_alignment": z["mean_alignment"], "density": z["density"],
-                   "pressure": z["pressure"], "is_pressure_zone": z["is_pressure_zone"]}
+                   "pressure": z["pressure"], "coherence": z["coherence"],
+                   "internal_conflict": z["internal_conflict"],
+                   "is_pressure_zone": z["is_pressure_zone"]}
                   for z in zones],
+        "pressure_zone_examples": int(is_pz.sum()),
+        "pressure_zone_share": float(is_pz.mean()) if N else 0.0,
+        "pressure_zone_rule": (
+            f"internal_conflict > {pressure_above:.4g}: mean + pressure_null_sigmas * sd of the "
+            "internal conflict of the zones of the data's Gaussian null (same pairs, graph and "
+            "zones), and at least their largest" if pressure_above is not None
+            else f"conflict_share >= zone_conflict_share = {config.zone_conflict_share} (fixed: "
+                 "no null without features)"),
+        "refined": bool(refined),
+        "merge_above": merge_above,
         "outliers": outliers,
         "n_outliers": len(outliers),
         "edge_min": edge_min,
@@ -222,21 +454,27 @@ def analyze_zones(
 
 
 def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:
-    pairs = results.pairs
+    pairs, null = results.pairs, results.null
     if pairs is None:
         return None
     text = system.text
-    zones, _ = analyze_zones(pairs.top_idx, pairs.top_val, ids=system.ids,
-                             texts=text.record if text is not None else None,
-                             tau=pairs.summary["tau"], config=config)
+    ref = null.reference if null is not None else None
+    zones, _ = analyze_zones(
+        pairs.top_idx, pairs.top_val, ids=system.ids,
+        texts=text.record if text is not None else None, tau=pairs.summary["tau"],
+        features=system.features, merge_above=ref.coherence_max if ref is not None else None,
+        pressure_above=(ref.pressure_threshold(config.pressure_null_sigmas)
+                        if ref is not None else None), config=config)
     return zones
 
 
 ANALYZER = Analyzer(
-    name="zones", run=_run, section="zones", after=("pairs",),
+    name="zones", run=_run, section="zones", after=("pairs", "null"),
     metrics={"zones": Metric("count", "communities of the constraint graph"),
-             "pressure_zones": Metric("pressure_zones", "zones whose internal conflict share "
-                                      "passes the threshold"),
+             "pressure_zones": Metric("pressure_zones", "zones whose internal conflict exceeds "
+                                      "what the data's Gaussian null gives"),
+             "pressure_zone_share": Metric("pressure_zone_share", "share of the examples in a "
+                                           "pressure zone"),
              "max_zone_pressure": Metric("max_zone_pressure", "the highest zone pressure "
                                          "score")})
 

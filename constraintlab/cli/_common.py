@@ -192,7 +192,7 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--top-m", type=int, default=None,
                    help="neighbours per example in the constraint graph (default 10)")
     a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
-                   help="any analysis setting, e.g. --set over_ratio=3 (repeatable; see "
+                   help="any analysis setting, e.g. --set tau=0.2 (repeatable; see "
                         "constraintlab.analysis.AnalysisConfig)")
 
 

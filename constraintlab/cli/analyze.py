@@ -70,8 +70,7 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
              f"  effective rank   {m['effective_rank']:>10.1f}   of {m['examples']} examples "
              f"(rank {m['rank']}{', lower bound' if m['rank_is_lower_bound'] else ''}; "
              f"P = {m['unknowns']:,} unknowns)",
-             f"  conflict density {m['conflict_density']:>10.5f}   {m['conflicting_pairs']:,} "
-             f"pairs with cos < -{d['conflict']['tau']:.3g}",
+             *_interference_lines(m, d),
              f"  duplicates       {m['duplicates']:>10d}   {m['exact_duplicates']} exact, "
              f"{m['near_duplicates']} near",
              f"  contradictions   {m['contradictions']:>10d}   pairs (same input, different "
@@ -85,6 +84,22 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
         lines.append(f"note: {visible(model['note'])}")
     out = Path(out if out is not None else report.path)
     lines.append(f"report: {visible(out / 'report.html')}  (also report.json, examples.csv)")
+    return lines
+
+
+def _interference_lines(m: dict, d: dict) -> list[str]:
+    inter, g = d.get("interference"), d.get("growth")
+    lines = []
+    if g:
+        slope = g.get("slope_per_100")
+        lines.append(f"  growth           {g['verdict']!s:>10}   "
+                     + (f"+{slope:.1f} directions per 100 examples, elasticity "
+                        f"{g['elasticity']:.2f}" if slope is not None and g.get("elasticity")
+                        is not None else visible(g["reason"])))
+    if inter and inter.get("interference_excess") is not None:
+        lines.append(f"  interference     {m['interference_excess']:>9.2f}x   its null "
+                     f"({'above' if m['interference_above_null'] else 'near'} the data's own "
+                     "baseline)")
     return lines
 
 

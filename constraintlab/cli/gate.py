@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "--config, in constraintlab.toml ([gate] require = [...]) or in "
                     "pyproject.toml ([tool.constraintlab.gate] require = [...]). Each "
                     "condition is METRIC OP VALUE, e.g. 'exact_duplicates == 0', "
-                    "'conflict_density < 0.02', 'verdict != \"underdetermined\"'. Prints "
+                    "'interference_excess < 1.15', 'consistency != \"inconsistent\"'. Prints "
                     "PASS/FAIL per condition; exit 0 when all hold, 1 when one fails, 2 on a "
                     "usage, config or input error.", width=90),
         epilog="metrics (report.json section.key: meaning):\n" + "\n".join(

@@ -81,15 +81,15 @@ def _diff(a: str, b: str) -> tuple[str, str]:
 
 
 def verdict_sentence(report: Mapping[str, Any]) -> str:
-    """The verdict in one sentence with its numbers (plain text; used by the terminal too)."""
+    """The verdict in one sentence with its numbers (plain text; used by the terminal too):
+    the system's size, then the determinacy rule, consistency and interference as
+    :mod:`constraintlab.analysis.spectrum` worded them."""
     s = report["system"]
     text = (f"{s['n_equations']} examples (equations) against {s['n_unknowns']:,} adapter "
             f"parameters (unknowns): rank {s['rank']}"
             f"{' (a lower bound: the sketch has k dimensions)' if s['rank_is_lower_bound'] else ''}"
-            f", effective rank {s['effective_rank']:.1f} → {s['verdict']}")
-    if s["inconsistent"]:
-        text += "; inconsistent (" + "; ".join(s["inconsistent_reasons"]) + ")"
-    return text + "."
+            f", effective rank {s['effective_rank']:.1f}.")
+    return text + (" " + s["sentence"] if s.get("sentence") else "")
 
 
 def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
@@ -118,13 +118,12 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"{' · ' + _e(model['note']) if model.get('note') else ''} · projection "
              f"{_e(report['projection']['kind'])}, k = {report['projection']['k']}, seed "
              f"{report['projection']['seed']} · constraintlab {_e(report['tool']['version'])}</p>",
-             f"<p class='verdict{' bad' if s['inconsistent'] else ''}'>"
+             f"<p class='verdict{' bad' if s.get('consistency') == 'inconsistent' else ''}'>"
              f"{_e(verdict_sentence(report))}</p>",
              f"<p class='muted'>Rule: {_e(s['rule'])}</p>",
              "<div class='kpi'>",
              f"<div>effective rank<b>{s['effective_rank']:.1f}</b>of {s['n_equations']}</div>",
-             f"<div>conflict density<b>{c['conflict_density']:.4f}</b>cos &lt; −{c['tau']:.3g}"
-             "</div>",
+             *_kpi_interference(report.get("interference")),
              f"<div>duplicates<b>{r['duplicates']}</b>"
              f"{r['exact_duplicates']} exact, {r['near_duplicates']} near</div>",
              *_kpi_extra(report),
@@ -140,6 +139,8 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"<td class=num>{s['stable_rank']:.2f}</td><td class=num>"
              + " / ".join(str(s["energy_directions"][k]) for k in ("50", "90", "99"))
              + "</td></tr></table>",
+             *_growth_section(report.get("growth"), figures.get("growth")),
+             *_interference_section(report.get("interference")),
              "<h2>Conflict: do examples pull against each other?</h2>",
              _img(figures.get("cosines"), "histogram of pair cosines"),
              f"<p>{c['conflicting_pairs']:,} of {c['n_pairs']:,} pairs conflict (cos &lt; "
@@ -311,6 +312,47 @@ def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10)
             f"<pre>[{m}] {_e(_text(examples, m, 'input', 600))}\n→ "
             f"{_e(_text(examples, m, 'target', 600))}</pre>" for m in shown) + "</div>")
     return out
+
+
+def _kpi_interference(inter: Mapping[str, Any] | None) -> list[str]:
+    if not inter or inter.get("interference_excess") is None:
+        return []
+    return [f"<div>interference<b>{inter['interference_excess']:.2f}×</b>its null"
+            f"{' (above)' if inter['interference_above_null'] else ''}</div>"]
+
+
+def _growth_section(g: Mapping[str, Any] | None, png: bytes | None) -> list[str]:
+    """How the independent directions grow with the data (the saturation curve)."""
+    if not g:
+        return []
+    c = g["curve"]
+    rows = "".join(f"<tr><td class=num>{n}</td><td class=num>{r}</td>"
+                   f"<td class=num>{_num(e, 3)}</td><td class=num>{d}</td></tr>"
+                   for n, r, e, d in zip(c["n"], c["rank"], c["effective_rank"],
+                                         c["energy_rank"], strict=True))
+    return ["<h2>Growth: does more of this data teach new directions?</h2>",
+            _img(png, "independent directions against examples on nested subsamples"),
+            f"<p><b>{_e(str(g['verdict']).replace('_', ' '))}</b>: {_e(g['reason'])}.</p>",
+            "<table><tr><th>examples</th><th>rank</th><th>effective rank</th>"
+            f"<th>directions carrying {100 * float(c['energy']):.0f} % of the energy</th></tr>"
+            f"{rows}</table>"]
+
+
+def _interference_section(inter: Mapping[str, Any] | None) -> list[str]:
+    """Cross-zone interference against the data's own null."""
+    if not inter or inter.get("interference_excess") is None:
+        return []
+    lo, hi = (inter.get("null_interference_range") or [None, None])[:2]
+    pair = inter.get("most_interfering_pair")
+    return ["<h2>Interference: does training on some examples undo others?</h2>",
+            f"<p>{_e(inter['reason'])}</p>",
+            f"<p class='muted'>Interference {_num(inter['interference'])} against "
+            f"{_num(inter['null_interference'])} for the data's Gaussian null (range "
+            f"{_num(lo)} – {_num(hi)}): {inter['interference_excess']:.2f}× the null, "
+            f"{'above' if inter['interference_above_null'] else 'near'} the data's own "
+            f"baseline. {_e(inter['rule'])}"
+            + (f" Most interfering: zones {pair['a']} and {pair['b']}." if pair else "")
+            + "</p>"]
 
 
 def _kpi_extra(report: Mapping[str, Any]) -> list[str]:

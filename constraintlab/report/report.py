@@ -389,6 +389,10 @@ class Report:
         """Singular values with rank and effective rank marked."""
         return plots.spectrum_figure(self.data["system"])
 
+    def plot_growth(self) -> Figure:
+        """The saturation curve: independent directions against examples (nested subsamples)."""
+        return plots.growth_figure(self._section("growth"))
+
     def plot_cosines(self) -> Figure:
         """Histogram of pair cosines with the conflict threshold."""
         return plots.cosine_histogram_figure(self.data["conflict"])
@@ -412,6 +416,8 @@ class Report:
         figures = {"spectrum": plots.figure_to_png(self.plot_spectrum()),
                    "cosines": plots.figure_to_png(self.plot_cosines()),
                    "zones": plots.figure_to_png(self.plot_zones())}
+        if self.data.get("growth"):
+            figures["growth"] = plots.figure_to_png(self.plot_growth())
         if self.data.get("layer_map"):
             figures["layer_map"] = plots.figure_to_png(self.plot_layer_map())
         return figures

@@ -149,8 +149,13 @@ class AnalysisConfig(Settings):
         summary says so).
     interference_excess_min : float
         1.15. ``interference_above_null`` when the data's cross-zone interference is at least
-        this multiple of its null's mean. Measured on the reference model: clean GSM8K test
-        rows 1.06-1.09 (3 seeds), with 25 % terse answers 1.23-1.29.
+        this multiple of its null's mean. Set on clean real data, with the planted clash as the
+        check (reference model, k = 1024, ``benchmarks/bench_validity.py``): 1,000 clean GSM8K
+        test rows 1.02 [0.96, 1.08] and 0.94 [0.90, 1.03] (seeds 0, 1; bootstrap 95 % CI), the
+        shipped sample's 288 unplanted rows 0.96 [0.89, 1.10]; the same 1,000 rows with 30 %
+        of the answers replaced by "The answer is N." 1.46 [1.38, 1.51] and 1.44 [1.38, 1.50].
+        1.15 sits above every clean CI's upper end; an earlier run (3 seeds) gave clean
+        1.06-1.09 and 25 % terse 1.23-1.29.
     pressure_null_sigmas : float
         3.0. A zone is a pressure zone when its internal conflict exceeds the mean + this many
         standard deviations of the internal conflicts of the null's zones (and at least their

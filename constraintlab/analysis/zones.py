@@ -20,7 +20,8 @@ rows (``u_i - mean(u)``, renormalised: the "general update" every example shares
 
 On planted style clashes (GSM8K test rows, 25-30 % answered "The answer is N.", reference model,
 3 seeds) this raised the terse group's membership F1 from 0.45-0.56 (Louvain alone) to
-0.97-0.99. Per zone, over its internal edges:
+0.97-0.99 (``bench_validity.py``, 30 % terse, seeds 0 / 1: 0.973 / 0.988). Per zone, over
+its internal edges:
 
 - ``conflict_share`` = negative edge mass / total edge mass (sum of ``|w|``), in [0, 1];
 - ``mean_alignment`` = mean signed weight, in [-1, 1];

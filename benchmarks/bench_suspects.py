@@ -17,17 +17,27 @@ Signals: the suspect score, each signal in it and each rule, the baselines a use
 alone (loss = perplexity ranking; IFD = loss / loss without input), and signals measured but
 left out of the score (input gain per token, gradient norm, volatility, gradient cosine to the
 10 nearest inputs, unigram surprise of the target under the data's own token frequencies).
-Then the flag itself (``is_suspect``): false-positive rate on clean rows, precision, recall.
+Then the flag itself (``is_suspect``): false-positive rate on clean rows, precision, recall;
+the model-capability statement (it must fire on Alpaca rows and stay quiet on GSM8K rows with
+the reference model); and the issue's targets on GSM8K (PASS/FAIL). On Alpaca the reference
+model is out of its domain: its signals are gated out of the score (``score_ungated`` shows
+what they would give).
+
+Stores are cached under ``--cache`` (``<set>-<seed>``, e.g. ``gsm8k1000_r10-0``); the feature
+store is fingerprinted and resumable, so a second run only re-scores (about a minute for the
+12 default sets of three seeds); extracting them took about 1.6 h on the shared 2-core box.
 
 ``--train`` (slow): does dropping the suspects help? LoRA fine-tunes the reference model on a
 30 %-corrupted GSM8K test set, on it minus its flagged suspects, minus as many random rows, and
 on its clean rows only (oracle), three seeds each, and measures the loss on held-out clean GSM8K
 test rows never trained on. Prints the gap recovered ``(noisy - drop) / (noisy - oracle)``.
+Sized for 2 CPU cores: 120 rows, 60 held-out rows, 2 epochs of batch 8, sequences cut at 160
+tokens, LoRA r = 8 on q/v (about 10 minutes; ``--train-rows`` etc. to change).
 
 Run from the repository root::
 
-    python benchmarks/bench_suspects.py                 # detection, both data sets
-    python benchmarks/bench_suspects.py --train         # + the training check
+    python benchmarks/bench_suspects.py --seeds 0 1 2               # detection
+    python benchmarks/bench_suspects.py --no-detection --train      # the training check
 """
 
 from __future__ import annotations
@@ -401,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--datasets", nargs="+", default=["gsm8k", "alpaca"],
                     choices=["gsm8k", "alpaca"])
     ap.add_argument("--rates", nargs="+", type=float, default=[0.1, 0.3])
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--n-gsm8k", type=int, default=1000)
     ap.add_argument("--n-alpaca", type=int, default=600)
     ap.add_argument("--k", type=int, default=512, help="projection dimension of the stores")
@@ -411,15 +421,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-detection", action="store_true")
     ap.add_argument("--train", action="store_true", help="also run the training check")
-    ap.add_argument("--train-rows", type=int, default=400)
-    ap.add_argument("--heldout-rows", type=int, default=200)
+    ap.add_argument("--train-rows", type=int, default=120)
+    ap.add_argument("--heldout-rows", type=int, default=60)
     ap.add_argument("--train-data-seed", type=int, default=7)
     ap.add_argument("--train-seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lora-r", type=int, default=8)
-    ap.add_argument("--train-max-length", type=int, default=256,
+    ap.add_argument("--train-max-length", type=int, default=160,
                     help="tokens kept per sequence when fine-tuning and scoring the held-out "
                          "rows")
     args = ap.parse_args(argv)

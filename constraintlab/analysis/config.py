@@ -278,9 +278,10 @@ class AnalysisConfig(Settings):
     suspect_rule_p : float
         0.001. A rule hit (false arithmetic, unsupported final answer, contradiction,
         truncation) multiplies ``1 - suspect_score`` by this; it must not exceed
-        ``suspect_alpha`` (every rule hit is flagged). About how often a clean example trips a
-        rule: 0.1 % (false arithmetic) and 0.4 % (unsupported final answer) of the clean GSM8K
-        test rows.
+        ``suspect_alpha`` (every rule hit is flagged). Of the order of how often a clean
+        example trips a rule: none of the 1,319 clean GSM8K test rows trips false_arithmetic
+        or unsupported_final_answer (95 % upper bound 0.23 %); 0.2 % of them are cut at 512
+        tokens (truncated).
     suspect_ending_tokens : int
         32. Most tokens of the target's last line read by ``ending_surprise`` (the stated final
         answer of a worked solution fits in far fewer).

@@ -155,7 +155,8 @@ def test_report_html_parses_embeds_figures_and_escapes_text(run) -> None:
     parser.feed(page)
     parser.close()
     assert parser.scripts == 0
-    assert sum(src.startswith("data:image/png;base64,") for src in parser.images) == 4
+    # spectrum, growth curve, cosines, zones, layer map
+    assert sum(src.startswith("data:image/png;base64,") for src in parser.images) == 5
     assert "<script>alert(1)</script>" not in page and "onerror=alert(2)>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert any("<script>alert(1)</script>" in t for t in parser.text)  # shown, as text

@@ -265,3 +265,25 @@ def test_store_of_another_format_is_not_reused_but_rebuilt(env, tmp_path):
     rebuilt = FeatureStore.open(store_dir)
     assert rebuilt.manifest["format"] == STORE_FORMAT
     assert rebuilt.tokens is not None and len(rebuilt.tokens) == len(ds)
+
+
+def test_store_is_reused_wherever_the_same_model_was_read_from(env, encoder, tmp_path):
+    """peft records the base model's path in the adapter config: a store built from a checkout
+    of the built-in model elsewhere (another path, same name and weights) is reused, not
+    refused; any other difference still is."""
+    _, _model, data, _ = env
+    ds = read_examples(data)
+    out = tmp_path / "s"
+    extract(ds, encoder.config, out, encoder=encoder)
+    manifest = json.loads((out / "manifest.json").read_text())
+    adapter = manifest["fingerprint"]["adapter"]["config"]
+    assert "base_model_name_or_path" in adapter
+    adapter["base_model_name_or_path"] = "/elsewhere/constraintlab/reference/weights"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    stamp = (out / "features.npy").stat().st_mtime_ns
+    extract(ds, encoder.config, out, encoder=encoder)                # reused
+    assert (out / "features.npy").stat().st_mtime_ns == stamp
+    adapter["r"] = adapter["r"] + 1                                  # a real difference
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreMismatchError, match=r"adapter\.config\.r: store has"):
+        extract(ds, encoder.config, out, encoder=encoder)

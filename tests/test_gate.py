@@ -50,7 +50,7 @@ def test_check_line_shows_value() -> None:
     ("contradictions <=", "cannot read gate condition"),
     ("contradictions =< 3", "cannot read gate condition"),
     ("contradictions <= five percent", "cannot read value"),
-    ("nonsense < 1", "unknown gate metric 'nonsense'; known metrics: interference_excess"),
+    ("nonsense < 1", "unknown gate metric 'nonsense'; known metrics: contradictions"),
     ("determinacy < 3", "types differ or the operator does not apply"),
 ])
 def test_bad_conditions_are_config_errors(text: str, message: str) -> None:

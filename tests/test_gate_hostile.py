@@ -90,7 +90,7 @@ def test_damaged_report_json(report, capsys, damage, message) -> None:
 
 @pytest.mark.parametrize(("edit", "message"), [
     (_drop("system"), "lacks the section(s) system: not a complete constraintlab report"),
-    (_drop("zones", "conflict"), "lacks the section(s) conflict, zones:"),
+    (_drop("zones", "contradictions"), "lacks the section(s) contradictions, zones:"),
     (lambda d: {**d, "zones": [], "system": None},
      "sections must be objects: system is null, zones is an array"),
     (_del_system_rank, "malformed report (missing key 'rank'); rerun constraintlab analyze"),

@@ -288,25 +288,23 @@ def test_selection_helpers(setup):
             ProbeConfig(**bad)
 
 
-def _fake_report(directory: Path) -> Path:
-    """A report directory with two zones that Report.load reads (json, csv, graph)."""
-    import networkx as nx
+def _fake_report(directory: Path, base: Path) -> Path:
+    """A real report directory (conftest's ``gate_report``) whose zones are replaced by two
+    planted ones: zone 0 = examples 0, 1 and zone 1 = examples 5, 6."""
+    import shutil
 
-    from constraintlab.report.report import SCHEMA_VERSION
-
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(json.dumps(
-        {"schema_version": SCHEMA_VERSION,
-         "zones": {"zones": [{"id": 0, "members": [0, 1]}, {"id": 1, "members": [5, 6]}]}}))
-    (directory / "examples.csv").write_text("index,zone\n0,0\n1,0\n5,1\n6,1\n")
-    nx.write_graphml(nx.Graph(), directory / "constraint_graph.graphml")
+    shutil.copytree(base, directory)
+    data = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    data["zones"]["zones"] = [{**z, "id": i, "members": m} for i, (z, m) in enumerate(
+        zip([{}, {}], [[0, 1], [5, 6]], strict=True))]
+    (directory / "report.json").write_text(json.dumps(data), encoding="utf-8")
     return directory
 
 
-def test_zones_are_read_through_the_report(tmp_path):
+def test_zones_are_read_through_the_report(tmp_path, gate_report):
     from constraintlab.report.report import Report
 
-    directory = _fake_report(tmp_path / "r")
+    directory = _fake_report(tmp_path / "r", gate_report)
     report = Report.load(directory)
     assert report.path == directory and Report.load(directory / "report.json").path == directory
     assert report.zone_members(1) == [5, 6]
@@ -318,9 +316,9 @@ def test_zones_are_read_through_the_report(tmp_path):
         zone_members(directory, 0)
 
 
-def test_cli_user_errors_exit_2(setup, capsys):
+def test_cli_user_errors_exit_2(setup, capsys, gate_report):
     data, model = str(setup["data"]), str(setup["path"])
-    report = str(_fake_report(setup["root"] / "fake-report"))
+    report = str(_fake_report(setup["root"] / "fake-report", gate_report))
     cases = [
         ([data, "--model", model], "--examples 3,17,42 or --zone"),
         ([data, "--model", model, "--examples", " , "], "selection is empty"),
@@ -340,8 +338,8 @@ def test_cli_user_errors_exit_2(setup, capsys):
     assert "unknown example index 400" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_cli_zone_from_report_writes_json(setup, capsys):
-    report = str(_fake_report(setup["root"] / "zone-report"))
+def test_cli_zone_from_report_writes_json(setup, capsys, gate_report):
+    report = str(_fake_report(setup["root"] / "zone-report", gate_report))
     out = setup["root"] / "probe.json"
     code = main(["probe", str(setup["data"]), "--model", str(setup["path"]), "--zone", "1",
                  "--report", report, "--optimizer", "sgd", "--lr", "1e-3", "--steps", "1",

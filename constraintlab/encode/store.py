@@ -133,6 +133,20 @@ def _diff(old: object, new: object, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: store has {old!r}, now {new!r}"]
 
 
+def _comparable(fingerprint: object) -> object:
+    """``fingerprint`` without where the model was read from: peft records the base model's
+    path in the adapter config (``base_model_name_or_path``), so the same built-in model
+    checked out in two places would never share a store; the model is identified by its name,
+    revision, architecture and weights digest instead."""
+    if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("adapter"), dict):
+        return fingerprint
+    adapter = dict(fingerprint["adapter"])
+    if isinstance(adapter.get("config"), dict):
+        adapter["config"] = {k: v for k, v in adapter["config"].items()
+                             if k != "base_model_name_or_path"}
+    return {**fingerprint, "adapter": adapter}
+
+
 def prepare_dir(out_dir: Path, manifest: dict, *, overwrite: bool) -> bool:
     """Create, reuse or refuse ``out_dir``.
 
@@ -156,7 +170,8 @@ def prepare_dir(out_dir: Path, manifest: dict, *, overwrite: bool) -> bool:
                     f"{out_dir} exists and is not a constraintlab feature store; choose an "
                     "empty or new directory")
             old = read_manifest(out_dir)
-            diffs = _diff(old.get("fingerprint"), manifest["fingerprint"])
+            diffs = _diff(_comparable(old.get("fingerprint")),
+                          _comparable(manifest["fingerprint"]))
             if diffs:
                 shown = "\n  ".join(diffs[:12])
                 raise StoreMismatchError(

@@ -45,7 +45,7 @@ from constraintlab.encode import EncodeConfig, plan_batches
 from constraintlab.encode.gradients import GradientEngine
 from constraintlab.encode.model import LoadedModel, load_model
 from constraintlab.encode.tokenize import Encoded, Renderer
-from constraintlab.errors import ConfigError
+from constraintlab.errors import ConfigError, ConstraintlabError
 from constraintlab.io import Example, ExampleSet, ReadConfig, read_examples
 from constraintlab.probe.config import ProbeConfig
 from constraintlab.progress import progress
@@ -159,7 +159,7 @@ def zone_members(report: Any, zone: int) -> list[int]:
     if isinstance(report, str | Path):
         try:
             report = Report.load(report)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, ConstraintlabError) as err:
             raise ConfigError(f"cannot read the analysis report {report}: {err}; run "
                               "'constraintlab analyze DATA --out DIR' first, or leave out "
                               "--report") from None

@@ -8,8 +8,8 @@ data goes through one of these (the CLI summaries, ``inspect``, the gate's summa
   with a carriage return or a bidirectional override. Shown escaped: C0 controls (``\\n`` and
   ``\\t`` only where ``keep_newlines``), DEL, C1 controls, the Unicode line and paragraph
   separators, the bidi marks, embeddings, overrides and isolates, and lone surrogates.
-- :func:`json_visible`: the same characters as JSON ``\\uXXXX`` escapes in JSON text (still the
-  same JSON value when parsed).
+- :func:`json_visible`: the same characters as JSON escapes (``\\u001b`` for ESC) in JSON
+  text (still the same JSON value when parsed).
 - :func:`markdown_escape`: one line of plain text for Markdown that CI renders as HTML: the
   characters above are shown as escapes and every ASCII punctuation character is
   backslash-escaped (CommonMark), so no heading, list, link, image, HTML tag, code span or
@@ -72,7 +72,7 @@ def visible(text: object, *, keep_newlines: bool = False) -> str:
 
 
 def json_visible(json_text: str) -> str:
-    """JSON text with the characters :func:`visible` escapes written as ``\\uXXXX`` (they can
+    """JSON text with the characters :func:`visible` escapes written as ``\\u001b``-style (they can
     only occur inside JSON strings, so the parsed value is unchanged)."""
     return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", json_text)
 

@@ -37,7 +37,7 @@ def echo(lines: str | Sequence[str], *, file: TextIO | None = None) -> None:
 
 
 def echo_json(text: str, *, file: TextIO | None = None) -> None:
-    """Print JSON text with the same characters as ``\\uXXXX`` escapes (the same JSON)."""
+    """Print JSON text with the same characters as ``\\u001b``-style escapes (the same JSON)."""
     print(json_visible(text), file=file or sys.stdout)
 
 

@@ -87,11 +87,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write ``obj`` as JSON to ``path``: temp file, fsync, rename (never a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
+def write_json_atomic(path: Path, obj: dict, *, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``path``: a temp file of this process (several Ray workers may
+    write beside each other), fsync, rename (never a half-written file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, indent=2, sort_keys=True))
+        fh.write(json.dumps(obj, indent=indent, sort_keys=True))
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -211,14 +212,7 @@ def unit_marker_path(out_dir: Path, unit: int) -> Path:
 
 def write_unit_marker(out_dir: Path, unit: int, info: dict) -> None:
     """Mark work unit ``unit`` finished (atomic JSON, written after its last shard)."""
-    final = unit_marker_path(out_dir, unit)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(info, indent=1, sort_keys=True))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    write_json_atomic(unit_marker_path(out_dir, unit), info, indent=1)
 
 
 def read_unit_marker(out_dir: Path, unit: int) -> dict | None:

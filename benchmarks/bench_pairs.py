@@ -5,7 +5,9 @@ First, the physical bound: the pairs stage (``analyze_pairs``: statistics and, i
 over the same Gram blocks, the response map's signed top partners; then
 ``analyze_response(pairs=...)``) against a bare float32 ``X @ X.T`` over the same blocks
 (``gram_blocks``, same block size, same BLAS and numba threads), measured alternately in one
-process, wall and CPU time. Also the two-pass way of before (pairs, then the response map's own
+process, wall and CPU time. The bare GEMM is timed two ways, one multi-threaded GEMM per block
+and the stage's own lanes of single-threaded GEMMs with nothing folded; the bound is the
+faster. Also the two-pass way of before (pairs, then the response map's own
 pass). Target: <= 1.5x the bare GEMM at N = 20,000, k = 1,024.
 
 Both compute the same statistics over every pair of N rows: histogram of cosines (200 bins),
@@ -156,7 +158,7 @@ def run_stage(n: int, k: int, reps: int) -> None:
     from threadpoolctl import threadpool_info
 
     from constraintlab.analysis import AnalysisConfig, analyze_pairs, analyze_response
-    from constraintlab.analysis.blocks import gram_blocks, unit_rows
+    from constraintlab.analysis.blocks import for_each_block, gram_blocks, unit_rows
 
     X = make_features(n, k)
     warm_up()
@@ -173,11 +175,18 @@ def run_stage(n: int, k: int, reps: int) -> None:
         return time.perf_counter() - w0, time.process_time() - c0, out
 
     def bare_gemm():
+        """One multi-threaded GEMM per block, one block after the other."""
         Xn = unit_rows(X)[0]  # what the stage multiplies (its normalisation is in its time)
         buf = np.empty(B * B, np.float32)
         for i0, i1, j0, j1 in gram_blocks(n, B):
             np.dot(Xn[i0:i1], Xn[j0:j1].T, out=buf[: (i1 - i0) * (j1 - j0)].reshape(
                 i1 - i0, j1 - j0))
+
+    def bare_lanes():
+        """The stage's own schedule with nothing folded: single-threaded GEMMs in parallel
+        lanes (often the faster way to the same blocks)."""
+        Xn = unit_rows(X)[0]
+        for_each_block(Xn, B, [lambda blk: None], desc="bare GEMM")
 
     def stage():
         p = analyze_pairs(X, config=cfg)
@@ -189,14 +198,17 @@ def run_stage(n: int, k: int, reps: int) -> None:
 
     rows = []
     for rep in range(reps):
-        g = timed(bare_gemm)
+        g1 = timed(bare_gemm)
+        g2 = timed(bare_lanes)
+        g = min(g1, g2, key=lambda x: x[0])
         st = timed(stage)
         two = timed(two_passes) if rep == 0 else None
         rows.append((g, st))
-        print(f"  rep {rep + 1}: bare GEMM {g[0]:6.2f} s (cpu {g[1]:6.2f} s) | pairs stage "
-              f"{st[0]:6.2f} s (cpu {st[1]:6.2f} s) = {st[0] / g[0]:.2f}x wall, "
-              f"{st[1] / g[1]:.2f}x cpu" + (f" | two passes (before) {two[0]:6.2f} s = "
-                                              f"{two[0] / g[0]:.2f}x" if two else ""),
+        print(f"  rep {rep + 1}: bare GEMM {g1[0]:6.2f} s (cpu {g1[1]:6.2f} s), in lanes "
+              f"{g2[0]:6.2f} s (cpu {g2[1]:6.2f} s) | pairs stage {st[0]:6.2f} s (cpu "
+              f"{st[1]:6.2f} s) = {st[0] / g[0]:.2f}x wall, {st[1] / g[1]:.2f}x cpu of the "
+              f"faster GEMM" + (f" | two passes (before) {two[0]:6.2f} s = "
+                                f"{two[0] / g[0]:.2f}x" if two else ""),
               flush=True)
         if two is not None:
             (p1, r1), (p2, r2) = st[2], two[2]
@@ -207,8 +219,8 @@ def run_stage(n: int, k: int, reps: int) -> None:
             print(f"  one pass == two passes (counts, help sums, helper partners): {same}")
     g = min(r[0][0] for r in rows)
     st = min(r[1][0] for r in rows)
-    print(f"  best of {reps}: bare GEMM {g:.2f} s, pairs stage {st:.2f} s -> {st / g:.2f}x "
-          f"(target <= 1.5x; design 1.25x)")
+    print(f"  best of {reps}: bare GEMM (the faster schedule) {g:.2f} s, pairs stage {st:.2f} s "
+          f"-> {st / g:.2f}x (target <= 1.5x)")
 
 
 def warm_up() -> None:

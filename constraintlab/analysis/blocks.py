@@ -13,20 +13,28 @@ running state.
   pair (row, reference) credits the row only (``symmetric`` False) and a row against itself is
   in the block (the kernels skip equal ids).
 
-Pipelining: the folds of block t run on one worker thread (numba on one thread, GIL released)
-while the main thread has BLAS compute block t + 1 into the other of two buffers. Memory: two
-float32 buffers of ``block_size^2`` (sampled mode: ``block_size * R``, plus the R reference
+Schedule (``overlap=True``, the default): ``lanes`` worker threads (default: the calling
+thread's numba thread count), each computing its next block with single-threaded BLAS into its
+own buffer, then waiting for its turn to run the folds on it. The folds see the blocks one at a
+time and in :func:`gram_blocks` order (on one numba thread, GIL released), so the results do not
+depend on the number of lanes; only ``X @ X.T`` itself runs concurrently. Single-threaded GEMMs
+in parallel lanes need no barrier between BLAS threads: a fold never stalls a half-finished
+multi-threaded GEMM whose other threads spin, which on 2 cores cost a third of the stage (the
+pipelined schedule of before, one multi-threaded GEMM beside one fold thread, measured 1.6x the
+bare GEMM; lanes 1.2-1.3x, ``benchmarks/bench_pairs.py --stage-only``). Memory: one float32
+buffer of ``block_size^2`` per lane (sampled mode: ``block_size * R``, plus the R reference
 rows).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from constraintlab.progress import progress
 
@@ -37,9 +45,9 @@ __all__ = ["Block", "for_each_block", "gram_blocks", "kernel_chunks", "sample_pl
 
 
 def kernel_chunks(threads: int | None = 0) -> int:
-    """Row / column chunks for a fold's kernel call: 1 on one numba thread (the pipelined
-    worker; wide column spans are several times faster), else 4 per thread (load balance on
-    shared cores).
+    """Row / column chunks for a fold's kernel call: 1 on one numba thread (a lane of the
+    overlapped schedule; wide column spans are several times faster), else 4 per thread (load
+    balance on shared cores).
 
     Parameters
     ----------
@@ -176,6 +184,40 @@ def sample_plan(n: int, n_pairs: int, n_reference: int, seed: int
     return i, j, ref
 
 
+class _Turns:
+    """Hands out block numbers to the lanes and lets block t's folds run only after block
+    t - 1's; the first error stops every lane."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.next, self.turn = n, 0, 0
+        self.error: BaseException | None = None
+        self.cv = threading.Condition()
+
+    def take(self) -> int | None:
+        with self.cv:
+            if self.error is not None or self.next >= self.n:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def wait_turn(self, t: int) -> bool:
+        with self.cv:
+            while self.turn != t and self.error is None:
+                self.cv.wait()
+            return self.error is None
+
+    def done(self, t: int) -> None:
+        with self.cv:
+            self.turn = t + 1
+            self.cv.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cv:
+            if self.error is None:
+                self.error = exc
+            self.cv.notify_all()
+
+
 def for_each_block(
     X: np.ndarray,
     block_size: int,
@@ -183,6 +225,7 @@ def for_each_block(
     *,
     reference: np.ndarray | None = None,
     overlap: bool = True,
+    lanes: int | None = None,
     desc: str = "all pairs",
 ) -> None:
     """Compute every block of ``X @ X.T`` once and hand it to each fold, in order.
@@ -195,13 +238,17 @@ def for_each_block(
         Rows (and columns) per block.
     folds : sequence of callable
         Each is called as ``fold(block)`` for every :class:`Block`, in :func:`gram_blocks`
-        order; it must not keep ``block.C``.
+        order, one block at a time; it must not keep ``block.C``.
     reference : (R,) int64, optional
         Sorted row positions: compare every row with these only (sampled mode). Default: every
         pair.
     overlap : bool
-        Fold block t on one numba thread while BLAS computes block t + 1 (default); False: one
-        after the other, the folds' kernels on every numba thread.
+        Compute blocks in ``lanes`` parallel lanes (single-threaded BLAS each) while the folds
+        run on the finished ones, in order, on one numba thread (default); False: on the
+        calling thread, one after the other, BLAS and the folds' kernels on every thread.
+    lanes : int, optional
+        Parallel lanes of the overlapped schedule; default the calling thread's numba thread
+        count, at most the number of blocks.
     desc : str
         Progress bar label.
     """
@@ -220,36 +267,53 @@ def for_each_block(
         blocks = gram_blocks(N, B, len(col_ids))
     symmetric = reference is None
     width = max(j1 - j0 for _, _, j0, j1 in blocks) if blocks else 0
-    bufs = [np.empty(B * width, np.float32), np.empty(B * width, np.float32)]
-    # one thread runs the folds on block t (numba, one thread, GIL released) while the main
-    # thread has BLAS compute block t + 1: the cores never wait for each other, and no idle,
-    # still-spinning BLAS worker competes with kernel threads
-    pipelined = overlap and len(blocks) > 1 and len(folds) > 0
+    n_lanes = max(1, min(lanes or numba.get_num_threads(), len(blocks)))
 
-    def visit(blk: Block) -> None:
-        for fold in folds:
-            fold(blk)
+    def make(t: int, buf: np.ndarray) -> Block:
+        i0, i1, j0, j1 = blocks[t]
+        C = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+        np.dot(X[i0:i1], Y[j0:j1].T, out=C)
+        return Block(C, ids[i0:i1], col_ids[j0:j1], symmetric and i0 == j0, symmetric)
 
-    pool = (ThreadPoolExecutor(1, initializer=numba.set_num_threads, initargs=(1,))
-            if pipelined else None)
-    pending = None
-    try:
-        with progress(total=len(blocks), desc=desc, unit="block") as bar:
-            for t, (i0, i1, j0, j1) in enumerate(blocks):
-                C = bufs[t % 2][: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-                np.dot(X[i0:i1], Y[j0:j1].T, out=C)
-                blk = Block(C, ids[i0:i1], col_ids[j0:j1], symmetric and i0 == j0, symmetric)
-                if pending is not None:
-                    pending.result()
-                    bar.update(1)
-                if pool is None:
-                    visit(blk)
-                    bar.update(1)
-                else:
-                    pending = pool.submit(visit, blk)
-            if pending is not None:
-                pending.result()
+    with progress(total=len(blocks), desc=desc, unit="block") as bar:
+        if not overlap or n_lanes == 1 or not folds:
+            buf = np.empty(B * width, np.float32)
+            for t in range(len(blocks)):
+                blk = make(t, buf)
+                for fold in folds:
+                    fold(blk)
                 bar.update(1)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+            return
+        turns = _Turns(len(blocks))
+
+        def lane() -> None:
+            try:
+                numba.set_num_threads(1)
+                buf = np.empty(B * width, np.float32)
+                while (t := turns.take()) is not None:
+                    blk = make(t, buf)
+                    if not turns.wait_turn(t):
+                        return
+                    for fold in folds:
+                        fold(blk)
+                    bar.update(1)
+                    turns.done(t)
+            except BaseException as exc:
+                turns.fail(exc)
+
+        with threadpool_limits(1, user_api="blas"):
+            workers = [threading.Thread(target=lane, name=f"blocks-{i}", daemon=True)
+                       for i in range(n_lanes)]
+            for w in workers:
+                w.start()
+            try:
+                for w in workers:
+                    while w.is_alive():
+                        w.join(0.2)
+            except BaseException as exc:  # Ctrl-C: stop the lanes before leaving
+                turns.fail(exc)
+                for w in workers:
+                    w.join()
+                raise
+        if turns.error is not None:
+            raise turns.error

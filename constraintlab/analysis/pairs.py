@@ -246,8 +246,9 @@ def blocked_pairs(
     collect_low : bool
         List the conflicting pairs (``cos < -tau``).
     overlap : bool
-        Fold block t (one numba thread) while BLAS computes block t + 1 (default); False:
-        one after the other, kernels on every numba thread.
+        Compute blocks in parallel lanes while the folds run on the finished ones, in order
+        (default, :func:`constraintlab.analysis.blocks.for_each_block`); False: one after the
+        other, kernels on every numba thread.
     """
     fold = PairFold(Xn.shape[0], tau=tau, near=near, lo_collect=-tau if collect_low else -2.0,
                     hi_collect=hi_collect, top_m=top_m, hist_bins=hist_bins,

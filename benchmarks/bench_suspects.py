@@ -14,7 +14,8 @@ Printed per data set and rate (mean over the seeds; ``min`` = the worst seed), p
 precision, and recall at 10 % inspected (share of the kind's rows among the top 10 % of the
 clean + that-kind rows; ``any`` = all kinds against the clean rows, top 10 % of the whole set).
 Signals: the suspect score, each signal in it and each rule, the baselines a user could run
-alone (loss = perplexity ranking; IFD = loss / loss without input), and signals measured but
+alone (loss = perplexity ranking, which is also the score's ``target_surprise`` signal; IFD =
+loss / loss without input), and signals measured but
 left out of the score (input gain per token, gradient norm, volatility, gradient cosine to the
 10 nearest inputs, unigram surprise of the target under the data's own token frequencies).
 Then the flag itself (``is_suspect``): false-positive rate on clean rows, precision, recall;
@@ -274,6 +275,13 @@ def targets(g: pd.DataFrame) -> None:
     below = [k for k in A.columns if s[k] < loss[k]]
     print(f"target: never below the loss baseline on any kind: "
           f"{'PASS' if not below else 'FAIL ' + ', '.join(below)}")
+    per = g[g.kind != "any"].pivot_table(index=["seed", "kind"], columns="signal",
+                                         values="auroc")
+    worse = per[per["suspect_score"] < per["loss"]]
+    print("  (per seed, kinds where the score ranks below the loss: "
+          + (", ".join(f"seed {sd} {k} {a:.4f} < {b:.4f}" for (sd, k), a, b in
+                       zip(worse.index, worse["suspect_score"], worse["loss"], strict=True))
+             or "none") + ")")
 
 
 # ------------------------------------------------------------------------------- train

@@ -91,15 +91,35 @@ def test_ending_surprise_is_the_max_over_the_last_line():
 
 
 def test_robust_z_matches_scipy():
+    """Centre = median; scale = scipy's normal-consistent MAD of the bulk's side (values at or
+    below the median for side="high", at or above for "low"), taken about the median of all."""
     x = np.random.default_rng(1).standard_t(3, 101)
     x[7] = np.nan
-    z, center, scale = robust_z(x)
     ok = ~np.isnan(x)
-    want_scale = median_abs_deviation(x[ok], scale="normal")
-    assert center == pytest.approx(np.median(x[ok]))
-    assert scale == pytest.approx(want_scale, rel=1e-3)   # 1.4826 vs 1 / Phi^-1(3/4)
-    np.testing.assert_allclose(z[ok], (x[ok] - np.median(x[ok])) / scale)
-    assert np.isnan(z[7])
+    med = np.median(x[ok])
+    for side, bulk in (("high", x[ok][x[ok] <= med]), ("low", x[ok][x[ok] >= med])):
+        z, center, scale = robust_z(x, side)
+        want_scale = median_abs_deviation(bulk, center=lambda a, axis: med, scale="normal")
+        assert center == pytest.approx(med)
+        assert scale == pytest.approx(want_scale, rel=1e-3)   # 1.4826 vs 1 / Phi^-1(3/4)
+        np.testing.assert_allclose(z[ok], (x[ok] - med) / scale)
+        assert np.isnan(z[7])
+    with pytest.raises(ValueError, match="side"):
+        robust_z(x, "both")
+
+
+def test_robust_z_scale_ignores_one_sided_contamination():
+    """A known answer: 70 % N(3, 2^2) clean rows and 30 % far above them. The bulk-side scale
+    grows less than half as much as the two-sided MAD over the clean spread (2); on clean
+    normal data both agree."""
+    rng = np.random.default_rng(11)
+    clean = rng.normal(3.0, 2.0, 7000)
+    x = np.concatenate([clean, rng.normal(15.0, 1.0, 3000)])
+    _, _, scale = robust_z(x)
+    mad = median_abs_deviation(x, scale="normal")
+    assert 2.0 < scale < 2.0 + 0.5 * (mad - 2.0)
+    _, _, s_clean = robust_z(clean)
+    assert s_clean == pytest.approx(median_abs_deviation(clean, scale="normal"), rel=0.05)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -140,21 +160,29 @@ def test_score_range_threshold_and_formula():
     assert ((s >= 0) & (s <= 1)).all()
     cfg = AnalysisConfig()
     np.testing.assert_array_equal(res.is_suspect, s >= 1 - cfg.suspect_alpha)
-    # independent recomputation of the model part: Phi(max z)^m with z from scipy's MAD
+    # independent recomputation: z from scipy's MAD of the bulk's side (x 1.4826), p_surprise
+    # by Sidak over the ending and the whole target, Fisher's method from scipy
     nll, ni = tp.nll.astype(np.float64), tp.nll_noinput.astype(np.float64)
-    d = np.array([float((ni[a + 1:b] - nll[a + 1:b]).sum())
-                  for a, b in zip(tp.offsets[:-1], tp.offsets[1:], strict=True)])
-    e = np.log(np.array([nll[b - 3:b].max() for b in tp.offsets[1:]]) + 0.05)
-    z1 = (np.median(d) - d) / (1.4826 * np.median(np.abs(d - np.median(d))))
-    z2 = (e - np.median(e)) / (1.4826 * np.median(np.abs(e - np.median(e))))
-    # Fisher's method from scipy (the one-sided p-values of both signals)
+    bounds = list(zip(tp.offsets[:-1], tp.offsets[1:], strict=True))
+    d = np.array([float((ni[a + 1:b] - nll[a + 1:b]).sum()) for a, b in bounds])
+    e = np.log(np.array([nll[b - 3:b].max() for _, b in bounds]) + 0.05)
+    t = np.log(np.array([nll[a:b].mean() for a, b in bounds]))
+
+    def z(x):
+        med = np.median(x)
+        low = x[x <= med]
+        return (x - med) / (1.4826 * median_abs_deviation(low, center=lambda a, axis: med))
+
+    z1, z2, z3 = z(-d), z(e), z(t)
+    np.testing.assert_allclose(res.z, np.column_stack([z1, z2, z3]), rtol=1e-9, atol=1e-12)
     from scipy.stats import combine_pvalues
-    p = np.array([combine_pvalues([norm.sf(a), norm.sf(b)], method="fisher").pvalue
-                  for a, b in zip(z1, z2, strict=True)])
+    p_s = 1 - (1 - np.minimum(norm.sf(z2), norm.sf(z3))) ** 2
+    p = np.array([combine_pvalues([norm.sf(a), b], method="fisher").pvalue
+                  for a, b in zip(z1, p_s, strict=True)])
     np.testing.assert_allclose(s, 1 - p, rtol=1e-9, atol=1e-12)
     # evidence: -log10 of the same p-value (no rounding), from scipy's chi2 log survival
     from scipy.stats import chi2
-    X = -2 * (norm.logsf(z1) + norm.logsf(z2))
+    X = -2 * (norm.logsf(z1) + np.log(p_s))
     np.testing.assert_allclose(res.evidence, -chi2.logsf(X, 4) / np.log(10), rtol=1e-9)
     assert res.summary["suspects"] == int(res.is_suspect.sum())
     assert set(res.table.columns) >= {"suspect_score", "is_suspect", "suspect_reasons"}
@@ -183,6 +211,17 @@ def test_monotone_in_each_signal():
         r = analyze_suspects(_with(tp, row, nll=x, noinput=ni))
         assert r.z[row, 1] > prev_z and r.score[row] >= prev_score
         prev_score, prev_z = r.score[row], r.z[row, 1]
+    row = int(np.argsort(base.z[:, 2])[-5])             # in the whole target's upper tail
+    a, b = tp.offsets[row], tp.offsets[row + 1]
+    prev_score, prev_z = base.score[row], base.z[row, 2]
+    for k in (1, 2, 3):   # a more and more surprising body (ending and input gain kept)
+        x = tp.nll[a:b].copy()
+        x[1:-4] += 0.5 * k
+        ni = tp.nll_noinput[a:b].copy()
+        ni[1:-4] += 0.5 * k
+        r = analyze_suspects(_with(tp, row, nll=x, noinput=ni))
+        assert r.z[row, 2] > prev_z and r.score[row] >= prev_score
+        prev_score, prev_z = r.score[row], r.z[row, 2]
 
 
 def test_rules_raise_the_score_and_flag():
@@ -195,11 +234,13 @@ def test_rules_raise_the_score_and_flag():
     plain = analyze_suspects(tp, targets=["x"] * 30, n_truncated=trunc)
     r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)}, n_truncated=trunc)
     for row, reason in [(5, "false_arithmetic"), (9, "unsupported_final_answer"),
-                        (1, "contradiction"), (2, "contradiction"), (11, "truncated")]:
+                        (1, "contradiction"), (2, "contradiction")]:
         assert r.is_suspect[row] and reason in r.reasons[row]
         assert r.score[row] >= plain.score[row] - 1e-12
     others = [i for i in range(30) if i not in (1, 2, 5, 9)]
     np.testing.assert_allclose(r.score[others], plain.score[others])
+    # truncation is a note: listed among the reasons, no evidence of a wrong target
+    assert "truncated" in r.reasons[11] and not r.is_suspect[11]
     # a rule hit adds -log10(suspect_rule_p) = 3 to the evidence (the ranking key)
     np.testing.assert_allclose(r.evidence[[1, 2, 5, 9]], plain.evidence[[1, 2, 5, 9]] + 3.0,
                                rtol=1e-12)
@@ -336,9 +377,9 @@ def test_analysis_runs_suspects_with_the_contradiction_pairs():
     assert got is not None and got.name == "suspects" and got in res.results
     np.testing.assert_array_equal(got.score, direct.score)
     assert got.reasons == direct.reasons
-    for row, reason in ((4, "contradiction"), (9, "contradiction"), (12, "false_arithmetic"),
-                        (20, "truncated")):
+    for row, reason in ((4, "contradiction"), (9, "contradiction"), (12, "false_arithmetic")):
         assert reason in got.reasons[row] and got.is_suspect[row]
+    assert "truncated" in got.reasons[20]       # a note, not a flag
     table = res.table()
     cols = ["is_suspect", "suspect_score", "suspect_reasons", "suspect_evidence",
             "input_dependence", "ending_surprise"]
@@ -386,3 +427,15 @@ def test_planted_corruptions_rank_first(shared_data, tmp_path):
     assert res.is_suspect[sorted(obvious)].all()
     assert order.index(3) < 6
     assert res.summary["capability"]["conditions_on_input"] is True
+
+
+def test_sidak_pair_against_the_formula():
+    """ln(1 - (1 - min p)^m) over the available p-values, exact far into the tail (where the
+    direct formula underflows to ln(m p))."""
+    from constraintlab.analysis.suspects import _log_p_sidak
+
+    p = np.array([[0.3, 0.01], [np.nan, 0.2], [np.nan, np.nan], [1e-40, 0.5], [1.0, 1.0],
+                  [1e-300, np.nan]])
+    got = _log_p_sidak(np.log(p))
+    want = [np.log(1 - 0.99 ** 2), np.log(0.2), np.nan, np.log(2e-40), 0.0, np.log(1e-300)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)

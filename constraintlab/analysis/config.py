@@ -276,12 +276,12 @@ class AnalysisConfig(Settings):
         (:mod:`constraintlab.analysis.suspects`). The false-positive rate measured on clean
         GSM8K test rows with the reference model is printed by ``benchmarks/bench_suspects.py``.
     suspect_rule_p : float
-        0.001. A rule hit (false arithmetic, unsupported final answer, contradiction,
-        truncation) multiplies ``1 - suspect_score`` by this; it must not exceed
+        0.001. A rule hit (false arithmetic, unsupported final answer, contradiction)
+        multiplies ``1 - suspect_score`` by this; it must not exceed
         ``suspect_alpha`` (every rule hit is flagged). Of the order of how often a clean
         example trips a rule: none of the 1,319 clean GSM8K test rows trips false_arithmetic
-        or unsupported_final_answer (95 % upper bound 0.23 %); 0.2 % of them are cut at 512
-        tokens (truncated).
+        or unsupported_final_answer (95 % upper bound 0.23 %). Truncation at ``max_length``
+        is a note, not a rule (:mod:`constraintlab.analysis.suspects`).
     suspect_ending_tokens : int
         32. Most tokens of the target's last line read by ``ending_surprise`` (the stated final
         answer of a worked solution fits in far fewer).

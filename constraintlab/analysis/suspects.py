@@ -19,21 +19,35 @@ carried information on two seeds and both corruption rates are in the score)
     the stated final answer of a worked solution (copied from the solution), the end of
     sequence after a complete reply. A changed final answer, a cut-off target, a reply in
     another language or format all end unpredictably. Not available for an example the
-    encoder cut at ``max_length`` (its own ending was not scored; the ``truncated`` rule
+    encoder cut at ``max_length`` (its own ending was not scored; the ``truncated`` note
     says so instead). Taken as ``log(x + floor)``
     (``suspect_ending_floor`` nats: differences among well-predicted endings are noise).
 
-Each signal is standardised against the data's own bulk, robustly (median and 1.4826 x MAD;
-both tolerate up to half of the rows being corrupted), one-sided (low input dependence, high
-ending surprise): :math:`z_{i,c}`, with one-sided p-values :math:`p_{i,c} = \Phi(-z_{i,c})`.
-They are combined by Fisher's method over the ``m_i`` signals available for the example:
+``target_surprise``
+    The mean NLL of the target (nats/token, the example's ``loss``), taken as its log. A reply
+    in another language or an off-topic reply reads unlike the data from its first line; the
+    ending alone missed some of them when 30 % of the rows were planted wrong.
+
+Each signal is standardised against the data's own bulk, robustly and one-sided (low input
+dependence, high surprise): centre = median, scale = 1.4826 x the median distance to it of
+the values on the bulk's side (:func:`robust_z`; the corruptions sit on the other side, so the
+scale grows far less with them than the two-sided MAD: with 30 % planted, the two-sided MAD
+shrank the z of every planted row until some replies in another language ranked below clean
+rows). One-sided p-values :math:`p_{i,c} = \Phi(-z_{i,c})`. Two questions are combined:
+does the input explain the target (``input_dependence``), and does the target read like the
+data: the stronger of ``ending_surprise`` and ``target_surprise``, Sidak-corrected,
+:math:`p_{surprise} = 1 - (1 - \min(p_{end}, p_{target}))^2` (the ending catches a changed
+final answer that the mean hides; the whole catches a reply that is foreign from the start).
+Fisher's method over the ``m_i`` of the two available for the example:
 :math:`X_i = -2 \sum_c \ln p_{i,c}` follows :math:`\chi^2_{2 m_i}` for an example whose
 signals follow the bulk independently, so :math:`p_i = P(\chi^2_{2m_i} \ge X_i)` is its
 model p-value. Fisher, not the maximum: a reply in another language or an off-topic reply
-shows in both signals at once, a swapped target in one; on the planted GSM8K sets of
-``bench_suspects`` (two seeds, 10 % and 30 %) Fisher ranked the two-signal kinds above the
-maximum (which ranked some clean rows with a rule hit above them) and the swapped targets
-as well as it.
+shows in both at once, a swapped target in one; on the planted GSM8K sets of
+``bench_suspects`` Fisher ranked the two-signal kinds above the maximum (which ranked some
+clean rows with a rule hit above them) and the swapped targets as well as it. Adding the
+whole-target surprise as a third Fisher term instead diluted the swapped targets' evidence
+(their AUROC fell from 0.93 to 0.88-0.91 on the three seeds); inside the Sidak pair it did not
+(0.93).
 
 Rules (facts that need no model; each sets the example suspect on its own)
 
@@ -48,8 +62,15 @@ Rules (facts that need no model; each sets the example suspect on its own)
 ``contradiction``
     The example is in a contradiction pair (same input, substantively other target): one of the
     two is wrong; both are listed.
+
+Notes (listed among the reasons, no evidence of a wrong target, never flagged on their own)
+
 ``truncated``
-    The encoder cut the example at ``max_length`` (its loss covers part of the target only).
+    The encoder cut the example at ``max_length`` (its loss covers part of the target only;
+    its ending was not scored). Once a rule, it flagged only clean rows on the planted sets
+    (long GSM8K problems cut at 512 tokens, 0-2 per 1,000 rows) and ranked them above planted
+    replies in another language: a setting cuts the example, the target is not wrong.
+    ``n_truncated`` in examples.csv counts the tokens dropped.
 
 Calibration (what the threshold means)
     .. math::
@@ -81,9 +102,12 @@ Model capability (``summary["capability"]``, :func:`capability`)
     conditions on the input: swapped and off-topic targets are out of its reach; above
     ``capability_max_nll_ratio`` it hardly predicts the targets: surprise-based checks are
     out of reach; above ``capability_max_result_nll`` nats/digit it does not compute, so a
-    changed result that no written calculation contradicts is out of reach. The thresholds
-    sit between the reference model on GSM8K test rows (its domain) and on Alpaca rows (out
-    of it), measured by ``benchmarks/bench_suspects.py`` (numbers in the
+    changed result that no written calculation contradicts is out of reach (a stated bound,
+    not a calibration: no model that computes runs offline here; the reference model's
+    signals find changed intermediate results at chance, AUROC 0.49-0.57, consistent with
+    its 1.6 nats/digit). The other thresholds sit between the reference model on GSM8K test
+    rows (its domain) and on Alpaca rows (out of it), measured by
+    ``benchmarks/bench_suspects.py`` (numbers in the
     :class:`~constraintlab.analysis.config.AnalysisConfig` docstring). A signal out of reach
     is left out of the score and the flags (``suspect_gate``): out of its domain the
     reference model ranks off-topic replies as *less* surprising than the data and flags
@@ -116,16 +140,21 @@ from constraintlab.analysis.text import final_answer, numbers
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "REASONS", "RULES", "SIGNALS", "SuspectsResult", "analyze_suspects",
-    "capability", "ending_surprise", "false_arithmetic", "input_dependence", "result_positions",
-    "robust_z", "scored_tokens", "unsupported_final_answer",
+    "NOTES", "REASONS", "RULES", "SIGNALS", "SIGNAL_REASONS", "SuspectsResult",
+    "analyze_suspects", "capability", "ending_surprise", "false_arithmetic", "input_dependence",
+    "result_positions", "robust_z", "scored_tokens", "target_surprise",
+    "unsupported_final_answer",
 ]
 
-SIGNALS: tuple[str, ...] = ("input_dependence", "ending_surprise")
-RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contradiction",
-                          "truncated")
-#: reason codes in ``suspect_reasons`` (signal reasons first)
-REASONS: tuple[str, ...] = ("input_unexplained", "surprising_ending", *RULES)
+SIGNALS: tuple[str, ...] = ("input_dependence", "ending_surprise", "target_surprise")
+#: the reason code of each signal, in :data:`SIGNALS` order
+SIGNAL_REASONS: tuple[str, ...] = ("input_unexplained", "surprising_ending",
+                                   "surprising_target")
+RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contradiction")
+#: facts listed among the reasons that are no evidence of a wrong target (module docstring)
+NOTES: tuple[str, ...] = ("truncated",)
+#: reason codes in ``suspect_reasons`` (signal reasons first, then rules, then notes)
+REASONS: tuple[str, ...] = (*SIGNAL_REASONS, *RULES, *NOTES)
 
 
 def _settings(config: Any) -> AnalysisConfig:
@@ -146,7 +175,7 @@ class SuspectsResult(AnalyzerResult):
     evidence : (N,) float64
         ``suspect_evidence``: :math:`-\log_{10}` of the combined p-value (``1 -
         suspect_score`` without rounding; module docstring): the ranking key.
-    z : (N, 2) float64
+    z : (N, 3) float64
         Robust z of each signal in :data:`SIGNALS` order (NaN where not available).
     reasons : list of N tuple of str
         Reason codes (:data:`REASONS`).
@@ -252,6 +281,28 @@ def ending_surprise(offsets: np.ndarray, nll: np.ndarray, pieces: list[list[str]
         p = pieces[i]
         j = _last_line_start(p, max_tokens) if len(p) == b - a else max(0, b - a - max_tokens)
         out[i] = nll[a + j:b].max()
+    return out
+
+
+def target_surprise(offsets: np.ndarray, nll: np.ndarray) -> np.ndarray:
+    """Mean NLL of each target's tokens (nats/token; the example's ``loss``).
+
+    Parameters
+    ----------
+    offsets : (N + 1,) int64
+    nll : (T,) float
+
+    Returns
+    -------
+    (N,) float64 (NaN for an example without tokens)
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    nll = np.asarray(nll, dtype=np.float64)
+    counts = np.diff(offsets)
+    out = np.full(len(counts), np.nan)
+    has = counts > 0
+    if has.any():
+        out[has] = np.add.reduceat(nll, offsets[:-1][has]) / counts[has]
     return out
 
 
@@ -362,26 +413,25 @@ _NUMBER_WORDS.update({"thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.
 
 
 # ----------------------------------------------------------------------------- statistics
-def _log_p_fisher(Z: np.ndarray) -> np.ndarray:
-    """ln of Fisher's combined p-value of the one-sided p-values ``Phi(-z)`` of each row's
-    finite z's: ``P(chi2_{2m} >= X)``, ``X = -2 sum ln Phi(-z)``, in closed form for even
-    degrees of freedom (``exp(-X/2) sum_{j<m} (X/2)^j / j!``), exact far into the tail; 0 for
-    a row without any finite z.
+def _log_p_fisher(log_p: np.ndarray) -> np.ndarray:
+    """ln of Fisher's combined p-value of each row's finite one-sided log p-values:
+    ``P(chi2_{2m} >= X)``, ``X = -2 sum ln p``, in closed form for even degrees of freedom
+    (``exp(-X/2) sum_{j<m} (X/2)^j / j!``), exact far into the tail; 0 for a row without any.
 
     Parameters
     ----------
-    Z : (N, C) float (NaN = signal not available)
+    log_p : (N, C) float (NaN = signal not available)
 
     Returns
     -------
     (N,) float64
     """
-    Z = np.asarray(Z, dtype=np.float64)
-    ok = np.isfinite(Z)
+    log_p = np.asarray(log_p, dtype=np.float64)
+    ok = np.isfinite(log_p)
     m = ok.sum(axis=1)
-    half = -np.where(ok, log_ndtr(-np.where(ok, Z, 0.0)), 0.0).sum(axis=1)   # X / 2
-    terms = np.zeros(len(Z))
-    term = np.ones(len(Z))
+    half = -np.where(ok, log_p, 0.0).sum(axis=1)   # X / 2
+    terms = np.zeros(len(log_p))
+    term = np.ones(len(log_p))
     for j in range(int(m.max()) if len(m) else 0):
         if j:
             term = term * half / j
@@ -389,25 +439,77 @@ def _log_p_fisher(Z: np.ndarray) -> np.ndarray:
     return np.where(m > 0, -half + np.log(np.where(m > 0, terms, 1.0)), 0.0)
 
 
-def robust_z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """``(x - median) / (1.4826 MAD)`` over the finite values (NaN stays NaN).
+def _log_p_one_sided(z: np.ndarray) -> np.ndarray:
+    """ln Phi(-z) (NaN stays NaN)."""
+    z = np.asarray(z, dtype=np.float64)
+    ok = np.isfinite(z)
+    return np.where(ok, log_ndtr(-np.where(ok, z, 0.0)), np.nan)
+
+
+def _log_p_sidak(log_p: np.ndarray) -> np.ndarray:
+    """ln of the Sidak-corrected smallest p-value of each row's finite log p-values:
+    ``1 - (1 - p_min)^m`` (for m = 2, ``p_min (2 - p_min)``); NaN for a row without any.
+
+    Parameters
+    ----------
+    log_p : (N, C) float
+
+    Returns
+    -------
+    (N,) float64
+    """
+    log_p = np.asarray(log_p, dtype=np.float64)
+    ok = np.isfinite(log_p)
+    m = ok.sum(axis=1)
+    lo = np.min(np.where(ok, log_p, np.inf), axis=1)
+    lo = np.where(m > 0, lo, -1.0)          # rows without any: any value, NaN below
+    # ln(1 - (1 - p)^m) = ln(-expm1(m log1p(-p))); below p = e^-30, ln(m p) (relative error
+    # of order p)
+    tiny = lo < -30.0
+    with np.errstate(divide="ignore"):        # p = 1: log1p(-1) = -inf, the result 0 is right
+        exact = np.log(-np.expm1(m * np.log1p(-np.exp(np.where(tiny, -30.0, lo)))))
+    out = np.where(tiny, lo + np.log(np.maximum(m, 1)), exact)
+    return np.where(m > 0, np.minimum(out, 0.0), np.nan)
+
+
+def robust_z(x: np.ndarray, side: str = "high") -> tuple[np.ndarray, float, float]:
+    """``(x - median) / scale`` over the finite values (NaN stays NaN); the scale is
+    1.4826 x the median distance to the median of the values on the bulk's side (below the
+    median for ``side="high"``, where large values are suspect; above it for ``"low"``).
+
+    One-sided because the corruptions sit on one side: with 30 % of the rows planted wrong
+    (``bench_suspects``), the two-sided MAD grew with them and shrank the z of every planted
+    row (some replies in another language fell below clean rows); the clean side's spread does
+    not grow with them. For symmetric clean data it equals the MAD.
+
+    Parameters
+    ----------
+    x : (N,) float
+    side : {"high", "low"}
+        Which values are suspect.
 
     Returns
     -------
     z : (N,) float64; center, scale : float
-        The scale falls back to the standard deviation when the MAD is 0, and z is 0 where
-        both are 0 (no spread, no evidence).
+        The scale falls back to the two-sided MAD, then to the standard deviation, when it is
+        0; z is 0 where all are 0 (no spread, no evidence).
     """
+    if side not in ("high", "low"):
+        raise ValueError(f"side must be 'high' or 'low', got {side!r}")
     x = np.asarray(x, dtype=np.float64)
     ok = np.isfinite(x)
     if not ok.any():
         return np.full(x.shape, np.nan), math.nan, math.nan
-    center = float(np.median(x[ok]))
-    scale = 1.4826 * float(np.median(np.abs(x[ok] - center)))
+    v = x[ok]
+    center = float(np.median(v))
+    bulk = v[v <= center] if side == "high" else v[v >= center]
+    scale = 1.4826 * float(np.median(np.abs(bulk - center)))
     if scale <= 0:
-        scale = float(np.std(x[ok]))
+        scale = 1.4826 * float(np.median(np.abs(v - center)))
+    if scale <= 0:
+        scale = float(np.std(v))
     z = np.full(x.shape, np.nan)
-    z[ok] = (x[ok] - center) / scale if scale > 0 else 0.0
+    z[ok] = (v - center) / scale if scale > 0 else 0.0
     return z, center, scale
 
 
@@ -670,16 +772,23 @@ def analyze_suspects(
     end = ending_surprise(offsets, nll, pieces, cfg.suspect_ending_tokens)
     if n_truncated is not None:   # cut at max_length: the target's own ending was not scored
         end = np.where(np.asarray(n_truncated) > 0, np.nan, end)
+    tgt = target_surprise(offsets, nll)
     z_dep, c_dep, s_dep = robust_z(-dep)                  # low dependence = suspect
     z_end, c_end, s_end = robust_z(np.log(end + cfg.suspect_ending_floor))
-    Z = np.column_stack([z_dep, z_end])
+    z_tgt, c_tgt, s_tgt = robust_z(np.log(tgt))
+    Z = np.column_stack([z_dep, z_end, z_tgt])
     cap = capability(offsets, nll, tokens.ids, ni, cfg, pieces=pieces)
     in_reach = {"input_dependence": cap["conditions_on_input"] is not False,
-                "ending_surprise": bool(cap["predicts_targets"])}
+                "ending_surprise": bool(cap["predicts_targets"]),
+                "target_surprise": bool(cap["predicts_targets"])}
     if not cfg.suspect_gate:
         in_reach = dict.fromkeys(in_reach, True)
     used = np.where(np.array([in_reach[s] for s in SIGNALS])[None, :], Z, np.nan)
-    log_p = _log_p_fisher(used)               # ln of the model p-value; 0 without signals
+    lp = _log_p_one_sided(used)
+    # Fisher over two independent questions: does the input explain the target; does the
+    # target read like the data (the stronger of its ending and its whole, Sidak-corrected)
+    surprise = _log_p_sidak(lp[:, 1:])
+    log_p = _log_p_fisher(np.column_stack([lp[:, 0], surprise]))   # 0 without signals
 
     rules = {r: np.zeros(n, dtype=bool) for r in RULES}
     if targets is not None:
@@ -689,8 +798,8 @@ def analyze_suspects(
             [unsupported_final_answer(t) for t in targets], dtype=bool)
     for a, b in contradictions or ():
         rules["contradiction"][[a, b]] = True
-    if n_truncated is not None:
-        rules["truncated"] = np.asarray(n_truncated) > 0
+    notes = {"truncated": (np.asarray(n_truncated) > 0) if n_truncated is not None
+             else np.zeros(n, dtype=bool)}
     hit = np.zeros(n, dtype=bool)
     for r in RULES:
         hit |= rules[r]
@@ -700,18 +809,17 @@ def analyze_suspects(
     evidence = -log_p / math.log(10.0)
     flagged = score >= 1.0 - alpha
 
-    # a signal is a reason when it alone reaches the threshold: Phi(z)^m >= 1 - alpha
     # a signal is a reason when it alone is significant at alpha (z >= Phi^-1(1 - alpha)); an
     # example flagged by the combination alone gets its strongest signal as the reason
     z_star = float(ndtri(1.0 - alpha))
-    codes = ("input_unexplained", "surprising_ending")
     reasons: list[tuple[str, ...]] = []
     for i in range(n):
         zi = np.where(np.isfinite(used[i]), used[i], -np.inf)
-        r = [codes[c] for c in range(len(SIGNALS)) if zi[c] >= z_star]
+        r = [SIGNAL_REASONS[c] for c in range(len(SIGNALS)) if zi[c] >= z_star]
         if not r and flagged[i] and not hit[i] and np.isfinite(zi.max()):
-            r = [codes[int(np.argmax(zi))]]
+            r = [SIGNAL_REASONS[int(np.argmax(zi))]]
         r += [name for name in RULES if rules[name][i]]
+        r += [name for name in NOTES if notes[name][i]]
         reasons.append(tuple(r))
 
     table = pd.DataFrame({
@@ -721,18 +829,21 @@ def analyze_suspects(
     }, index=pd.Index(ids, name="index"))
 
     order = np.lexsort((np.arange(n), -evidence))
-    listed = [_listed(i, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
+    listed = [_listed(i, ids, score, evidence, reasons, dep, end, tgt, offsets, nll, ni, pieces,
                       cfg) for i in order[:cfg.suspect_list].tolist() if flagged[i]]
     z1 = z_star
     summary = {
         "n": n, "suspects": int(flagged.sum()), "suspect_share": float(flagged.mean()) if n
         else 0.0, "alpha": alpha, "threshold": 1.0 - alpha,
-        "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = P(chi2_2m >= "
-                    "-2 sum_c ln Phi(-z_c)) (Fisher's method), z_c = robust z of signal c "
-                    "(median, 1.4826 MAD), m = signals available"),
+        "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = Fisher's "
+                    "combination of p_input = Phi(-z_input) and p_surprise = 1 - (1 - min("
+                    "p_ending, p_target))^2 (Sidak), z = robust z of each signal (median, "
+                    "1.4826 x the median distance of the bulk's side), signals out of the "
+                    "model's reach left out"),
         "calibration": (f"is_suspect when suspect_score >= {1 - alpha:g}: an example whose "
                         f"signals follow the data's bulk (robust normal fit) is flagged with "
-                        f"probability {alpha:g}; every rule hit is flagged"),
+                        f"probability {alpha:g}; every rule hit is flagged; a note "
+                        f"(truncated) is listed, never flagged on its own"),
         "signals": {
             "input_dependence": {"center": -c_dep if math.isfinite(c_dep) else None,
                                  "scale": s_dep if math.isfinite(s_dep) else None,
@@ -747,6 +858,12 @@ def analyze_suspects(
                                 "direction": "high", "available": int(np.isfinite(end).sum()),
                                 "in_reach": in_reach["ending_surprise"],
                                 "z_threshold": z1},
+            "target_surprise": {"center": c_tgt if math.isfinite(c_tgt) else None,
+                                "scale": s_tgt if math.isfinite(s_tgt) else None,
+                                "transform": "log(mean NLL of the target, nats/token)",
+                                "direction": "high", "available": int(np.isfinite(tgt).sum()),
+                                "in_reach": in_reach["target_surprise"],
+                                "z_threshold": z1},
         },
         "reasons": {code: sum(code in r for r in reasons) for code in REASONS},
         "capability": cap,
@@ -758,7 +875,7 @@ def analyze_suspects(
                           evidence=evidence, z=Z, reasons=reasons)
 
 
-def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, pieces,
+def _listed(i: int, ids, score, evidence, reasons, dep, end, tgt, offsets, nll, ni, pieces,
             cfg: AnalysisConfig) -> dict:
     a, b = int(offsets[i]), int(offsets[i + 1])
     tok_nll = nll[a:b]
@@ -781,6 +898,7 @@ def _listed(i: int, ids, score, evidence, reasons, dep, end, offsets, nll, ni, p
         "reasons": list(reasons[i]),
         "input_dependence": float(dep[i]) if np.isfinite(dep[i]) else None,
         "ending_surprise": float(end[i]) if np.isfinite(end[i]) else None,
+        "target_surprise": float(tgt[i]) if np.isfinite(tgt[i]) else None,
         "n_tokens": b - a,
         "tokens": [tok(t) for t in top.tolist()],
         "ending": tok(worst_end) if b > a else None,

@@ -216,12 +216,13 @@ class Report:
         Columns: ``suspect_score`` (in [0, 1]; ``is_suspect`` when it reaches
         ``suspects.threshold``), ``suspect_reasons`` (``;``-separated codes),
         ``input_dependence`` (nats of the target its input explains), ``ending_surprise``,
-        ``input``, ``target``. Every flagged example, not only the listed ones
-        (:mod:`constraintlab.analysis.suspects` says how the score is calibrated).
+        ``loss`` (the ``target_surprise`` signal, nats/token), ``input``, ``target``. Every
+        flagged example, not only the listed ones (:mod:`constraintlab.analysis.suspects` says
+        how the score is calibrated).
         """
         self._section("suspects")
         cols = ["suspect_score", "suspect_reasons", "input_dependence", "ending_surprise",
-                "input", "target"]
+                "loss", "input", "target"]
         t = self.examples
         flagged = t[t["is_suspect"].astype(bool)]
         order = flagged.sort_values(["suspect_evidence", "suspect_score"], ascending=False,

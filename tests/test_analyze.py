@@ -463,6 +463,10 @@ def test_suspects_in_csv_html_api_gate_and_the_capability_statement(run) -> None
     assert ((t["suspect_score"] >= sus["threshold"]) == t["is_suspect"].astype(bool)).all()
     page = (run["out"] / "report.html").read_text(encoding="utf-8")
     assert "<h2>Examples to look at</h2>" in page
+    from constraintlab.analysis.suspects import REASONS
+    assert set(sus["reason_codes"]) == set(REASONS)      # every code explained once
+    for r in {r for v in sus["listed"][:20] for r in v["reasons"]}:
+        assert html.escape(sus["reason_codes"][r]) in page
     # a random tiny model does not condition on its input: the report says what it cannot check
     cap = sus["capability"]
     assert cap["limited"] is True and report.metrics()["model_limited"] is True

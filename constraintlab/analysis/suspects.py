@@ -140,7 +140,7 @@ from constraintlab.analysis.text import final_answer, numbers
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "NOTES", "REASONS", "RULES", "SIGNALS", "SIGNAL_REASONS", "SuspectsResult",
+    "NOTES", "REASONS", "REASON_TEXT", "RULES", "SIGNALS", "SIGNAL_REASONS", "SuspectsResult",
     "analyze_suspects", "capability", "ending_surprise", "false_arithmetic", "input_dependence",
     "result_positions", "robust_z", "scored_tokens", "target_surprise",
     "unsupported_final_answer",
@@ -155,6 +155,19 @@ RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contr
 NOTES: tuple[str, ...] = ("truncated",)
 #: reason codes in ``suspect_reasons`` (signal reasons first, then rules, then notes)
 REASONS: tuple[str, ...] = (*SIGNAL_REASONS, *RULES, *NOTES)
+#: what each reason code says, for a reader of the report
+REASON_TEXT: dict[str, str] = {
+    "input_unexplained": "the input barely helps the model predict the target (it may answer "
+                         "another input)",
+    "surprising_ending": "the target ends unlike the data (a changed final answer, a cut-off "
+                         "or foreign ending)",
+    "surprising_target": "the whole target reads unlike the data (another language, format or "
+                         "task)",
+    "false_arithmetic": "a calculation written in the target is false",
+    "unsupported_final_answer": "the stated final answer appears nowhere in the worked target",
+    "contradiction": "another example has the same input and a substantively other target",
+    "truncated": "note: cut at max_length (its ending was not scored); not evidence on its own",
+}
 
 
 def _settings(config: Any) -> AnalysisConfig:
@@ -413,6 +426,13 @@ _NUMBER_WORDS.update({"thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.
 
 
 # ----------------------------------------------------------------------------- statistics
+def _available(log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, C) float64 log p-values, which are finite, and how many per row."""
+    log_p = np.asarray(log_p, dtype=np.float64)
+    ok = np.isfinite(log_p)
+    return log_p, ok, ok.sum(axis=1)
+
+
 def _log_p_fisher(log_p: np.ndarray) -> np.ndarray:
     """ln of Fisher's combined p-value of each row's finite one-sided log p-values:
     ``P(chi2_{2m} >= X)``, ``X = -2 sum ln p``, in closed form for even degrees of freedom
@@ -426,9 +446,7 @@ def _log_p_fisher(log_p: np.ndarray) -> np.ndarray:
     -------
     (N,) float64
     """
-    log_p = np.asarray(log_p, dtype=np.float64)
-    ok = np.isfinite(log_p)
-    m = ok.sum(axis=1)
+    log_p, ok, m = _available(log_p)
     half = -np.where(ok, log_p, 0.0).sum(axis=1)   # X / 2
     terms = np.zeros(len(log_p))
     term = np.ones(len(log_p))
@@ -458,9 +476,7 @@ def _log_p_sidak(log_p: np.ndarray) -> np.ndarray:
     -------
     (N,) float64
     """
-    log_p = np.asarray(log_p, dtype=np.float64)
-    ok = np.isfinite(log_p)
-    m = ok.sum(axis=1)
+    log_p, ok, m = _available(log_p)
     lo = np.min(np.where(ok, log_p, np.inf), axis=1)
     lo = np.where(m > 0, lo, -1.0)          # rows without any: any value, NaN below
     # ln(1 - (1 - p)^m) = ln(-expm1(m log1p(-p))); below p = e^-30, ln(m p) (relative error
@@ -866,6 +882,7 @@ def analyze_suspects(
                                 "z_threshold": z1},
         },
         "reasons": {code: sum(code in r for r in reasons) for code in REASONS},
+        "reason_codes": dict(REASON_TEXT),
         "capability": cap,
         "listed": listed,
     }

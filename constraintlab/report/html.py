@@ -194,6 +194,11 @@ def _suspects_section(sus: Mapping[str, Any] | None, examples: pd.DataFrame,
                    f"<td>{_e(_text(examples, i, 'target', 600))}</td>"
                    f"<td>{_token_list(v['tokens'])}</td></tr>")
     out.append("</table>")
+    shown = dict.fromkeys(r for v in sus["listed"][:limit] for r in v["reasons"])
+    legend = sus.get("reason_codes") or {}
+    if any(r in legend for r in shown):
+        out.append("<p class='muted'>" + "; ".join(
+            f"<b>{_e(r)}</b>: {_e(legend[r])}" for r in shown if r in legend) + ".</p>")
     if sus["suspects"] > limit:
         out.append("<p class='muted'>… every suspect: column is_suspect of examples.csv, "
                    "report.suspects().</p>")

@@ -40,8 +40,13 @@ from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Block", "for_each_block", "gram_blocks", "kernel_chunks", "sample_plan", "scaled_rows",
-           "unit_rows"]
+#: default cap on the lanes of :func:`for_each_block`: one fold pass over a 2048-row block
+#: takes about a quarter of a single-threaded GEMM of it (k = 1024, ``bench_pairs``), so more
+#: than a few lanes only wait for their turn
+MAX_LANES = 8
+
+__all__ = ["MAX_LANES", "Block", "for_each_block", "gram_blocks", "kernel_chunks", "sample_plan",
+           "scaled_rows", "unit_rows"]
 
 
 def kernel_chunks(threads: int | None = 0) -> int:
@@ -248,7 +253,8 @@ def for_each_block(
         calling thread, one after the other, BLAS and the folds' kernels on every thread.
     lanes : int, optional
         Parallel lanes of the overlapped schedule; default the calling thread's numba thread
-        count, at most the number of blocks.
+        count, at most :data:`MAX_LANES` (beyond, the folds, one block at a time, set the pace
+        and every lane holds a block buffer) and at most the number of blocks.
     desc : str
         Progress bar label.
     """
@@ -267,7 +273,7 @@ def for_each_block(
         blocks = gram_blocks(N, B, len(col_ids))
     symmetric = reference is None
     width = max(j1 - j0 for _, _, j0, j1 in blocks) if blocks else 0
-    n_lanes = max(1, min(lanes or numba.get_num_threads(), len(blocks)))
+    n_lanes = max(1, min(lanes or min(numba.get_num_threads(), MAX_LANES), len(blocks)))
 
     def make(t: int, buf: np.ndarray) -> Block:
         i0, i1, j0, j1 = blocks[t]

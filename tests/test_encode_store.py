@@ -287,3 +287,22 @@ def test_store_is_reused_wherever_the_same_model_was_read_from(env, encoder, tmp
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreMismatchError, match=r"adapter\.config\.r: store has"):
         extract(ds, encoder.config, out, encoder=encoder)
+
+
+def test_truncated_examples_are_a_gate_metric(env, tmp_path):
+    """Examples cut at --max-length are counted in report.json (``dataset.truncated_examples``,
+    equal to the extraction's own count) and a gate condition can fail on them."""
+    import constraintlab
+    from constraintlab.gate import check
+
+    _, model, data, _ = env
+    report = constraintlab.analyze(data, model=model, out=tmp_path / "rep", k=16,
+                                   max_length=150)
+    store = FeatureStore.open(report.data["run"]["feature_store"])
+    want = store.manifest["stats"]["n_truncated_examples"]
+    assert want > 0
+    assert report.metrics()["truncated_examples"] == want
+    assert report.data["dataset"]["truncated_examples"] == int(
+        (report.examples["n_truncated"] > 0).sum())
+    checks, _ = check(report, fail_on=["truncated_examples == 0"])
+    assert not checks[0].passed

@@ -53,6 +53,9 @@ SCHEMA_VERSION = 2
 DATASET_METRICS: dict[str, tuple[str, str]] = {
     "invalid_records": ("invalid_records", "records that could not be used (findings in "
                         "dataset.findings: blank target, truncated away, ...); excluded"),
+    "truncated_examples": ("truncated_examples", "examples cut at --max-length (column "
+                           "n_truncated of examples.csv: tokens dropped); kept, their targets "
+                           "scored in part"),
 }
 
 

@@ -119,3 +119,29 @@ def test_zero_rows_are_reported_not_conflicting():
     assert res.summary["n_zero_vectors"] == 1
     assert bool(res.table["is_zero_vector"].iloc[0])
     assert res.table["conflict_count"].iloc[0] == 0
+
+
+def test_conflict_pairs_read_as_the_dicts_of_make_pair():
+    """The conflict pairs are held as arrays and read as :func:`make_pair` dicts (iteration,
+    indexing, slices, JSON)."""
+    import json
+
+    from constraintlab.analysis.result import PairArrays, make_pair
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((60, 6)).astype(np.float32)
+    ids = np.arange(100, 160)[::-1].copy()                  # ids not in row order
+    res = analyze_pairs(X, ids=ids, config=AnalysisConfig(tau=0.2))
+    assert isinstance(res.pairs, PairArrays) and len(res.pairs) > 5
+    C = (X / np.linalg.norm(X, axis=1, keepdims=True)) @ (
+        X / np.linalg.norm(X, axis=1, keepdims=True)).T
+    want = sorted((make_pair("conflict", ids[i], ids[j], -C[i, j], {"cos": C[i, j]})
+                   for i, j in zip(*np.triu_indices(60, 1), strict=True) if C[i, j] < -0.2),
+                  key=lambda p: (p["a"], p["b"]))
+    got = sorted(res.pairs, key=lambda p: (p["a"], p["b"]))
+    assert [(p["kind"], p["a"], p["b"]) for p in got] == [(p["kind"], p["a"], p["b"])
+                                                         for p in want]
+    np.testing.assert_allclose([p["score"] for p in got], [p["score"] for p in want],
+                               rtol=1e-5)
+    assert res.pairs[-1] == list(res.pairs)[-1] and res.pairs[1:3] == list(res.pairs)[1:3]
+    assert json.loads(json.dumps(list(res.pairs))) == list(res.pairs)

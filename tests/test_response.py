@@ -139,7 +139,8 @@ def test_zone_matrix_singleton_zone_has_no_mean_on_its_diagonal() -> None:
                                                          (False, True, False),
                                                          (False, False, False),
                                                          (False, False, True)])
-def test_signed_topm_kernel_matches_its_numpy_twin(diag, do_cols, shared) -> None:
+@pytest.mark.parametrize("n_chunks", [1, 3])  # 1: the one-sweep path of a lane
+def test_signed_topm_kernel_matches_its_numpy_twin(diag, do_cols, shared, n_chunks) -> None:
     rng = np.random.default_rng(3)
     n, m = 40, 4
     R = 13
@@ -158,8 +159,8 @@ def test_signed_topm_kernel_matches_its_numpy_twin(diag, do_cols, shared) -> Non
     s1, s2 = new_signed_state(n, m), new_signed_state(n, m)
     wr, wc = np.ones(R, np.float32), np.ones(len(cols), np.float32)
     for _ in range(2):  # twice: the second fold merges into filled heaps
-        block_signed_topm(C, rows, cols, diag, do_cols, 3, wr, wc, *s1)
-        block_signed_topm_numpy(C, rows, cols, diag, do_cols, 3, wr, wc, *s2)
+        block_signed_topm(C, rows, cols, diag, do_cols, n_chunks, wr, wc, *s1)
+        block_signed_topm_numpy(C, rows, cols, diag, do_cols, n_chunks, wr, wc, *s2)
     for key, idx, val in ((0, 1, 2), (3, 4, 5)):
         o1 = np.argsort(-s1[key], axis=1, kind="stable")
         o2 = np.argsort(-s2[key], axis=1, kind="stable")
@@ -241,7 +242,8 @@ def test_one_pass_sampled_mode_reads_the_reference_rows(system) -> None:
     np.testing.assert_allclose(own.table["help_effect"], res.table["help_effect"], rtol=1e-6)
 
 
-def test_signed_topm_kernel_with_weights_matches_its_numpy_twin() -> None:
+@pytest.mark.parametrize("n_chunks", [1, 2])
+def test_signed_topm_kernel_with_weights_matches_its_numpy_twin(n_chunks) -> None:
     """Cosine blocks scaled back to dot products by row/column weights."""
     rng = np.random.default_rng(5)
     n, m, R, Q = 50, 3, 11, 19
@@ -251,8 +253,8 @@ def test_signed_topm_kernel_with_weights_matches_its_numpy_twin() -> None:
     wr = rng.uniform(0.1, 5.0, R).astype(np.float32)
     wc = rng.uniform(0.1, 5.0, Q).astype(np.float32)
     s1, s2 = new_signed_state(n, m), new_signed_state(n, m)
-    block_signed_topm(C, rows, cols, False, True, 2, wr, wc, *s1)
-    block_signed_topm_numpy(C, rows, cols, False, True, 2, wr, wc, *s2)
+    block_signed_topm(C, rows, cols, False, True, n_chunks, wr, wc, *s1)
+    block_signed_topm_numpy(C, rows, cols, False, True, n_chunks, wr, wc, *s2)
     for key, idx, val in ((0, 1, 2), (3, 4, 5)):
         o1 = np.argsort(-s1[key], axis=1, kind="stable")
         o2 = np.argsort(-s2[key], axis=1, kind="stable")

@@ -38,7 +38,7 @@ from constraintlab.analysis.blocks import (
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.registry import Analyzer
 from constraintlab.analysis.response import PartnerFold, SignedPartners, response_top_m
-from constraintlab.analysis.result import AnalyzerResult
+from constraintlab.analysis.result import AnalyzerResult, PairArrays
 
 logger = logging.getLogger(__name__)
 
@@ -396,9 +396,8 @@ def analyze_pairs(
     }, index=pd.Index(ids, name="index"))
     a, b, v = lo_pairs  # a < b row positions; ids may be in any order
     ia, ib = ids[a], ids[b]
-    lo_id, hi_id = np.minimum(ia, ib).tolist(), np.maximum(ia, ib).tolist()
-    pairs = [{"kind": "conflict", "a": x, "b": y, "score": -c, "detail": {"cos": c}}
-             for x, y, c in zip(lo_id, hi_id, v.astype(np.float64).tolist(), strict=True)]
+    cos = v.astype(np.float64)
+    pairs = PairArrays("conflict", np.minimum(ia, ib), np.maximum(ia, ib), -cos, {"cos": cos})
     return PairsResult("pairs", table, summary, pairs, near_parallel=hi_pairs, top_idx=top_idx,
                        top_val=top_val,
                        partners=pfold.result(reference) if pfold is not None else None)

@@ -11,7 +11,8 @@ import pandas as pd
 
 from constraintlab._json import plain  # the one JSON rule (re-exported here)
 
-__all__ = ["PAIR_KINDS", "AnalysisResults", "AnalyzerResult", "make_pair", "plain"]
+__all__ = ["PAIR_KINDS", "AnalysisResults", "AnalyzerResult", "PairArrays", "make_pair",
+           "plain"]
 
 PAIR_KINDS: tuple[str, ...] = ("exact_duplicate", "near_duplicate", "contradiction", "conflict")
 
@@ -22,6 +23,56 @@ def make_pair(kind: str, a: int, b: int, score: float, detail: dict | None = Non
     if a > b:
         a, b = b, a
     return {"kind": kind, "a": a, "b": b, "score": float(score), "detail": plain(detail or {})}
+
+
+class PairArrays(Sequence):
+    """Pairs of one kind held as arrays, read as the dicts of :func:`make_pair`.
+
+    An analyzer with many pairs (the all-pairs pass lists up to ``max_pairs`` conflicts) keeps
+    them as arrays; the dicts are made when the pairs are read (the report writes them), not in
+    the analysis pass.
+
+    Parameters
+    ----------
+    kind : str
+    a, b : (P,) int
+        Example ids, ``a < b``.
+    score : (P,) float
+    detail : dict of str -> (P,) array, optional
+        Per-pair detail values (``{"cos": ...}``).
+    """
+
+    def __init__(self, kind: str, a: np.ndarray, b: np.ndarray, score: np.ndarray,
+                 detail: dict[str, np.ndarray] | None = None) -> None:
+        self.kind = kind
+        self.a, self.b = np.asarray(a), np.asarray(b)
+        self.score = np.asarray(score, dtype=np.float64)
+        self.detail = {k: np.asarray(v, dtype=np.float64) for k, v in (detail or {}).items()}
+        if not (len(self.a) == len(self.b) == len(self.score)
+                and all(len(v) == len(self.a) for v in self.detail.values())):
+            raise ValueError("PairArrays: a, b, score and every detail need one value per pair")
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __iter__(self):
+        keys = list(self.detail)
+        cols = [self.detail[k].tolist() for k in keys]
+        for i, (x, y, sc) in enumerate(zip(self.a.tolist(), self.b.tolist(),
+                                           self.score.tolist(), strict=True)):
+            yield {"kind": self.kind, "a": x, "b": y, "score": sc,
+                   "detail": {k: c[i] for k, c in zip(keys, cols, strict=True)}}
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        return {"kind": self.kind, "a": int(self.a[i]), "b": int(self.b[i]),
+                "score": float(self.score[i]),
+                "detail": {k: float(v[i]) for k, v in self.detail.items()}}
+
+    def __repr__(self) -> str:
+        return f"PairArrays({self.kind!r}, {len(self)} pairs)"
 
 
 @dataclass
@@ -37,8 +88,9 @@ class AnalyzerResult:
         flags and float ``<issue>_score`` columns (plus counts).
     summary : dict
         JSON-serialisable plain Python types.
-    pairs : list of dict
-        ``{"kind", "a", "b", "score", "detail"}``, ``a < b`` (example ids).
+    pairs : sequence of dict
+        ``{"kind", "a", "b", "score", "detail"}``, ``a < b`` (example ids): a list, or a
+        :class:`PairArrays` that makes them when read.
     arrays : dict of str -> ndarray
         Deprecated: raw arrays for the next analyzers. Each analyzer's result is now a
         subclass that names them (``PairsResult.top_idx``, ``FamiliesResult.labels``,
@@ -48,7 +100,7 @@ class AnalyzerResult:
     name: str
     table: pd.DataFrame
     summary: dict
-    pairs: list[dict] = field(default_factory=list)
+    pairs: Sequence[dict] = field(default_factory=list)
     arrays: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:

@@ -33,7 +33,8 @@ store is fingerprinted and resumable, so a second run only re-scores (about a mi
 on its clean rows only (oracle), three seeds each, and measures the loss on held-out clean GSM8K
 test rows never trained on. Prints the gap recovered ``(noisy - drop) / (noisy - oracle)``.
 Sized for 2 CPU cores: 120 rows, 60 held-out rows, 2 epochs of batch 8, sequences cut at 160
-tokens, LoRA r = 8 on q/v (about 10 minutes; ``--train-rows`` etc. to change).
+tokens, LoRA r = 8 on q/v (4 minutes on 2 idle cores, about 10 under load; ``--train-rows``
+etc. to change).
 
 Run from the repository root::
 

@@ -207,11 +207,17 @@ def test_block_lanes_fold_in_block_order_and_match_one_lane(unit, lanes):
 
     for_each_block(unit, 16, [record], lanes=lanes)
     assert order == [(i0, j0) for i0, _, j0, _ in gram_blocks(unit.shape[0], 16)]
-    kw = dict(tau=0.2, near=0.9, hi_collect=0.5, top_m=4, block_size=16, hist_bins=NBINS,
-              max_pairs=50)
+    from constraintlab.analysis.pairs import PairFold
+
+    def fold():
+        return PairFold(unit.shape[0], tau=0.2, near=0.9, lo_collect=-0.2, hi_collect=0.5,
+                        top_m=4, hist_bins=NBINS, max_pairs=50)
+
+    f_one, f_many = fold(), fold()
     with threadpool_limits(1, user_api="blas"):  # the lanes' GEMMs are single-threaded
-        one = blocked_pairs(unit, **kw, overlap=False)
-    many = blocked_pairs(unit, **kw)
+        for_each_block(unit, 16, [f_one], overlap=False)
+    for_each_block(unit, 16, [f_many], lanes=lanes)
+    one, many = f_one.result(), f_many.result()
     np.testing.assert_array_equal(one.hist, many.hist)
     np.testing.assert_array_equal(one.conf_count, many.conf_count)
     np.testing.assert_allclose(one.conf_mass, many.conf_mass, rtol=1e-6)

@@ -139,7 +139,7 @@ def test_zone_matrix_singleton_zone_has_no_mean_on_its_diagonal() -> None:
                                                          (False, True, False),
                                                          (False, False, False),
                                                          (False, False, True)])
-@pytest.mark.parametrize("n_chunks", [1, 3])  # 1: the one-sweep path of a lane
+@pytest.mark.parametrize("n_chunks", [1, 3])  # 1: one chunk, as in a lane
 def test_signed_topm_kernel_matches_its_numpy_twin(diag, do_cols, shared, n_chunks) -> None:
     rng = np.random.default_rng(3)
     n, m = 40, 4

@@ -20,8 +20,9 @@ time and in :func:`gram_blocks` order (on one numba thread, GIL released), so th
 depend on the number of lanes; only ``X @ X.T`` itself runs concurrently. Single-threaded GEMMs
 in parallel lanes need no barrier between BLAS threads: a fold never stalls a half-finished
 multi-threaded GEMM whose other threads spin, which on 2 cores cost a third of the stage (the
-pipelined schedule of before, one multi-threaded GEMM beside one fold thread, measured 1.6x the
-bare GEMM; lanes 1.2-1.3x, ``benchmarks/bench_pairs.py --stage-only``). Memory: one float32
+pipelined schedule of before, one multi-threaded GEMM beside one fold thread, measured 1.64x the
+bare GEMM at N = 20,000, k = 1,024; lanes 1.39-1.44x, best of 3,
+``benchmarks/bench_pairs.py --stage-only``). Memory: one float32
 buffer of ``block_size^2`` per lane (sampled mode: ``block_size * R``, plus the R reference
 rows).
 """
@@ -40,9 +41,10 @@ from constraintlab.progress import progress
 
 logger = logging.getLogger(__name__)
 
-#: default cap on the lanes of :func:`for_each_block`: one fold pass over a 2048-row block
-#: takes about a quarter of a single-threaded GEMM of it (k = 1024, ``bench_pairs``), so more
-#: than a few lanes only wait for their turn
+#: default cap on the lanes of :func:`for_each_block`: the folds of one 2048-row block take a
+#: sixth (alone) to a third (beside a GEMM) of a single-threaded GEMM of it at k = 1024, so
+#: beyond a few lanes they only wait for their turn (measured on 2 cores only; the cap bounds
+#: the lanes' buffers, 16 MB each)
 MAX_LANES = 8
 
 __all__ = ["MAX_LANES", "Block", "for_each_block", "gram_blocks", "kernel_chunks", "sample_plan",

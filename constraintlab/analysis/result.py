@@ -55,21 +55,22 @@ class PairArrays(Sequence):
     def __len__(self) -> int:
         return len(self.a)
 
+    def _pair(self, a: int, b: int, score: float, detail: dict) -> dict:
+        return {"kind": self.kind, "a": a, "b": b, "score": score, "detail": detail}
+
     def __iter__(self):
         keys = list(self.detail)
         cols = [self.detail[k].tolist() for k in keys]
         for i, (x, y, sc) in enumerate(zip(self.a.tolist(), self.b.tolist(),
                                            self.score.tolist(), strict=True)):
-            yield {"kind": self.kind, "a": x, "b": y, "score": sc,
-                   "detail": {k: c[i] for k, c in zip(keys, cols, strict=True)}}
+            yield self._pair(x, y, sc, {k: c[i] for k, c in zip(keys, cols, strict=True)})
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         i = range(len(self))[i]
-        return {"kind": self.kind, "a": int(self.a[i]), "b": int(self.b[i]),
-                "score": float(self.score[i]),
-                "detail": {k: float(v[i]) for k, v in self.detail.items()}}
+        return self._pair(int(self.a[i]), int(self.b[i]), float(self.score[i]),
+                          {k: float(v[i]) for k, v in self.detail.items()})
 
     def __repr__(self) -> str:
         return f"PairArrays({self.kind!r}, {len(self)} pairs)"
@@ -91,17 +92,12 @@ class AnalyzerResult:
     pairs : sequence of dict
         ``{"kind", "a", "b", "score", "detail"}``, ``a < b`` (example ids): a list, or a
         :class:`PairArrays` that makes them when read.
-    arrays : dict of str -> ndarray
-        Deprecated: raw arrays for the next analyzers. Each analyzer's result is now a
-        subclass that names them (``PairsResult.top_idx``, ``FamiliesResult.labels``,
-        ``ContradictionsResult.positions``, ...); not part of the report.
     """
 
     name: str
     table: pd.DataFrame
     summary: dict
     pairs: Sequence[dict] = field(default_factory=list)
-    arrays: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.summary = plain(self.summary)

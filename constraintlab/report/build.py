@@ -55,7 +55,7 @@ def build_report(data: ExampleSet, store: FeatureStore, results: AnalysisResults
         "dataset": {"source": data.source, "sha256": data.content_hash, "schema": data.schema,
                     "n_records": data.n_records, "n_examples": len(data),
                     "invalid_records": len(findings),
-                    "truncated_examples": int((store.table["n_truncated"] > 0).sum()),
+                    "truncated_examples": m["stats"]["n_truncated_examples"],
                     "skipped": [str(f) for f in findings],
                     "findings": [_finding(f) for f in findings],
                     "notes": [_finding(f) for f in getattr(data, "notes", [])],

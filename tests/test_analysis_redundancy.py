@@ -13,6 +13,7 @@ from constraintlab.analysis import (
     analyze_constraints,
     analyze_redundancy,
 )
+from constraintlab.analysis.redundancy import choose_keeper, formatting_marks
 from constraintlab.errors import InputError
 from constraintlab.io.example import Example, Message
 
@@ -168,3 +169,90 @@ def test_set_kinds_and_counts_by_brute_force():
     assert s["duplicates"] == redundant == int(res.table["is_redundant"].sum()) == 4
     assert s["near_duplicates"] == redundant - s["exact_duplicates"] == 1
     assert s["near_duplicate_pairs"] == sum(p["kind"] == "near_duplicate" for p in res.pairs)
+
+
+# ----- which copy a duplicate set keeps ----------------------------------------------------
+
+CLEAN_Q = "Anna ate 4 apples on Tuesday. How many apples did she eat?"
+CLEAN_A = "She ate 4 apples.\n#### 4"
+
+
+def test_formatting_marks_count_by_hand():
+    texts = ["Anna ate 4 apples.", "ANNA  ate  4  apples. ", "anna ate 4 apples. she did.",
+             "A\tB\r\n\n\nC", "NASA went up."]
+    marks = formatting_marks(texts)
+    # whitespace: 3 double-space runs + 1 trailing space; capitals: ANNA
+    assert marks.tolist() == [[0, 0, 0], [4, 1, 0], [0, 0, 2], [3, 0, 0], [0, 1, 0]]
+
+
+def test_keeper_is_the_clean_copy_not_the_first():
+    shouty = CLEAN_Q.replace(" ", "  ").replace("Anna", "ANNA")
+    exs = [ex(0, shouty, CLEAN_A), ex(1, "Name a prime.", "7"), ex(2, CLEAN_Q, CLEAN_A),
+           ex(3, "Name a prime.", "7")]
+    res = analyze_redundancy(exs)
+    sets = {tuple(s["members"]): s for s in res.summary["sets"]}
+    assert sets[(0, 2)]["keeper"] == 2 and sets[(0, 2)]["keeper_reason"] == "formatting"
+    assert "next copy (0) has 12" in sets[(0, 2)]["keeper_detail"]  # 11 runs + ANNA
+    assert sets[(1, 3)]["keeper"] == 1 and sets[(1, 3)]["keeper_reason"] == "file_order"
+    t = res.table
+    assert t["duplicate_of"].tolist() == [2, -1, -1, 1]
+    assert t["keep"].tolist() == [False, True, True, False]
+    assert t["is_duplicate_keeper"].tolist() == [False, True, True, False]
+    assert res.summary["keeper_reasons"] == {"formatting": 1, "file_order": 1}
+
+
+def test_keeper_by_loss_when_formatting_is_alike():
+    # four copies formatted alike (exact duplicates) with known losses; one id order
+    exs = [ex(10 + i, CLEAN_Q, CLEAN_A) for i in range(4)]
+    loss = np.array([1.30, 0.95, 0.95 + 5e-5, np.nan])
+    res = analyze_redundancy(exs, loss=loss)
+    (s,) = res.summary["sets"]
+    # 0.95 and 0.95005 tie (LOSS_TIE): neither beats the other, so file order picks id 11
+    assert s["keeper"] == 11 and s["keeper_reason"] == "file_order"
+    loss[2] = 0.5
+    (s,) = analyze_redundancy(exs, loss=loss).summary["sets"]
+    assert s["keeper"] == 12 and s["keeper_reason"] == "loss"
+    assert "0.5000 nats/token, the next copy (11) 0.9500" in s["keeper_detail"]
+    # the loss only orders copies that format alike: formatting comes first
+    exs[0] = ex(10, CLEAN_Q, CLEAN_A.replace("She", "SHE"))
+    exs[2] = ex(12, CLEAN_Q.replace(" ", "  "), CLEAN_A)
+    res = analyze_redundancy(exs, loss=np.array([0.1, 0.95, 0.5, np.nan]))
+    (s,) = res.summary["sets"]
+    assert (s["keeper"], s["keeper_reason"]) == (11, "loss")  # 11 and 13 clean; 13 unmeasured
+    assert res.table["duplicate_of"].tolist() == [11, -1, 11, 11]
+
+
+def test_choose_keeper_against_brute_force_order():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(2, 7))
+        marks = rng.integers(0, 3, size=(n, 3))
+        loss = np.round(rng.uniform(0.5, 1.5, n), 1)
+        loss[rng.random(n) < 0.2] = np.nan
+        members = list(rng.permutation(n))
+        keeper, reason, _ = choose_keeper(members, marks, loss)
+        key = [(marks[m].sum(), loss[m] if np.isfinite(loss[m]) else np.inf, m)
+               for m in range(n)]
+        assert keeper == min(range(n), key=lambda m: key[m])
+        totals = marks.sum(axis=1)
+        if (totals == totals.min()).sum() == 1:
+            assert reason == "formatting"
+
+
+def test_shipped_sample_keeps_the_clean_copies():
+    from pathlib import Path
+
+    from constraintlab.io import read_examples
+    data = read_examples(Path(__file__).resolve().parents[1] / "data" / "gsm8k_sample.jsonl")
+    res = analyze_redundancy(data.examples)
+    shouted = [ex.index for ex in data.examples
+               if ex.input_text.startswith(("COMPARED  to  the  amount", "ANNA  ate"))]
+    assert len(shouted) == 2
+    t = res.table
+    for i in shouted:
+        keeper = int(t.loc[i, "duplicate_of"])
+        assert keeper >= 0 and not t.loc[i, "keep"]
+        clean = data.examples[[e.index for e in data.examples].index(keeper)].input_text
+        assert "  " not in clean and not clean.split()[0].isupper()
+        (s,) = [s for s in res.summary["sets"] if i in s["members"]]
+        assert s["keeper"] == keeper and s["keeper_reason"] == "formatting"

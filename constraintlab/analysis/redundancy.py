@@ -8,8 +8,13 @@
   input, their inputs must be similar too (``near_input_min``).
 - **Near duplicate (gradient)**: ``cos > 1 - eps`` of the constraint rows.
 
-Duplicate sets are the connected components of all these links; the suggested
-keeper of a set is its first member in file order. Nothing is deleted: members are flagged.
+Duplicate sets are the connected components of all these links. The suggested keeper of a set
+is its cleanest, most typical copy (:func:`choose_keeper`): the fewest formatting marks
+(:func:`formatting_marks`: repeated or stray whitespace, words in capitals, sentences starting in
+lower case), then the model's lowest loss (mean target NLL, when the encoder measured it), then
+the first in file order; the set records which rule decided (``keeper_reason``). Nothing is
+deleted: members are flagged, and the table says which copy each redundant row repeats
+(``duplicate_of``) and which rows a deduplicated set keeps (``keep``).
 Pairs that the contradiction analyzer reports (same input, targets differ in substance) are never
 near duplicates. Near-duplicate links between members of one variant family
 (:mod:`constraintlab.analysis.families`) are intended variation, not redundancy, unless
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,7 +40,17 @@ from constraintlab.analysis.text import TextView, components, jaccard, text_hash
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RedundancyResult", "analyze_redundancy", "record_key"]
+__all__ = ["RedundancyResult", "analyze_redundancy", "choose_keeper", "formatting_marks",
+           "record_key"]
+
+#: Losses closer than this (nats/token) are a tie: the same text scored in another batch.
+LOSS_TIE = 1e-4
+
+_SPACE_RUN = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)|\t|\r|\u00a0")
+_EDGE_SPACE = re.compile(r"^[ \t]+\S|\S[ \t]+$", re.MULTILINE)
+_BLANK_RUN = re.compile(r"\n[ \t]*\n[ \t]*\n")
+_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+_LOWER_START = re.compile(r"(?:^|[.!?]\s+)([a-z])")
 
 
 @dataclass
@@ -56,6 +73,91 @@ def record_key(example) -> str:
     return text_hash(payload)
 
 
+def formatting_marks(texts: Sequence[str]) -> np.ndarray:
+    """Formatting oddities of each text: ``(N, 3)`` int64 counts of whitespace, capitals, case.
+
+    Columns: **whitespace** (runs of two or more spaces between words, tabs, carriage returns,
+    no-break spaces, spaces at the start or end of a line, three or more line breaks in a row),
+    **capitals** (words of two or more letters written all in capitals) and **lower starts**
+    (the text or a sentence starting with a lower-case letter). Acronyms count too, but
+    equally in every copy of one text, so they do not change which copy is cleanest.
+
+    Parameters
+    ----------
+    texts : sequence of N str
+
+    Returns
+    -------
+    (N, 3) int64
+    """
+    out = np.zeros((len(texts), 3), np.int64)
+    for i, t in enumerate(texts):
+        out[i] = (len(_SPACE_RUN.findall(t)) + len(_EDGE_SPACE.findall(t))
+                  + len(_BLANK_RUN.findall(t)),
+                  len(_CAPS_WORD.findall(t)), len(_LOWER_START.findall(t)))
+    return out
+
+
+def choose_keeper(members: Sequence[int], marks: np.ndarray | None,
+                  loss: np.ndarray | None, ids: np.ndarray | None = None
+                  ) -> tuple[int, str, str]:
+    """The copy a duplicate set keeps, and why.
+
+    Order: fewest formatting marks (sum of :func:`formatting_marks`), then lowest loss (losses
+    within :data:`LOSS_TIE` tie; a NaN loss, not measured, ranks last), then file order.
+
+    Parameters
+    ----------
+    members : sequence of int
+        Row positions of the set.
+    marks : (N, 3) int or None
+        :func:`formatting_marks` of every row (None: not compared).
+    loss : (N,) float or None
+        Mean target NLL of every row (None: not measured).
+    ids : (N,) int, optional
+        Example ids, as ``detail`` names the copies (default: the positions).
+
+    Returns
+    -------
+    (keeper, reason, detail)
+        ``keeper`` is a row position; ``reason`` the rule that decided: ``"formatting"``,
+        ``"loss"`` or ``"file_order"``; ``detail`` says it in words.
+    """
+    members = sorted(int(m) for m in members)
+    name = (lambda m: int(ids[m])) if ids is not None else int
+    left = members
+    if marks is not None:
+        total = {m: int(marks[m].sum()) for m in members}
+        best = min(total.values())
+        left = [m for m in members if total[m] == best]
+        if len(left) == 1:
+            runner = min((m for m in members if m != left[0]), key=lambda m: (total[m], m))
+            what = ", ".join(f"{n} {int(marks[runner][j])}" for j, n in enumerate(
+                ("whitespace", "capitals", "lower-case starts")) if marks[runner][j])
+            return left[0], "formatting", (
+                f"fewest formatting marks: {best}, the next copy ({name(runner)}) has "
+                f"{total[runner]} ({what})")
+    if loss is not None:
+        known = [m for m in left if math.isfinite(float(loss[m]))]
+        if known:
+            low = min(float(loss[m]) for m in known)
+            tied = [m for m in known if float(loss[m]) - low <= LOSS_TIE]
+            if len(tied) == 1 and len(left) > 1:
+                rest = [m for m in left if m != tied[0]]
+                finite = [m for m in rest if math.isfinite(float(loss[m]))]
+                runner = min(finite, key=lambda m: float(loss[m])) if finite else None
+                return tied[0], "loss", (
+                    ("formatting alike; " if marks is not None else "")
+                    + f"lowest loss: {low:.4f} nats/token, " + (
+                        f"the next copy ({name(runner)}) {float(loss[runner]):.4f}"
+                        if runner is not None else "the others not measured"))
+            left = tied
+    alike = [w for w, known in (("formatting", marks is not None), ("loss", loss is not None))
+             if known]
+    return left[0], "file_order", ((" and ".join(alike) + " alike; " if alike else "")
+                                   + "the first in file order")
+
+
 def analyze_redundancy(
     examples: Sequence | None = None,
     *,
@@ -65,6 +167,7 @@ def analyze_redundancy(
     exclude: set[tuple[int, int]] | None = None,
     families: np.ndarray | None = None,
     text: TextView | None = None,
+    loss: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
 ) -> RedundancyResult:
     """Exact and near duplicates and the duplicate sets.
@@ -87,6 +190,9 @@ def analyze_redundancy(
         ``config.families_are_duplicates``.
     text : TextView, optional
         The analysis' shared text view of ``examples`` (built here when not given).
+    loss : (N,) float, optional
+        Mean target NLL of each row (NaN: not measured); ranks copies that format alike
+        (:func:`choose_keeper`).
     config : AnalysisConfig
 
     Returns
@@ -94,8 +200,12 @@ def analyze_redundancy(
     RedundancyResult
         ``name="redundancy"``. Table: ``is_exact_duplicate``, ``is_near_duplicate``,
         ``duplicate_set`` (-1 if none), ``is_duplicate_keeper``, ``is_redundant`` (in a set and
-        not its keeper), ``redundancy_score`` (strongest link in [0, 1]: 1 exact, else Jaccard or
-        cosine). Pairs: ``exact_duplicate`` (keeper, copy) and ``near_duplicate`` with
+        not its keeper), ``duplicate_of`` (the keeper's id for a redundant row, else -1),
+        ``keep`` (not redundant: the rows a deduplicated set keeps), ``formatting_marks`` (the
+        sum of :func:`formatting_marks`), ``redundancy_score`` (strongest link in [0, 1]: 1
+        exact, else Jaccard or cosine). Summary ``sets``: ``keeper``, ``keeper_reason``
+        (``formatting``, ``loss``, ``file_order``) and ``keeper_detail`` per set. Pairs:
+        ``exact_duplicate`` (first copy, copy) and ``near_duplicate`` with
         ``detail["signal"]`` ``"text"`` (``jaccard``) or ``"gradient"`` (``cos``).
     """
     config = config if config is not None else AnalysisConfig()
@@ -192,15 +302,26 @@ def analyze_redundancy(
     # duplicate sets: the groups of every link
     dup_set = np.full(N, -1, np.int64)
     keeper_flag = np.zeros(N, bool)
+    dup_of = np.full(N, -1, np.int64)
+    marks = (formatting_marks([ex.text for ex in examples]) if examples is not None else None)
+    if loss is not None:
+        loss = np.asarray(loss, dtype=np.float64)
+        if loss.shape != (N,):
+            raise ValueError(f"loss has shape {loss.shape}, expected ({N},)")
     sets: list[dict] = []
+    reasons: dict[str, int] = {}
     for members in components(N, links_a, links_b):
         sid = len(sets)
         dup_set[members] = sid
-        keeper_flag[members[0]] = True
+        keeper, reason, detail = choose_keeper(members, marks, loss, ids)
+        reasons[reason] = reasons.get(reason, 0) + 1
+        keeper_flag[keeper] = True
+        dup_of[[m for m in members if m != keeper]] = ids[keeper]
         exact_set = bool(exact_gid[members[0]] >= 0
                          and (exact_gid[members] == exact_gid[members[0]]).all())
         sets.append({"id": sid, "kind": "exact" if exact_set else "near",
-                     "keeper": int(ids[members[0]]),
+                     "keeper": int(ids[keeper]), "keeper_reason": reason,
+                     "keeper_detail": detail,
                      "members": [int(ids[m]) for m in members], "size": len(members)})
     in_set = dup_set >= 0
     redundant = in_set & ~keeper_flag
@@ -216,7 +337,10 @@ def analyze_redundancy(
         "duplicate_sets": len(sets),
         "redundant_examples": int(redundant.sum()),
         "redundancy_ratio": float(redundant.sum() / N) if N else 0.0,
-        "keeper_rule": "first member in file order",
+        "keeper_rule": ("fewest formatting marks, then lowest loss"
+                        + ("" if loss is not None else " (not measured)")
+                        + ", then first in file order"),
+        "keeper_reasons": reasons,
         "sets": sets[:1000],
     })
     table = pd.DataFrame({
@@ -225,6 +349,10 @@ def analyze_redundancy(
         "duplicate_set": dup_set,
         "is_duplicate_keeper": keeper_flag,
         "is_redundant": redundant,
+        "duplicate_of": dup_of,
+        "keep": ~redundant,
+        "formatting_marks": (marks.sum(axis=1) if marks is not None
+                             else np.zeros(N, np.int64)),
         "redundancy_score": np.clip(score, 0.0, 1.0),
     }, index=pd.Index(ids, name="index"))
     return RedundancyResult("redundancy", table, summary, pairs, duplicate_set=dup_set)
@@ -238,7 +366,22 @@ def _run(system, results, config: AnalysisConfig) -> RedundancyResult | None:
         system.examples, n=system.n, ids=system.ids,
         near_parallel=pairs.near_parallel if pairs is not None else None,
         exclude=con.positions if con is not None else set(),
-        families=fam.labels if fam is not None else None, text=system.text, config=config)
+        families=fam.labels if fam is not None else None, text=system.text,
+        loss=_mean_loss(system.tokens, system.n), config=config)
+
+
+def _mean_loss(tokens, n: int) -> np.ndarray | None:
+    """Mean NLL of each row's target tokens (NaN without tokens), or None without profiles."""
+    if tokens is None:
+        return None
+    offsets = np.asarray(tokens.offsets, dtype=np.int64)
+    nll = np.asarray(tokens.nll, dtype=np.float64)
+    counts = np.diff(offsets)
+    out = np.full(n, np.nan)
+    has = counts > 0
+    if has.any():
+        out[has] = np.add.reduceat(nll, offsets[:-1][has]) / counts[has]
+    return out
 
 
 ANALYZER = Analyzer(

@@ -312,7 +312,9 @@ def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10)
         members = dup["members"]
         out.append(f"<h3>{_e(dup['kind'])} set of {len(members)}: keep {dup['keeper']}, "
                    f"flag {_e(', '.join(str(m) for m in members if m != dup['keeper']))}</h3>")
-        shown = members[:2]
+        if dup.get("keeper_detail"):
+            out.append(f"<p class=muted>kept {dup['keeper']}: {_e(dup['keeper_detail'])}</p>")
+        shown = [dup["keeper"], *[m for m in members if m != dup["keeper"]][:1]]
         out.append("<div class='pair'>" + "".join(
             f"<pre>[{m}] {_e(_text(examples, m, 'input', 600))}\n→ "
             f"{_e(_text(examples, m, 'target', 600))}</pre>" for m in shown) + "</div>")

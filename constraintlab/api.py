@@ -188,7 +188,8 @@ def order_report_path(output: str | Path) -> Path:
     return output.with_name(output.stem + ".order.json")
 
 
-def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int]) -> tuple[list[bytes], str]:
+def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int], split: str | None = None
+                 ) -> tuple[list[bytes], str]:
     """The bytes to write for each example, in the given order.
 
     Parameters
@@ -197,13 +198,15 @@ def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int]) -> tuple[l
         The data the examples were read from (an ExampleSet: its source file).
     ids, lines : sequence of int
         Example index (0-based record index) and 1-based line of each example, in output order.
+    split : str, optional
+        The split of a ``datasets.DatasetDict`` (``ReadConfig.split``).
 
     Returns
     -------
     chunks : list of bytes
         One line each, ending in ``\\n``. For a JSON Lines file, the original line bytes,
         unchanged (a UTF-8 byte-order mark at the start of the file is not part of a line);
-        otherwise (``.json`` document, ``.parquet``, records in memory) one
+        otherwise (``.json`` document, ``.csv``, ``.parquet``, ``.gz``, records in memory) one
         ``json.dumps(record, ensure_ascii=False)`` object per line.
     mode : str
         ``"original lines"`` or ``"json objects"``.
@@ -215,10 +218,10 @@ def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int]) -> tuple[l
             raise ConfigError(f"cannot write the records of {data.source}: pass the file or "
                               "the records themselves, not an ExampleSet read from memory")
         data = data.source
-    raw = read_raw(data)
+    raw = read_raw(data, split)
     if isinstance(data, str | Path):
         path = Path(data)
-        if path.suffix.lower() != ".parquet" and not raw.indexed:
+        if raw.original_lines:
             blob = path.read_bytes()
             if blob.startswith(b"\xef\xbb\xbf"):
                 blob = blob[3:]
@@ -325,7 +328,8 @@ def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | N
         report.save(run.out)
     line_of = {ex.index: ex.line for ex in examples}
     out_ids = [int(i) for i in ids[rows]]
-    records, mode = record_lines(data, out_ids, [line_of[i] for i in out_ids])
+    records, mode = record_lines(data, out_ids, [line_of[i] for i in out_ids],
+                                 examples.config.split)
     skipped = [str(p) for p in examples.skipped]
     summary.update({"source": str(data) if isinstance(data, str | Path) else examples.source,
                     "written": len(records), "written_as": mode,

@@ -17,7 +17,8 @@ Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
 
 Schema = Literal["chat", "sharegpt", "prompt_completion", "alpaca", "qa", "text"]
-SCHEMAS: tuple[str, ...] = ("chat", "sharegpt", "prompt_completion", "alpaca", "qa", "text")
+SCHEMAS: tuple[str, ...] = ("chat", "sharegpt", "prompt_completion", "preference", "alpaca",
+                            "qa", "text", "fields")
 
 
 @dataclass(frozen=True)

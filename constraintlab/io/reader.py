@@ -20,7 +20,9 @@ invalid (left out)
 ``number_too_long``    an integer literal over ``records.MAX_INT_DIGITS`` (4300) digits
 ``surrogate``          a string holds a lone UTF-16 surrogate such as ``"\\ud800"`` (not text)
 ``not_object``         the record is not a JSON object
-``no_schema``          its keys match no schema
+``no_schema``          its keys match no schema (when no record matches one, the read stops
+                       with one line naming the keys found and the fix)
+``bad_csv_row``        a CSV row has more or fewer fields than the header names
 ``mixed_schema``       it is another schema than the file's first record
 ``missing_field``      a field the schema needs is absent
 ``wrong_type``         a field has the wrong type
@@ -40,6 +42,7 @@ note (used)
 from __future__ import annotations
 
 import logging
+import re
 import statistics
 from collections import Counter
 from collections.abc import Iterator
@@ -47,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from constraintlab.errors import Finding, InputError, Problem
+from constraintlab.io._json import key_list
 from constraintlab.io.config import ReadConfig
 from constraintlab.io.example import Example
 from constraintlab.io.records import read_raw
@@ -56,9 +60,12 @@ from constraintlab.io.schemas import (
     convert,
     describe_unknown,
     detect_schema,
+    suggest_fields,
 )
 
 logger = logging.getLogger(__name__)
+
+_RECORD_PREFIX = re.compile(r"^record \d+: ")
 
 
 @dataclass
@@ -118,6 +125,10 @@ class ExampleSet:
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
 
+    def reading(self) -> str:
+        """How the records were read, in one sentence: the schema and what is the target."""
+        return describe_reading(self.schema, self.config)
+
     def length_stats(self) -> dict[str, dict[str, float]]:
         """Length statistics in characters: ``{"input"|"target": {min, median, mean, max}}``."""
         out = {}
@@ -133,8 +144,10 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
 
     Parameters
     ----------
-    data : str | os.PathLike | list[dict] | datasets.Dataset
-        A ``.jsonl`` / ``.json`` / ``.parquet`` file, or records in memory.
+    data : str | os.PathLike | list[dict] | datasets.Dataset | DatasetDict | pandas.DataFrame
+        A ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file (the first three may be
+        gzipped: ``.jsonl.gz``), or records in memory (a ``DatasetDict``: its
+        ``config.split``, needed when it has several splits).
     config : ReadConfig, optional
         Settings; ``**settings`` builds one instead (``read_examples(p, format="qa")``).
 
@@ -152,7 +165,7 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
         config = ReadConfig(**settings)
     elif settings:
         raise TypeError("pass either config or keyword settings, not both")
-    raw = read_raw(data)
+    raw = read_raw(data, config.split)
     all_assistant = config.train_on == "all-assistant"
     schema, first_line = (config.format, 0) if config.format != "auto" else (None, 0)
     examples: list[Example] = []
@@ -183,14 +196,18 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
         # A record matching no schema is read as the file's schema, which names what it lacks.
         odd: list[Note] = []
         try:
-            messages, targets, chat = convert(rec.value, schema, all_assistant=all_assistant,
-                                              notes=odd)
+            messages, targets, chat = convert(
+                rec.value, schema, all_assistant=all_assistant, notes=odd,
+                preference=config.preference, fields=(config.input_field, config.target_field)
+                if config.target_field is not None else None)
         except RecordProblem as err:
             problems.append(finding(err.code, str(err)))
             continue
         notes.extend(finding(code, message, "note") for code, message in odd)
         examples.append(Example(index=index, line=rec.line, source=raw.source, schema=schema,
                                 messages=messages, targets=targets, chat=chat, raw=rec.value))
+    if not examples and problems:
+        problems = _one_format_problem(problems, raw.records, schema, config) or problems
     if problems and config.on_invalid == "error":
         raise InputError(list(problems), max_shown=config.max_problems)
     if not examples:
@@ -206,6 +223,69 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
                       n_records=len(raw.records), content_hash=raw.content_hash, config=config,
                       skipped=problems, notes=notes)
+
+
+def _one_format_problem(problems: list[Finding], records: list, schema: str | None,
+                        config: ReadConfig) -> list[Finding] | None:
+    """When no record could be read and every one fails the same way (no known schema, or the
+    same missing field), one problem with the keys found and the fix, instead of a copy per
+    record."""
+    codes = {p.code for p in problems}
+    texts = {_RECORD_PREFIX.sub("", p.message) for p in problems}
+    if not codes or not codes <= {"no_schema", "missing_field"} or len(codes) != 1:
+        return None
+    if codes == {"missing_field"} and len(texts) != 1:
+        return None
+    keys: dict[str, None] = {}
+    for rec in records:
+        if isinstance(rec.value, dict):
+            keys.update(dict.fromkeys(map(str, rec.value)))
+    first = problems[0]
+    n = len(problems)
+    every = "the record has" if n == 1 else f"all {n} records have"
+    fix = suggest_fields(list(keys))
+    if codes == {"no_schema"}:
+        message = (f"no known schema: {every} keys [{key_list(keys)}]; name the fields with "
+                   f"{fix} (known schemas: messages, conversations, prompt+completion, "
+                   "chosen+rejected, instruction+output, question+answer, text)")
+    else:
+        text = texts.pop().split(" (found keys")[0]
+        if schema == "fields":
+            flag = ("--target-field" if f"'{config.target_field}'" in text else
+                    "--input-field")
+            message = f"{text} ({flag}): {every} keys [{key_list(keys)}]; use {fix}"
+        else:
+            message = (f"{text}: {every} keys [{key_list(keys)}] (read as {schema}); name the "
+                       f"fields with {fix}, or choose a schema with --format")
+    return [Finding(first.source, first.line, message, code=first.code, index=first.index,
+                    severity="invalid")]
+
+
+def describe_reading(schema: str, config: ReadConfig) -> str:
+    """One sentence: how records of ``schema`` are read with ``config`` (what the target is)."""
+    turns = ("every assistant turn" if config.train_on == "all-assistant"
+             else "the last assistant turn")
+    if schema == "preference":
+        other = "rejected" if config.preference == "chosen" else "chosen"
+        return (f"preference pairs (chosen/rejected): the target is the {config.preference} "
+                f"reply ({turns}; Human:/Assistant: transcripts split into turns, the prompt "
+                f"field put before the reply); the {other} reply is not read "
+                f"(--preference {other} reads it instead)")
+    if schema == "fields":
+        return (f"named fields: the input is field '{config.input_field}', the target field "
+                f"'{config.target_field}'" if config.input_field is not None else
+                f"named fields: the target is field '{config.target_field}', read without an "
+                "input")
+    return {
+        "chat": f"chat messages: the target is {turns}, the turns before it the input",
+        "sharegpt": f"ShareGPT conversations: the target is {turns}, the turns before it the "
+                    "input",
+        "prompt_completion": "prompt/completion: the target is the completion",
+        "alpaca": "instruction/input/output: the target is the output, the input the "
+                  "instruction (and the input field, after a blank line)",
+        "qa": "question/answer: the target is the answer",
+        "text": "plain text: the whole text is the target, with no input",
+    }.get(schema, schema)
 
 
 def _counts(findings: list[Finding]) -> str:

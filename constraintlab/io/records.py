@@ -25,6 +25,12 @@ records), so a file of any size can be read. Each limit below is a module consta
 
 Files
 -----
+``.jsonl``, ``.json``, ``.csv`` (a header row names the fields; every value is a string) and
+``.parquet``; ``.jsonl.gz``, ``.json.gz`` and ``.csv.gz`` are decompressed to a temporary file
+first (at most ``MAX_GZIP_BYTES``). In memory: a list of dicts, a ``datasets.Dataset``, one split
+of a ``datasets.DatasetDict`` (``split=``) or a pandas DataFrame (missing cells, NaN or None,
+are left out of the record).
+
 Only regular files are opened (a FIFO, a device such as ``/dev/zero`` or a directory is
 refused before anything is read; symbolic links are followed). A file whose first line holds
 NUL bytes (UTF-16/UTF-32 without a byte-order mark, a binary or sparse file) is refused.
@@ -34,14 +40,20 @@ surrogates, size) are returned as records with ``code``/``problem`` set, not rai
 
 from __future__ import annotations
 
+import csv
 import errno
+import gzip
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+import tempfile
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -51,7 +63,10 @@ from constraintlab.io._json import key_list, type_name
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".jsonl", ".json", ".parquet")
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+#: Suffixes that may be gzip-compressed (``data.jsonl.gz``).
+GZIP_INNER = (".jsonl", ".json", ".csv")
+_READS = ".jsonl, .json, .csv and .parquet files (.jsonl, .json and .csv also gzipped: .gz)"
 
 #: Longest JSONL line in bytes / longest record of a .json document in characters.
 MAX_RECORD_BYTES = 16 * 2**20
@@ -61,6 +76,8 @@ MAX_DOCUMENT_BYTES = 2**30
 MAX_DEPTH = 128
 #: Most digits of an integer literal (Python's default int conversion limit).
 MAX_INT_DIGITS = 4300
+#: Largest decompressed size of a ``.gz`` file.
+MAX_GZIP_BYTES = 2**36
 
 _HEAD_BYTES = 65536
 _SKIP_CHUNK = 2**16
@@ -119,16 +136,22 @@ class RawFile:
     #: True when several records can share a line (a JSON document, in-memory data): problems
     #: then also name the record's 0-based index.
     indexed: bool = False
+    #: True when each record is one line of the file as stored (uncompressed JSON Lines), so
+    #: the line's bytes can be written back unchanged.
+    original_lines: bool = False
 
 
-def read_raw(data: Any) -> RawFile:
+def read_raw(data: Any, split: str | None = None) -> RawFile:
     """Parse ``data`` into raw records.
 
     Parameters
     ----------
-    data : str | os.PathLike | list[dict] | datasets.Dataset
-        A ``.jsonl``, ``.json`` (array, or object with the records under ``"data"``) or
-        ``.parquet`` file; or records already in memory.
+    data : str | os.PathLike | list[dict] | datasets.Dataset | datasets.DatasetDict | DataFrame
+        A ``.jsonl``, ``.json`` (array, or object with the records under ``"data"``), ``.csv``
+        (with a header row) or ``.parquet`` file, the first three possibly gzipped (``.gz``);
+        or records already in memory.
+    split : str, optional
+        The split of a ``DatasetDict`` to read (needed when it has more than one).
 
     Raises
     ------
@@ -142,12 +165,60 @@ def read_raw(data: Any) -> RawFile:
         return _read_path(Path(data))
     if hasattr(data, "features") and hasattr(data, "column_names"):  # datasets.Dataset
         return _from_memory(list(data), "<dataset>")
+    if _is_dataset_dict(data):
+        return _from_memory(list(data[_pick_split(data, split)]), "<dataset>")
+    if hasattr(data, "to_dict") and hasattr(data, "columns") and hasattr(data, "iloc"):
+        return _from_memory([_plain_row(r) for r in data.to_dict("records")], "<dataframe>")
     if isinstance(data, (list, tuple)):
         return _from_memory(list(data), "<records>")
     raise ConstraintlabError(
-        f"cannot read data of type {type(data).__name__}: pass a path to a .jsonl, .json or "
-        ".parquet file, a list of dicts, or a datasets.Dataset"
+        f"cannot read data of type {type(data).__name__}: pass a path to a .jsonl, .json, "
+        ".csv or .parquet file (or .jsonl.gz, .json.gz, .csv.gz), a list of dicts, a pandas "
+        "DataFrame, a datasets.Dataset or a datasets.DatasetDict with split="
     )
+
+
+def _is_dataset_dict(data: Any) -> bool:
+    return (isinstance(data, Mapping) and bool(data) and all(
+        hasattr(v, "features") and hasattr(v, "column_names") for v in data.values()))
+
+
+def _pick_split(data: Mapping, split: str | None) -> str:
+    """The split of a DatasetDict to read: ``split``, or the only one."""
+    names = sorted(map(str, data))
+    if split is None:
+        if len(names) == 1:
+            return names[0]
+        raise InputError([Problem("<dataset>", 1, (
+            f"the DatasetDict has {len(names)} splits ({', '.join(names)}): choose one with "
+            f"split=, e.g. split={names[0]!r}"))])
+    if split not in data:
+        raise InputError([Problem("<dataset>", 1, f"the DatasetDict has no split {split!r} "
+                                  f"(splits: {', '.join(names)})")])
+    return split
+
+
+def _plain_value(value: Any) -> Any:
+    """A DataFrame cell as plain Python: NumPy arrays and scalars unwrapped, recursively."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v) for v in value]
+    return value
+
+
+def _plain_row(row: dict) -> dict:
+    """One DataFrame row as a record: missing cells (None, NaN, pandas.NA) left out."""
+    out = {}
+    for key, value in row.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if type(value).__name__ in ("NAType", "NaTType"):
+            continue
+        out[key if isinstance(key, str) else str(key)] = _plain_value(value)
+    return out
 
 
 def check_value(value: Any) -> tuple[str, str] | None:
@@ -234,7 +305,7 @@ def _not_regular(mode: int) -> str | None:
             "a character device" if stat.S_ISCHR(mode) else
             "a block device" if stat.S_ISBLK(mode) else
             "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-    return f"is {kind}, not a regular file: give a .jsonl, .json or .parquet file on disk"
+    return f"is {kind}, not a regular file: give a .jsonl, .json, .csv or .parquet file on disk"
 
 
 def _open_regular(path: Path, source: str) -> tuple[IO[bytes], int]:
@@ -269,17 +340,129 @@ def _read_path(path: Path) -> RawFile:
     fh, size = _open_regular(path, source)
     with fh:
         suffix = path.suffix.lower()
-        if suffix not in SUFFIXES:
+        gzipped = suffix == ".gz"
+        if gzipped:
+            suffix = Path(path.stem).suffix.lower()
+            if suffix not in GZIP_INNER:
+                raise InputError([Problem(source, 1, f"unsupported file type "
+                                          f"'{suffix}.gz': constraintlab reads {_READS}")])
+        elif suffix not in SUFFIXES:
             raise InputError([Problem(source, 1, f"unsupported file type "
-                                      f"{suffix or '(none)'!r}: constraintlab reads .jsonl, "
-                                      ".json and .parquet")])
+                                      f"{suffix or '(none)'!r}: constraintlab reads {_READS}")])
         try:
             if suffix == ".parquet":
                 digest = _hash_file(fh)
                 return RawFile(source, _parquet_records(path), digest)
+            if gzipped:
+                with _gunzip(fh, source) as plain:
+                    size = plain.seek(0, os.SEEK_END)
+                    plain.seek(0)
+                    if suffix == ".csv":
+                        return _read_csv_file(plain, source)
+                    raw = _read_json_file(plain, size, source, suffix)
+                    return RawFile(raw.source, raw.records, raw.content_hash, raw.indexed)
+            if suffix == ".csv":
+                return _read_csv_file(fh, source)
             return _read_json_file(fh, size, source, suffix)
         except OSError as err:
             raise _os_problem(source, err, "cannot read it") from None
+
+
+def _gunzip(fh: IO[bytes], source: str) -> IO[bytes]:
+    """The decompressed bytes of a gzip file, in a temporary file (deleted on close)."""
+    out = tempfile.TemporaryFile()
+    total = 0
+    try:
+        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+            while chunk := gz.read(2**20):
+                total += len(chunk)
+                if total > MAX_GZIP_BYTES:
+                    raise InputError([Problem(source, 1, (
+                        f"decompresses to more than {MAX_GZIP_BYTES:,} bytes, the limit for a "
+                        ".gz file; decompress it and read the file itself"))])
+                out.write(chunk)
+    except (gzip.BadGzipFile, zlib.error) as err:
+        out.close()
+        raise InputError([Problem(source, 1, f"not a valid gzip file: {err}")]) from None
+    except EOFError:
+        out.close()
+        raise InputError([Problem(source, 1, "the gzip file is truncated (it ends before its "
+                                  "end-of-stream marker)")]) from None
+    except BaseException:
+        out.close()
+        raise
+    if total == 0:
+        out.close()
+        raise InputError([Problem(source, 1, "file is empty: no records (after "
+                                  "decompression)")])
+    out.seek(0)
+    return out
+
+
+def _read_csv_file(fh: IO[bytes], source: str) -> RawFile:
+    """CSV with a header row: one record per row, ``{column: text}``, on the row's first line."""
+    head = fh.read(_HEAD_BYTES)
+    _check_head(head, source)
+    fh.seek(0)
+    digest = _hash_file(fh)
+    fh.seek(0)
+    text: io.TextIOWrapper | None = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+    limit = csv.field_size_limit()
+    csv.field_size_limit(MAX_RECORD_BYTES)
+    reader = csv.reader(text)  # type: ignore[arg-type]
+    records: list[RawRecord] = []
+    try:
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise InputError([Problem(source, 1, "file is empty: a CSV file needs a header row "
+                                      "naming its columns, then one row per record")])
+        names = [h.strip() for h in header]
+        blank = [i + 1 for i, h in enumerate(names) if not h]
+        dup = sorted({h for h in names if names.count(h) > 1})
+        if blank or dup:
+            why = (f"column {blank[0]} of the header has no name" if blank else
+                   f"the header names column {dup[0]!r} more than once")
+            raise InputError([Problem(source, 1, f"{why}: the first row must name every "
+                                      "column once")])
+        end = reader.line_num
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(names):
+                records.append(RawRecord(start, code="bad_csv_row", problem=(
+                    f"row has {len(row)} fields but the header names {len(names)} "
+                    f"({key_list(dict.fromkeys(names))})")))
+                continue
+            value = dict(zip(names, row, strict=True))
+            found = check_value(value)
+            records.append(RawRecord(start, value=value) if found is None else
+                           RawRecord(start, problem=found[1], code=found[0]))
+    except csv.Error as err:
+        raise InputError([Problem(source, reader.line_num or 1, f"invalid CSV: {err}")]) from None
+    except UnicodeDecodeError:
+        text.detach()
+        text = None
+        raise InputError([_first_bad_utf8(fh, source)]) from None
+    finally:
+        csv.field_size_limit(limit)
+        if text is not None:
+            text.detach()
+    if not records:
+        raise InputError([Problem(source, 1, "no records: the CSV file has a header but no "
+                                  "rows")])
+    return RawFile(source, records, digest)
+
+
+def _first_bad_utf8(fh: IO[bytes], source: str) -> Problem:
+    """Where a file first holds bytes that are not UTF-8 (read line by line)."""
+    fh.seek(0)
+    for lineno, line in enumerate(fh, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return Problem(source, lineno, _bad_byte(line, err))
+    return Problem(source, 1, "not valid UTF-8")  # pragma: no cover - the decoder said so
 
 
 def _hash_file(fh: IO[bytes]) -> str:
@@ -312,7 +495,7 @@ def _read_json_file(fh: IO[bytes], size: int, source: str, suffix: str) -> RawFi
         records = list(_jsonl_records(fh, hasher, bom))
         if not records:
             raise InputError([Problem(source, 1, "file is empty: no records")])
-        return RawFile(source, records, hasher.hexdigest())
+        return RawFile(source, records, hasher.hexdigest(), original_lines=True)
     raw = fh.read(MAX_DOCUMENT_BYTES + 1)
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise InputError([Problem(source, 1, (

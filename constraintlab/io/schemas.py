@@ -9,13 +9,25 @@ chat               ``messages``: [{role, content}]            turns before the t
 sharegpt           ``conversations``: [{from, value}]         as chat (human->user, gpt->assistant)
 prompt_completion  ``prompt``, ``completion`` (strings, or    prompt / completion (TRL's
                    both lists of messages)                    completion-only loss)
+preference         ``chosen``, ``rejected``, ``prompt``?      as chat: the turns before the reply
+                   (strings, HH transcripts "\n\nHuman: ...  / the chosen reply (its last
+                   \n\nAssistant: ...", or lists of          assistant turn); ``rejected`` with
+                   messages)                                  ``preference="rejected"``
 alpaca             ``instruction``, ``input``?, ``output``    instruction + blank line + input /
                                                               output
 qa                 ``question``, ``answer``                   question / answer (GSM8K)
 text               ``text``                                   nothing / the whole text
+fields             the ``input_field`` and ``target_field``   that field / that field
+                   of :class:`ReadConfig` (strings)
 =================  =========================================  ====================================
 
-Detection looks at the keys, in the order of the table; extra keys are ignored.
+Detection looks at the keys, in the order of the table; extra keys are ignored. ``fields`` is
+never detected: naming ``target_field`` selects it.
+
+Preference replies: a string in the Anthropic-HH style (turns marked ``Human:`` and
+``Assistant:`` at the start or after a blank line) is split into turns; the ``prompt`` (a string
+or a list of messages) is put before a reply that does not already start with it; a plain string
+reply with a plain string prompt is a prompt/reply pair, and one without a prompt is read alone.
 
 Chat turns may carry tool calls (OpenAI/TRL format): an assistant turn with ``"content": null``
 (or a string) and ``"tool_calls": [{"type": "function", "function": {"name", "arguments"}}]``,
@@ -38,6 +50,7 @@ is odd) are appended to the ``notes`` list given to :func:`convert`:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from constraintlab.io._json import key_list, type_name
@@ -48,6 +61,7 @@ SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("chat", ("messages",)),
     ("sharegpt", ("conversations",)),
     ("prompt_completion", ("prompt", "completion")),
+    ("preference", ("chosen", "rejected")),
     ("alpaca", ("instruction", "output")),
     ("qa", ("question", "answer")),
     ("text", ("text",)),
@@ -81,19 +95,41 @@ def detect_schema(record: Any) -> str | None:
     return None
 
 
+#: Field names that usually hold the prompt / the reply (to suggest --input/--target-field).
+INPUT_NAMES = ("prompt", "instruction", "question", "query", "input", "problem", "context",
+               "source", "user")
+TARGET_NAMES = ("response", "output", "answer", "completion", "solution", "target", "reply",
+                "assistant", "label")
+
+
 def describe_unknown(record: Any) -> str:
     """The message for a record that matches no schema."""
     if not isinstance(record, dict):
         return f"record must be a JSON object, not {type_name(record)}"
     return ("no known schema: expected messages, conversations, prompt+completion, "
-            f"instruction+output, question+answer or text (found keys: {key_list(record)})")
+            "chosen+rejected, instruction+output, question+answer or text (found keys: "
+            f"{key_list(record)})")
 
 
-def convert(record: Any, schema: str, *, all_assistant: bool, notes: list[Note] | None = None
+def suggest_fields(keys: list[str]) -> str:
+    """How to name the fields of records with ``keys``: ``--input-field X --target-field Y``
+    with the likeliest names, or the bare flags."""
+    lower = {k.lower(): k for k in keys}
+    target = next((lower[n] for n in TARGET_NAMES if n in lower), None)
+    inp = next((lower[n] for n in INPUT_NAMES if n in lower and lower[n] != target), None)
+    if target is None:
+        return "--input-field NAME --target-field NAME"
+    return (f"--input-field {inp} " if inp else "") + f"--target-field {target}"
+
+
+def convert(record: Any, schema: str, *, all_assistant: bool, notes: list[Note] | None = None,
+            preference: str = "chosen", fields: tuple[str | None, str] | None = None
             ) -> tuple[tuple[Message, ...], tuple[int, ...], bool]:
     """Turn one record into ``(messages, targets, chat)`` under ``schema``.
 
     Notes on an odd but usable record (``(code, message)``) are appended to ``notes``.
+    ``preference`` is the reply of a preference record that is read (``chosen``/``rejected``);
+    ``fields`` the ``(input_field, target_field)`` of schema ``fields``.
 
     Raises
     ------
@@ -112,6 +148,21 @@ def convert(record: Any, schema: str, *, all_assistant: bool, notes: list[Note] 
         return messages, _assistant_targets(messages, all_assistant, notes=notes), True
     if schema == "prompt_completion":
         return _prompt_completion(record, notes)
+    if schema == "preference":
+        return _preference(record, preference, all_assistant, notes)
+    if schema == "fields":
+        if fields is None:
+            raise ValueError("schema 'fields' needs fields=(input_field, target_field)")
+        input_field, target_field = fields
+        target = _target(record, target_field)
+        if input_field is None:
+            return _alone(target)
+        prompt = _field(record, input_field, str)
+        if not prompt.strip():
+            notes.append(("empty_input", f"empty input: field '{input_field}' is blank; the "
+                          "target is read without a prompt"))
+            return _alone(target)
+        return _pair(prompt, target)
     if schema == "alpaca":
         instruction = _field(record, "instruction", str)
         extra = record.get("input")
@@ -311,6 +362,80 @@ def _prompt_completion(record: dict, notes: list[Note]
     raise RecordProblem("fields 'prompt' and 'completion' must both be strings or both be "
                         f"lists of messages (got {type_name(prompt)} and "
                         f"{type_name(completion)})", "wrong_type")
+
+
+# An Anthropic-HH transcript: turns marked "Human:" / "Assistant:" at the start or after a
+# blank line.
+_HH_MARK = re.compile(r"(?:\A\s*|\n\n)(Human|Assistant):[ \t]?")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def is_transcript(text: str) -> bool:
+    """True when ``text`` is an HH transcript (it opens with a ``Human:``/``Assistant:`` mark
+    and holds an ``Assistant:`` turn)."""
+    m = _HH_MARK.match(text)
+    return m is not None and ("\n\nAssistant:" in text or m.group(1) == "Assistant")
+
+
+def parse_transcript(text: str) -> tuple[Message, ...]:
+    """The turns of an HH transcript, ``"\n\nHuman: hi\n\nAssistant: hello"`` ->
+    ``(user: "hi", assistant: "hello")`` (content as written, less the space after the mark)."""
+    parts = _HH_MARK.split(text)
+    # parts: [before the first mark, role, content, role, content, ...]
+    return tuple(Message(_HH_ROLES[parts[i]], parts[i + 1]) for i in range(1, len(parts), 2))
+
+
+def _preference(record: dict, side: str, all_assistant: bool, notes: list[Note]
+                ) -> tuple[tuple[Message, ...], tuple[int, ...], bool]:
+    if side not in record:
+        raise RecordProblem(f"missing field '{side}' (found keys: {key_list(record)})",
+                            "missing_field")
+    reply, prompt = record[side], record.get("prompt")
+    if prompt is not None and not isinstance(prompt, (str, list)):
+        raise RecordProblem(f"field 'prompt' must be a string or a list of messages, not "
+                            f"{type_name(prompt)}", "wrong_type")
+    head: tuple[Message, ...] = ()
+    hh_prompt = isinstance(prompt, str) and _HH_MARK.match(prompt) is not None
+    if isinstance(prompt, list):
+        head = _chat_messages(prompt, "prompt", notes) if prompt else ()
+    elif hh_prompt:  # "\n\nHuman: ...\n\nAssistant:" (the open reply turn dropped)
+        head = parse_transcript(prompt)
+        if head and head[-1].role == "assistant" and not head[-1].content.strip():
+            head = head[:-1]
+    elif isinstance(prompt, str) and prompt.strip():
+        head = (Message("user", prompt),)
+    if isinstance(reply, str):
+        if hh_prompt:
+            messages = parse_transcript(reply if reply.startswith(prompt) else prompt + reply)
+        elif is_transcript(reply):
+            messages = parse_transcript(reply)
+            messages = messages if _starts_with(messages, head) else head + messages
+        elif not head:
+            if not reply.strip():
+                raise RecordProblem(f"empty target: field '{side}' is blank", "blank_target")
+            notes.append(("empty_input", f"empty input: no prompt, and field '{side}' is not a "
+                          "Human:/Assistant: transcript; the reply is read alone"))
+            return _alone(reply)
+        else:
+            messages = (*head, Message("assistant", reply))
+    elif isinstance(reply, list):
+        if not reply:
+            raise RecordProblem(f"field '{side}' is an empty list", "empty_conversation")
+        tail = _chat_messages(reply, side, notes)
+        messages = tail if _starts_with(tail, head) else head + tail
+    else:
+        raise RecordProblem(f"field '{side}' must be a string or a list of messages, not "
+                            f"{type_name(reply)}", "wrong_type")
+    if not messages:
+        raise RecordProblem(f"field '{side}' holds no turns", "empty_conversation")
+    return messages, _assistant_targets(messages, all_assistant, notes=notes), True
+
+
+def _starts_with(messages: tuple[Message, ...], head: tuple[Message, ...]) -> bool:
+    """``messages`` already opens with the turns of ``head`` (same roles, same stripped text)."""
+    return len(messages) >= len(head) and all(
+        m.role == h.role and m.content.strip() == h.content.strip()
+        for m, h in zip(messages, head, strict=False))
 
 
 _KIND = {str: "a string", list: "a list", dict: "an object"}

@@ -132,8 +132,9 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
 
     Parameters
     ----------
-    data : path | list[dict] | datasets.Dataset | ExampleSet
-        The fine-tuning data (see :func:`constraintlab.io.read_examples`).
+    data : path | list[dict] | pandas.DataFrame | datasets.Dataset | DatasetDict | ExampleSet
+        The fine-tuning data (see :func:`constraintlab.io.read_examples`); a ``DatasetDict``
+        with several splits needs ``split=`` (a :class:`ReadConfig` field).
     model : str, optional
         Hub id or local directory of a causal LM; default the built-in reference model.
     out : path, optional

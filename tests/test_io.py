@@ -207,10 +207,11 @@ BROKEN = {
                     [(2, "mixed schemas: this record is alpaca but the file's records are qa "
                          "(line 1); use one schema per file, or --format to force one")]),
     "not_object.jsonl": (GOOD + "\n[1, 2]\n", [(2, "record must be a JSON object, not an array")]),
-    "no_schema.jsonl": ('{"foo": 1}\n', [(1, "no known schema: expected messages, "
-                                            "conversations, prompt+completion, "
-                                            "instruction+output, question+answer or text "
-                                            "(found keys: foo)")]),
+    "no_schema.jsonl": ('{"foo": 1}\n', [(1, "no known schema: the record has keys [foo]; name "
+                                            "the fields with --input-field NAME "
+                                            "--target-field NAME (known schemas: messages, "
+                                            "conversations, prompt+completion, chosen+rejected,"
+                                            " instruction+output, question+answer, text)")]),
     "mismatched_pc.jsonl": ('{"prompt": "p", "completion": [{"role": "assistant", '
                             '"content": "c"}]}\n',
                             [(1, "fields 'prompt' and 'completion' must both be strings or both "
@@ -227,8 +228,11 @@ BROKEN = {
                       [(3, "field 'answer' must be a string, not null"),
                        (4, "invalid JSON: Expecting property name enclosed in double quotes "
                            "(column 2)")]),
-    "data.csv": ("question,answer\n", [(1, "unsupported file type '.csv': constraintlab reads "
-                                           ".jsonl, .json and .parquet")]),
+    "data.txt": ("question,answer\n", [(1, "unsupported file type '.txt': constraintlab reads "
+                                           ".jsonl, .json, .csv and .parquet files (.jsonl, "
+                                           ".json and .csv also gzipped: .gz)")]),
+    "data.csv": ("question,answer\n", [(1, "no records: the CSV file has a header but no "
+                                           "rows")]),
 }
 
 

@@ -66,14 +66,14 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "data.jsonl"
     os.mkfifo(fifo)  # nobody writes to it: opening it for reading would block forever
     assert refused(fifo) == [f"{fifo}:1: is a FIFO (named pipe), not a regular file: give a "
-                             ".jsonl, .json or .parquet file on disk"]
+                             ".jsonl, .json, .csv or .parquet file on disk"]
 
 
 def test_symlink_to_dev_zero_is_refused(tmp_path: Path) -> None:
     link = tmp_path / "zero.jsonl"
     link.symlink_to("/dev/zero")
     assert refused(link) == [f"{link}:1: is a character device, not a regular file: give a "
-                             ".jsonl, .json or .parquet file on disk"]
+                             ".jsonl, .json, .csv or .parquet file on disk"]
 
 
 def test_directory_and_missing_and_bad_paths(tmp_path: Path) -> None:

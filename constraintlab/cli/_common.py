@@ -18,7 +18,7 @@ from constraintlab._text import json_visible, visible
 from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL, EncodeConfig
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
-from constraintlab.io.config import ON_INVALID, TRAIN_ON
+from constraintlab.io.config import ON_INVALID, PREFERENCE, TRAIN_ON
 
 if TYPE_CHECKING:
     from constraintlab.analysis.config import AnalysisConfig
@@ -53,10 +53,11 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 def add_read_options(parser: argparse.ArgumentParser) -> None:
     """The positional DATA argument and the options that say how to read it."""
     parser.add_argument("data", metavar="DATA",
-                        help="dataset: .jsonl, .json (array or {\"data\": [...]}) or .parquet")
+                        help="dataset: .jsonl, .json (array or {\"data\": [...]}), .csv (with a "
+                             "header row) or .parquet; .jsonl.gz, .json.gz, .csv.gz too")
     group = parser.add_argument_group("reading the data")
     group.add_argument("--format", default="auto",
-                       choices=["auto", *[s.replace("_", "-") for s in SCHEMAS]],
+                       choices=["auto", *[s.replace("_", "-") for s in SCHEMAS if s != "fields"]],
                        help="record schema; auto detects it from the first record (default)")
     group.add_argument("--train-on", default="last-assistant", choices=TRAIN_ON,
                        help="chat data: take the loss on the last assistant turn (default) or "
@@ -64,11 +65,22 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--on-invalid", default=ReadConfig().on_invalid, choices=ON_INVALID,
                        help="readable but unusable records: skip them and list them as findings "
                             "(default) or stop with the list of problems (error, exit 2)")
+    group.add_argument("--preference", default=ReadConfig().preference, choices=PREFERENCE,
+                       help="preference data (chosen/rejected): which reply is the target "
+                            "(default chosen)")
+    group.add_argument("--input-field", default=None, metavar="NAME",
+                       help="read the prompt from this field of every record (with "
+                            "--target-field), for data whose keys match no known schema")
+    group.add_argument("--target-field", default=None, metavar="NAME",
+                       help="read the target (the reply trained on) from this field of every "
+                            "record")
 
 
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
     """The :class:`ReadConfig` the parsed options describe."""
-    return ReadConfig(format=args.format, train_on=args.train_on, on_invalid=args.on_invalid)
+    return ReadConfig(format=args.format, train_on=args.train_on, on_invalid=args.on_invalid,
+                      preference=args.preference, input_field=args.input_field,
+                      target_field=args.target_field)
 
 
 def _encode_default(name: str):

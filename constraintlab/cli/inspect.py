@@ -38,6 +38,7 @@ def summary(data: ExampleSet, show: int) -> dict:
     return {
         "source": data.source,
         "schema": data.schema,
+        "reading": data.reading(),
         "records": data.n_records,
         "examples": len(data),
         "skipped": [str(p) for p in data.skipped],
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.quiet:
         return EXIT_OK
-    lines = [f"{visible(info['source'])}: {info['examples']} examples, schema {info['schema']}"]
+    lines = [f"{visible(info['source'])}: {info['examples']} examples, schema {info['schema']}",
+             f"read as {visible(info['reading'])}"]
     if data.skipped:
         lines.append(f"skipped {len(data.skipped)} of {info['records']} records:")
         lines += [f"  {visible(problem)}" for problem in info["skipped"][:20]]

@@ -41,6 +41,8 @@ note (used)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import statistics
@@ -89,8 +91,11 @@ class ExampleSet:
     notes : list[Finding]
         Odd but usable records that were kept (``severity="note"``), in file order.
     content_hash : str
-        sha256 of the file's bytes (of the canonical JSON for in-memory data): the identity of
-        the dataset in every manifest.
+        sha256 of the file's bytes (of the canonical JSON for in-memory data; of the
+        decompressed bytes of a ``.gz`` file): the identity of the dataset in every manifest.
+        When a setting picks other examples from the same records (``preference="rejected"``,
+        ``input_field``/``target_field``), the sha256 of that hash and those settings, so a
+        feature store of one reading is never reused for another.
     config : ReadConfig
         The settings it was read with.
     """
@@ -221,8 +226,20 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
                        len({f.index for f in notes}), _counts(notes))
     assert schema is not None
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
-                      n_records=len(raw.records), content_hash=raw.content_hash, config=config,
+                      n_records=len(raw.records), content_hash=_examples_hash(raw.content_hash,
+                                                                              config),
+                      config=config,
                       skipped=problems, notes=notes)
+
+
+def _examples_hash(raw_hash: str, config: ReadConfig) -> str:
+    """The file's hash, or with the settings that pick other examples from it folded in."""
+    picks = {k: getattr(config, k) for k in ("preference", "input_field", "target_field")
+             if getattr(config, k) != getattr(ReadConfig, k)}
+    if not picks:
+        return raw_hash
+    blob = json.dumps({"data": raw_hash, "read": picks}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _one_format_problem(problems: list[Finding], records: list, schema: str | None,

@@ -308,7 +308,8 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["messages", "role", "content", "question", "answer", "prompt",
                          "completion", "instruction", "input", "output", "text", "from", "value",
-                         "conversations", "data"]) | st.text(max_size=5), inner, max_size=5),
+                         "conversations", "data", "chosen", "rejected"]) | st.text(max_size=5),
+        inner, max_size=5),
     max_leaves=20)
 
 FUZZ = settings(max_examples=150, deadline=None,
@@ -325,9 +326,28 @@ def _read_or_input_error(data) -> None:
 
 
 @FUZZ
-@given(raw=st.binary(max_size=300), suffix=st.sampled_from([".jsonl", ".json"]))
+@given(raw=st.binary(max_size=300), suffix=st.sampled_from([".jsonl", ".json", ".csv"]))
 def test_random_bytes(tmp_path: Path, raw: bytes, suffix: str) -> None:
     _read_or_input_error(write(tmp_path, "fuzz" + suffix, raw))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300), suffix=st.sampled_from([".jsonl.gz", ".csv.gz"]),
+       compress=st.booleans())
+def test_random_gzip_bytes(tmp_path: Path, raw: bytes, suffix: str, compress: bool) -> None:
+    import gzip
+    _read_or_input_error(write(tmp_path, "fuzz" + suffix, gzip.compress(raw) if compress
+                               else raw))
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(st.text(max_size=6), min_size=1, max_size=4), max_size=5))
+def test_random_csv_tables(tmp_path: Path, rows: list) -> None:
+    import csv
+    import io
+    buf = io.StringIO()
+    csv.writer(buf).writerows([["question", "answer"], *rows])
+    _read_or_input_error(write(tmp_path, "fuzz.csv", buf.getvalue()))
 
 
 @FUZZ

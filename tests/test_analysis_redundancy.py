@@ -256,3 +256,13 @@ def test_shipped_sample_keeps_the_clean_copies():
         assert "  " not in clean and not clean.split()[0].isupper()
         (s,) = [s for s in res.summary["sets"] if i in s["members"]]
         assert s["keeper"] == keeper and s["keeper_reason"] == "formatting"
+
+
+def test_mean_loss_of_the_token_profiles():
+    from types import SimpleNamespace
+
+    from constraintlab.analysis.redundancy import _mean_loss
+    tokens = SimpleNamespace(offsets=np.array([0, 2, 2, 5]),
+                             nll=np.array([1.0, 3.0, 2.0, 2.0, 5.0], np.float32))
+    np.testing.assert_allclose(_mean_loss(tokens, 3), [2.0, np.nan, 3.0])
+    assert _mean_loss(None, 3) is None

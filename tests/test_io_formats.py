@@ -337,3 +337,16 @@ def test_json_array_records_name_their_line_and_number(tmp_path: Path) -> None:
     assert [f.line for f in data.skipped] == [starts[1], starts[3]]
     assert [str(f).split(": ", 1)[1] for f in data.skipped] == [
         "record 1: empty target: field 'answer' is blank", "record 3: missing field 'answer'"]
+
+
+def test_record_lines_of_compressed_and_csv_files(tmp_path: Path) -> None:
+    from constraintlab.api import record_lines
+    plain = write(tmp_path / "d.jsonl", jsonl(QA))
+    assert record_lines(plain, [1, 0], [2, 1]) == (
+        [(json.dumps(QA[1]) + "\n").encode(), (json.dumps(QA[0]) + "\n").encode()],
+        "original lines")
+    gz = write(tmp_path / "d.jsonl.gz", gzip.compress(jsonl(QA).encode()))
+    csv_path = write(tmp_path / "d.csv", "question,answer\n1+1?,2\n2+2?,4\n")
+    for path in (gz, csv_path):
+        chunks, mode = record_lines(path, [1], [2 if path == gz else 3])
+        assert mode == "json objects" and [json.loads(c) for c in chunks] == [QA[1]]

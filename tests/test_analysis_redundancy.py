@@ -50,6 +50,7 @@ def test_exact_and_near_duplicates_sets_and_keepers():
     assert t.loc[[0, 2, 3, 5, 7], "duplicate_set"].nunique() == 1
     assert t.loc[[1, 4], "duplicate_set"].nunique() == 1
     assert t.loc[6, "duplicate_set"] == -1 and not t.loc[6, "is_near_duplicate"]
+    assert t["formatting_marks"].isna().tolist() == [i in (6, 8, 9) for i in range(10)]
     assert list(t.index[t["is_duplicate_keeper"]]) == [0, 1]
     assert t["is_redundant"].sum() == 5
     assert res.summary["redundancy_ratio"] == pytest.approx(5 / 10)
@@ -197,6 +198,7 @@ def test_keeper_is_the_clean_copy_not_the_first():
     t = res.table
     assert t["duplicate_of"].tolist() == [2, -1, -1, 1]
     assert t["keep"].tolist() == [False, True, True, False]
+    assert t["formatting_marks"].tolist() == [12, 0, 0, 0]
     assert t["is_duplicate_keeper"].tolist() == [False, True, True, False]
     assert res.summary["keeper_reasons"] == {"formatting": 1, "file_order": 1}
 

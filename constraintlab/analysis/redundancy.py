@@ -92,9 +92,15 @@ def formatting_marks(texts: Sequence[str]) -> np.ndarray:
     """
     out = np.zeros((len(texts), 3), np.int64)
     for i, t in enumerate(texts):
-        out[i] = (len(_SPACE_RUN.findall(t)) + len(_EDGE_SPACE.findall(t))
-                  + len(_BLANK_RUN.findall(t)),
-                  len(_CAPS_WORD.findall(t)), len(_LOWER_START.findall(t)))
+        # cheap substring tests first: most texts have none of these marks
+        space = (len(_SPACE_RUN.findall(t)) if ("  " in t or "\t" in t or "\r" in t
+                                                or "\u00a0" in t) else 0)
+        edge = (len(_EDGE_SPACE.findall(t)) if (t[:1] in " \t" or t[-1:] in " \t"
+                                                or " \n" in t or "\n " in t or "\t" in t)
+                else 0)
+        blank = len(_BLANK_RUN.findall(t)) if "\n\n" in t else 0
+        out[i] = (space + edge + blank, len(_CAPS_WORD.findall(t)),
+                  len(_LOWER_START.findall(t)))
     return out
 
 
@@ -202,7 +208,8 @@ def analyze_redundancy(
         ``duplicate_set`` (-1 if none), ``is_duplicate_keeper``, ``is_redundant`` (in a set and
         not its keeper), ``duplicate_of`` (the keeper's id for a redundant row, else -1),
         ``keep`` (not redundant: the rows a deduplicated set keeps), ``formatting_marks`` (the
-        sum of :func:`formatting_marks`), ``redundancy_score`` (strongest link in [0, 1]: 1
+        sum of :func:`formatting_marks`; nullable, NA outside a set: only members are
+        compared), ``redundancy_score`` (strongest link in [0, 1]: 1
         exact, else Jaccard or cosine). Summary ``sets``: ``keeper``, ``keeper_reason``
         (``formatting``, ``loss``, ``file_order``) and ``keeper_detail`` per set. Pairs:
         ``exact_duplicate`` (first copy, copy) and ``near_duplicate`` with
@@ -303,7 +310,11 @@ def analyze_redundancy(
     dup_set = np.full(N, -1, np.int64)
     keeper_flag = np.zeros(N, bool)
     dup_of = np.full(N, -1, np.int64)
-    marks = (formatting_marks([ex.text for ex in examples]) if examples is not None else None)
+    marks = None
+    if examples is not None:  # only the members of a set are compared
+        marks = np.zeros((N, 3), np.int64)
+        members_all = np.flatnonzero(np.isin(np.arange(N), np.r_[links_a, links_b]))
+        marks[members_all] = formatting_marks([examples[m].text for m in members_all])
     if loss is not None:
         loss = np.asarray(loss, dtype=np.float64)
         if loss.shape != (N,):
@@ -351,10 +362,13 @@ def analyze_redundancy(
         "is_redundant": redundant,
         "duplicate_of": dup_of,
         "keep": ~redundant,
-        "formatting_marks": (marks.sum(axis=1) if marks is not None
-                             else np.zeros(N, np.int64)),
+        "formatting_marks": pd.array(np.where(in_set, marks.sum(axis=1), 0)
+                                     if marks is not None else np.zeros(N, np.int64),
+                                     dtype="Int64"),
         "redundancy_score": np.clip(score, 0.0, 1.0),
     }, index=pd.Index(ids, name="index"))
+    # formatting is only compared inside a set: elsewhere (and without texts) not measured
+    table.loc[~in_set if marks is not None else slice(None), "formatting_marks"] = pd.NA
     return RedundancyResult("redundancy", table, summary, pairs, duplicate_set=dup_set)
 
 

@@ -193,7 +193,9 @@ def test_keeper_is_the_clean_copy_not_the_first():
     res = analyze_redundancy(exs)
     sets = {tuple(s["members"]): s for s in res.summary["sets"]}
     assert sets[(0, 2)]["keeper"] == 2 and sets[(0, 2)]["keeper_reason"] == "formatting"
-    assert "next copy (0) has 12" in sets[(0, 2)]["keeper_detail"]  # 11 runs + ANNA
+    # 11 runs of spaces + ANNA = 12 marks in 12 + 6 = 18 words
+    assert sets[(0, 2)]["keeper_detail"] == ("fewest formatting marks: 0 per 100 words, the next "
+                                             "copy (0) 66.7 (whitespace 11, capitals 1)")
     assert sets[(1, 3)]["keeper"] == 1 and sets[(1, 3)]["keeper_reason"] == "file_order"
     t = res.table
     assert t["duplicate_of"].tolist() == [2, -1, -1, 1]
@@ -229,16 +231,17 @@ def test_choose_keeper_against_brute_force_order():
     for _ in range(200):
         n = int(rng.integers(2, 7))
         marks = rng.integers(0, 3, size=(n, 3))
+        words = rng.integers(60, 140, size=n)
         loss = np.round(rng.uniform(0.5, 1.5, n), 1)
         loss[rng.random(n) < 0.2] = np.nan
         members = list(rng.permutation(n))
-        keeper, reason, _ = choose_keeper(members, marks, loss)
-        key = [(marks[m].sum(), loss[m] if np.isfinite(loss[m]) else np.inf, m)
-               for m in range(n)]
-        assert keeper == min(range(n), key=lambda m: key[m])
-        totals = marks.sum(axis=1)
-        if (totals == totals.min()).sum() == 1:
-            assert reason == "formatting"
+        keeper, reason, _ = choose_keeper(members, marks, loss, words=words)
+        # the documented order: marks per 100 words (within 1 of the best tie), loss, index
+        rate = 100 * marks.sum(axis=1) / words
+        close = [m for m in range(n) if rate[m] < rate.min() + 1]
+        want = min(close, key=lambda m: (loss[m] if np.isfinite(loss[m]) else np.inf, m))
+        assert keeper == want
+        assert (reason == "formatting") == (len(close) == 1)
 
 
 def test_shipped_sample_keeps_the_clean_copies():

@@ -9,12 +9,13 @@
 - **Near duplicate (gradient)**: ``cos > 1 - eps`` of the constraint rows.
 
 Duplicate sets are the connected components of all these links. The suggested keeper of a set
-is its cleanest, most typical copy (:func:`choose_keeper`): the fewest formatting marks
+is its cleanest, most typical copy (:func:`choose_keeper`): the fewest formatting marks per word
 (:func:`formatting_marks`: repeated or stray whitespace, words in capitals, sentences starting in
-lower case), then the model's lowest loss (mean target NLL, when the encoder measured it), then
-the first in file order; the set records which rule decided (``keeper_reason``). Nothing is
-deleted: members are flagged, and the table says which copy each redundant row repeats
-(``duplicate_of``) and which rows a deduplicated set keeps (``keep``).
+lower case; a rate within one mark per 100 words of the best ties), then the model's lowest
+loss (mean target NLL, when the encoder measured it), then the first in file order; the set
+records which rule decided (``keeper_reason``). Nothing is deleted: members are flagged, and the
+table says which copy each redundant row repeats (``duplicate_of``) and which rows a
+deduplicated set keeps (``keep``).
 Pairs that the contradiction analyzer reports (same input, targets differ in substance) are never
 near duplicates. Near-duplicate links between members of one variant family
 (:mod:`constraintlab.analysis.families`) are intended variation, not redundancy, unless
@@ -45,6 +46,8 @@ __all__ = ["RedundancyResult", "analyze_redundancy", "choose_keeper", "formattin
 
 #: Losses closer than this (nats/token) are a tie: the same text scored in another batch.
 LOSS_TIE = 1e-4
+#: Formatting rates closer than this (marks per 100 words) are a tie.
+FORMAT_TIE = 1.0
 
 _SPACE_RUN = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)|\t|\r|\u00a0")
 _EDGE_SPACE = re.compile(r"^[ \t]+\S|\S[ \t]+$", re.MULTILINE)
@@ -105,12 +108,14 @@ def formatting_marks(texts: Sequence[str]) -> np.ndarray:
 
 
 def choose_keeper(members: Sequence[int], marks: np.ndarray | None,
-                  loss: np.ndarray | None, ids: np.ndarray | None = None
-                  ) -> tuple[int, str, str]:
+                  loss: np.ndarray | None, ids: np.ndarray | None = None,
+                  words: np.ndarray | None = None) -> tuple[int, str, str]:
     """The copy a duplicate set keeps, and why.
 
-    Order: fewest formatting marks (sum of :func:`formatting_marks`), then lowest loss (losses
-    within :data:`LOSS_TIE` tie; a NaN loss, not measured, ranks last), then file order.
+    Order: the fewest formatting marks per 100 words (sum of :func:`formatting_marks`; rates
+    closer than :data:`FORMAT_TIE` tie, so copies that differ in content more than in form are
+    not told apart by their length), then the lowest loss (losses within :data:`LOSS_TIE` tie;
+    a NaN loss, not measured, ranks last), then file order.
 
     Parameters
     ----------
@@ -122,6 +127,8 @@ def choose_keeper(members: Sequence[int], marks: np.ndarray | None,
         Mean target NLL of every row (None: not measured).
     ids : (N,) int, optional
         Example ids, as ``detail`` names the copies (default: the positions).
+    words : (N,) int, optional
+        Words of every row (default 100 each: the rate is the count of marks).
 
     Returns
     -------
@@ -134,15 +141,18 @@ def choose_keeper(members: Sequence[int], marks: np.ndarray | None,
     left = members
     if marks is not None:
         total = {m: int(marks[m].sum()) for m in members}
-        best = min(total.values())
-        left = [m for m in members if total[m] == best]
+        rate = {m: 100.0 * total[m] / max(int(words[m]) if words is not None else 100, 1)
+                for m in members}
+        best = min(rate.values())
+        left = [m for m in members if rate[m] - best < FORMAT_TIE]
         if len(left) == 1:
-            runner = min((m for m in members if m != left[0]), key=lambda m: (total[m], m))
+            runner = min((m for m in members if m != left[0]), key=lambda m: (rate[m], m))
             what = ", ".join(f"{n} {int(marks[runner][j])}" for j, n in enumerate(
                 ("whitespace", "capitals", "lower-case starts")) if marks[runner][j])
+            per = "" if words is None else " per 100 words"
             return left[0], "formatting", (
-                f"fewest formatting marks: {best}, the next copy ({name(runner)}) has "
-                f"{total[runner]} ({what})")
+                f"fewest formatting marks: {rate[left[0]]:.3g}{per}, the next copy "
+                f"({name(runner)}) {rate[runner]:.3g} ({what})")
     if loss is not None:
         known = [m for m in left if math.isfinite(float(loss[m]))]
         if known:
@@ -310,11 +320,13 @@ def analyze_redundancy(
     dup_set = np.full(N, -1, np.int64)
     keeper_flag = np.zeros(N, bool)
     dup_of = np.full(N, -1, np.int64)
-    marks = None
+    marks = words = None
     if examples is not None:  # only the members of a set are compared
         marks = np.zeros((N, 3), np.int64)
         members_all = np.flatnonzero(np.isin(np.arange(N), np.r_[links_a, links_b]))
         marks[members_all] = formatting_marks([examples[m].text for m in members_all])
+        words = np.zeros(N, np.int64)
+        words[members_all] = [len(examples[m].text.split()) for m in members_all]
     if loss is not None:
         loss = np.asarray(loss, dtype=np.float64)
         if loss.shape != (N,):
@@ -324,7 +336,7 @@ def analyze_redundancy(
     for members in components(N, links_a, links_b):
         sid = len(sets)
         dup_set[members] = sid
-        keeper, reason, detail = choose_keeper(members, marks, loss, ids)
+        keeper, reason, detail = choose_keeper(members, marks, loss, ids, words)
         reasons[reason] = reasons.get(reason, 0) + 1
         keeper_flag[keeper] = True
         dup_of[[m for m in members if m != keeper]] = ids[keeper]
@@ -348,7 +360,7 @@ def analyze_redundancy(
         "duplicate_sets": len(sets),
         "redundant_examples": int(redundant.sum()),
         "redundancy_ratio": float(redundant.sum() / N) if N else 0.0,
-        "keeper_rule": ("fewest formatting marks, then lowest loss"
+        "keeper_rule": ("fewest formatting marks per 100 words (within 1 ties), then lowest loss"
                         + ("" if loss is not None else " (not measured)")
                         + ", then first in file order"),
         "keeper_reasons": reasons,

@@ -25,6 +25,7 @@ import numpy as np
 from constraintlab.analysis import AnalysisConfig, AnalysisResults, analyze_store
 from constraintlab.analysis.order import STRATEGIES, plan_order
 from constraintlab.encode import EncodeConfig, FeatureStore, extract
+from constraintlab.encode.config import check_environment
 from constraintlab.encode.store import open_matching_store, store_key
 from constraintlab.errors import ConfigError, ConstraintlabError, StoreMismatchError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
@@ -85,6 +86,8 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
         settings["model"] = model
     read_cfg, enc_cfg, ana_cfg = split_settings(settings, read=read, encode=encode,
                                                 analysis=analysis)
+    for field, problem in check_environment(enc_cfg):     # before reading or loading anything
+        raise ConfigError(f"{field} {getattr(enc_cfg, field)!r}: {problem}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     examples = data if isinstance(data, ExampleSet) else read_examples(data, read_cfg)

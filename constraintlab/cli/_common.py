@@ -9,13 +9,20 @@ Nothing here imports a subcommand or :mod:`.main`, and nothing changes ``args``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from constraintlab._config import coerce, field_types
 from constraintlab._text import json_visible, visible
-from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL, EncodeConfig
+from constraintlab.encode.config import (
+    DTYPES,
+    PROJECTIONS,
+    REFERENCE_MODEL,
+    EncodeConfig,
+    check_environment,
+)
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
 from constraintlab.io.config import ON_INVALID, TRAIN_ON
@@ -118,8 +125,39 @@ def add_encode_options(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=_encode_default("seed"), help="projection seed")
 
 
+#: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``.
+_ENCODE_FLAGS = {"k": "-k", "use_chat_template": "--no-chat-template"}
+
+
+def encode_flag(field: str) -> str:
+    """The command-line flag of an :class:`EncodeConfig` field (``k`` -> ``-k``)."""
+    return _ENCODE_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _named_by_flag(err: ConfigError) -> ConfigError:
+    """``EncodeConfig: k must be ...`` -> ``-k must be ...``: a config error names the flag the
+    user typed, not the dataclass field."""
+    text = str(err)
+    match = re.match(r"(?:EncodeConfig: )?([a-z_]+)\b", text)
+    if match and match.group(1) in EncodeConfig.__dataclass_fields__:  # type: ignore[attr-defined]
+        return ConfigError(encode_flag(match.group(1)) + text[match.end():])
+    return ConfigError(text.removeprefix("EncodeConfig: "))
+
+
 def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
-    """The :class:`EncodeConfig` the parsed options describe."""
+    """The :class:`EncodeConfig` the parsed options describe, checked against this machine
+    before any model is loaded: a ConfigError (exit 2) names the flag (``-k``, ``--device``,
+    ``--model``), see :func:`constraintlab.encode.config.check_environment`."""
+    try:
+        config = _encode_config(args)
+    except ConfigError as err:
+        raise _named_by_flag(err) from None
+    for field, problem in check_environment(config):
+        raise ConfigError(f"{encode_flag(field)} {getattr(config, field)}: {problem}")
+    return config
+
+
+def _encode_config(args: argparse.Namespace) -> EncodeConfig:
     return EncodeConfig(
         model=args.model, revision=args.revision, dtype=args.dtype, device=args.device,
         trust_remote_code=args.trust_remote_code, lora_r=args.lora_r,

@@ -140,7 +140,7 @@ class Encoder:
         self.config = config
         self.loaded = loaded if loaded is not None else load_model(config)
         tok = self.loaded.tokenizer
-        self.renderer = Renderer(tok, max_length=config.max_length,
+        self.renderer = Renderer(tok, max_length=self.loaded.max_length(config.max_length),
                                  use_chat_template=config.use_chat_template)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.projector = None
@@ -698,7 +698,8 @@ def _assemble(job: Extraction, stats: dict) -> None:
     os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
     n_trunc = int(table["truncated"].sum())
     if n_trunc:
-        logger.warning("%d of %d examples were truncated to max_length (%d tokens dropped)",
+        logger.warning("%d of %d examples were truncated to max_length, or to the model's "
+                       "positions where those are fewer (%d tokens dropped)",
                        n_trunc, n, int(table["n_truncated"].sum()))
     runs: dict[str, dict] = {}
     for m in markers:

@@ -71,11 +71,31 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--on-invalid", default=ReadConfig().on_invalid, choices=ON_INVALID,
                        help="readable but unusable records: skip them and list them as findings "
                             "(default) or stop with the list of problems (error, exit 2)")
+    first = parser.add_argument_group("a quick first look")
+    first.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="read only the first N records")
+    first.add_argument("--sample", type=int, default=None, metavar="N",
+                       help="read N records drawn at random (seeded by --sample-seed), in file "
+                            "order")
+    first.add_argument("--sample-seed", type=int, default=ReadConfig().sample_seed,
+                       metavar="S", help="seed of --sample (default 0)")
 
 
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
     """The :class:`ReadConfig` the parsed options describe."""
-    return ReadConfig(format=args.format, train_on=args.train_on, on_invalid=args.on_invalid)
+    try:
+        return ReadConfig(format=args.format, train_on=args.train_on,
+                          on_invalid=args.on_invalid, limit=getattr(args, "limit", None),
+                          sample=getattr(args, "sample", None),
+                          sample_seed=getattr(args, "sample_seed", 0))
+    except ConfigError as err:
+        text = str(err).removeprefix("ReadConfig: ")
+        for name in ("sample_seed", "limit", "sample"):
+            if text.startswith(name):
+                text = "--" + name.replace("_", "-") + text[len(name):]
+                break
+        raise ConfigError(text.replace("give limit (", "give --limit (")
+                          .replace("or sample (", "or --sample (")) from None
 
 
 def _encode_default(name: str):
@@ -222,6 +242,12 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     add_read_options(parser)
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="report directory (default: constraintlab-report/ beside DATA)")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help="shared feature-store cache: the same rows reuse their store from "
+                             "any --out and in any form (default $CONSTRAINTLAB_CACHE, else "
+                             "~/.cache/constraintlab)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="keep the feature store in --out/features/ instead")
     add_encode_options(parser)
     a = parser.add_argument_group("analysis")
     a.add_argument("--tau", type=float, default=None,
@@ -232,6 +258,15 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                    help="any analysis setting, e.g. --set tau=0.2 (repeatable; see "
                         "constraintlab.analysis.AnalysisConfig)")
+
+
+def cache_from_args(args: argparse.Namespace) -> str | bool | None:
+    """The ``cache`` argument of :func:`constraintlab.analyze` (``--cache`` / ``--no-cache``)."""
+    if getattr(args, "no_cache", False):
+        if getattr(args, "cache", None) is not None:
+            raise ConfigError("give --cache DIR or --no-cache, not both")
+        return False
+    return getattr(args, "cache", None)
 
 
 def analysis_config_from_args(args: argparse.Namespace) -> AnalysisConfig:

@@ -14,6 +14,7 @@ from constraintlab.cli._common import (
     add_analyze_options,
     add_common_options,
     add_ray_options,
+    cache_from_args,
     configs_from_args,
     echo,
     echo_json,
@@ -53,7 +54,8 @@ def run_analysis(args: argparse.Namespace) -> Report:
 
     read, encode, analysis = configs_from_args(args)
     return constraintlab.analyze(args.data, out=args.out, read=read, encode=encode,
-                                 analysis=analysis, ray=ray_options_from_args(args))
+                                 analysis=analysis, ray=ray_options_from_args(args),
+                                 cache=cache_from_args(args))
 
 
 def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:

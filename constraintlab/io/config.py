@@ -15,6 +15,7 @@ ON_INVALID = ("error", "skip")
 CONSTRAINTS: dict[str, Interval | Options] = {
     "format": Options(("auto", *SCHEMAS)), "train_on": Options(TRAIN_ON),
     "on_invalid": Options(ON_INVALID), "max_problems": Interval(1, None),
+    "limit": Interval(1, None), "sample": Interval(1, None), "sample_seed": Interval(0, None),
 }
 
 
@@ -37,12 +38,22 @@ class ReadConfig(Settings):
         an :class:`InputError` listing the problems.
     max_problems : int, default 20
         How many problems an :class:`InputError` message lists (all are kept on the error).
+    limit : int or None, default None
+        Read only the first ``limit`` records (a quick first look; ``--limit``). None: all.
+    sample : int or None, default None
+        Read ``sample`` records drawn without replacement, seeded by ``sample_seed``, kept in
+        file order (``--sample``); all of them when the file has fewer. Not with ``limit``.
+    sample_seed : int, default 0
+        Seed of the ``sample`` draw (``numpy.random.default_rng(sample_seed)``).
     """
 
     format: str = "auto"
     train_on: str = "last-assistant"
     on_invalid: str = "skip"
     max_problems: int = 20
+    limit: int | None = None
+    sample: int | None = None
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.format, str):
@@ -51,3 +62,6 @@ class ReadConfig(Settings):
                 raise ConfigError(f"unknown format {self.format!r}; choose auto or one of "
                                   + ", ".join(SCHEMAS))
         check_fields(self, CONSTRAINTS)
+        if self.limit is not None and self.sample is not None:
+            raise ConfigError("give limit (the first N records) or sample (N drawn at random), "
+                              "not both")

@@ -39,12 +39,16 @@ note (used)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import statistics
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from constraintlab.errors import Finding, InputError, Problem
 from constraintlab.io.config import ReadConfig
@@ -164,7 +168,9 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
         return Finding(raw.source, rec.line, prefix + message, code=code, index=index,
                        severity=severity)
 
-    for index, rec in enumerate(raw.records):
+    chosen, content_hash = _selection(len(raw.records), raw.content_hash, config)
+    for index in chosen:
+        rec = raw.records[index]
         if rec.problem is not None:
             problems.append(finding(rec.code or "invalid", rec.problem))
             continue
@@ -204,8 +210,27 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
                        len({f.index for f in notes}), _counts(notes))
     assert schema is not None
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
-                      n_records=len(raw.records), content_hash=raw.content_hash, config=config,
+                      n_records=len(chosen), content_hash=content_hash, config=config,
                       skipped=problems, notes=notes)
+
+
+def _selection(n: int, content_hash: str, config: ReadConfig) -> tuple[range | list[int], str]:
+    """The record indices to read (``limit``: the first N; ``sample``: N seeded, in file order)
+    and the identity of that selection: the file's hash, extended by the selection when it is
+    not the whole file (so a store of a subset is never taken for the whole)."""
+    if config.limit is not None and config.limit < n:
+        chosen: range | list[int] = range(config.limit)
+        what = {"limit": config.limit}
+    elif config.sample is not None and config.sample < n:
+        rng = np.random.default_rng(config.sample_seed)
+        chosen = sorted(int(i) for i in rng.choice(n, size=config.sample, replace=False))
+        what = {"sample": config.sample, "sample_seed": config.sample_seed}
+    else:
+        return range(n), content_hash
+    logger.info("reading %d of %d records (%s)", len(chosen), n,
+                ", ".join(f"{k} {v}" for k, v in what.items()))
+    blob = json.dumps({"data": content_hash, **what}, sort_keys=True).encode()
+    return chosen, hashlib.sha256(blob).hexdigest()
 
 
 def _counts(findings: list[Finding]) -> str:

@@ -86,3 +86,29 @@ def test_cli_limit_is_a_quick_look(tiny, tmp_path, capsys) -> None:
     assert rep["dataset"]["n_examples"] == 6 and rep["dataset"]["read_config"]["limit"] == 6
     manifest = json.loads((Path(rep["run"]["feature_store"]) / "manifest.json").read_text())
     assert manifest["dataset"]["n_examples"] == 6
+
+
+def test_the_estimate_counts_tokens_and_work(tiny) -> None:
+    """Tokens from a 64-example sample extrapolate to the exact count (reference: tokenising
+    every example); the work is 4 P T + 2 P T_y with P the model's parameter count."""
+    from tiny_models import gsm8k_records
+
+    from constraintlab.encode import EncodeConfig
+    from constraintlab.encode.estimate import EFFICIENCY, estimate_extraction
+    from constraintlab.encode.extraction import Encoder
+
+    model, _, _ = tiny
+    enc = Encoder(EncodeConfig(model=str(model), k=8))
+    examples = read_examples(gsm8k_records(200)).examples
+    est = estimate_extraction(examples, enc.renderer, enc.loaded.model, k=8,
+                              max_batch_tokens=512)
+    exact = [enc.renderer.encode(ex, i)[0] for i, ex in enumerate(examples)]
+    tokens = sum(e.n_tokens for e in exact)
+    target = sum(e.n_target_tokens for e in exact)
+    assert est.tokens == pytest.approx(tokens, rel=0.1)
+    assert est.target_tokens == pytest.approx(target, rel=0.1)
+    p = sum(t.numel() for t in enc.loaded.model.parameters())
+    assert est.model_params == p
+    assert est.flops == 4.0 * p * est.tokens + 2.0 * p * est.target_tokens
+    assert est.rate > 0 and est.seconds == pytest.approx(est.flops / (est.rate * EFFICIENCY))
+    assert "estimate: 200 examples" in est.line()

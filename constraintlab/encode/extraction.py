@@ -39,6 +39,7 @@ import torch
 
 from constraintlab._version import __version__
 from constraintlab.encode.config import EncodeConfig
+from constraintlab.encode.estimate import log_estimate
 from constraintlab.encode.gradients import BatchResult, GradientEngine
 from constraintlab.encode.model import LoadedModel, load_model
 from constraintlab.encode.projection import Projector
@@ -570,6 +571,9 @@ def extract_local(examples: Iterable[Example], config: EncodeConfig | None = Non
     if n_done:
         logger.info("resuming: %d of %d units already done", len(job.units) - len(todo),
                     len(job.units))
+    log_estimate([ex for u in todo for ex in examples[job.units[u][0]:job.units[u][1]]],
+                 enc.renderer, enc.loaded.model, k=enc.dim,
+                 max_batch_tokens=config.max_batch_tokens)
     run = new_run_id()
     bar = progress(total=len(examples), desc="extract", unit="ex")
     bar.update(n_done)

@@ -156,8 +156,8 @@ def test_report_html_parses_embeds_figures_and_escapes_text(run) -> None:
     parser.close()
     assert parser.scripts == 1                       # the page's own sort/filter code, inline
     assert page.count("<script>") == 1 and "src=" not in page.split("<script>")[1]
-    # spectrum, growth curve, cosines, zones, layer map
-    assert sum(src.startswith("data:image/png;base64,") for src in parser.images) == 5
+    # spectrum, growth curve, cosines, zone map, zones (the examples' graph), layer map
+    assert sum(src.startswith("data:image/png;base64,") for src in parser.images) == 6
     assert "<script>alert(1)</script>" not in page and "onerror=alert(2)>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert any("<script>alert(1)</script>" in t for t in parser.text)  # shown, as text

@@ -222,7 +222,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"{c['conflicted_examples']} examples have at least one conflicting partner.</p>"]
     parts += _suspects_section(report.get("suspects"), examples)
     parts += _findings_section(ds)
-    parts += _zones_section(z, figures.get("zones"), examples)
+    parts += _zones_section(z, figures.get("zones"), examples, zone_map=figures.get("zone_map"))
     parts += _pairs_section("Contradictions: same input, different target",
                             [p for p in report["pairs"] if p["kind"] == "contradiction"],
                             examples, contradiction=True)
@@ -390,7 +390,8 @@ def _findings_section(ds: Mapping[str, Any], limit: int = 50) -> list[str]:
 
 
 def _zones_section(z: Mapping[str, Any], png: bytes | None,
-                   examples: pd.DataFrame | None = None, shown: int = 4) -> list[str]:
+                   examples: pd.DataFrame | None = None, shown: int = 4, *,
+                   zone_map: bytes | None = None) -> list[str]:
     """Zones as a table a person reads (rank, label, size, pressure, a few member records with
     their inputs), the graph of the examples behind an expander."""
     out = ["<h2>Pressure zones: where constraints collide</h2>",
@@ -400,6 +401,8 @@ def _zones_section(z: Mapping[str, Any], png: bytes | None,
     if not z["zones"]:
         return [*out, _img(png, "constraint graph"),
                 "<p>No zones: the constraint graph has no edges above the noise floor.</p>"]
+    if zone_map:
+        out.append(_img(zone_map, "map of the zones: one node per zone, links between them"))
     members: dict[int, list[int]] = {}
     if examples is not None and "zone" in examples.columns:
         for idx, zone in examples["zone"].items():

@@ -25,8 +25,9 @@ import numpy as np
 from constraintlab.analysis import AnalysisConfig, AnalysisResults, analyze_store
 from constraintlab.analysis.order import STRATEGIES, plan_order
 from constraintlab.encode import EncodeConfig, FeatureStore, extract
+from constraintlab.encode.cache import cache_dir, cache_key
 from constraintlab.encode.config import check_environment
-from constraintlab.encode.store import cache_dir, cache_key, open_matching_store, store_key
+from constraintlab.encode.store import open_matching_store, store_key
 from constraintlab.errors import ConfigError, ConstraintlabError, StoreMismatchError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
 from constraintlab.report.build import build_report
@@ -82,7 +83,7 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
               cache: str | Path | bool | None = None) -> Iterator[_Run]:
     """Read, encode (reusing a matching store; on Ray when ``ray`` is a RayOptions) and
     analyse; the store lives until the block ends (a temporary directory when there is no
-    ``out``; in the shared cache, :func:`~constraintlab.encode.store.cache_dir`, unless
+    ``out``; in the shared cache, :func:`~constraintlab.encode.cache.cache_dir`, unless
     ``cache`` is False)."""
     if model is not None:
         settings["model"] = model
@@ -155,7 +156,7 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
         in-memory data no report is written unless ``out`` is given.
     cache : path or bool, optional
         The shared feature-store cache (default: ``$CONSTRAINTLAB_CACHE``, else
-        ``~/.cache/constraintlab``; see :func:`~constraintlab.encode.store.cache_dir`). A store
+        ``~/.cache/constraintlab``; see :func:`~constraintlab.encode.cache.cache_dir`). A store
         is keyed by the examples as the encoder sees them, the model's weights and the encoder
         settings, so the same rows given as a path, a list or a ``datasets.Dataset`` reuse one
         store from any ``out``. ``False``: keep the store in ``out/features/<key>/`` (or a

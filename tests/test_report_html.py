@@ -78,7 +78,8 @@ _TAGS = ("html", "head", "meta", "title", "body", "h1", "h2", "h3", "p", "b", "d
 
 def test_record_links_are_escaped_and_only_on_record_ids() -> None:
     html, ids = record_links("Resolve <b>2</b> pairs (records 8 & 298, 9 & 300 and 1 more); "
-                             "base record 13, zone 4, 0.5 of it.")
-    assert ids == [8, 298, 9, 300, 13]
+                             "base record 13, zone 4, 0.5 of it; family 0 (base record 231, 4 "
+                             "records); records 5, 6 and 2 more.")
+    assert ids == [8, 298, 9, 300, 13, 231, 5, 6]
     assert "&lt;b&gt;2&lt;/b&gt;" in html and "<b>" not in html
     assert "<a href='#record-298'>298</a>" in html and "zone 4," in html

@@ -109,7 +109,8 @@ def record_links(text: str) -> tuple[str, list[int]]:
         return match.group(1) + re.sub(r"\d+", one, match.group(2))
 
     escaped = _e(text)
-    linked = re.sub(r"(\brecords? )(\d+(?:(?: &amp; |, )\d+(?![.\d]))*)", link_ids, escaped)
+    ids = r"(\d+(?:(?: &amp; |, )\d+(?![.\d]| (?:records?|examples?)\b))*)"
+    linked = re.sub(r"(\brecords? )" + ids, link_ids, escaped)
     return linked, list(dict.fromkeys(found))
 
 

@@ -60,7 +60,7 @@ def test_notebook_text_matches_the_sample() -> None:
         kinds["cosmetic near duplicate"], kinds["contradiction"]]
 
 
-def test_max_length_is_clamped_to_the_model_positions(tmp_path) -> None:
+def test_max_length_is_clamped_to_the_model_positions(tmp_path, caplog) -> None:
     """A model of 64 positions: max_length 2048 cuts at 64 (reference: the model config)."""
     from tiny_models import build_model
 
@@ -73,6 +73,11 @@ def test_max_length_is_clamped_to_the_model_positions(tmp_path) -> None:
     enc = Encoder(EncodeConfig(model=str(path), k=8, max_length=2048))
     assert enc.loaded.max_positions == 64 and enc.renderer.max_length == 64
     assert enc.loaded.max_length(32) == 32
+    enc.loaded._clamp_logged = False                # a length the user chose: a warning
+    with caplog.at_level("INFO", logger="constraintlab.encode.model"):
+        assert enc.loaded.max_length(100) == 64
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "--max-length 100 is above the model's 64 positions" in caplog.text
 
 
 if __name__ == "__main__":  # pragma: no cover

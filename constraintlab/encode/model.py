@@ -114,9 +114,12 @@ class LoadedModel:
         if limit is None or requested <= limit:
             return requested
         if not getattr(self, "_clamp_logged", False):
-            logger.info("max_length %d is above the model's %d positions: sequences are cut at "
-                        "%d tokens (truncated examples are counted and reported)", requested,
-                        limit, limit)
+            # a max_length the user chose is worth a warning; the default is cut quietly
+            chosen = requested != EncodeConfig.__dataclass_fields__["max_length"].default
+            logger.log(logging.WARNING if chosen else logging.INFO,
+                       "--max-length %d is above the model's %d positions: sequences are cut "
+                       "at %d tokens (truncated examples are counted and reported)", requested,
+                       limit, limit)
             self._clamp_logged = True
         return limit
 

@@ -28,6 +28,12 @@ _LAZY = {"analyze": "constraintlab.api", "order": "constraintlab.api",
          "read_examples": "constraintlab.io"}
 
 
+def __dir__() -> list[str]:
+    """The public API (lazy names included), so ``dir(constraintlab)`` and tab completion show
+    it before first use."""
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib

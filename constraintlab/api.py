@@ -25,6 +25,8 @@ import numpy as np
 from constraintlab.analysis import AnalysisConfig, AnalysisResults, analyze_store
 from constraintlab.analysis.order import STRATEGIES, plan_order
 from constraintlab.encode import EncodeConfig, FeatureStore, extract
+from constraintlab.encode.cache import cache_dir, cache_key
+from constraintlab.encode.config import check_environment
 from constraintlab.encode.store import open_matching_store, store_key
 from constraintlab.errors import ConfigError, ConstraintlabError, StoreMismatchError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
@@ -77,38 +79,49 @@ class _Run:
 @contextlib.contextmanager
 def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadConfig | None,
               encode: EncodeConfig | None, analysis: AnalysisConfig | None,
-              settings: dict[str, Any], ray: Any = None) -> Iterator[_Run]:
+              settings: dict[str, Any], ray: Any = None,
+              cache: str | Path | bool | None = None) -> Iterator[_Run]:
     """Read, encode (reusing a matching store; on Ray when ``ray`` is a RayOptions) and
     analyse; the store lives until the block ends (a temporary directory when there is no
-    ``out``)."""
+    ``out``; in the shared cache, :func:`~constraintlab.encode.cache.cache_dir`, unless
+    ``cache`` is False)."""
     if model is not None:
         settings["model"] = model
     read_cfg, enc_cfg, ana_cfg = split_settings(settings, read=read, encode=encode,
                                                 analysis=analysis)
+    for field, problem in check_environment(enc_cfg):     # before reading or loading anything
+        raise ConfigError(f"{field} {getattr(enc_cfg, field)!r}: {problem}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     examples = data if isinstance(data, ExampleSet) else read_examples(data, read_cfg)
     timings["read"] = time.perf_counter() - t0
     if out is None and isinstance(data, str | Path):
         out = default_out_dir(data)
+    shared = cache_dir(cache)
     with tempfile.TemporaryDirectory(prefix="constraintlab-") as tmp:
-        root = Path(out) / "features" if out is not None else Path(tmp)
-        store_dir = root / store_key(enc_cfg, examples.content_hash)
+        if shared is not None:      # content-addressed: the same rows in any form, any --out
+            key, data_hash = cache_key(enc_cfg, examples.examples)
+            store_dir = shared / key
+        else:
+            root = Path(out) / "features" if out is not None else Path(tmp)
+            data_hash = examples.content_hash
+            store_dir = root / store_key(enc_cfg, data_hash)
         t0 = time.perf_counter()
-        store = open_matching_store(store_dir, enc_cfg, examples.content_hash, len(examples))
+        store = open_matching_store(store_dir, enc_cfg, data_hash, len(examples))
         reused = store is not None
         if reused:
             logger.info("reusing the feature store in %s", store_dir)
         else:
             try:
-                store = extract(examples, enc_cfg, store_dir, ray=ray)
+                store = extract(examples, enc_cfg, store_dir, content_hash=data_hash, ray=ray)
             except StoreMismatchError as err:
                 # the directory is this tool's cache for these settings and data: a store left
                 # there by another tool version or format is rebuilt (an unfinished store of
                 # this very extraction is resumed by extract itself and never gets here)
                 logger.warning("rebuilding the feature store in %s: %s", store_dir,
                                str(err).splitlines()[0])
-                store = extract(examples, enc_cfg, store_dir, overwrite=True, ray=ray)
+                store = extract(examples, enc_cfg, store_dir, content_hash=data_hash,
+                                overwrite=True, ray=ray)
         timings["extract"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         # the encoder leaves out records it cannot use (e.g. a target truncated away): analyse
@@ -117,7 +130,8 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
                                 config=ana_cfg)
         timings["analysis"] = time.perf_counter() - t0
         run = {"seconds": {k: round(v, 3) for k, v in timings.items()},
-               "feature_store": str(store_dir) if out is not None else None,
+               "feature_store": str(store_dir) if out is not None or shared is not None
+               else None,
                "feature_store_reused": reused}
         report = build_report(examples, store, results, run=run)
         yield _Run(examples, store, results, report, Path(out) if out is not None else None)
@@ -126,7 +140,8 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
 def analyze(data: Any, model: str | None = None, *, out: str | Path | None = None,
             read: ReadConfig | None = None, encode: EncodeConfig | None = None,
             analysis: AnalysisConfig | None = None, save: bool = True, ray: Any = None,
-            workers: int | None = None, gpus_per_worker: float | None = None,
+            cache: str | Path | bool | None = None, workers: int | None = None,
+            gpus_per_worker: float | None = None,
             cpus_per_worker: float | None = None, **settings: Any) -> Report:
     """Read, encode and analyse a dataset; return (and save) its :class:`Report`.
 
@@ -138,10 +153,15 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     model : str, optional
         Hub id or local directory of a causal LM; default the built-in reference model.
     out : path, optional
-        Report directory. The feature store lives in ``out/features/<key>/`` and is reused by a
-        later run with the same data and encoder settings. Default for a file:
-        ``constraintlab-report/`` beside it; for in-memory data nothing is written unless
-        ``out`` is given.
+        Report directory. Default for a file: ``constraintlab-report/`` beside it; for
+        in-memory data no report is written unless ``out`` is given.
+    cache : path or bool, optional
+        The shared feature-store cache (default: ``$CONSTRAINTLAB_CACHE``, else
+        ``~/.cache/constraintlab``; see :func:`~constraintlab.encode.cache.cache_dir`). A store
+        is keyed by the examples as the encoder sees them, the model's weights and the encoder
+        settings, so the same rows given as a path, a list or a ``datasets.Dataset`` reuse one
+        store from any ``out``. ``False``: keep the store in ``out/features/<key>/`` (or a
+        temporary directory) as before.
     read, encode, analysis : stage configs, optional
         Start from these instead of the defaults.
     save : bool
@@ -161,7 +181,8 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     Report
     """
     ray_options = _ray_options(ray, workers, gpus_per_worker, cpus_per_worker)
-    with _pipeline(data, model, out, read, encode, analysis, settings, ray=ray_options) as run:
+    with _pipeline(data, model, out, read, encode, analysis, settings, ray=ray_options,
+                   cache=cache) as run:
         report = run.report
     if run.out is not None and save:
         report.save(run.out)
@@ -291,7 +312,8 @@ class OrderResult:
 def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | None = None,
           out: str | Path | None = None, read: ReadConfig | None = None,
           encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None,
-          save: bool = True, **settings: Any) -> OrderResult:
+          save: bool = True, cache: str | Path | bool | None = None,
+          **settings: Any) -> OrderResult:
     """Analyse a dataset (as :func:`analyze`) and put its records in a training order.
 
     Parameters
@@ -302,7 +324,7 @@ def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | N
         See :mod:`constraintlab.analysis.order` for the exact rules.
     seed : int
         Seed of the random order and of the random baseline it is compared with.
-    model, out, read, encode, analysis, save, **settings
+    model, out, read, encode, analysis, save, cache, **settings
         As for :func:`analyze` (the report is saved in ``out`` and the feature store reused).
 
     Returns
@@ -313,7 +335,7 @@ def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | N
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown order strategy {strategy!r}; choose one of "
                           f"{', '.join(STRATEGIES)}")
-    with _pipeline(data, model, out, read, encode, analysis, settings) as run:
+    with _pipeline(data, model, out, read, encode, analysis, settings, cache=cache) as run:
         results, examples = run.results, run.examples
         ids = np.asarray(results.ids, dtype=np.int64)
         # per-example findings of this analysis, plus the encoder's loss and gradient norm

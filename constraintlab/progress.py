@@ -6,10 +6,14 @@ Bars go to stderr and only appear on a terminal, so logs and CI output stay clea
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm  # a widget bar in notebooks, text elsewhere
+else:  # tqdm.auto without ipywidgets warns (IProgress not found)
+    from tqdm import tqdm
 
 T = TypeVar("T")
 

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# The shared feature-store cache of this test session (CLI subprocesses inherit it): never the
+# user's ~/.cache, and stores are shared between the tests of one run only.
+os.environ["CONSTRAINTLAB_CACHE"] = tempfile.mkdtemp(prefix="constraintlab-test-cache-")
+atexit.register(shutil.rmtree, os.environ["CONSTRAINTLAB_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

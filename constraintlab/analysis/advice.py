@@ -38,6 +38,29 @@ def family_reasons(f: dict) -> str:
     return ", ".join(out)
 
 
+#: How many record ids an advice sentence names (then "... and N more").
+NAMED = 6
+
+
+def _ids(ids, limit: int = NAMED) -> str:
+    """``records 3, 17, 42`` (the first ``limit``, then how many more)."""
+    ids = [str(i) for i in ids]
+    head = ", ".join(ids[:limit])
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return f"record{'s' if len(ids) != 1 else ''} {head}{more}"
+
+
+def _flagged(result, column: str, exclude: str | None = None) -> list[int]:
+    """Ids (table index) where ``column`` is true (and ``exclude`` false)."""
+    t = result.table
+    if column not in t.columns:
+        return []
+    mask = t[column].astype(bool)
+    if exclude is not None and exclude in t.columns:
+        mask &= ~t[exclude].astype(bool)
+    return [int(i) for i in t.index[mask.to_numpy()]]
+
+
 def advise(results, config: AnalysisConfig) -> list[str]:
     """The advice sentences for ``results`` (an :class:`AnalysisResults` so far)."""
     out: list[str] = []
@@ -45,17 +68,29 @@ def advise(results, config: AnalysisConfig) -> list[str]:
     vol, zones, det, spec = results.volatility, results.zones, results.determinacy, results.spectrum
     n_con = con.summary["count"] if con is not None else 0
     if n_con:
+        shown = [f"{p['a']} & {p['b']}" for p in con.pairs[:NAMED]]
+        more = f" and {n_con - len(shown)} more" if n_con > len(shown) else ""
         out.append(f"Resolve the {n_con} contradiction pair(s): the same input asks for "
-                   "different targets, so training pulls the model both ways (column "
-                   "is_contradiction).")
+                   "different targets, so training pulls the model both ways (records "
+                   f"{', '.join(shown)}{more}; column is_contradiction).")
     if red is not None:
         if red.summary["exact_duplicates"]:
             out.append(f"Drop or merge the {red.summary['exact_duplicates']} exact duplicate(s):"
-                       " they add weight, not constraints (is_exact_duplicate; the keeper of "
-                       "each set is marked is_duplicate_keeper).")
+                       " they add weight, not constraints ("
+                       + _ids(_flagged(red, "is_exact_duplicate", "is_duplicate_keeper"))
+                       + " besides their keepers; is_exact_duplicate, the keeper of each set "
+                       "is marked is_duplicate_keeper).")
         if red.summary["near_duplicates"]:
             out.append(f"Review the {red.summary['near_duplicates']} near duplicate(s) "
-                       "(is_near_duplicate): cosmetic variants of other records.")
+                       f"({_ids(_flagged(red, 'is_near_duplicate', 'is_duplicate_keeper'))} "
+                       "besides their keepers; is_near_duplicate): cosmetic variants of other "
+                       "records.")
+    sus = getattr(results, "suspects", None)
+    if sus is not None and sus.summary.get("suspects"):
+        listed = [int(x["id"]) for x in sus.summary.get("listed", [])]
+        out.append(f"Check the {sus.summary['suspects']} likely wrong target(s), most suspect "
+                   f"first ({_ids(listed or _flagged(sus, 'is_suspect'))}; "
+                   "report.suspects() gives the reasons): fix or drop them.")
     if fam is not None:
         bad = [f for f in fam.summary["families"] if f["coherent"] is False]
         if bad:
@@ -120,4 +155,4 @@ def _run(system, results, config: AnalysisConfig) -> AnalyzerResult:
 ANALYZER = Analyzer(
     name="advice", run=_run, section="advice",
     after=("contradictions", "redundancy", "families", "volatility", "zones", "determinacy",
-           "spectrum", "interference"))
+           "spectrum", "interference", "suspects"))

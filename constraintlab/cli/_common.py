@@ -9,13 +9,20 @@ Nothing here imports a subcommand or :mod:`.main`, and nothing changes ``args``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from constraintlab._config import coerce, field_types
 from constraintlab._text import json_visible, visible
-from constraintlab.encode.config import DTYPES, PROJECTIONS, REFERENCE_MODEL, EncodeConfig
+from constraintlab.encode.config import (
+    DTYPES,
+    PROJECTIONS,
+    REFERENCE_MODEL,
+    EncodeConfig,
+    check_environment,
+)
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
 from constraintlab.io.config import ON_INVALID, PREFERENCE, TRAIN_ON
@@ -74,13 +81,33 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--target-field", default=None, metavar="NAME",
                        help="read the target (the reply trained on) from this field of every "
                             "record")
+    first = parser.add_argument_group("a quick first look")
+    first.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="read only the first N records")
+    first.add_argument("--sample", type=int, default=None, metavar="N",
+                       help="read N records drawn at random (seeded by --sample-seed), in file "
+                            "order")
+    first.add_argument("--sample-seed", type=int, default=ReadConfig().sample_seed,
+                       metavar="S", help="seed of --sample (default 0)")
 
 
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
     """The :class:`ReadConfig` the parsed options describe."""
-    return ReadConfig(format=args.format, train_on=args.train_on, on_invalid=args.on_invalid,
-                      preference=args.preference, input_field=args.input_field,
-                      target_field=args.target_field)
+    try:
+        return ReadConfig(format=args.format, train_on=args.train_on,
+                          on_invalid=args.on_invalid, preference=args.preference,
+                          input_field=args.input_field, target_field=args.target_field,
+                          limit=getattr(args, "limit", None),
+                          sample=getattr(args, "sample", None),
+                          sample_seed=getattr(args, "sample_seed", 0))
+    except ConfigError as err:
+        text = str(err).removeprefix("ReadConfig: ")
+        for name in ("sample_seed", "limit", "sample"):
+            if text.startswith(name):
+                text = "--" + name.replace("_", "-") + text[len(name):]
+                break
+        raise ConfigError(text.replace("give limit (", "give --limit (")
+                          .replace("or sample (", "or --sample (")) from None
 
 
 def _encode_default(name: str):
@@ -130,8 +157,39 @@ def add_encode_options(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=_encode_default("seed"), help="projection seed")
 
 
+#: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``.
+_ENCODE_FLAGS = {"k": "-k", "use_chat_template": "--no-chat-template"}
+
+
+def encode_flag(field: str) -> str:
+    """The command-line flag of an :class:`EncodeConfig` field (``k`` -> ``-k``)."""
+    return _ENCODE_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _named_by_flag(err: ConfigError) -> ConfigError:
+    """``EncodeConfig: k must be ...`` -> ``-k must be ...``: a config error names the flag the
+    user typed, not the dataclass field."""
+    text = str(err)
+    match = re.match(r"(?:EncodeConfig: )?([a-z_]+)\b", text)
+    if match and match.group(1) in EncodeConfig.__dataclass_fields__:  # type: ignore[attr-defined]
+        return ConfigError(encode_flag(match.group(1)) + text[match.end():])
+    return ConfigError(text.removeprefix("EncodeConfig: "))
+
+
 def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
-    """The :class:`EncodeConfig` the parsed options describe."""
+    """The :class:`EncodeConfig` the parsed options describe, checked against this machine
+    before any model is loaded: a ConfigError (exit 2) names the flag (``-k``, ``--device``,
+    ``--model``), see :func:`constraintlab.encode.config.check_environment`."""
+    try:
+        config = _encode_config(args)
+    except ConfigError as err:
+        raise _named_by_flag(err) from None
+    for field, problem in check_environment(config):
+        raise ConfigError(f"{encode_flag(field)} {getattr(config, field)}: {problem}")
+    return config
+
+
+def _encode_config(args: argparse.Namespace) -> EncodeConfig:
     return EncodeConfig(
         model=args.model, revision=args.revision, dtype=args.dtype, device=args.device,
         trust_remote_code=args.trust_remote_code, lora_r=args.lora_r,
@@ -196,6 +254,12 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     add_read_options(parser)
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="report directory (default: constraintlab-report/ beside DATA)")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help="shared feature-store cache: the same rows reuse their store from "
+                             "any --out and in any form (default $CONSTRAINTLAB_CACHE, else "
+                             "~/.cache/constraintlab)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="keep the feature store in --out/features/ instead")
     add_encode_options(parser)
     a = parser.add_argument_group("analysis")
     a.add_argument("--tau", type=float, default=None,
@@ -206,6 +270,15 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                    help="any analysis setting, e.g. --set tau=0.2 (repeatable; see "
                         "constraintlab.analysis.AnalysisConfig)")
+
+
+def cache_from_args(args: argparse.Namespace) -> str | bool | None:
+    """The ``cache`` argument of :func:`constraintlab.analyze` (``--cache`` / ``--no-cache``)."""
+    if getattr(args, "no_cache", False):
+        if getattr(args, "cache", None) is not None:
+            raise ConfigError("give --cache DIR or --no-cache, not both")
+        return False
+    return getattr(args, "cache", None)
 
 
 def analysis_config_from_args(args: argparse.Namespace) -> AnalysisConfig:

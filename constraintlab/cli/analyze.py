@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from constraintlab.cli._common import (
     add_analyze_options,
     add_common_options,
     add_ray_options,
+    cache_from_args,
     configs_from_args,
     echo,
     echo_json,
@@ -53,20 +55,67 @@ def run_analysis(args: argparse.Namespace) -> Report:
 
     read, encode, analysis = configs_from_args(args)
     return constraintlab.analyze(args.data, out=args.out, read=read, encode=encode,
-                                 analysis=analysis, ray=ray_options_from_args(args))
+                                 analysis=analysis, ray=ray_options_from_args(args),
+                                 cache=cache_from_args(args))
 
 
-def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
-    """The terminal summary: verdict, the numbers that matter, where the report is
-    (``out``, default ``report.path``)."""
+#: What the first line counts: (metric, one, many); a null metric reads "not measured".
+TO_FIX = (("contradictions", "contradiction pair", "contradiction pairs"),
+          ("duplicates", "duplicate row", "duplicate rows"),
+          ("suspects", "likely wrong target", "likely wrong targets"),
+          ("incoherent_families", "incoherent variant family", "incoherent variant families"))
+
+
+def fix_line(metrics: dict) -> str:
+    """One plain line of what to fix, from the report's numbers: ``To fix: 7 contradiction
+    pairs, 4 duplicate rows, 2 likely wrong targets`` (counts of 0 left out, a null count
+    "not measured"; unusable records skipped on reading come last)."""
+    found, unmeasured = [], []
+    for key, one, many in TO_FIX:
+        value = metrics.get(key)
+        if value is None:
+            unmeasured.append(many)
+        elif value:
+            found.append(f"{value} {one if value == 1 else many}")
+    bad = metrics.get("invalid_records") or 0
+    if bad:
+        found.append(f"{bad} unusable record{'' if bad == 1 else 's'} (skipped)")
+    text = ("To fix: " + ", ".join(found)) if found else (
+        "Nothing to fix found: no contradiction pairs, duplicate rows or likely wrong targets")
+    if unmeasured:
+        text += f"; {', '.join(unmeasured)}: not measured"
+    return text
+
+
+def action_lines(report: Report, width: int = 100) -> list[str]:
+    """``What to do next:`` and the report's advice (``advice.items``), numbered, wrapped."""
+    items = (report.data.get("advice") or {}).get("items") or []
+    if not items:
+        return []
+    lines = ["What to do next:"]
+    for i, item in enumerate(items, 1):
+        lines += textwrap.wrap(visible(item), width=width, initial_indent=f"  {i}. ",
+                               subsequent_indent="     ")
+    return lines
+
+
+def summary_lines(report: Report, out: str | Path | None = None, *,
+                  verbose: bool = False) -> list[str]:
+    """The terminal summary: what to fix (one line), what to do next (the advice, with record
+    ids), the numbers, where the report is (``out``, default ``report.path``); the verdict
+    sentence with ``verbose`` (``-v``)."""
     m, d = report.metrics(), report.data
     model = d["model"]
     name = model["name"] + (f" v{model['version']}" if model.get("version") else "")
+    read_cfg = d["dataset"].get("read_config") or {}
+    subset = (f", the first {read_cfg['limit']} records" if read_cfg.get("limit") else
+              f", {read_cfg['sample']} records drawn (seed {read_cfg.get('sample_seed', 0)})"
+              if read_cfg.get("sample") else "")
     lines = [f"constraintlab analyze {visible(d['dataset']['source'])}  (model {visible(name)}, "
-             f"k = {d['projection']['k']}, {m['examples']} examples"
+             f"k = {d['projection']['k']}, {m['examples']} examples{subset}"
              + (f", {m['invalid_records']} invalid records skipped"
                 if m["invalid_records"] else "") + ")",
-             "", report.verdict(), "",
+             "", fix_line(m), "", *action_lines(report), "",
              f"  effective rank   {m['effective_rank']:>10.1f}   of {m['examples']} examples "
              f"(rank {m['rank']}{', lower bound' if m['rank_is_lower_bound'] else ''}; "
              f"P = {m['unknowns']:,} unknowns)",
@@ -77,6 +126,8 @@ def summary_lines(report: Report, out: str | Path | None = None) -> list[str]:
              "target)",
              f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones",
              *_new_lines(m, d), "", *_finding_lines(d["dataset"])]
+    if verbose:
+        lines += [*textwrap.wrap(visible(report.verdict()), width=100), ""]
     cap = (d.get("suspects") or {}).get("capability") or {}
     if cap.get("limited"):
         lines.append(f"model capability: {visible(cap['message'])}")
@@ -149,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         echo_json(report.to_json())
     elif not args.quiet:
-        echo(summary_lines(report))
+        echo(summary_lines(report, verbose=args.verbose > 0))
     if args.fail_on:
         checks, origin = check(report, fail_on=args.fail_on)
         echo(text_summary(checks, origin), file=sys.stderr if args.json else sys.stdout)

@@ -12,6 +12,7 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    cache_from_args,
     configs_from_args,
     echo,
 )
@@ -67,7 +68,7 @@ def _load_or_analyze(args: argparse.Namespace) -> Report:
 
     read, encode, analysis = configs_from_args(args)
     return constraintlab.analyze(args.data, out=args.out, read=read, encode=encode,
-                                 analysis=analysis)
+                                 analysis=analysis, cache=cache_from_args(args))
 
 
 def summary_md_path(value: str | None) -> Path | None:

@@ -58,6 +58,8 @@ def _configure(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     if getattr(args, "quiet", False):
         set_progress(False)
+    elif level > logging.INFO:          # the cost estimate before long work is always shown
+        logging.getLogger("constraintlab.encode.estimate").setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    cache_from_args,
     configs_from_args,
     echo,
 )
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose another -o")
     read, encode, analysis = configs_from_args(args)
     result = constraintlab.order(args.data, args.strategy, seed=args.order_seed, out=args.out,
-                                 read=read, encode=encode, analysis=analysis)
+                                 read=read, encode=encode, analysis=analysis,
+                                 cache=cache_from_args(args))
     path = result.write(output)
     rep, skipped = result.summary, result.summary["skipped"]
     if not args.quiet:

@@ -129,3 +129,71 @@ class EncodeConfig(Settings):
         if self.adapter is not None and self.adapter_config is not None:
             raise ConfigError("give either adapter (a trained adapter directory) or "
                               "adapter_config (a configuration to initialise), not both")
+
+
+def _looks_like_path(name: str) -> bool:
+    """True for a model name that can only be a local path (``./m``, ``/x/m``, ``~/m``,
+    ``a/b/c``, ``m/``, ``C:\\m``), never a hub id (``org/name``)."""
+    return (name.startswith((".", "/", "~", "\\")) or name.endswith(("/", "\\"))
+            or name.count("/") > 1 or "\\" in name or (len(name) > 1 and name[1] == ":"))
+
+
+def check_device(device: str) -> str | None:
+    """What is wrong with torch device ``device`` on this machine, or None when it is there.
+
+    ``cpu`` is always there (torch is not imported for it); ``cuda``/``cuda:N`` need that many
+    CUDA devices, ``mps`` an available Metal backend; anything else must parse as a
+    ``torch.device``.
+    """
+    if device == "cpu":
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        return "not a torch device (expected cpu, cuda, cuda:N or mps)"
+    if dev.type == "cpu":
+        return None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = dev.index or 0
+        if index >= count:
+            return (f"this machine has {count or 'no'} CUDA device{'' if count == 1 else 's'}"
+                    + (f" (cuda:0 to cuda:{count - 1})" if count > 1 else "")
+                    + "; use --device cpu" + (" or a valid index" if count else ""))
+        return None
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return "the Apple Metal (mps) backend is not available on this machine; use cpu"
+        return None
+    return f"device type {dev.type!r} is not supported; use cpu, cuda, cuda:N or mps"
+
+
+def check_environment(config: EncodeConfig) -> list[tuple[str, str]]:
+    """What in ``config`` this machine cannot honour, checked before any model is loaded.
+
+    Returns
+    -------
+    list of (field, problem)
+        ``device`` not present (:func:`check_device`); ``model`` that looks like a local path
+        (``./m``, ``/abs/m``, ``a/b/c``; a hub id is ``org/name``) but is not a directory;
+        ``adapter`` / ``adapter_config`` that do not exist. Empty when all is well.
+    """
+    from pathlib import Path
+
+    problems = []
+    device_problem = check_device(config.device)
+    if device_problem:
+        problems.append(("device", device_problem))
+    if config.model != REFERENCE_MODEL and _looks_like_path(config.model):
+        path = Path(config.model).expanduser()
+        if not path.is_dir():
+            problems.append(("model", "no such directory" if not path.exists()
+                             else "not a directory (give the model's folder)"))
+    if config.adapter is not None and not Path(config.adapter).expanduser().is_dir():
+        problems.append(("adapter", "no such directory (a trained peft adapter's folder)"))
+    if config.adapter_config is not None and not Path(config.adapter_config).expanduser().exists():
+        problems.append(("adapter_config", "no such file"))
+    return problems

@@ -39,6 +39,7 @@ import torch
 
 from constraintlab._version import __version__
 from constraintlab.encode.config import EncodeConfig
+from constraintlab.encode.estimate import log_estimate
 from constraintlab.encode.gradients import BatchResult, GradientEngine
 from constraintlab.encode.model import LoadedModel, load_model
 from constraintlab.encode.projection import Projector
@@ -140,7 +141,7 @@ class Encoder:
         self.config = config
         self.loaded = loaded if loaded is not None else load_model(config)
         tok = self.loaded.tokenizer
-        self.renderer = Renderer(tok, max_length=config.max_length,
+        self.renderer = Renderer(tok, max_length=self.loaded.max_length(config.max_length),
                                  use_chat_template=config.use_chat_template)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.projector = None
@@ -570,6 +571,9 @@ def extract_local(examples: Iterable[Example], config: EncodeConfig | None = Non
     if n_done:
         logger.info("resuming: %d of %d units already done", len(job.units) - len(todo),
                     len(job.units))
+    log_estimate([ex for u in todo for ex in examples[job.units[u][0]:job.units[u][1]]],
+                 enc.renderer, enc.loaded.model, k=enc.dim,
+                 max_batch_tokens=config.max_batch_tokens)
     run = new_run_id()
     bar = progress(total=len(examples), desc="extract", unit="ex")
     bar.update(n_done)
@@ -698,7 +702,8 @@ def _assemble(job: Extraction, stats: dict) -> None:
     os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
     n_trunc = int(table["truncated"].sum())
     if n_trunc:
-        logger.warning("%d of %d examples were truncated to max_length (%d tokens dropped)",
+        logger.warning("%d of %d examples were truncated to max_length, or to the model's "
+                       "positions where those are fewer (%d tokens dropped)",
                        n_trunc, n, int(table["n_truncated"].sum()))
     runs: dict[str, dict] = {}
     for m in markers:

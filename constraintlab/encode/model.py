@@ -95,6 +95,34 @@ class LoadedModel:
         """P: number of trainable LoRA parameters."""
         return sum(s.n_params for s in self.sites)
 
+    @property
+    def max_positions(self) -> int | None:
+        """The base model's position limit (``max_position_embeddings`` or ``n_positions``),
+        None when its config states none."""
+        cfg = self.model.get_base_model().config if hasattr(self.model, "get_base_model") \
+            else self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def max_length(self, requested: int) -> int:
+        """``requested`` (``max_length``), clamped to :attr:`max_positions`: sequences never
+        run past the positions the model was trained on. A clamp is logged once per load."""
+        limit = self.max_positions
+        if limit is None or requested <= limit:
+            return requested
+        if not getattr(self, "_clamp_logged", False):
+            # a max_length the user chose is worth a warning; the default is cut quietly
+            chosen = requested != EncodeConfig.__dataclass_fields__["max_length"].default
+            logger.log(logging.WARNING if chosen else logging.INFO,
+                       "--max-length %d is above the model's %d positions: sequences are cut "
+                       "at %d tokens (truncated examples are counted and reported)", requested,
+                       limit, limit)
+            self._clamp_logged = True
+        return limit
+
 
 def resolve_model(name: str) -> str:
     """Map ``constraintlab-reference`` to the packaged directory; other names pass through."""

@@ -17,6 +17,7 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "format": Options(("auto", *SCHEMAS)), "train_on": Options(TRAIN_ON),
     "on_invalid": Options(ON_INVALID), "max_problems": Interval(1, None),
     "preference": Options(PREFERENCE),
+    "limit": Interval(1, None), "sample": Interval(1, None), "sample_seed": Interval(0, None),
 }
 
 
@@ -49,6 +50,13 @@ class ReadConfig(Settings):
         read without a prompt; ``input_field`` needs ``target_field``.
     split : str or None, default None
         The split to read from a ``datasets.DatasetDict`` (needed when it has several).
+    limit : int or None, default None
+        Read only the first ``limit`` records (a quick first look; ``--limit``). None: all.
+    sample : int or None, default None
+        Read ``sample`` records drawn without replacement, seeded by ``sample_seed``, kept in
+        file order (``--sample``); all of them when the file has fewer. Not with ``limit``.
+    sample_seed : int, default 0
+        Seed of the ``sample`` draw (``numpy.random.default_rng(sample_seed)``).
     """
 
     format: str = "auto"
@@ -59,6 +67,9 @@ class ReadConfig(Settings):
     input_field: str | None = None
     target_field: str | None = None
     split: str | None = None
+    limit: int | None = None
+    sample: int | None = None
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.format, str):
@@ -84,3 +95,6 @@ class ReadConfig(Settings):
             object.__setattr__(self, "format", "fields")
         elif self.format == "fields":
             raise ConfigError("format 'fields' needs target_field (--target-field NAME)")
+        if self.limit is not None and self.sample is not None:
+            raise ConfigError("give limit (the first N records) or sample (N drawn at random), "
+                              "not both")

@@ -51,6 +51,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from constraintlab.errors import Finding, InputError, Problem
 from constraintlab.io._json import key_list
 from constraintlab.io.config import ReadConfig
@@ -182,7 +184,9 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
         return Finding(raw.source, rec.line, prefix + message, code=code, index=index,
                        severity=severity)
 
-    for index, rec in enumerate(raw.records):
+    chosen, content_hash = _selection(len(raw.records), raw.content_hash, config)
+    for index in chosen:
+        rec = raw.records[index]
         if rec.problem is not None:
             problems.append(finding(rec.code or "invalid", rec.problem))
             continue
@@ -226,8 +230,7 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
                        len({f.index for f in notes}), _counts(notes))
     assert schema is not None
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
-                      n_records=len(raw.records), content_hash=_examples_hash(raw.content_hash,
-                                                                              config),
+                      n_records=len(chosen), content_hash=_examples_hash(content_hash, config),
                       config=config,
                       skipped=problems, notes=notes)
 
@@ -303,6 +306,25 @@ def describe_reading(schema: str, config: ReadConfig) -> str:
         "qa": "question/answer: the target is the answer",
         "text": "plain text: the whole text is the target, with no input",
     }.get(schema, schema)
+
+
+def _selection(n: int, content_hash: str, config: ReadConfig) -> tuple[range | list[int], str]:
+    """The record indices to read (``limit``: the first N; ``sample``: N seeded, in file order)
+    and the identity of that selection: the file's hash, extended by the selection when it is
+    not the whole file (so a store of a subset is never taken for the whole)."""
+    if config.limit is not None and config.limit < n:
+        chosen: range | list[int] = range(config.limit)
+        what = {"limit": config.limit}
+    elif config.sample is not None and config.sample < n:
+        rng = np.random.default_rng(config.sample_seed)
+        chosen = sorted(int(i) for i in rng.choice(n, size=config.sample, replace=False))
+        what = {"sample": config.sample, "sample_seed": config.sample_seed}
+    else:
+        return range(n), content_hash
+    logger.info("reading %d of %d records (%s)", len(chosen), n,
+                ", ".join(f"{k} {v}" for k, v in what.items()))
+    blob = json.dumps({"data": content_hash, **what}, sort_keys=True).encode()
+    return chosen, hashlib.sha256(blob).hexdigest()
 
 
 def _counts(findings: list[Finding]) -> str:

@@ -206,7 +206,7 @@ class _Runner:
         tok = loaded.tokenizer
         self.loaded = loaded
         self.encode = encode
-        self.renderer = Renderer(tok, max_length=encode.max_length,
+        self.renderer = Renderer(tok, max_length=loaded.max_length(encode.max_length),
                                  use_chat_template=encode.use_chat_template)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.engine = GradientEngine(loaded, None, pad_id=int(pad or 0))

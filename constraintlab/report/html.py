@@ -11,6 +11,7 @@ import base64
 import difflib
 import html
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,11 +35,83 @@ font-size:.85em;line-height:1.7;border:1px solid #e3e3e3;padding:.5em;max-height
 overflow:auto}tr.bad td{background:#fdf3ee}
 img{max-width:100%;height:auto}.kpi{display:flex;flex-wrap:wrap;gap:.8em}.kpi div{border:1px solid
 #ddd;border-radius:6px;padding:.5em .9em;min-width:9em}.kpi b{display:block;font-size:1.3em}
+.kpi a{color:inherit;text-decoration:none}.kpi a:hover div{border-color:#0072B2;background:#f3f7fb}
+.next{border:1px solid #0072B2;border-radius:6px;padding:.2em 1.2em .6em;margin:1em 0}
+.next h2{border:0;margin-top:.6em}.next li{margin:.3em 0}
+nav.toc{columns:2;font-size:.92em;margin:1em 0;padding:.5em 1em;background:#fafafa;
+border:1px solid #e3e3e3}nav.toc a{display:block}
+th.sort{cursor:pointer;white-space:nowrap}th.sort:after{content:" \\25B4\\25BE";color:#aaa;
+font-size:.8em}
+input.filter{margin:.6em 0 0;padding:.2em .4em;width:18em}
+details.clip summary{cursor:pointer;list-style:none}details.clip summary::after{
+content:" \\2026 more";color:#0072B2}details.clip[open] summary{display:none}
+tr:target td{background:#fff6d5}td.text{min-width:14em}
+.one{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:19em}
 """
+
+#: Sortable (click a header) and filterable (type above a table of more than 6 rows) tables;
+#: inline, no network. Numbers sort as numbers (thousands separators, %, x ignored).
+_JS = """
+(function(){
+function key(c){var t=c?c.textContent.trim():'';var n=parseFloat(t.replace(/[,%\u00d7\u2009]/g,''));
+return isNaN(n)?{s:t.toLowerCase()}:{n:n}}
+function sortBy(t,i,th){var rows=Array.prototype.slice.call(t.rows,1);
+var dir=th.getAttribute('data-dir')==='asc'?-1:1;th.setAttribute('data-dir',dir===1?'asc':'desc');
+rows.sort(function(a,b){var x=key(a.cells[i]),y=key(b.cells[i]);
+if(x.n!==undefined&&y.n!==undefined)return dir*(x.n-y.n);
+if(x.n!==undefined)return -1;if(y.n!==undefined)return 1;return dir*x.s.localeCompare(y.s)});
+rows.forEach(function(r){r.parentNode.appendChild(r)})}
+document.querySelectorAll('table').forEach(function(t){
+if(t.rows.length<3)return;var head=t.rows[0];
+Array.prototype.forEach.call(head.cells,function(th,i){if(th.tagName!=='TH')return;
+th.className+=' sort';th.title='sort by this column';
+th.addEventListener('click',function(){sortBy(t,i,th)})});
+if(t.rows.length>7){var f=document.createElement('input');f.type='search';
+f.className='filter';f.placeholder='filter these rows';
+f.addEventListener('input',function(){var q=f.value.toLowerCase();
+for(var r=1;r<t.rows.length;r++){t.rows[r].style.display=
+t.rows[r].textContent.toLowerCase().indexOf(q)<0?'none':''}});
+t.parentNode.insertBefore(f,t)}})})();
+"""
+
 
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+def _clip(text: Any, limit: int = 160) -> str:
+    """Escaped ``text``; longer than ``limit`` characters: its start, expandable to the whole
+    (``<details>``), so a long cell does not wrap to a wall of lines."""
+    text = str(text)
+    if len(text) <= limit:
+        return _e(text)
+    return (f"<details class='clip'><summary>{_e(text[:limit])}</summary>{_e(text)}"
+            "</details>")
+
+
+def _slug(title: str) -> str:
+    """``Pressure zones: where ...`` -> ``pressure-zones``: the anchor of a section."""
+    head = re.split(r"[:(]", html.unescape(title), maxsplit=1)[0]
+    return re.sub(r"[^a-z0-9]+", "-", head.lower()).strip("-") or "section"
+
+
+def record_links(text: str) -> tuple[str, list[int]]:
+    """``text`` escaped, with the record ids it names (``record 5``, ``records 3, 17 and 4
+    more``, ``records 8 & 298, 9 & 300``) linked to their rows in "Records named above"
+    (``#record-5``); returns the HTML and the ids in order of appearance."""
+    found: list[int] = []
+
+    def link_ids(match: re.Match) -> str:
+        def one(m: re.Match) -> str:
+            found.append(int(m.group(0)))
+            return f"<a href='#record-{m.group(0)}'>{m.group(0)}</a>"
+        return match.group(1) + re.sub(r"\d+", one, match.group(2))
+
+    escaped = _e(text)
+    ids = r"(\d+(?:(?: &amp; |, )\d+(?![.\d]| (?:records?|examples?)\b))*)"
+    linked = re.sub(r"(\brecords? )" + ids, link_ids, escaped)
+    return linked, list(dict.fromkeys(found))
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -121,6 +194,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"<p class='verdict{' bad' if s.get('consistency') == 'inconsistent' else ''}'>"
              f"{_e(verdict_sentence(report))}</p>",
              f"<p class='muted'>Rule: {_e(s['rule'])}</p>",
+             _NEXT,
              "<div class='kpi'>",
              f"<div>effective rank<b>{s['effective_rank']:.1f}</b>of {s['n_equations']}</div>",
              *_kpi_interference(report.get("interference")),
@@ -130,6 +204,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"<div>contradictions<b>{report['contradictions']['count']}</b>pairs</div>",
              f"<div>pressure zones<b>{z['pressure_zones']}</b>of {z['count']} zones</div>",
              "</div>",
+             _TOC,
              "<h2>Spectrum: independent constraints</h2>",
              _img(figures.get("spectrum"), "singular values with rank and effective rank"),
              "<table><tr><th>N equations</th><th>P unknowns</th><th>rank</th><th>effective rank"
@@ -148,7 +223,7 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"{c['conflicted_examples']} examples have at least one conflicting partner.</p>"]
     parts += _suspects_section(report.get("suspects"), examples)
     parts += _findings_section(ds)
-    parts += _zones_section(z, figures.get("zones"))
+    parts += _zones_section(z, figures.get("zones"), examples, zone_map=figures.get("zone_map"))
     parts += _pairs_section("Contradictions: same input, different target",
                             [p for p in report["pairs"] if p["kind"] == "contradiction"],
                             examples, contradiction=True)
@@ -157,15 +232,98 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
     parts += _volatility_section(report.get("volatility"), examples)
     parts += _response_section(report["response"], examples)
     parts += _layer_map_section(report.get("layer_map"), figures.get("layer_map"))
-    parts += ["<h2>What to do next</h2><ul>"] + [f"<li>{_e(a)}</li>" for a in advice] + ["</ul>"]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    items = [record_links(a) for a in advice]
+    named = list(dict.fromkeys(i for _, ids in items for i in ids))
+    parts += _records_section(named, examples)
+    parts.append(f"<script>{_JS}</script></body></html>")
+    page = "\n".join(parts)
+    nxt = ("<div class='next'><h2>What to do next</h2><ol>"
+           + "".join(f"<li>{text}</li>" for text, _ in items) + "</ol></div>")
+    return _finish(page.replace(_NEXT, nxt, 1))
+
+
+#: Placeholders filled once the page is built: the advice box and the table of contents.
+_NEXT, _TOC = "<!--constraintlab:next-->", "<!--constraintlab:toc-->"
+
+#: KPI card label -> the section it links to (the slug of the section's title).
+_KPI_LINKS = {"effective rank": "spectrum", "interference": "interference",
+              "duplicates": "duplicate-sets", "suspects": "examples-to-look-at",
+              "volatility p99": "token-volatility", "variant families": "variant-families",
+              "contradictions": "contradictions", "pressure zones": "pressure-zones"}
+
+
+def _finish(page: str) -> str:
+    """Anchors on every ``<h2>`` (:func:`_slug`), the table of contents from them, and the KPI
+    cards linked to their sections."""
+    seen: dict[str, int] = {}
+    toc: list[str] = []
+
+    def anchor(m: re.Match) -> str:
+        title = m.group(1)
+        slug = _slug(re.sub(r"<[^>]+>", "", title))
+        seen[slug] = seen.get(slug, 0) + 1
+        if seen[slug] > 1:
+            slug = f"{slug}-{seen[slug]}"
+        if slug != "what-to-do-next":
+            toc.append(f"<a href='#{slug}'>{title}</a>")
+        return f"<h2 id='{slug}'>{title}</h2>"
+
+    page = re.sub(r"<h2>(.*?)</h2>", anchor, page)
+    page = page.replace(_TOC, "<nav class='toc'><b>Contents</b>" + "".join(toc) + "</nav>", 1)
+
+    def card(m: re.Match) -> str:
+        target = _KPI_LINKS.get(m.group(1).strip())
+        if target is None or f"id='{target}'" not in page:
+            return m.group(0)
+        return f"<a href='#{target}'>{m.group(0)}</a>"
+
+    head, sep, rest = page.partition("<div class='kpi'>")
+    if sep:
+        cards, end, tail = rest.partition("</div>\n<nav")
+        cards = re.sub(r"<div>([^<]+)<b>.*?</div>", card, cards)
+        page = head + sep + cards + end + tail
+    return page
+
+
+def _records_section(ids: list[int], examples: pd.DataFrame) -> list[str]:
+    """"Records named above": one row per record the advice names, the target of its links
+    (``#record-<id>``), with its line, texts and flags."""
+    ids = [i for i in ids if i in examples.index]
+    if not ids:
+        return []
+    flags = (("is_contradiction", "contradiction"), ("is_exact_duplicate", "exact duplicate"),
+             ("is_near_duplicate", "near duplicate"), ("is_duplicate_keeper", "keeper"),
+             ("is_suspect", "suspect"), ("is_pressure_zone", "pressure zone"))
+    out = ["<h2>Records named above</h2>",
+           "<p class='muted'>Every record the advice names (record = 0-based index in the "
+           "file; line = its line). The full table: examples.csv.</p>",
+           "<table><tr><th>record</th><th>line</th><th>zone</th><th>flags</th><th>input</th>"
+           "<th>target</th></tr>"]
+    for i in ids:
+        row = examples.loc[i]
+        marks = [word for col, word in flags if col in examples.columns and bool(row[col])]
+        line = row["line"] if "line" in examples.columns else ""
+        zone = row["zone"] if "zone" in examples.columns else ""
+        out.append(f"<tr id='record-{i}'><td class=num>{i}</td><td class=num>{_num(line)}</td>"
+                   f"<td class=num>{_num(zone)}</td><td>{_e(', '.join(marks))}</td>"
+                   f"<td class=text>{_clip(_text(examples, i, 'input'), 200)}</td>"
+                   f"<td class=text>{_clip(_text(examples, i, 'target'), 200)}</td></tr>")
+    out.append("</table>")
+    return out
 
 
 def _token_list(tokens: list[dict]) -> str:
     return ", ".join(f"<code>{_e(t['text'])}</code> {t['nll']:.2f}"
                      + (f" ({t['nll_noinput']:.2f} without the input)"
                         if t.get("nll_noinput") is not None else "") for t in tokens)
+
+
+def _token_cell(tokens: list[dict], shown: int = 3) -> str:
+    """The first ``shown`` tokens; the rest behind an expander."""
+    if len(tokens) <= shown:
+        return _token_list(tokens)
+    return (f"<details class='clip'><summary>{_token_list(tokens[:shown])}</summary>"
+            f"{_token_list(tokens)}</details>")
 
 
 def _suspects_section(sus: Mapping[str, Any] | None, examples: pd.DataFrame,
@@ -189,10 +347,10 @@ def _suspects_section(sus: Mapping[str, Any] | None, examples: pd.DataFrame,
     for v in sus["listed"][:limit]:
         i = v["id"]
         out.append(f"<tr><td class=num>{i}</td><td class=num>{v['score']:.3f}</td>"
-                   f"<td>{_e(', '.join(v['reasons']))}</td>"
-                   f"<td>{_e(_text(examples, i, 'input', 600))}</td>"
-                   f"<td>{_e(_text(examples, i, 'target', 600))}</td>"
-                   f"<td>{_token_list(v['tokens'])}</td></tr>")
+                   f"<td>{_clip(', '.join(v['reasons']), 60)}</td>"
+                   f"<td class=text>{_clip(_text(examples, i, 'input', 600))}</td>"
+                   f"<td class=text>{_clip(_text(examples, i, 'target', 600))}</td>"
+                   f"<td>{_token_cell(v['tokens'])}</td></tr>")
     out.append("</table>")
     shown = dict.fromkeys(r for v in sus["listed"][:limit] for r in v["reasons"])
     legend = sus.get("reason_codes") or {}
@@ -232,22 +390,51 @@ def _findings_section(ds: Mapping[str, Any], limit: int = 50) -> list[str]:
     return out
 
 
-def _zones_section(z: Mapping[str, Any], png: bytes | None) -> list[str]:
-    out = ["<h2>Pressure zones: where constraints collide</h2>", _img(png, "constraint graph")]
+def _zones_section(z: Mapping[str, Any], png: bytes | None,
+                   examples: pd.DataFrame | None = None, shown: int = 4, *,
+                   zone_map: bytes | None = None) -> list[str]:
+    """Zones as a table a person reads (rank, label, size, pressure, a few member records with
+    their inputs), the graph of the examples behind an expander."""
+    out = ["<h2>Pressure zones: where constraints collide</h2>",
+           "<p class='muted'>A zone is a community of the constraint graph (examples that pull "
+           "the adapter the same way); a pressure zone (⚠) is one whose members conflict with "
+           "each other more than the data's noise allows. Most pressing first.</p>"]
     if not z["zones"]:
-        return [*out, "<p>No zones: the constraint graph has no edges above the noise floor.</p>"]
+        return [*out, _img(png, "constraint graph"),
+                "<p>No zones: the constraint graph has no edges above the noise floor.</p>"]
+    if zone_map:
+        out.append(_img(zone_map, "map of the zones: one node per zone, links between them"))
+    members: dict[int, list[int]] = {}
+    if examples is not None and "zone" in examples.columns:
+        for idx, zone in examples["zone"].items():
+            if pd.notna(zone) and int(zone) >= 0:
+                members.setdefault(int(zone), []).append(int(idx))
     out.append("<table><tr><th>rank</th><th>zone</th><th>label</th><th>size</th>"
                "<th>pressure</th><th>internal conflict share</th><th>mean alignment</th>"
-               "<th>density</th></tr>")
+               "<th>density</th><th>some members (record: input)</th></tr>")
     for zone in z["zones"][:15]:
         flag = " ⚠" if zone["is_pressure_zone"] else ""
-        out.append(f"<tr><td class=num>{zone['rank']}</td><td class=num>{zone['id']}{flag}</td>"
+        ids = members.get(int(zone["id"]), [])
+        who = "".join(f"<span class=one title=\"{_e(_text(examples, i, 'input', 400))}\">"
+                      f"{i}: {_e(_text(examples, i, 'input', 200))}</span>"
+                      for i in ids[:shown]) if examples is not None else ""
+        more = f"<span class='muted'>… {len(ids) - shown} more</span>" \
+            if len(ids) > shown else ""
+        out.append(f"<tr{' class=bad' if flag else ''}><td class=num>{zone['rank']}</td>"
+                   f"<td class=num>{zone['id']}{flag}</td>"
                    f"<td>{_e(zone['label'])}</td><td class=num>{zone['size']}</td>"
                    f"<td class=num>{_num(zone['pressure'])}</td>"
                    f"<td class=num>{_num(zone['internal_conflict_share'])}</td>"
                    f"<td class=num>{_num(zone['mean_alignment'])}</td>"
-                   f"<td class=num>{_num(zone['density'])}</td></tr>")
+                   f"<td class=num>{_num(zone['density'])}</td><td>{who}{more}</td></tr>")
     out.append("</table>")
+    if len(z["zones"]) > 15:
+        out.append(f"<p class='muted'>… {len(z['zones']) - 15} more zones in report.json "
+                   "(zones.zones) and column zone of examples.csv.</p>")
+    if png:
+        out.append("<details><summary>The constraint graph of the examples (one dot per "
+                   "example, coloured by zone)</summary>" + _img(png, "constraint graph")
+                   + "</details>")
     if z["outliers"]:
         out.append(f"<p class='muted'>{len(z['outliers'])} outliers (no neighbour above the "
                    f"noise floor): {_e(', '.join(map(str, z['outliers'][:30])))}"

@@ -188,6 +188,67 @@ def zones_figure(nodes: Iterable[int], edges: Iterable[tuple[int, int, float]],
     return fig
 
 
+def zone_map_figure(zones: Sequence[Mapping[str, Any]],
+                    edges: Iterable[tuple[int, int, float]], zone_of: Mapping[int, int],
+                    limit: int = 15, seed: int = 0) -> Figure:
+    """The zones as one node each (area ~ members, pressure zones vermillion), joined by the
+    constraint-graph links between their members: line width ~ links, dashed red where most of
+    them conflict. A map of the data's regions, not of its examples.
+
+    Parameters
+    ----------
+    zones : report.json ``zones.zones`` entries (``id``, ``size``, ``label``,
+        ``is_pressure_zone``), most pressing first; the first ``limit`` are drawn.
+    edges : iterable of (a, b, cos) between examples.
+    zone_of : mapping example index -> zone id.
+    seed : seed of the spring layout.
+    """
+    shown = list(zones[:limit])
+    ids = {int(z["id"]) for z in shown}
+    links: dict[tuple[int, int], list[int]] = {}
+    for a, b, w in edges:
+        za, zb = zone_of.get(int(a), -1), zone_of.get(int(b), -1)
+        if za == zb or za not in ids or zb not in ids:
+            continue
+        entry = links.setdefault((min(za, zb), max(za, zb)), [0, 0])
+        entry[0] += 1
+        entry[1] += float(w) < 0
+    g = nx.Graph()
+    g.add_nodes_from(int(z["id"]) for z in shown)
+    for (za, zb), (n, bad) in links.items():
+        g.add_edge(za, zb, n=n, bad=bad, weight=float(n))
+    positions = nx.spring_layout(g, seed=seed, weight="weight") if len(g) else {}
+    most = max((d["n"] for *_, d in g.edges(data=True)), default=1)
+    with matplotlib.rc_context({**_STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.subplots()
+        for za, zb, d in g.edges(data=True):
+            (xa, ya), (xb, yb) = positions[za], positions[zb]
+            conflict = d["bad"] > d["n"] / 2
+            ax.plot([xa, xb], [ya, yb], lw=0.5 + 4.0 * d["n"] / most, zorder=1, alpha=0.7,
+                    color=OKABE_ITO["vermillion"] if conflict else "#AAAAAA",
+                    ls="--" if conflict else "-")
+        for z in shown:
+            x, y = positions[int(z["id"])]
+            ax.scatter([x], [y], s=60 + 25 * z["size"], zorder=2, edgecolors="white",
+                       c=OKABE_ITO["vermillion"] if z["is_pressure_zone"] else OKABE_ITO["blue"],
+                       marker="s" if z["is_pressure_zone"] else "o", alpha=0.85)
+            ax.annotate(f"zone {z['id']} ({z['size']})\n{str(z['label'])[:28]}", (x, y),
+                        xytext=(0, 12), textcoords="offset points", ha="center", fontsize=7,
+                        zorder=3)
+        if not shown:
+            ax.text(0.5, 0.5, "no zones", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.margins(0.18)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.set_title("Zones: size = members; red squares = pressure zones;\n"
+                     "line width = links between them, dashed red = mostly conflicts")
+        fig.tight_layout()
+    return fig
+
+
 def layer_map_figure(share: Sequence[Sequence[float]], layers: Sequence[int],
                      kinds: Sequence[str], *, title: str = "Layer map") -> Figure:
     """Heatmap of a layer map: the share of the squared gradient norm on each LoRA site.

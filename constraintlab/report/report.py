@@ -408,6 +408,12 @@ class Report:
         return plots.zones_figure(list(self.examples.index), self.edges.itertuples(index=False),
                                   zone_of, ranked)
 
+    def plot_zone_map(self) -> Figure:
+        """One node per zone (the 15 most pressing), joined by the links between members."""
+        zone_of = {int(i): int(z) for i, z in self.examples["zone"].items() if z == z}
+        return plots.zone_map_figure(self.data["zones"]["zones"],
+                                     self.edges.itertuples(index=False), zone_of)
+
     def plot_layer_map(self, zone: int | None = None, example: int | None = None) -> Figure:
         """Heatmap of the layer map's shares (the dataset's, a zone's or an example's)."""
         what = ("the dataset" if zone is None and example is None
@@ -419,7 +425,8 @@ class Report:
     def _figures(self) -> dict[str, bytes]:
         figures = {"spectrum": plots.figure_to_png(self.plot_spectrum()),
                    "cosines": plots.figure_to_png(self.plot_cosines()),
-                   "zones": plots.figure_to_png(self.plot_zones())}
+                   "zones": plots.figure_to_png(self.plot_zones()),
+                   "zone_map": plots.figure_to_png(self.plot_zone_map())}
         if self.data.get("growth"):
             figures["growth"] = plots.figure_to_png(self.plot_growth())
         if self.data.get("layer_map"):

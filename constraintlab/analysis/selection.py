@@ -9,13 +9,15 @@ Without a target (the examples that keep the constraint matrix's directions)
 
 ``qr`` (default)
     Greedy volume maximisation by QR with column pivoting (Businger-Golub), the classic
-    column-subset-selection heuristic: ``scipy.linalg.qr(U.T, pivoting=True)`` on the
-    (k, N) matrix of unit rows; the pivot order is the ranking: each next example is the one
-    whose direction has the largest part outside the span of those already chosen. Once the
-    chosen rows span all the rest (the residual of every remaining row is below
-    ``1e-6 x`` the first pivot's; at most ``min(N, k)`` rows), the ranking continues with a
-    new round of pivoted QR on the rows not yet chosen (a second basis, then a third...), so
-    any budget up to N is defined.
+    column-subset-selection heuristic, on the (k, N) matrix of unit rows: each next example is
+    the one whose direction has the largest part outside the span of those already chosen
+    (``scipy.linalg.qr(R.T, pivoting=True)``). Unit rows all have norm 1, so the first pivot
+    is fixed explicitly: the row most aligned with the dominant direction (largest
+    ``|u_i . v_1|``, ``v_1`` the top right singular vector; ties: the first row); the rest is
+    the pivot order of the residuals once it is projected out. Once the chosen rows span all
+    the rest (the residual of every remaining row is below ``1e-6``; at most ``min(N, k)``
+    rows), the ranking continues with a new round on the rows not yet chosen (a second basis,
+    then a third...), so any budget up to N is defined.
 ``leverage``
     Rank-r leverage scores of the unit rows' (N, k) matrix ``X = L S R^T`` (thin SVD):
     ``l_i = sum_{j<r} L_ij^2``, ``r`` the energy rank (the smallest r whose squared singular
@@ -103,6 +105,31 @@ def _unit(X: np.ndarray) -> np.ndarray:
     return np.divide(X, norm, out=np.zeros_like(X), where=norm > 0)
 
 
+def _first_pivot(U: np.ndarray) -> int:
+    """The row most aligned with the top right singular vector of ``U`` (ties: the first)."""
+    _, _, vt = np.linalg.svd(U, full_matrices=False)
+    a = np.abs(U @ vt[0])
+    return int(np.flatnonzero(a >= a.max() - 1e-12)[0])
+
+
+def _pivot_round(U: np.ndarray, rtol: float) -> np.ndarray:
+    """One round: the first pivot (:func:`_first_pivot`), then scipy's pivot order of the
+    residuals, up to the rank."""
+    from scipy.linalg import qr
+
+    first = _first_pivot(U)
+    q = U[first] / np.linalg.norm(U[first])
+    others = np.delete(np.arange(U.shape[0]), first)
+    R = U[others] - np.outer(U[others] @ q, q)
+    if R.shape[0] == 0:
+        return np.array([first])
+    Rm, piv = qr(R.T, mode="r", pivoting=True)
+    # |R_jj| = the residual norm of the j-th pivot when it was chosen; stop below rtol
+    d = np.abs(np.diag(Rm))
+    r = int(np.argmax(d <= rtol)) if (d <= rtol).any() else len(d)
+    return np.concatenate([[first], others[piv[:r]]]).astype(np.int64)
+
+
 def pivot_ranking(features: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
     """All rows ranked by rounds of QR with column pivoting on the unit rows.
 
@@ -110,15 +137,14 @@ def pivot_ranking(features: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
     ----------
     features : (N, k) float
     rtol : float
-        A round ends at the first pivot whose ``|R_jj|`` is below ``rtol x |R_00|``.
+        A round ends at the first pivot whose residual norm (``|R_jj|`` of a unit row) is
+        below ``rtol``.
 
     Returns
     -------
     (N,) int64
         Row positions, first chosen first.
     """
-    from scipy.linalg import qr
-
     U = _unit(features)
     remaining = np.arange(U.shape[0])
     out: list[np.ndarray] = []
@@ -127,12 +153,9 @@ def pivot_ranking(features: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
         if not np.any(sub):
             out.append(remaining)            # zero rows last, in row order
             break
-        R, piv = qr(sub.T, mode="r", pivoting=True)
-        d = np.abs(np.diag(R))
-        r = int(np.sum(d > rtol * d[0])) if len(d) else 0
-        r = max(1, r)
-        out.append(remaining[piv[:r]])
-        remaining = np.setdiff1d(remaining, remaining[piv[:r]])
+        take = remaining[_pivot_round(sub, rtol)]
+        out.append(take)
+        remaining = np.setdiff1d(remaining, take)
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 

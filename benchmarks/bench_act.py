@@ -220,7 +220,7 @@ def part_target(args, trainer: Trainer) -> None:
     ds, held = read_examples(path), list(read_examples(held_path))
     by_index = {ex.index: ex for ex in ds}
     is_gsm = {i: "####" in pool[i]["output"] for i in range(len(pool))}
-    subsets: dict = {"full": [by_index[i] for i in range(len(pool))]}
+    subsets: dict = {}
     for b in args.target_budgets:
         res = constraintlab.select(path, b, target=dev_path, out=cache / "mixed-report",
                                    k=args.k, max_length=args.max_length)
@@ -240,7 +240,7 @@ def part_target(args, trainer: Trainer) -> None:
         d = T[f"target_{b:g}"] - T[f"random_{b:g}"]
         print(f"  budget {b:g}: target {T[f'target_{b:g}'].mean():.4f}, random "
               f"{T[f'random_{b:g}'].mean():.4f} (target - random {d.mean():+.4f} +- "
-              f"{d.std(ddof=1):.4f}), full {T['full'].mean():.4f}")
+              f"{d.std(ddof=1):.4f})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -232,6 +232,10 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
     -------
     SelectResult
     """
+    if isinstance(budget, np.integer):
+        budget = int(budget)
+    elif isinstance(budget, np.floating):
+        budget = float(budget)
     cfg = SelectConfig(budget=budget, method=method, target_score=target_score)
     if model is not None:
         settings["model"] = model

@@ -115,17 +115,19 @@ def part_clean(args, trainer: Trainer, held: list) -> pd.DataFrame:
           f"{int((lab == 'duplicate').sum())} exact copies; held-out: {len(held)} clean rows ===")
     print(f"clean (defaults): {res.summary['kept']} kept, {res.summary['dropped']} dropped, "
           f"{res.summary['review']} for review; by reason {res.summary['by_reason']}")
-    wrong = bad & (lab != "duplicate")
-    print(f"dropped rows: {int(bad[dropped].sum())} of {len(dropped)} planted "
-          f"(wrong targets {int(wrong[dropped].sum())} of {int(wrong.sum())}, copies "
-          f"{int((lab[dropped] == 'duplicate').sum())} of {int((lab == 'duplicate').sum())}); "
-          f"kept wrong targets by kind: "
-          f"{pd.Series(lab[kept]).value_counts().drop('clean', errors='ignore').to_dict()}")
+    originals = {(r["question"], r["answer"]) for r in rows}
+    content = [(r["question"], r["answer"]) for r in records]
+    wrong_kept = [i for i in kept if content[i] not in originals]
+    kind_of = {content[i]: lab[i] for i in range(len(records)) if lab[i] != "duplicate"}
+    kinds = pd.Series([kind_of.get(content[i], "?") for i in wrong_kept]).value_counts()
+    print(f"planted: {int((lab != 'clean').sum() - (lab == 'duplicate').sum())} wrong targets, "
+          f"{int((lab == 'duplicate').sum())} extra copies; kept: {len(kept)} rows, "
+          f"{len(kept) - len({content[i] for i in kept})} of them an extra copy of another "
+          f"kept row, {len(wrong_kept)} with a wrong target (by kind: {kinds.to_dict()})")
     by_index = {ex.index: ex for ex in ds}
     n = len(records)
     # oracle: the clean rows, each once (the first of an original and its copy)
     seen, oracle = set(), []
-    originals = {(r["question"], r["answer"]) for r in rows}
     for i in range(n):
         key = (records[i]["question"], records[i]["answer"])
         if key in originals and key not in seen:

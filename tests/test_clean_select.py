@@ -388,3 +388,19 @@ def test_errors_exit_2_before_any_model_loads(cli_run, tmp_path, capsys):
     assert main(["clean", data, "-o", str(tmp_path), *nomodel]) == 2
     err = capsys.readouterr().err
     assert "-o" in err and "Traceback" not in err
+
+
+def test_dry_run_prints_the_decisions_and_writes_nothing(cli_run, capsys):
+    root = cli_run["root"]
+    common = [a for a in cli_run["common"] if a != "-q"]
+    capsys.readouterr()
+    assert main(["clean", str(cli_run["data"]), "-o", str(root / "dry2.jsonl"), "--dry-run",
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: nothing written" in out and not (root / "dry2.jsonl").exists()
+    _, dec = cli_run["out"]["clean"]
+    for d in dec:
+        if d["reason"] == "duplicate":
+            assert f"row {d['row']:>6}  drop    duplicate" in out
+            assert f"keeper {d['evidence']['keeper']}" in out
+    assert "invalid" in out and "line     44" in out

@@ -21,10 +21,14 @@ target token on held-out clean GSM8K test rows never trained on.
     ``--dev-rows`` other GSM8K test rows; the held-out loss (GSM8K) of the subset chosen by
     ``select --target DEV`` vs random subsets of the same size.
 
-Sized for 2 shared CPU cores (``--rows 120``: about 40 fine-tunings and three extractions).
-Run from the repository root::
+About 40 fine-tunings and four extractions. On the shared 2-core box under load (load
+average ~25) one fine-tuning of 30 rows took 500 s, so the whole run does not fit there; on a
+GPU it takes minutes. Run from the repository root (it imports this checkout's package)::
 
-    python benchmarks/bench_act.py --cache /work/cache/act
+    python benchmarks/bench_act.py --cache /work/cache/act                      # CPU
+    PYTHONPATH=. python benchmarks/bench_act.py --device cuda --rows 240 --heldout 80 \
+        --pool 240 --dev-rows 40 --budgets 0.1 0.25 0.5 0.75 --cache /tmp/act     # GPU
+    python benchmarks/bench_act.py --parts target ...       # one part: clean noharm select target
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ class Trainer:
         from constraintlab.encode import EncodeConfig
 
         self.args = args
-        self.cfg = EncodeConfig(lora_r=args.lora_r, max_length=args.max_length)
+        self.cfg = EncodeConfig(lora_r=args.lora_r, max_length=args.max_length,
+                                device=args.device)
         self.runs = 0
 
     def loss(self, examples: list, test: list, seed: int) -> float:
@@ -79,8 +84,44 @@ class Trainer:
                                             "target_modules": None}))
         renderer = Renderer(loaded.tokenizer, max_length=self.args.train_max_length)
         self.runs += 1
-        return bs._finetune(loaded, bs._encode(renderer, examples),
-                            bs._encode(renderer, test), self.args, seed)
+        return finetune(loaded, bs._encode(renderer, examples), bs._encode(renderer, test),
+                        self.args, seed)
+
+
+def finetune(loaded, train: list, test: list, args, seed: int) -> float:
+    """``bench_suspects._finetune`` (same loop, optimiser and batches) on ``args.device``."""
+    import torch
+
+    def nll(batch):
+        ids, attn, labels = (t.to(args.device) for t in bs._collate(batch, pad))
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+        tgt = labels[:, 1:]
+        ok = tgt != -100
+        lp = torch.log_softmax(logits, dim=-1).gather(2, tgt.clamp(min=0)[..., None])[..., 0]
+        return -(lp * ok).sum(), ok.sum()
+
+    model = loaded.model
+    params = [p for s in loaded.sites for p in (s.lora_A.weight, s.lora_B.weight)]
+    for p in params:
+        p.requires_grad_(True)
+    pad = loaded.tokenizer.pad_token_id or 0
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(args.epochs):
+        for batch in bs._batches(train, args.batch, rng):
+            total, count = nll(batch)
+            opt.zero_grad()
+            (total / count).backward()
+            opt.step()
+    model.eval()
+    tot = cnt = 0.0
+    with torch.no_grad():
+        for batch in bs._batches(test, 16, None):
+            total, count = nll(batch)
+            tot += float(total)
+            cnt += float(count)
+    return tot / cnt
 
 
 def run_table(trainer: Trainer, subsets: dict, test: list, seeds: list[int], label: str
@@ -105,7 +146,7 @@ def part_clean(args, trainer: Trainer, held: list) -> pd.DataFrame:
     path = planted.write_jsonl(records, cache / "noisy.jsonl")
     ds = read_examples(path)
     res = constraintlab.clean(path, out=cache / "noisy-report", k=args.k,
-                              max_length=args.max_length)
+                              max_length=args.max_length, device=args.device)
     kept = [d["row"] for d in res.decisions if d["action"] in ("keep", "review")]
     dropped = [d["row"] for d in res.decisions if d["action"] == "drop"]
     lab = np.array([x if x is not None else "clean" for x in labels], dtype=object)
@@ -156,7 +197,7 @@ def part_no_harm(args, trainer: Trainer, held: list, rows: list[dict]) -> None:
     path = planted.write_jsonl(rows, cache / "clean.jsonl")
     ds = read_examples(path)
     res = constraintlab.clean(path, out=cache / "clean-report", k=args.k,
-                              max_length=args.max_length)
+                              max_length=args.max_length, device=args.device)
     kept = [d["row"] for d in res.decisions if d["action"] in ("keep", "review")]
     print(f"\n=== (a) no harm: clean on {len(rows)} clean GSM8K rows: "
           f"{res.summary['dropped']} dropped ({res.summary['by_reason']}) ===")
@@ -181,7 +222,7 @@ def part_select(args, trainer: Trainer, held: list, rows: list[dict]) -> None:
     subsets: dict = {"full": [by_index[i] for i in range(n)]}
     for b in args.budgets:
         res = constraintlab.select(path, b, out=cache / "clean-report", k=args.k,
-                                   max_length=args.max_length)
+                                   max_length=args.max_length, device=args.device)
         m = len(res.selected)
         subsets[f"qr_{b:g}"] = [by_index[i] for i in res.selected]
         subsets[f"random_{b:g}"] = (lambda seed, m=m: [
@@ -225,7 +266,8 @@ def part_target(args, trainer: Trainer) -> None:
     subsets: dict = {}
     for b in args.target_budgets:
         res = constraintlab.select(path, b, target=dev_path, out=cache / "mixed-report",
-                                   k=args.k, max_length=args.max_length)
+                                   k=args.k, max_length=args.max_length,
+                                   device=args.device)
         m = len(res.selected)
         share = np.mean([is_gsm[i] for i in res.selected])
         print(f"select --target at {b:g}: {m} rows, {share:.2f} of them GSM8K (pool 0.50)")
@@ -263,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=512)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device for extraction and "
+                    "training (cpu, cuda)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)

@@ -6,6 +6,8 @@
 >>> report.plot_spectrum()
 >>> ordered = constraintlab.order("data.jsonl", "gradual")   # OrderResult
 >>> ordered.write("ordered.jsonl")
+>>> constraintlab.clean("data.jsonl").write("clean.jsonl")          # CleanResult
+>>> constraintlab.select("data.jsonl", 0.3).write("subset.jsonl")   # SelectResult
 
 The heavy stages (torch, transformers) load on first use, so ``import constraintlab`` is fast.
 """
@@ -17,15 +19,19 @@ from typing import TYPE_CHECKING, Any
 from constraintlab._version import __version__
 
 if TYPE_CHECKING:
+    from constraintlab.actions import CleanResult, SelectResult, clean, select
     from constraintlab.api import OrderResult, analyze, order
     from constraintlab.io import read_examples
     from constraintlab.report.report import Report
 
-__all__ = ["OrderResult", "Report", "__version__", "analyze", "order", "read_examples"]
+__all__ = ["CleanResult", "OrderResult", "Report", "SelectResult", "__version__", "analyze",
+           "clean", "order", "read_examples", "select"]
 
 _LAZY = {"analyze": "constraintlab.api", "order": "constraintlab.api",
          "OrderResult": "constraintlab.api", "Report": "constraintlab.report.report",
-         "read_examples": "constraintlab.io"}
+         "read_examples": "constraintlab.io", "clean": "constraintlab.actions",
+         "select": "constraintlab.actions", "CleanResult": "constraintlab.actions",
+         "SelectResult": "constraintlab.actions"}
 
 
 def __dir__() -> list[str]:

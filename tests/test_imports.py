@@ -103,7 +103,8 @@ def test_cli_layers() -> None:
     cli = {n for n in graph if n.startswith("constraintlab.cli.")}
     subcommands = cli - {"constraintlab.cli.main", "constraintlab.cli._common"}
     assert subcommands == {f"constraintlab.cli.{n}" for n in
-                           ("inspect", "extract", "analyze", "gate", "probe", "order")}
+                           ("inspect", "extract", "analyze", "gate", "probe", "order", "clean",
+                            "select")}
     assert set(graph.successors("constraintlab.cli.main")) & cli == subcommands | {
         "constraintlab.cli._common"}
     for sub in subcommands:

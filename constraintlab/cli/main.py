@@ -14,7 +14,7 @@ import sys
 
 from constraintlab._text import visible
 from constraintlab._version import __version__
-from constraintlab.cli import analyze, extract, gate, inspect, order, probe
+from constraintlab.cli import analyze, clean, extract, gate, inspect, order, probe, select
 from constraintlab.cli._common import EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE
 from constraintlab.errors import ConstraintlabError
 from constraintlab.progress import set_progress
@@ -22,7 +22,7 @@ from constraintlab.progress import set_progress
 __all__ = ["EXIT_GATE_FAILED", "EXIT_OK", "EXIT_USAGE", "SUBCOMMANDS", "build_parser", "main"]
 
 #: Subcommand modules, in the order --help lists them.
-SUBCOMMANDS = (inspect, extract, analyze, gate, probe, order)
+SUBCOMMANDS = (inspect, extract, analyze, gate, probe, order, clean, select)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,251 @@
+r"""Which examples to train on under a budget (``select``), from the constraint rows.
+
+Every method ranks the N rows; the selection is the first ``B`` of the ranking. Rows are
+taken as directions: each constraint row (a projected per-example gradient) is scaled to unit
+length first (a zero row stays zero), so a large gradient (often a wrong or unusual target)
+is not preferred for its size.
+
+Without a target (the examples that keep the constraint matrix's directions)
+
+``qr`` (default)
+    Greedy volume maximisation by QR with column pivoting (Businger-Golub), the classic
+    column-subset-selection heuristic, on the (k, N) matrix of unit rows: each next example is
+    the one whose direction has the largest part outside the span of those already chosen
+    (``scipy.linalg.qr(R.T, pivoting=True)``). Unit rows all have norm 1, so the first pivot
+    is fixed explicitly: the row most aligned with the dominant direction (largest
+    ``|u_i . v_1|``, ``v_1`` the top right singular vector; ties: the first row); the rest is
+    the pivot order of the residuals once it is projected out. Once the chosen rows span all
+    the rest (the residual of every remaining row is below ``1e-6``; at most ``min(N, k)``
+    rows), the ranking continues with a new round on the rows not yet chosen (a second basis,
+    then a third...), so any budget up to N is defined.
+``leverage``
+    Rank-r leverage scores of the unit rows' (N, k) matrix ``X = L S R^T`` (thin SVD):
+    ``l_i = sum_{j<r} L_ij^2``, ``r`` the energy rank (the smallest r whose squared singular
+    values reach ``leverage_energy`` = 0.9 of the total); ranked by ``l_i`` descending (ties:
+    the first row): the rows that carry the dominant directions most on their own.
+
+With a target set (the examples whose constraints align with it: LESS, Xia et al. 2024)
+    ``s_i = mean_j cos(g_i, t_j)`` over the target rows ``t_j`` (``target_score="mean"``,
+    default; the cosine with the mean unit target direction, scaled), or ``max_j`` (``"max"``:
+    an example close to any one target example). The ranking is by ``s_i`` descending (ties:
+    the first row). Unlike LESS the gradients are taken once, at the base model with the fresh
+    adapter (B = 0, plain SGD gradients, no Adam preconditioning and no warm-up training), and
+    randomly projected (the same seeded projection for the data and the target).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from constraintlab.errors import ConfigError
+
+__all__ = ["METHODS", "TARGET_SCORES", "SelectConfig", "budget_count", "leverage_scores",
+           "pivot_ranking", "rank_rows", "target_scores"]
+
+METHODS: tuple[str, ...] = ("qr", "leverage")
+TARGET_SCORES: tuple[str, ...] = ("mean", "max")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Settings of ``select`` (module docstring: the rules).
+
+    Attributes
+    ----------
+    budget : float or int
+        A fraction of the examples in (0, 1] (a float) or a count >= 1 (an int).
+    method : {"qr", "leverage"}
+        Without a target (default ``"qr"``); ignored with a target.
+    target_score : {"mean", "max"}
+        With a target: mean (default) or max cosine over the target rows.
+    leverage_energy : float
+        Share of the squared singular values the leverage rank keeps (default 0.9).
+    """
+
+    budget: float | int = 0.5
+    method: str = "qr"
+    target_score: str = "mean"
+    leverage_energy: float = 0.9
+
+    def __post_init__(self) -> None:
+        b = self.budget
+        if isinstance(b, bool) or not isinstance(b, int | float):
+            raise ConfigError(f"budget must be a fraction in (0, 1] or a count, got {b!r}")
+        if isinstance(b, float) and not (0.0 < b <= 1.0):
+            raise ConfigError(f"budget {b!r}: a fraction must be in (0, 1] (a count is an "
+                              "integer)")
+        if isinstance(b, int) and b < 1:
+            raise ConfigError(f"budget {b!r}: a count must be at least 1")
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown selection method {self.method!r}; choose one of "
+                              f"{', '.join(METHODS)}")
+        if self.target_score not in TARGET_SCORES:
+            raise ConfigError(f"unknown target score {self.target_score!r}; choose one of "
+                              f"{', '.join(TARGET_SCORES)}")
+        if not 0.0 < self.leverage_energy <= 1.0:
+            raise ConfigError(f"leverage_energy must be in (0, 1], got {self.leverage_energy}")
+
+
+def budget_count(budget: float | int, n: int) -> int:
+    """Examples a budget keeps out of ``n``: a count as is (at most ``n``), a fraction
+    ``round(F n)``, at least 1 (0 when ``n`` is 0)."""
+    if n == 0:
+        return 0
+    if isinstance(budget, int) and not isinstance(budget, bool):
+        return min(int(budget), n)
+    return max(1, min(n, math.floor(float(budget) * n + 0.5)))
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.divide(X, norm, out=np.zeros_like(X), where=norm > 0)
+
+
+def _first_pivot(U: np.ndarray) -> int:
+    """The row most aligned with the top right singular vector of ``U`` (ties: the first)."""
+    _, _, vt = np.linalg.svd(U, full_matrices=False)
+    a = np.abs(U @ vt[0])
+    return int(np.flatnonzero(a >= a.max() - 1e-12)[0])
+
+
+def _pivot_round(U: np.ndarray, rtol: float) -> np.ndarray:
+    """One round: the first pivot (:func:`_first_pivot`), then scipy's pivot order of the
+    residuals, up to the rank."""
+    from scipy.linalg import qr
+
+    first = _first_pivot(U)
+    q = U[first] / np.linalg.norm(U[first])
+    others = np.delete(np.arange(U.shape[0]), first)
+    R = U[others] - np.outer(U[others] @ q, q)
+    if R.shape[0] == 0:
+        return np.array([first])
+    Rm, piv = qr(R.T, mode="r", pivoting=True)
+    # |R_jj| = the residual norm of the j-th pivot when it was chosen; stop below rtol
+    d = np.abs(np.diag(Rm))
+    r = int(np.argmax(d <= rtol)) if (d <= rtol).any() else len(d)
+    return np.concatenate([[first], others[piv[:r]]]).astype(np.int64)
+
+
+def pivot_ranking(features: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
+    """All rows ranked by rounds of QR with column pivoting on the unit rows.
+
+    Parameters
+    ----------
+    features : (N, k) float
+    rtol : float
+        A round ends at the first pivot whose residual norm (``|R_jj|`` of a unit row) is
+        below ``rtol``.
+
+    Returns
+    -------
+    (N,) int64
+        Row positions, first chosen first.
+    """
+    U = _unit(features)
+    remaining = np.arange(U.shape[0])
+    out: list[np.ndarray] = []
+    while len(remaining):
+        sub = U[remaining]
+        if not np.any(sub):
+            out.append(remaining)            # zero rows last, in row order
+            break
+        take = remaining[_pivot_round(sub, rtol)]
+        out.append(take)
+        remaining = np.setdiff1d(remaining, take)
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def leverage_scores(features: np.ndarray, energy: float = 0.9) -> tuple[np.ndarray, int]:
+    """Rank-r leverage of the unit rows (module docstring).
+
+    Parameters
+    ----------
+    features : (N, k) float
+    energy : float
+        r = the smallest rank whose squared singular values reach this share.
+
+    Returns
+    -------
+    scores : (N,) float64
+        In [0, 1], summing to r.
+    r : int
+    """
+    U = _unit(features)
+    if U.shape[0] == 0:
+        return np.zeros(0), 0
+    L, s, _ = np.linalg.svd(U, full_matrices=False)
+    e = np.cumsum(s ** 2)
+    if e[-1] <= 0:
+        return np.zeros(U.shape[0]), 0
+    r = int(np.searchsorted(e / e[-1], energy - 1e-12) + 1)
+    return np.square(L[:, :r]).sum(1), r
+
+
+def target_scores(features: np.ndarray, target: np.ndarray, how: str = "mean") -> np.ndarray:
+    """Cosine of each row with the target rows, averaged or maximised over the targets.
+
+    Parameters
+    ----------
+    features : (N, k) float
+    target : (M, k) float
+    how : {"mean", "max"}
+
+    Returns
+    -------
+    (N,) float64
+    """
+    X, T = _unit(features), _unit(target)
+    if T.shape[0] == 0:
+        raise ConfigError("the target set has no usable examples")
+    C = X @ T.T
+    return C.mean(1) if how == "mean" else C.max(1)
+
+
+def _descending(score: np.ndarray) -> np.ndarray:
+    return np.lexsort((np.arange(len(score)), -score)).astype(np.int64)
+
+
+def rank_rows(features: np.ndarray, *, target: np.ndarray | None = None,
+              config: SelectConfig | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    """Rank every row for selection (module docstring: the rules).
+
+    Parameters
+    ----------
+    features : (N, k) float
+    target : (M, k) float, optional
+        Constraint rows of the target set (same encoder and projection).
+    config : SelectConfig
+
+    Returns
+    -------
+    ranking : (N,) int64
+        Row positions, best first; the selection is its first :func:`budget_count` rows.
+    score : (N,) float64 or None
+        The score ranked by (leverage, target similarity); None for ``qr`` (a pivot order).
+    info : dict
+        ``method``, ``rule`` and the method's numbers (``rank`` for leverage).
+    """
+    cfg = config if config is not None else SelectConfig()
+    X = np.asarray(features)
+    if target is not None:
+        s = target_scores(X, target, cfg.target_score)
+        return _descending(s), s, {
+            "method": f"target_{cfg.target_score}",
+            "rule": f"{cfg.target_score} over the target rows of cos(example, target) on the "
+                    "projected gradients (LESS-style), highest first",
+            "target_examples": int(np.asarray(target).shape[0])}
+    if cfg.method == "leverage":
+        s, r = leverage_scores(X, cfg.leverage_energy)
+        return _descending(s), s, {
+            "method": "leverage", "rank": r,
+            "rule": f"rank-r leverage of the unit rows, r = energy rank at "
+                    f"{cfg.leverage_energy:g}, highest first"}
+    return pivot_ranking(X), None, {
+        "method": "qr",
+        "rule": "QR with column pivoting on the unit rows (scipy.linalg.qr, pivoting=True): "
+                "each next example has the largest direction outside the span of those "
+                "chosen; a new round on the rest once they span everything"}

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from constraintlab._version import __version__
+from constraintlab.encode.budget import CPU_BATCH_TOKENS, Batching, resolve_batching
 from constraintlab.encode.config import EncodeConfig
 from constraintlab.encode.gradients import BatchResult, GradientEngine
 from constraintlab.encode.model import LoadedModel, load_model
@@ -65,17 +66,22 @@ from constraintlab.progress import progress
 logger = logging.getLogger(__name__)
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int
+def plan_batches(lengths: Sequence[int], batch_size: int | None, max_batch_tokens: int | None
                  ) -> list[list[int]]:
     """Group positions into length buckets.
 
     Sorts by length (longest first, ties by position) and fills a batch while
-    ``rows * longest <= max_batch_tokens`` and ``rows <= batch_size``.
+    ``rows * longest <= max_batch_tokens`` and ``rows <= batch_size``. None: no row limit /
+    the CPU default of :mod:`.budget` (an :class:`Encoder` resolves both for its device).
 
     Returns
     -------
     list of batches, each a list of positions into ``lengths``.
     """
+    if batch_size is None:
+        batch_size = len(lengths) + 1
+    if max_batch_tokens is None:
+        max_batch_tokens = max(CPU_BATCH_TOKENS, max(lengths, default=0))
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
@@ -151,6 +157,19 @@ class Encoder:
                                        device=next(self.loaded.model.parameters()).device,
                                        dtype=acc)
         self.engine = GradientEngine(self.loaded, self.projector, pad_id=int(pad or 0))
+        self.batching: Batching = resolve_batching(config, self.engine, len(tok))
+        self.engine.set_checkpointing(self.batching.checkpointing)
+
+    @property
+    def batch_size(self) -> int | None:
+        """Most examples a batch on this device (``config.batch_size`` or the device's)."""
+        return self.batching.batch_size
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Most padded tokens a batch on this device (``config.max_batch_tokens`` or chosen
+        from the free memory, :mod:`.budget`)."""
+        return self.batching.max_batch_tokens
 
     @property
     def dim(self) -> int:
@@ -167,8 +186,8 @@ class Encoder:
         return self.renderer.encode_some(list(examples))
 
     def plan(self, encoded: Sequence[Encoded]) -> list[list[int]]:
-        return plan_batches([e.n_tokens for e in encoded], self.config.batch_size,
-                            self.config.max_batch_tokens)
+        return plan_batches([e.n_tokens for e in encoded], self.batch_size,
+                            self.max_batch_tokens)
 
     def compute(self, batch: Sequence[Encoded]) -> BatchResult:
         """Per-example results for one batch (rows in ``batch`` order)."""
@@ -321,7 +340,7 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
     bad = {f.index for f in findings}
     usable = [start + i for i, ex in enumerate(examples) if ex.index not in bad]
     lengths = [e.n_tokens for e in encoded]
-    batches = plan_batches(lengths, enc.config.batch_size, enc.config.max_batch_tokens)
+    batches = plan_batches(lengths, enc.batch_size, enc.max_batch_tokens)
     plan = _sha([start, usable, batches, lengths])
     plan_bytes = np.frombuffer(bytes.fromhex(plan), dtype=np.uint8)
     try:

@@ -32,7 +32,7 @@ EXTRA_FRACTION = 0.25
 EXTRA_BYTES = 6 * GIB
 FREE_FRACTION = 0.85      # never plan for more than this share of the free memory
 MAX_AUTO_TOKENS = 1 << 18  # 262,144 padded tokens: beyond this nothing is gained
-PROBE_TOKENS = 4096       # padded tokens of the probe batch
+PROBE_TOKENS = 2048       # padded tokens of the probe batch
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,6 +344,16 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
     batches = plan_batches(lengths, enc.batch_size, enc.max_batch_tokens)
     plan = _sha([start, usable, batches, lengths])
     plan_bytes = np.frombuffer(bytes.fromhex(plan), dtype=np.uint8)
+    # shards are written by one background thread while the next batch computes (the device
+    # does not wait for fsync and hashing); at most one write is in flight, errors surface at
+    # the next batch or before the marker
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="constraintlab-shard")
+    in_flight: list[Future] = []
+
+    def drain() -> None:
+        while in_flight:
+            in_flight.pop().result()
+
     try:
         for j, local in enumerate(batches):
             key = shard_key(unit, j)
@@ -354,12 +365,16 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
                     on_batch(unit, j, len(local), False)
                 continue
             batch = [encoded[p] for p in local]
-            write_shard(out_dir, key, _shard_arrays(positions, plan_bytes, batch,
-                                                    enc.compute(batch)))
+            result = enc.compute(batch)
+            drain()
+            in_flight.append(writer.submit(
+                lambda key=key, positions=positions, batch=batch, result=result: write_shard(
+                    out_dir, key, _shard_arrays(positions, plan_bytes, batch, result))))
             outcome.examples_computed += len(local)
             outcome.batches_computed += 1
             if on_batch is not None:
                 on_batch(unit, j, len(local), True)
+        drain()
         outcome.seconds = time.perf_counter() - t0
         write_unit_marker(out_dir, unit, {
             "unit": unit, "start": start, "stop": outcome.stop, "n_batches": len(batches),
@@ -373,6 +388,8 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
             "torch_threads": torch.get_num_threads()})
     except OSError as err:
         raise _write_error(out_dir, err) from err
+    finally:
+        writer.shutdown(wait=True)
     outcome.done = True
     return outcome
 

@@ -356,6 +356,31 @@ def run_shape(args) -> dict:
             res["peak_bytes"] = torch.cuda.max_memory_allocated(device)
         res["peak_limit_bytes"] = res["weights_bytes"] * 1.25 + 6 * 2 ** 30
         save()
+        if args.extra_tokens:                 # the same, with a given token budget
+            from constraintlab.encode.budget import Batching
+
+            auto = enc.batching
+            enc.batching = Batching(None, max(args.extra_tokens, cfg.max_length), False,
+                                    "config")
+            try:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                t = time.perf_counter()
+                extract(examples, cfg, where / "store2", encoder=enc)
+                _sync(device)
+                extra = {"max_batch_tokens": enc.max_batch_tokens,
+                         "extract_s": time.perf_counter() - t, "splits": enc.engine.n_splits}
+                extra["tok_s"] = res["tokens"] / extra["extract_s"]
+                extra["bound_share"] = res["bound_s"] / extra["extract_s"]
+                if device.type == "cuda":
+                    extra["peak_bytes"] = torch.cuda.max_memory_allocated(device)
+                res["extra"] = extra
+            except Exception as err:   # report, go on with the loop
+                res["extra"] = {"error": f"{type(err).__name__}: {str(err)[:200]}"}
+            finally:
+                enc.batching = auto
+            save()
         left = args.deadline - (time.perf_counter() - t_start)
         n_loop = min(args.loop_n, len(encoded))
         if left > 15:
@@ -401,6 +426,7 @@ def table(rows: list[dict]) -> str:
         if peak is not None and limit is not None:
             goal.append(f"memory: {'yes' if peak <= limit else 'no'}")
         err = f" ERROR {r['error'][:80]}" if r.get("error") else ""
+        ex = r.get("extra")
         lines.append(
             f"| {r['shape']}{err} | {r.get('n', '?')} / {r.get('tokens', '?')} | "
             f"{r.get('max_batch_tokens', '?')} ({r.get('batch_source', '?')}) | "
@@ -409,6 +435,17 @@ def table(rows: list[dict]) -> str:
             f"{_fmt(loop, ',.0f')} | {_fmt(loop and tok and tok / loop, '.2f')} | "
             f"{f'{berg[1]:,} ({berg[0]})' if berg else '-'} | "
             f"{_fmt(berg and tok and tok / berg[1], '.2f', '-')} | {'; '.join(goal) or '-'} |")
+        if ex:
+            e_err = f" ERROR {ex['error'][:80]}" if ex.get("error") else ""
+            e_tok, e_peak = ex.get("tok_s"), ex.get("peak_bytes")
+            lines.append(
+                f"| {r['shape']} at a given budget{e_err} | same | "
+                f"{ex.get('max_batch_tokens', '?')} (--max-batch-tokens) | {_fmt(e_tok, ',.0f')} | "
+                f"{_fmt(ex.get('bound_share') and 100 * ex['bound_share'], '.1f')} | "
+                f"{_fmt(e_peak and e_peak / 1e9, '.1f')} | | "
+                f"{_fmt(loop and e_tok and e_tok / loop, '.2f')} | | "
+                f"{_fmt(berg and e_tok and e_tok / berg[1], '.2f', '-')} | "
+                f"splits {ex.get('splits', '?')} |")
     return "\n".join(lines)
 
 
@@ -433,11 +470,20 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=1e9,
                     help="with --shape: seconds after which the loop is skipped")
     ap.add_argument("--json", default=None, help="with --shape: write the figures here")
+    ap.add_argument("--extra-tokens", type=int, default=0,
+                    help="with --shape: also extract with this --max-batch-tokens")
     ap.add_argument("--table", default=None, metavar="DIR",
                     help="print the table of every *.json in DIR and exit")
     args = ap.parse_args()
     if args.table:
-        rows = [json.loads(p.read_text()) for p in sorted(Path(args.table).glob("*.json"))]
+        rows = []
+        for p in sorted(Path(args.table).glob("*.json")):
+            try:
+                row = json.loads(p.read_text())
+            except (OSError, ValueError) as err:
+                row = {"error": f"unreadable: {err}"}
+            if isinstance(row, dict) and ("shape" in row or p.stem in SHAPES):
+                rows.append({"shape": p.stem, **row})
         print(table(rows))
         return
     if args.shape:

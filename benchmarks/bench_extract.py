@@ -354,6 +354,7 @@ def run_shape(args) -> dict:
         res["splits"] = enc.engine.n_splits
         if device.type == "cuda":
             res["peak_bytes"] = torch.cuda.max_memory_allocated(device)
+            res["peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
         res["peak_limit_bytes"] = res["weights_bytes"] * 1.25 + 6 * 2 ** 30
         save()
         if args.extra_tokens:                 # the same, with a given token budget

@@ -352,9 +352,13 @@ class GradientEngine:
         def put(a: np.ndarray, dtype=None) -> torch.Tensor:
             return torch.from_numpy(a).to(dev, dtype=dtype)
 
+        # every host -> device copy first: a copy from pageable memory waits for the stream,
+        # so none is left for the middle of the batch
         ids, attn = put(ids_np), put(attn_np)
         rows, cols, labels = put(rows_np), put(cols_np), put(labels_np)
         weights = put(weights_np, acc)
+        irows, icols, n_inp_t = put(irows_np), put(icols_np), put(n_inp, acc)
+        noinput_in = self._noinput_inputs(batch)
         n_sites = len(self.sites)
         sink: dict = {"energy": torch.zeros(b, n_sites, dtype=acc, device=dev), "raw": {}}
         if self.projector is not None:
@@ -398,9 +402,8 @@ class GradientEngine:
             loss = torch.zeros(b, dtype=acc, device=dev).index_add_(0, rows, nll * weights)
             input_factors = torch.zeros(b, d, dtype=acc, device=dev)
             if len(irows_np):
-                input_factors.index_add_(0, put(irows_np),
-                                         hidden[put(irows_np), put(icols_np)].to(acc))
-            input_factors /= put(n_inp, acc)[:, None]
+                input_factors.index_add_(0, irows, hidden[irows, icols].to(acc))
+            input_factors /= n_inp_t[:, None]
             del hidden
             output_factors = torch.zeros(b, d, dtype=acc, device=dev)
             if "g" in out_grad:
@@ -418,7 +421,7 @@ class GradientEngine:
             else:
                 features = sink["feats"]
             energy = sink["energy"]
-            noinput, dest = self._noinput_device(batch)
+            noinput, dest = self._noinput_device(noinput_in)
             # one host copy for every result of the batch
             pieces = [features, energy, loss, input_factors, output_factors, nll, rank]
             if noinput is not None:
@@ -449,20 +452,16 @@ class GradientEngine:
             loss_noinput=loss_noinput)
 
     # -- input dependence ---------------------------------------------------------------------
-    def _noinput_device(self, batch: list[Encoded]) -> tuple[torch.Tensor | None, np.ndarray]:
-        """One no-grad forward of the examples that have a distinct no-input sequence.
-
-        Returns
-        -------
-        nll : (n,) device tensor of the scored tokens' NLL, or None when nothing to run
-        dest : (n,) int64 positions of those tokens in the batch's token order
-        """
+    def _noinput_inputs(self, batch: list[Encoded]) -> tuple | None:
+        """Device inputs of the no-input pass of the examples that have a distinct no-input
+        sequence: (ids (m, L0), attention mask, rows, cols, labels, dest) with ``dest`` (n,)
+        NumPy positions of the scored tokens in the batch's token order; None if none."""
         counts = [e.n_target_tokens for e in batch]
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         todo = [i for i, e in enumerate(batch)
                 if e.noinput_ids is not None and not e.noinput_same]
         if not todo:
-            return None, np.zeros(0, dtype=np.int64)
+            return None
         length = max(len(batch[i].noinput_ids) for i in todo)
         ids = np.full((len(todo), length), self.pad_id, dtype=np.int64)
         attn = np.zeros((len(todo), length), dtype=np.int64)
@@ -479,9 +478,20 @@ class GradientEngine:
         rows_np, cols_np = np.concatenate(rows), np.concatenate(cols)
         labels_np = ids[rows_np, cols_np + 1]
         dev = self.device
-        t_ids, t_attn = torch.from_numpy(ids).to(dev), torch.from_numpy(attn).to(dev)
-        t_rows, t_cols = torch.from_numpy(rows_np).to(dev), torch.from_numpy(cols_np).to(dev)
-        labels = torch.from_numpy(labels_np).to(dev)
+        moved = [torch.from_numpy(a).to(dev) for a in (ids, attn, rows_np, cols_np, labels_np)]
+        return (*moved, np.concatenate(dest))
+
+    def _noinput_device(self, inputs: tuple | None) -> tuple[torch.Tensor | None, np.ndarray]:
+        """One no-grad forward of :meth:`_noinput_inputs`.
+
+        Returns
+        -------
+        nll : (n,) device tensor of the scored tokens' NLL, or None when nothing to run
+        dest : (n,) int64 positions of those tokens in the batch's token order
+        """
+        if inputs is None:
+            return None, np.zeros(0, dtype=np.int64)
+        t_ids, t_attn, t_rows, t_cols, labels, dest = inputs
         with torch.no_grad():
             if self.split_head:
                 hidden = self.body(input_ids=t_ids, attention_mask=t_attn,
@@ -492,7 +502,7 @@ class GradientEngine:
                                    use_cache=False).logits[t_rows, t_cols]
                 nll = torch.nn.functional.cross_entropy(logits.to(self.acc_dtype), labels,
                                                         reduction="none")
-        return nll, np.concatenate(dest)
+        return nll, dest
 
     @staticmethod
     def _noinput_assemble(batch: list[Encoded], token_nll: np.ndarray,
@@ -520,7 +530,7 @@ class GradientEngine:
         -------
         (T,) float64, ``token_nll`` order; NaN where a token is not scored without input.
         """
-        nll, dest = self._noinput_device(list(batch))
+        nll, dest = self._noinput_device(self._noinput_inputs(list(batch)))
         with_input = torch.as_tensor(token_nll).detach().cpu().double().numpy()
         scored = None if nll is None else nll.cpu().double().numpy()
         return self._noinput_assemble(list(batch), with_input, scored, dest)

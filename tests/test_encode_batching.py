@@ -238,3 +238,23 @@ def test_resolve_batching_on_a_simulated_gpu(fake_cuda):
     got = resolve_batching(EncodeConfig(device="cuda", activation_checkpointing="off"), eng,
                            1000)
     assert not got.checkpointing and got.max_batch_tokens == 2048
+
+
+def test_probe_that_runs_out_of_memory_is_halved(fake_cuda):
+    fake_cuda["bytes"] = 60 * GIB
+
+    class Tight(_FakeEngine):
+        def _run(self, batch):
+            if sum(e.n_tokens for e in batch) > 512:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            super()._run(batch)
+
+    eng = Tight(per_token=1 << 20, per_token_ckpt=1 << 16)
+    per = budget_mod.measure_bytes_per_token(eng, 1000)
+    assert per == pytest.approx((1 << 20) * 1.1) and eng.probes == 1
+
+    class Never(_FakeEngine):
+        def _run(self, batch):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    assert budget_mod.measure_bytes_per_token(Never(1, 1), 1000) == float("inf")

@@ -77,7 +77,9 @@ def token_budget(free_bytes: float, weight_bytes: float, bytes_per_token: float,
     """
     allowance = min(FREE_FRACTION * free_bytes,
                     EXTRA_FRACTION * weight_bytes + EXTRA_BYTES) - fixed_bytes
-    tokens = int(allowance // max(bytes_per_token, 1.0)) if allowance > 0 else 0
+    tokens = 0
+    if allowance > 0 and np.isfinite(bytes_per_token):
+        tokens = int(allowance // max(bytes_per_token, 1.0))
     too_small = tokens < max_length
     return int(np.clip(tokens, max_length, max(MAX_AUTO_TOKENS, max_length))), too_small
 
@@ -96,6 +98,21 @@ def measure_bytes_per_token(engine, vocab_limit: int, tokens: int = PROBE_TOKENS
     (second half of each row the target, as in instruction data) and divides the peak
     allocated bytes above the resident ones, less the head's scratch, by the tokens.
     """
+    from constraintlab.encode.gradients import is_out_of_memory
+
+    while True:
+        try:
+            return _probe(engine, vocab_limit, tokens, length)
+        except RuntimeError as err:
+            if not is_out_of_memory(err):
+                raise
+        engine._release()
+        if tokens <= 256:
+            return float("inf")            # not even a short probe fits: too small
+        tokens, length = tokens // 2, min(length, tokens // 2)
+
+
+def _probe(engine, vocab_limit: int, tokens: int, length: int) -> float:
     from constraintlab.encode.tokenize import Encoded
 
     rng = np.random.default_rng(0)

@@ -144,10 +144,14 @@ def add_encode_options(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--max-length", type=int, default=_encode_default("max_length"),
                    help=f"longest sequence in tokens; longer examples are truncated and "
                         f"counted (default {_encode_default('max_length')})")
-    t.add_argument("--batch-size", type=int, default=_encode_default("batch_size"))
+    t.add_argument("--batch-size", type=int, default=_encode_default("batch_size"),
+                   help="most examples per batch (default: 16 on CPU, no limit on a GPU)")
     t.add_argument("--max-batch-tokens", type=int, default=None,
-                   help=f"most padded tokens per batch (default "
-                        f"max({_encode_default('max_batch_tokens')}, --max-length))")
+                   help="most padded tokens per batch (default: 8192 on CPU; on a GPU chosen "
+                        "from the free memory; never below --max-length)")
+    t.add_argument("--activation-checkpointing", default="auto", choices=("auto", "on", "off"),
+                   help="recompute activations in the backward to save memory (auto: only "
+                        "when one --max-length example would not fit otherwise)")
     t.add_argument("--no-chat-template", action="store_true",
                    help="render chat examples with the plain template")
     p = parser.add_argument_group("projection")
@@ -197,8 +201,8 @@ def _encode_config(args: argparse.Namespace) -> EncodeConfig:
         target_modules=tuple(args.target_modules) if args.target_modules else None,
         adapter_config=args.adapter_config, adapter=args.adapter, max_length=args.max_length,
         batch_size=args.batch_size,
-        max_batch_tokens=args.max_batch_tokens or max(_encode_default("max_batch_tokens"),
-                                                      args.max_length),
+        max_batch_tokens=args.max_batch_tokens,
+        activation_checkpointing=getattr(args, "activation_checkpointing", "auto"),
         projection=args.projection, k=args.k, seed=args.seed,
         lora_init_seed=args.lora_init_seed,
         use_chat_template=not args.no_chat_template)

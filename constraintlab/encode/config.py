@@ -9,6 +9,7 @@ from constraintlab.errors import ConfigError
 
 DTYPES: tuple[str, ...] = ("auto", "float32", "float64", "bfloat16", "float16")
 PROJECTIONS: tuple[str, ...] = ("rademacher", "gaussian", "none")
+CHECKPOINTING: tuple[str, ...] = ("auto", "on", "off")
 REFERENCE_MODEL = "constraintlab-reference"
 
 #: Valid values of each :class:`EncodeConfig` field (types from the annotations; rules between
@@ -18,7 +19,7 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "lora_alpha": Interval(0, None, "neither"), "lora_dropout": Interval(0, 1, "left"),
     "max_length": Interval(2, None), "batch_size": Interval(1, None),
     "max_batch_tokens": Interval(1, None), "unit_size": Interval(1, None),
-    "projection": Options(PROJECTIONS),
+    "projection": Options(PROJECTIONS), "activation_checkpointing": Options(CHECKPOINTING),
     "k": Interval(1, None), "seed": Interval(0, None), "lora_init_seed": Interval(0, None),
 }
 
@@ -60,11 +61,22 @@ class EncodeConfig(Settings):
         Longest token sequence; longer examples keep their first ``max_length`` tokens (the
         number dropped is recorded per example and reported). An example left with no target
         token is an input error.
-    batch_size : int, default 16
-        Most examples in one forward/backward.
-    max_batch_tokens : int, default 8192
+    batch_size : int or None, default None
+        Most examples in one forward/backward. None: 16 on CPU, no limit besides
+        ``max_batch_tokens`` on a GPU (:func:`constraintlab.encode.budget.resolve_batching`).
+    max_batch_tokens : int or None, default None
         Most padded tokens (batch rows x longest row) in one forward/backward. Examples are
-        sorted by length, so buckets hold examples of similar length.
+        sorted by length, so buckets hold examples of similar length. None: chosen for the
+        device (:func:`constraintlab.encode.budget.resolve_batching`): 8192 on CPU; on CUDA from
+        the free device memory and the activation bytes per token measured on a probe batch,
+        capped so that peak memory stays within weights + 25 % + 6 GiB; never below
+        ``max_length``. An explicit value always wins. A batch that runs out of memory is split
+        in halves and the run goes on (the results are the same, see :mod:`.gradients`).
+    activation_checkpointing : {"auto", "on", "off"}, default ``"auto"``
+        Recompute the frozen model's activations in the backward (Hugging Face gradient
+        checkpointing) instead of keeping them: less memory, about one more forward of time.
+        ``auto`` turns it on only when a batch of one ``max_length`` example would not fit in
+        the memory budget without it (CUDA only; never on CPU).
     unit_size : int, default 1024
         Examples per work unit. The data is cut into units of ``unit_size`` consecutive
         examples; each unit is tokenised, planned (sorted by length and packed into batches
@@ -104,8 +116,9 @@ class EncodeConfig(Settings):
     adapter_config: str | None = None
     adapter: str | None = None
     max_length: int = 2048
-    batch_size: int = 16
-    max_batch_tokens: int = 8192
+    batch_size: int | None = None
+    max_batch_tokens: int | None = None
+    activation_checkpointing: str = "auto"
     unit_size: int = 1024
     projection: str = "rademacher"
     k: int = 1024
@@ -122,7 +135,7 @@ class EncodeConfig(Settings):
         if self.target_modules is not None and not (
                 self.target_modules and all(self.target_modules)):
             raise ConfigError("target_modules must be a non-empty list of module names")
-        if self.max_batch_tokens < self.max_length:
+        if self.max_batch_tokens is not None and self.max_batch_tokens < self.max_length:
             raise ConfigError(
                 f"max_batch_tokens ({self.max_batch_tokens}) must be >= max_length "
                 f"({self.max_length}) so that the longest example fits in a batch")

@@ -30,6 +30,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 
 from constraintlab._version import __version__
+from constraintlab.encode.budget import CPU_BATCH_TOKENS, Batching, resolve_batching
 from constraintlab.encode.config import EncodeConfig
 from constraintlab.encode.estimate import log_estimate
 from constraintlab.encode.gradients import BatchResult, GradientEngine
@@ -66,17 +68,22 @@ from constraintlab.progress import progress
 logger = logging.getLogger(__name__)
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int
+def plan_batches(lengths: Sequence[int], batch_size: int | None, max_batch_tokens: int | None
                  ) -> list[list[int]]:
     """Group positions into length buckets.
 
     Sorts by length (longest first, ties by position) and fills a batch while
-    ``rows * longest <= max_batch_tokens`` and ``rows <= batch_size``.
+    ``rows * longest <= max_batch_tokens`` and ``rows <= batch_size``. None: no row limit /
+    the CPU default of :mod:`.budget` (an :class:`Encoder` resolves both for its device).
 
     Returns
     -------
     list of batches, each a list of positions into ``lengths``.
     """
+    if batch_size is None:
+        batch_size = len(lengths) + 1
+    if max_batch_tokens is None:
+        max_batch_tokens = max(CPU_BATCH_TOKENS, max(lengths, default=0))
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
@@ -152,6 +159,19 @@ class Encoder:
                                        device=next(self.loaded.model.parameters()).device,
                                        dtype=acc)
         self.engine = GradientEngine(self.loaded, self.projector, pad_id=int(pad or 0))
+        self.batching: Batching = resolve_batching(config, self.engine, len(tok))
+        self.engine.set_checkpointing(self.batching.checkpointing)
+
+    @property
+    def batch_size(self) -> int | None:
+        """Most examples a batch on this device (``config.batch_size`` or the device's)."""
+        return self.batching.batch_size
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Most padded tokens a batch on this device (``config.max_batch_tokens`` or chosen
+        from the free memory, :mod:`.budget`)."""
+        return self.batching.max_batch_tokens
 
     @property
     def dim(self) -> int:
@@ -168,8 +188,8 @@ class Encoder:
         return self.renderer.encode_some(list(examples))
 
     def plan(self, encoded: Sequence[Encoded]) -> list[list[int]]:
-        return plan_batches([e.n_tokens for e in encoded], self.config.batch_size,
-                            self.config.max_batch_tokens)
+        return plan_batches([e.n_tokens for e in encoded], self.batch_size,
+                            self.max_batch_tokens)
 
     def compute(self, batch: Sequence[Encoded]) -> BatchResult:
         """Per-example results for one batch (rows in ``batch`` order)."""
@@ -322,9 +342,19 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
     bad = {f.index for f in findings}
     usable = [start + i for i, ex in enumerate(examples) if ex.index not in bad]
     lengths = [e.n_tokens for e in encoded]
-    batches = plan_batches(lengths, enc.config.batch_size, enc.config.max_batch_tokens)
+    batches = plan_batches(lengths, enc.batch_size, enc.max_batch_tokens)
     plan = _sha([start, usable, batches, lengths])
     plan_bytes = np.frombuffer(bytes.fromhex(plan), dtype=np.uint8)
+    # shards are written by one background thread while the next batch computes (the device
+    # does not wait for fsync and hashing); at most one write is in flight, errors surface at
+    # the next batch or before the marker
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="constraintlab-shard")
+    in_flight: list[Future] = []
+
+    def drain() -> None:
+        while in_flight:
+            in_flight.pop().result()
+
     try:
         for j, local in enumerate(batches):
             key = shard_key(unit, j)
@@ -336,12 +366,16 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
                     on_batch(unit, j, len(local), False)
                 continue
             batch = [encoded[p] for p in local]
-            write_shard(out_dir, key, _shard_arrays(positions, plan_bytes, batch,
-                                                    enc.compute(batch)))
+            result = enc.compute(batch)
+            drain()
+            in_flight.append(writer.submit(
+                lambda key=key, positions=positions, batch=batch, result=result: write_shard(
+                    out_dir, key, _shard_arrays(positions, plan_bytes, batch, result))))
             outcome.examples_computed += len(local)
             outcome.batches_computed += 1
             if on_batch is not None:
                 on_batch(unit, j, len(local), True)
+        drain()
         outcome.seconds = time.perf_counter() - t0
         write_unit_marker(out_dir, unit, {
             "unit": unit, "start": start, "stop": outcome.stop, "n_batches": len(batches),
@@ -355,6 +389,8 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
             "torch_threads": torch.get_num_threads()})
     except OSError as err:
         raise _write_error(out_dir, err) from err
+    finally:
+        writer.shutdown(wait=True)
     outcome.done = True
     return outcome
 

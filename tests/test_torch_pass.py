@@ -81,7 +81,7 @@ def test_torch_rows_equal_the_numba_folds_on_exact_lattice_data(sampled):
     assert len(part.lo_pairs[0]) > 0
     # response partners: keys equal, values (cos * w_i) * w_j in float32 as the kernel
     V = (G.astype(np.float32) * w[:, None]) * w[None, :]
-    hk, hi, hv, lk, li, lv, ps, ns = pfold.state
+    hk, _, _, lk, _, _, ps, ns = pfold.state
     # (the kernel's column pass multiplies (cos * w_j) * w_i: 1 ulp apart)
     _check_topk(hk, part.hi_key, part.hi_idx, part.hi_val, V, lambda v: v, 3e-7)
     _check_topk(lk, part.lo_key, part.lo_idx, part.lo_val, V, lambda v: -v, 3e-7)

@@ -36,6 +36,7 @@ count differently on a GPU.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -289,7 +290,6 @@ def run_rows(
     with _matmul_precision(dev, precision), torch.no_grad(), bar as pbar:
         for a0, a1, c0, c1 in tiles:
             s = slice(a0 - r0, a1 - r0)
-            R = a1 - a0
             rid = torch.arange(a0, a1, device=dev)
             cid = col_ids[c0:c1]
             C = (Xm[a0:a1] @ Ym[c0:c1].T).float()
@@ -312,7 +312,7 @@ def run_rows(
                     b = b[cid[None, :] > rid[:, None]]
                 hist += torch.bincount(b.flatten(), minlength=p.hist_bins)
                 del b
-            for col, low, sign in ((lo, True, 1.0), (hi, False, -1.0)):
+            for col, low in ((lo, True), (hi, False)):
                 if low and col.thr <= -1.0:
                     continue
                 t = _f32_below(col.thr) if low else _f32_above(col.thr)
@@ -366,7 +366,7 @@ def merge_parts(parts: Sequence[PassPart]) -> PassPart:
     """One :class:`PassPart` from parts covering consecutive row ranges (in row order;
     integer histograms summed; the listed pairs concatenated in row order)."""
     parts = sorted(parts, key=lambda q: q.r0)
-    for a, b in zip(parts, parts[1:], strict=False):
+    for a, b in itertools.pairwise(parts):
         if a.r1 != b.r0:
             raise ValueError(f"row ranges not consecutive: [{a.r0}, {a.r1}) then [{b.r0}, ...)")
     cat = np.concatenate

@@ -215,9 +215,9 @@ def run_rows(
 
     Parameters
     ----------
-    X : (N, k) float32
+    X : (N, k) float32 array or torch tensor
         Unit rows (zero rows stay zero).
-    weights : (N,) float
+    weights : (N,) float array or tensor
         Row norms (the response map's dot products are ``(cos * w_i) * w_j``).
     params : PassParams
     r0, r1 : int
@@ -251,8 +251,14 @@ def run_rows(
     n = r1 - r0
     hist_f64 = dev.type == "cpu" if hist_float64 is None else hist_float64
     mm_dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-    Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
-    W = torch.as_tensor(np.asarray(weights, dtype=np.float32)).to(dev)
+    if torch.is_tensor(X):
+        Xt = X.to(dev, torch.float32)
+    else:
+        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
+    if torch.is_tensor(weights):
+        W = weights.to(dev, torch.float32)
+    else:
+        W = torch.as_tensor(np.asarray(weights, dtype=np.float32)).to(dev)
     if reference is None:
         col_ids = torch.arange(N, device=dev)
         Y = Xt
@@ -293,10 +299,15 @@ def run_rows(
             rid = torch.arange(a0, a1, device=dev)
             cid = col_ids[c0:c1]
             C = (Xm[a0:a1] @ Ym[c0:c1].T).float()
-            # the row's own column (exact: the diagonal; sampled: a reference row)
-            k = torch.searchsorted(cid, rid).clamp_(max=c1 - c0 - 1)
-            own = cid[k] == rid
-            sr, sc = torch.nonzero(own).flatten(), k[own]
+            # the row's own column (exact: the diagonal, known here; sampled: a reference row)
+            if exact:
+                d0, d1 = max(a0, c0), min(a1, c1)
+                sr = torch.arange(d0 - a0, max(d1, d0) - a0, device=dev)
+                sc = sr + (a0 - c0)
+            else:
+                k = torch.searchsorted(cid, rid).clamp_(max=c1 - c0 - 1)
+                own = cid[k] == rid
+                sr, sc = torch.nonzero(own).flatten(), k[own]
             C[sr, sc] = 0.0  # counts nothing, adds nothing (every threshold is away from 0)
             cm = C < ntau
             conf_count[s] += cm.sum(1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,6 +184,8 @@ class PairFold:
         self.n, self.tau, self.near, self.bins, self.do_hist = n, tau, near, hist_bins, do_hist
         self.n_chunks = n_chunks
         self.hist = np.zeros((n_chunks or kernel_chunks(None), hist_bins), np.int64)
+        self._lane_hist: dict[int, np.ndarray] = {0: self.hist}
+        self._lock = threading.Lock()
         self.conf_count = np.zeros(n, np.int64)
         self.conf_mass = np.zeros(n, np.float64)
         self.align_count = np.zeros(n, np.int64)
@@ -193,25 +196,36 @@ class PairFold:
         self.lo = _Collector(max_pairs, True, lo_collect)
         self.hi = _Collector(max_pairs, False, hi_collect)
 
+    #: writes only the rows (and, symmetric, columns) of its block, plus per-lane histograms:
+    #: :func:`constraintlab.analysis.blocks.for_each_block` may fold disjoint blocks at once
+    row_owned = True
+
     def __call__(self, b: Block) -> None:
         R = len(b.rows)
         rl, rh = np.empty(R, np.int64), np.empty(R, np.int64)
-        nc = min(self.n_chunks or kernel_chunks(), len(self.hist))
-        block_pair_stats(b.C, b.rows, b.cols, b.diag, self.tau, self.near, self.lo.thr,
-                         self.hi.thr, self.bins, nc, self.do_hist, b.symmetric,
-                         self.hist[:nc], self.conf_count, self.conf_mass, self.align_count,
+        hist = self._lane_hist.get(b.lane)
+        if hist is None:
+            with self._lock:
+                hist = self._lane_hist.setdefault(b.lane, np.zeros_like(self.hist))
+        nc = min(self.n_chunks or kernel_chunks(), len(hist))
+        lo_thr, hi_thr = self.lo.thr, self.hi.thr
+        block_pair_stats(b.C, b.rows, b.cols, b.diag, self.tau, self.near, lo_thr,
+                         hi_thr, self.bins, nc, self.do_hist, b.symmetric,
+                         hist[:nc], self.conf_count, self.conf_mass, self.align_count,
                          self.near_count, self.top_key, self.top_idx, self.top_val, rl, rh)
         if rl.any() or rh.any():
             la, lb, lv, ha, hb, hv = collect_block_pairs(b.C, b.rows, b.cols, b.diag,
-                                                         self.lo.thr, self.hi.thr, rl, rh)
-            self.lo.add(la, lb, lv, 0)
-            self.hi.add(ha, hb, hv, 0)
+                                                         lo_thr, hi_thr, rl, rh)
+            with self._lock:
+                self.lo.add(la, lb, lv, 0)
+                self.hi.add(ha, hb, hv, 0)
 
     def result(self) -> PairStats:
         """The statistics after the last block (exact-mode totals; top-m sorted best first)."""
         _, top_idx, top_val = sort_heaps(self.top_key, self.top_idx, self.top_val)
         N = self.n
-        return PairStats(self.hist.sum(0), self.conf_count, self.align_count, self.near_count,
+        hist = sum(h.sum(0) for h in self._lane_hist.values())
+        return PairStats(hist, self.conf_count, self.align_count, self.near_count,
                          self.conf_mass, top_idx, top_val, self.lo.result(), self.hi.result(),
                          int(self.conf_count.sum() // 2), int(self.near_count.sum() // 2),
                          N * (N - 1) // 2)

@@ -88,13 +88,14 @@ def main() -> None:
 
     def bare() -> None:
         Xm = X.to(mm)
-        buf = torch.empty(R, Q, device=dev, dtype=mm)
+        buf = torch.empty(R * Q, device=dev, dtype=mm)
         with _matmul_precision(dev, a.precision):
             for i0 in range(0, a.n, R):
                 i1 = min(a.n, i0 + R)
                 for j0 in range(0, a.n, Q):
                     j1 = min(a.n, j0 + Q)
-                    torch.matmul(Xm[i0:i1], Xm[j0:j1].T, out=buf[:i1 - i0, :j1 - j0])
+                    out = buf[:(i1 - i0) * (j1 - j0)].view(i1 - i0, j1 - j0)
+                    torch.matmul(Xm[i0:i1], Xm[j0:j1].T, out=out)
         sync(a.device)
 
     def the_pass():

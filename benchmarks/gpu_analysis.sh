@@ -53,13 +53,13 @@ step() {  # step NAME LIMIT_SECONDS command...
   fi
 }
 
-step env 20 bash -c "nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | head -3; \
+step env 30 bash -c "nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | head -3; \
   nproc; $PY -c 'import torch, numba, sklearn, networkx, numpy; \
 print(\"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(), \"numba\", \
 numba.__version__, \"numpy\", numpy.__version__)'"
 # a smaller N first: a ratio even if the big one runs out of time
 step pass_small 45 "$PY" benchmarks/bench_gpu_pass.py --n "$N_SMALL" --k "$K" --device "$DEVICE" \
-  --precision "$PRECISION" --json "$OUT/pass_small.json"
+  --precision "$PRECISION" --stage --json "$OUT/pass_small.json"
 step pass_1m 100 "$PY" benchmarks/bench_gpu_pass.py --n "$N" --k "$K" --device "$DEVICE" \
   --precision "$PRECISION" --json "$OUT/pass_1m.json"
 step cpu_pairs 50 "$PY" benchmarks/bench_pairs.py --stage-only --reps 1 --n "$CPU_N" --k "$K"

@@ -50,23 +50,26 @@ def _check_topk(keys_a, keys_b, idx_b, val_b, G, key_of, rtol=0.0):
     assert (rows != j).all()
 
 
-@pytest.mark.parametrize("sampled", [False, True])
-def test_torch_rows_equal_the_numba_folds_on_exact_lattice_data(sampled):
-    N, k = 150, 16
+@pytest.mark.parametrize(("sampled", "N", "tiles"), [
+    (False, 150, (32, 48)), (True, 150, (32, 48)),
+    (False, 700, (100, 640)),  # 10 groups of 64 columns: the two-level top-k
+    (True, 700, (128, 256))])
+def test_torch_rows_equal_the_numba_folds_on_exact_lattice_data(sampled, N, tiles):
+    k = 16
     X = _lattice(N, k, 1)
     X[7] = X[3]  # a duplicate: cos exactly at the near threshold and above
     rng = np.random.default_rng(2)
     w = rng.uniform(0.5, 2.0, N).astype(np.float32)
-    ref = np.sort(rng.choice(N, 40, replace=False)) if sampled else None
-    fold, pfold = _numba(X, w, ref)
+    ref = np.sort(rng.choice(N, 40 if N < 300 else 300, replace=False)) if sampled else None
+    fold, pfold = _numba(X, w, ref, block=32)
     params = PassParams(**{**PARAMS.__dict__, "do_hist": not sampled})
-    part = run_rows(X, w, params, reference=ref, row_block=32, col_block=48)
+    part = run_rows(X, w, params, reference=ref, row_block=tiles[0], col_block=tiles[1])
     G = X.astype(np.float64) @ X.T.astype(np.float64)
     np.testing.assert_array_equal(part.conf_count, fold.conf_count)
     np.testing.assert_array_equal(part.align_count, fold.align_count)
     np.testing.assert_array_equal(part.near_count, fold.near_count)
     np.testing.assert_array_equal(part.conf_mass, fold.conf_mass)  # multiples of 1/16
-    np.testing.assert_array_equal(part.hist, fold.hist.sum(0))
+    np.testing.assert_array_equal(part.hist, fold.result().hist)
     if not sampled:
         # brute force: the exact-mode histogram counts each pair once
         iu = np.triu_indices(N, 1)

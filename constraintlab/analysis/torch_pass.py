@@ -151,12 +151,12 @@ def _matmul_precision(device, precision: str) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        torch.set_float32_matmul_precision(before)
 
 
 def _merge_topk(key, idx, val, k2, i2, v2, m: int):
@@ -167,6 +167,27 @@ def _merge_topk(key, idx, val, k2, i2, v2, m: int):
     top, pos = torch.topk(K, min(m, K.shape[1]), dim=1)
     return top, torch.gather(torch.cat([idx, i2], 1), 1, pos), \
         torch.gather(torch.cat([val, v2], 1), 1, pos)
+
+
+#: columns per group of the two-level top-k
+GROUP = 64
+
+
+def _group_candidates(C, m: int, sign: float | None):
+    """Column positions (R, m * GROUP) holding each row's m largest keys of the tile ``C``
+    (key ``|C|`` when ``sign`` is None, else ``sign * C``): the m groups of :data:`GROUP`
+    columns with the largest group maximum. None when the tile is too narrow (use every
+    column)."""
+    import torch
+
+    R, Q = C.shape
+    if Q % GROUP or Q // GROUP <= m:
+        return None
+    mn, mx = torch.aminmax(C.view(R, Q // GROUP, GROUP), dim=-1)
+    gkey = torch.maximum(mx, -mn) if sign is None else (mx if sign > 0 else -mn)
+    _, g = torch.topk(gkey, m, dim=1)
+    off = torch.arange(GROUP, device=C.device)
+    return (g[..., None] * GROUP + off).reshape(R, m * GROUP)
 
 
 class _Collector:
@@ -333,25 +354,33 @@ def run_rows(
                     keep = (cb > ra) if exact else (ra != cb)
                     col.add(ra[keep].cpu().numpy(), cb[keep].cpu().numpy(),
                             C[r[keep], c[keep]].cpu().numpy())
-            A = C.abs()
-            A[sr, sc] = -1.0
-            kk = min(m, c1 - c0)
-            tk, tp = torch.topk(A, kk, dim=1)
-            del A
+            # top-m by |cos| among the m groups of GROUP columns with the largest |cos|
+            # (every one of the m best lies in one of them: two-level top-k, one read of C)
+            gi = _group_candidates(C, m, None)
+            cand = C if gi is None else torch.gather(C, 1, gi)
+            key = cand.abs()
+            own_c = (cid[None, :] if gi is None else cid[gi]) == rid[:, None]
+            key[own_c] = -1.0
+            tk, tp = torch.topk(key, min(m, key.shape[1]), dim=1)
+            cols = tp if gi is None else torch.gather(gi, 1, tp)
             top_key[s], top_idx[s], top_val[s] = _merge_topk(
-                top_key[s], top_idx[s], top_val[s], tk, cid[tp], torch.gather(C, 1, tp), m)
+                top_key[s], top_idx[s], top_val[s], tk, cid[cols], torch.gather(cand, 1, tp), m)
+            del cand, key, own_c
             if pm:
                 V = C * W[a0:a1, None]
                 V *= Wc[None, c0:c1]
                 pos_sum[s] += V.clamp(min=0).sum(1, dtype=torch.float64)
                 neg_sum[s] += V.clamp(max=0).sum(1, dtype=torch.float64)
-                kk = min(pm, c1 - c0)
-                V[sr, sc] = ninf
-                tk, tp = torch.topk(V, kk, dim=1)
-                hk[s], hi_[s], hv[s] = _merge_topk(hk[s], hi_[s], hv[s], tk, cid[tp], tk, pm)
-                V[sr, sc] = float("inf")
-                tk, tp = torch.topk(V, kk, dim=1, largest=False)
-                lk[s], li[s], lv[s] = _merge_topk(lk[s], li[s], lv[s], -tk, cid[tp], tk, pm)
+                for sign, (key_, idx_, val_) in ((1.0, (hk, hi_, hv)), (-1.0, (lk, li, lv))):
+                    V[sr, sc] = -sign * float("inf")  # the row itself: never a candidate
+                    gi = _group_candidates(V, pm, sign)
+                    cand = V if gi is None else torch.gather(V, 1, gi)
+                    key = cand * sign
+                    tk, tp = torch.topk(key, min(pm, key.shape[1]), dim=1)
+                    cols = tp if gi is None else torch.gather(gi, 1, tp)
+                    key_[s], idx_[s], val_[s] = _merge_topk(
+                        key_[s], idx_[s], val_[s], tk, cid[cols], torch.gather(cand, 1, tp), pm)
+                    del cand, key
                 del V
             del C
             if desc:

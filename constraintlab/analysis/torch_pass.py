@@ -173,21 +173,79 @@ def _merge_topk(key, idx, val, k2, i2, v2, m: int):
 GROUP = 64
 
 
-def _group_candidates(C, m: int, sign: float | None):
-    """Column positions (R, m * GROUP) holding each row's m largest keys of the tile ``C``
-    (key ``|C|`` when ``sign`` is None, else ``sign * C``): the m groups of :data:`GROUP`
-    columns with the largest group maximum. None when the tile is too narrow (use every
-    column)."""
+def _tile_stats(C, wr, wc, ntau: float, tau: float, near: float, G: int):
+    """Per-row statistics of a tile (one read of C when compiled).
+
+    Parameters
+    ----------
+    C : (R, Q) float32
+        Cosines, Q a multiple of G; the row's own column and padding columns hold 0.
+    wr, wc : (R,), (Q,) float32
+        Row / column weights (padding: 0).
+    ntau, tau, near : float
+        Float32 thresholds (see :func:`_f32_below`).
+    G : int
+        Columns per group.
+
+    Returns
+    -------
+    conf, align, near : (R,) int64
+    mass, pos, neg : (R,) float64
+        Sum of the conflicting cosines (negative); sums of the positive / negative
+        ``(C * wr) * wc``.
+    cmin, cmax, vmin, vmax : (R, Q // G) float32
+        Group minima and maxima of C and of ``(C * wr) * wc``.
+    """
     import torch
 
+    cm = C < ntau
+    conf = cm.sum(1)
+    mass = torch.where(cm, C, 0.0).sum(1, dtype=torch.float64)
+    align = (C > tau).sum(1)
+    nearc = (C > near).sum(1)
+    V = (C * wr[:, None]) * wc[None, :]
+    pos = torch.where(V > 0, V, 0.0).sum(1, dtype=torch.float64)
+    neg = torch.where(V < 0, V, 0.0).sum(1, dtype=torch.float64)
     R, Q = C.shape
-    if Q % GROUP or Q // GROUP <= m:
-        return None
-    mn, mx = torch.aminmax(C.view(R, Q // GROUP, GROUP), dim=-1)
-    gkey = torch.maximum(mx, -mn) if sign is None else (mx if sign > 0 else -mn)
-    _, g = torch.topk(gkey, m, dim=1)
-    off = torch.arange(GROUP, device=C.device)
-    return (g[..., None] * GROUP + off).reshape(R, m * GROUP)
+    Cg = C.view(R, Q // G, G)
+    Vg = V.view(R, Q // G, G)
+    return (conf, mass, align, nearc, pos, neg, Cg.amin(-1), Cg.amax(-1), Vg.amin(-1),
+            Vg.amax(-1))
+
+
+def _tile_bins(C, half: float, top: int):
+    """Histogram bins of a tile's cosines (int32; float64 math when C is float64)."""
+    import torch
+
+    return ((C + 1.0) * half).floor().clamp(0, top).to(torch.int32)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled():
+    """:func:`_tile_stats` and :func:`_tile_bins` through ``torch.compile`` (once a
+    process; dynamic shapes: the edge tiles need no recompilation)."""
+    import torch
+
+    if "fns" not in _COMPILED:
+        _COMPILED["fns"] = (torch.compile(_tile_stats, dynamic=True),
+                            torch.compile(_tile_bins, dynamic=True))
+    return _COMPILED["fns"]
+
+
+def _group_cols(gkey, n_groups: int):
+    """Column positions (R, n_groups * GROUP) of each row's ``n_groups`` groups with the
+    largest key (every group when there are not more)."""
+    import torch
+
+    R, ng = gkey.shape
+    off = torch.arange(GROUP, device=gkey.device)
+    if n_groups >= ng:
+        return (torch.arange(ng, device=gkey.device)[:, None] * GROUP + off).reshape(
+            1, -1).expand(R, -1).contiguous()
+    _, g = torch.topk(gkey, n_groups, dim=1)
+    return (g[..., None] * GROUP + off).reshape(R, n_groups * GROUP)
 
 
 class _Collector:
@@ -229,6 +287,7 @@ def run_rows(
     row_block: int = 4096,
     col_block: int = 32768,
     hist_float64: bool | None = None,
+    compile: bool | None = None,
     desc: str | None = None,
 ) -> PassPart:
     """Fold rows ``[r0, r1)`` of ``X`` against every column (or the reference rows) on a torch
@@ -254,6 +313,9 @@ def run_rows(
         Tile shape (memory: a few float32 tiles of ``row_block * col_block``).
     hist_float64 : bool, optional
         Bin the histogram in float64 (as the kernels); default on CPU only.
+    compile : bool, optional
+        Fuse each tile's row statistics into one read with ``torch.compile`` (default: on
+        CUDA); a compilation error is logged and the pass goes on with the same ops eagerly.
     desc : str, optional
         Progress bar label (None: no bar).
 
@@ -286,9 +348,17 @@ def run_rows(
     else:
         col_ids = torch.as_tensor(np.asarray(reference, dtype=np.int64)).to(dev)
         Y = Xt[col_ids]
-    Xm, Ym = Xt.to(mm_dtype), Y.to(mm_dtype)
-    Wc = W[col_ids]
     Q = Y.shape[0]
+    # columns padded with zero rows to whole groups of GROUP (ids -1, weights 0)
+    pad = -Q % GROUP
+    Xm = Xt.to(mm_dtype)
+    Ym = torch.cat([Y, Y.new_zeros(pad, Y.shape[1])]).to(mm_dtype) if pad else Y.to(mm_dtype)
+    Wcp = torch.cat([W[col_ids], W.new_zeros(pad)])
+    cidp = torch.cat([col_ids, col_ids.new_full((pad,), -1)])
+    Qp = Q + pad
+    col_block = -(-col_block // GROUP) * GROUP
+    stats_fn, bins_fn = _compiled() if (dev.type == "cuda" if compile is None else compile) \
+        else (_tile_stats, _tile_bins)
     ntau, tau, near = _f32_below(-p.tau), _f32_above(p.tau), _f32_above(p.near)
     exact = reference is None
     lo = _Collector(p.max_pairs, True, p.lo_collect)
@@ -311,78 +381,98 @@ def run_rows(
     pos_sum = torch.zeros(n, dtype=torch.float64, device=dev)
     neg_sum = torch.zeros(n, dtype=torch.float64, device=dev)
     half, topb = 0.5 * p.hist_bins, p.hist_bins - 1
-    tiles = [(a, min(r1, a + row_block), c, min(Q, c + col_block))
-             for a in range(r0, r1, row_block) for c in range(0, Q, col_block)]
+    tiles = [(a, min(r1, a + row_block), c, min(Qp, c + col_block))
+             for a in range(r0, r1, row_block) for c in range(0, Qp, col_block)]
     bar = progress(total=len(tiles), desc=desc, unit="tile") if desc else contextlib.nullcontext()
     with _matmul_precision(dev, precision), torch.no_grad(), bar as pbar:
         for a0, a1, c0, c1 in tiles:
             s = slice(a0 - r0, a1 - r0)
             rid = torch.arange(a0, a1, device=dev)
-            cid = col_ids[c0:c1]
             C = (Xm[a0:a1] @ Ym[c0:c1].T).float()
+            qv = max(0, min(c1, Q) - c0)  # real columns (the rest pads to whole groups)
+            cid = cidp[c0:c0 + qv]
             # the row's own column (exact: the diagonal, known here; sampled: a reference row)
             if exact:
-                d0, d1 = max(a0, c0), min(a1, c1)
+                d0, d1 = max(a0, c0), min(a1, c0 + qv)
                 sr = torch.arange(d0 - a0, max(d1, d0) - a0, device=dev)
                 sc = sr + (a0 - c0)
             else:
-                k = torch.searchsorted(cid, rid).clamp_(max=c1 - c0 - 1)
+                k = torch.searchsorted(cid, rid).clamp_(max=max(qv - 1, 0))
                 own = cid[k] == rid
                 sr, sc = torch.nonzero(own).flatten(), k[own]
             C[sr, sc] = 0.0  # counts nothing, adds nothing (every threshold is away from 0)
-            cm = C < ntau
-            conf_count[s] += cm.sum(1)
-            conf_mass[s] -= torch.where(cm, C, 0.0).sum(1, dtype=torch.float64)
-            del cm
-            align_count[s] += (C > tau).sum(1)
-            near_count[s] += (C > near).sum(1)
-            if exact and p.do_hist and c1 > a0 + 1:
-                Ch = C.double() if hist_f64 else C
-                b = ((Ch + 1.0) * half).floor_().clamp_(0, topb).long()
-                del Ch
+            wr = W[a0:a1]
+            st = None
+            if stats_fn is not _tile_stats:
+                try:
+                    st = stats_fn(C, wr, Wcp[c0:c1], ntau, tau, near, GROUP)
+                except Exception as exc:
+                    logger.warning("torch.compile failed (%s); the pass continues eagerly",
+                                   str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    stats_fn, bins_fn = _tile_stats, _tile_bins
+            if st is None:
+                st = _tile_stats(C, wr, Wcp[c0:c1], ntau, tau, near, GROUP)
+            cc, cmass, ac, nc, ps, ns, cmin, cmax, vmin, vmax = st
+            conf_count[s] += cc
+            conf_mass[s] -= cmass
+            align_count[s] += ac
+            near_count[s] += nc
+            pos_sum[s] += ps
+            neg_sum[s] += ns
+            if exact and p.do_hist and c0 + qv > a0 + 1:
+                Cv = C[:, :qv]
+                if hist_f64:
+                    b = _tile_bins(Cv.double(), half, topb)
+                else:
+                    try:
+                        b = bins_fn(Cv, half, topb)
+                    except Exception:
+                        bins_fn = _tile_bins
+                        b = _tile_bins(Cv, half, topb)
                 if c0 < a1:  # the tile straddles the diagonal: pairs j > i only
                     b = b[cid[None, :] > rid[:, None]]
-                hist += torch.bincount(b.flatten(), minlength=p.hist_bins)
-                del b
+                hist += torch.bincount(b.flatten().long(), minlength=p.hist_bins)
+                del b, Cv
             for col, low in ((lo, True), (hi, False)):
                 if low and col.thr <= -1.0:
                     continue
                 t = _f32_below(col.thr) if low else _f32_above(col.thr)
-                r, c = torch.nonzero(C < t if low else C > t, as_tuple=True)
+                # only the rows whose smallest (largest) cosine passes (one sync per tile)
+                rows = torch.nonzero(cmin.amin(1) < t if low else cmax.amax(1) > t).flatten()
+                if not rows.numel():
+                    continue
+                sub = C[rows, :qv]
+                r, c = torch.nonzero(sub < t if low else sub > t, as_tuple=True)
                 if r.numel():
-                    ra, cb = rid[r], cid[c]
+                    ra, cb = rid[rows[r]], cid[c]
                     keep = (cb > ra) if exact else (ra != cb)
                     col.add(ra[keep].cpu().numpy(), cb[keep].cpu().numpy(),
-                            C[r[keep], c[keep]].cpu().numpy())
-            # top-m by |cos| among the m groups of GROUP columns with the largest |cos|
-            # (every one of the m best lies in one of them: two-level top-k, one read of C)
-            gi = _group_candidates(C, m, None)
-            cand = C if gi is None else torch.gather(C, 1, gi)
-            key = cand.abs()
-            own_c = (cid[None, :] if gi is None else cid[gi]) == rid[:, None]
-            key[own_c] = -1.0
+                            sub[r[keep], c[keep]].cpu().numpy())
+                del sub
+            # two-level top-k: the best m lie in the m + 2 groups of GROUP columns with the
+            # largest group maximum (+1 for the row itself, +1 for padding columns)
+            gi = _group_cols(torch.maximum(cmax, -cmin), m + 2)
+            cand = torch.gather(C, 1, gi)
+            gcid = cidp[c0 + gi]
+            bad = (gcid == rid[:, None]) | (gcid < 0)
+            key = cand.abs().masked_fill_(bad, -1.0)
             tk, tp = torch.topk(key, min(m, key.shape[1]), dim=1)
-            cols = tp if gi is None else torch.gather(gi, 1, tp)
             top_key[s], top_idx[s], top_val[s] = _merge_topk(
-                top_key[s], top_idx[s], top_val[s], tk, cid[cols], torch.gather(cand, 1, tp), m)
-            del cand, key, own_c
+                top_key[s], top_idx[s], top_val[s], tk, torch.gather(gcid, 1, tp),
+                torch.gather(cand, 1, tp), m)
             if pm:
-                V = C * W[a0:a1, None]
-                V *= Wc[None, c0:c1]
-                pos_sum[s] += V.clamp(min=0).sum(1, dtype=torch.float64)
-                neg_sum[s] += V.clamp(max=0).sum(1, dtype=torch.float64)
-                for sign, (key_, idx_, val_) in ((1.0, (hk, hi_, hv)), (-1.0, (lk, li, lv))):
-                    V[sr, sc] = -sign * float("inf")  # the row itself: never a candidate
-                    gi = _group_candidates(V, pm, sign)
-                    cand = V if gi is None else torch.gather(V, 1, gi)
-                    key = cand * sign
+                for sign, g, (key_, idx_, val_) in ((1.0, vmax, (hk, hi_, hv)),
+                                                    (-1.0, -vmin, (lk, li, lv))):
+                    gi = _group_cols(g, pm + 2)
+                    gcid = cidp[c0 + gi]
+                    v = (torch.gather(C, 1, gi) * wr[:, None]) * Wcp[c0 + gi]
+                    bad = (gcid == rid[:, None]) | (gcid < 0)
+                    key = (v * sign).masked_fill_(bad, ninf)
                     tk, tp = torch.topk(key, min(pm, key.shape[1]), dim=1)
-                    cols = tp if gi is None else torch.gather(gi, 1, tp)
                     key_[s], idx_[s], val_[s] = _merge_topk(
-                        key_[s], idx_[s], val_[s], tk, cid[cols], torch.gather(cand, 1, tp), pm)
-                    del cand, key
-                del V
-            del C
+                        key_[s], idx_[s], val_[s], tk, torch.gather(gcid, 1, tp),
+                        torch.gather(v, 1, tp), pm)
+            del C, cand, key, gi, gcid, bad, st
             if desc:
                 pbar.update(1)
     # rows that saw fewer partners than slots: the -1 / -inf keys are the empty slots

@@ -91,6 +91,9 @@ def _pipeline(data: Any, model: str | None, out: str | Path | None, read: ReadCo
                                                 analysis=analysis)
     for field, problem in check_environment(enc_cfg):     # before reading or loading anything
         raise ConfigError(f"{field} {getattr(enc_cfg, field)!r}: {problem}")
+    if ana_cfg.device == "cpu" and enc_cfg.device.startswith("cuda"):
+        # the run's --device feeds the pass over X @ X.T unless the analysis names its own
+        ana_cfg = dataclasses.replace(ana_cfg, device=enc_cfg.device)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     examples = data if isinstance(data, ExampleSet) else read_examples(data, read_cfg)

@@ -95,6 +95,11 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         need(0 <= c.capability_min_gain < 1 and c.capability_max_nll_ratio > 0)
         need(math.isfinite(c.capability_near_zero) and c.capability_near_zero >= 0)
         need(c.capability_max_result_nll > 0)
+        # issue 26's fields, written out by hand
+        need(isinstance(c.device, str) and (c.device in ("cpu", "cuda", "mps") or (
+            c.device.startswith("cuda:") and c.device[5:].isdigit())))
+        need(c.device_precision in ("float32", "tf32", "bfloat16"))
+        need(c.device_block >= 16)
     except ValueError:
         return False
     return True
@@ -115,6 +120,9 @@ def test_analysis_table_accepts_what_the_hand_written_checks_accepted(name) -> N
         values = [True, False]
     elif "int" in base:
         values = list(INTS)
+    elif base in ("str", "<class 'str'>"):
+        values = ["cpu", "cuda", "cuda:1", "cuda:x", "mps", "tpu", "float32", "tf32", "bfloat16",
+                  "fp8", ""]
     else:
         values = list(FLOATS)
     if "None" in base:

@@ -11,7 +11,24 @@ from contextlib import contextmanager
 
 import numba
 
-__all__ = ["threads_for"]
+__all__ = ["threading_layer", "threads_for"]
+
+
+@numba.njit(parallel=True, cache=True)
+def _probe(x):  # pragma: no cover - a trivial parallel loop
+    for i in numba.prange(x.shape[0]):
+        x[i] += 1.0
+
+
+def threading_layer() -> str:
+    """numba's threading layer ("omp", "tbb" or "workqueue"), after one tiny parallel call."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        import numpy as np
+
+        _probe(np.zeros(2))
+        return numba.threading_layer()
 
 
 @contextmanager

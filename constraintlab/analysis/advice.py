@@ -118,8 +118,10 @@ def advise(results, config: AnalysisConfig) -> list[str]:
     if inter is not None and inter.summary.get("interference_above_null"):
         pair = inter.summary.get("most_interfering_pair") or {}
         where = (f" most between zones {pair['a']} and {pair['b']}" if pair else "")
+        ex = inter.summary["interference_excess"]  # None: the null's interference is 0
+        times = f"{ex:.2f}x its null" if ex is not None else "above a null of 0"
         out.append(f"Training on some examples undoes others beyond the data's own baseline "
-                   f"(interference {inter.summary['interference_excess']:.2f}x its null,"
+                   f"(interference {times},"
                    f"{where}): look at the zone matrix; consider separate adapters, a curriculum"
                    " (constraintlab order --strategy zones) or reconciling the styles.")
     if det is not None:

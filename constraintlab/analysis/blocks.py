@@ -15,16 +15,28 @@ running state.
 
 Schedule (``overlap=True``, the default): ``lanes`` worker threads (default: the calling
 thread's numba thread count), each computing its next block with single-threaded BLAS into its
-own buffer, then waiting for its turn to run the folds on it. The folds see the blocks one at a
-time and in :func:`gram_blocks` order (on one numba thread, GIL released), so the results do not
-depend on the number of lanes; only ``X @ X.T`` itself runs concurrently. Single-threaded GEMMs
-in parallel lanes need no barrier between BLAS threads: a fold never stalls a half-finished
-multi-threaded GEMM whose other threads spin, which on 2 cores cost a third of the stage (the
-pipelined schedule of before, one multi-threaded GEMM beside one fold thread, measured 1.64x the
-bare GEMM at N = 20,000, k = 1,024; lanes 1.39-1.44x, best of 3,
-``benchmarks/bench_pairs.py --stage-only``). Memory: one float32
-buffer of ``block_size^2`` per lane (sampled mode: ``block_size * R``, plus the R reference
-rows).
+own buffer, then waiting for its turn to run the folds on it (on one numba thread, GIL
+released).
+
+- Row-owned folds (every fold has ``row_owned = True``: it writes only the statistics of the
+  block's rows, and of its columns when ``symmetric``, plus per-``Block.lane`` state; the pairs
+  and response folds): the blocks come in rounds of disjoint row blocks (:func:`fold_rounds`)
+  and a block is folded as soon as every earlier block of the schedule that touches one of its
+  two row blocks has been: folds of disjoint blocks run at the same time, on every lane, and
+  each row block sees its blocks in one fixed order, so the results do not depend on the
+  number of lanes (bit for bit; the single-lane schedule, ``lanes=1`` or ``overlap=False``,
+  runs the kernels multi-threaded in :func:`gram_blocks` order: equal up to float
+  reassociation of the sums). Needs numba's threading layer to accept concurrent launches
+  (omp, tbb); under workqueue the folds take turns as below.
+- Other folds see the blocks one at a time and in :func:`gram_blocks` order, so the results
+  do not depend on the number of lanes; only ``X @ X.T`` itself runs concurrently.
+
+Single-threaded GEMMs in parallel lanes need no barrier between BLAS threads: a fold never
+stalls a half-finished multi-threaded GEMM whose other threads spin, which on 2 cores cost a
+third of the stage (the pipelined schedule of before, one multi-threaded GEMM beside one fold
+thread, measured 1.64x the bare GEMM at N = 20,000, k = 1,024; lanes 1.39-1.44x, best of 3,
+``benchmarks/bench_pairs.py --stage-only``). Memory: one float32 buffer of ``block_size^2`` per
+lane (sampled mode: ``block_size * R``, plus the R reference rows).
 """
 
 from __future__ import annotations
@@ -47,8 +59,8 @@ logger = logging.getLogger(__name__)
 #: the lanes' buffers, 16 MB each)
 MAX_LANES = 8
 
-__all__ = ["MAX_LANES", "Block", "for_each_block", "gram_blocks", "kernel_chunks", "sample_plan",
-           "scaled_rows", "unit_rows"]
+__all__ = ["MAX_LANES", "Block", "fold_rounds", "for_each_block", "gram_blocks",
+           "kernel_chunks", "sample_plan", "scaled_rows", "unit_rows"]
 
 
 def kernel_chunks(threads: int | None = 0) -> int:
@@ -126,6 +138,9 @@ class Block:
     symmetric : bool
         Exact mode: credit each pair to the column's example too. False against a reference
         sample (rows only).
+    lane : int
+        The lane that made it (0..lanes-1): a row-owned fold keeps per-lane state for what
+        is not per row (e.g. a histogram).
     """
 
     C: np.ndarray
@@ -133,6 +148,7 @@ class Block:
     cols: np.ndarray
     diag: bool
     symmetric: bool
+    lane: int = 0
 
 
 def gram_blocks(n: int, block_size: int, n_cols: int | None = None
@@ -191,6 +207,89 @@ def sample_plan(n: int, n_pairs: int, n_reference: int, seed: int
     return i, j, ref
 
 
+def fold_rounds(n_blocks: int) -> list[list[tuple[int, int]]]:
+    """The blocks ``(I, J)``, ``I <= J``, of ``n_blocks`` row blocks in rounds of disjoint row
+    blocks (the circle method of round-robin tournaments; a row block paired with the odd
+    one out, or every one in an extra round when ``n_blocks`` is even, gets its diagonal).
+
+    Returns
+    -------
+    list of rounds, each a list of (I, J)
+        Every pair ``I < J`` and every ``(I, I)`` exactly once; within a round no row block
+        appears twice.
+    """
+    players: list[int | None] = list(range(n_blocks)) + ([None] if n_blocks % 2 else [])
+    m = len(players)
+    out = [[(i, i) for i in range(n_blocks)]] if n_blocks % 2 == 0 and n_blocks else []
+    for _ in range(m - 1):
+        rnd = []
+        for i in range(m // 2):
+            a, b = players[i], players[m - 1 - i]
+            if a is None or b is None:
+                c = b if a is None else a
+                rnd.append((c, c))
+            else:
+                rnd.append((min(a, b), max(a, b)))
+        out.append(sorted(rnd))
+        players = [players[0], players[-1], *players[1:-1]]
+    return out
+
+
+class _RowTurns:
+    """Hands out block numbers to the lanes; block t's folds run once every earlier block
+    (in the schedule) that touches one of its row blocks has been folded, so each row
+    block's statistics are folded in one fixed order whatever the number of lanes; the first
+    error stops every lane."""
+
+    def __init__(self, touches: list[tuple[int, ...]]) -> None:
+        self.n, self.next = len(touches), 0
+        self.touches = touches
+        seq: dict[int, list[int]] = {}
+        for t, rb in enumerate(touches):
+            for b in rb:
+                seq.setdefault(b, []).append(t)
+        self.seq = seq
+        self.pos = dict.fromkeys(seq, 0)
+        self.error: BaseException | None = None
+        self.cv = threading.Condition()
+
+    def take(self) -> int | None:
+        with self.cv:
+            if self.error is not None or self.next >= self.n:
+                return None
+            self.next += 1
+            return self.next - 1
+
+    def _ready(self, t: int) -> bool:
+        return all(self.seq[b][self.pos[b]] == t for b in self.touches[t])
+
+    def wait_turn(self, t: int) -> bool:
+        with self.cv:
+            while not self._ready(t) and self.error is None:
+                self.cv.wait()
+            return self.error is None
+
+    def done(self, t: int) -> None:
+        with self.cv:
+            for b in self.touches[t]:
+                self.pos[b] += 1
+            self.cv.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cv:
+            if self.error is None:
+                self.error = exc
+            self.cv.notify_all()
+
+
+def _threadsafe_numba() -> bool:
+    """True when numba's threading layer takes parallel kernels launched from several
+    threads at once (omp, tbb; not workqueue)."""
+    from constraintlab._kernels._threads import threading_layer
+
+    return threading_layer() in ("omp", "tbb")
+
+
 class _Turns:
     """Hands out block numbers to the lanes and lets block t's folds run only after block
     t - 1's; the first error stops every lane."""
@@ -245,7 +344,8 @@ def for_each_block(
         Rows (and columns) per block.
     folds : sequence of callable
         Each is called as ``fold(block)`` for every :class:`Block`, in :func:`gram_blocks`
-        order, one block at a time; it must not keep ``block.C``.
+        order, one block at a time (row-owned folds: see the module docstring); it must not
+        keep ``block.C``.
     reference : (R,) int64, optional
         Sorted row positions: compare every row with these only (sampled mode). Default: every
         pair.
@@ -276,12 +376,20 @@ def for_each_block(
     symmetric = reference is None
     width = max(j1 - j0 for _, _, j0, j1 in blocks) if blocks else 0
     n_lanes = max(1, min(lanes or min(numba.get_num_threads(), MAX_LANES), len(blocks)))
+    # row-owned folds (every one declares ``row_owned``) fold several blocks at once when the
+    # blocks share no row block, in a schedule that fixes each row block's order
+    parallel = (overlap and n_lanes > 1 and bool(folds)
+                and all(getattr(f, "row_owned", False) for f in folds) and _threadsafe_numba())
+    if parallel and symmetric:
+        nb_ = -(-N // B)
+        blocks = [(a * B, min(N, a * B + B), c * B, min(N, c * B + B))
+                  for rnd in fold_rounds(nb_) for a, c in rnd]
 
-    def make(t: int, buf: np.ndarray) -> Block:
+    def make(t: int, buf: np.ndarray, lane: int = 0) -> Block:
         i0, i1, j0, j1 = blocks[t]
         C = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
         np.dot(X[i0:i1], Y[j0:j1].T, out=C)
-        return Block(C, ids[i0:i1], col_ids[j0:j1], symmetric and i0 == j0, symmetric)
+        return Block(C, ids[i0:i1], col_ids[j0:j1], symmetric and i0 == j0, symmetric, lane)
 
     with progress(total=len(blocks), desc=desc, unit="block") as bar:
         if not overlap or n_lanes == 1 or not folds:
@@ -292,14 +400,18 @@ def for_each_block(
                     fold(blk)
                 bar.update(1)
             return
-        turns = _Turns(len(blocks))
+        if parallel:
+            turns: _Turns | _RowTurns = _RowTurns(
+                [tuple({b[0] // B, b[2] // B}) if symmetric else (b[0] // B,) for b in blocks])
+        else:
+            turns = _Turns(len(blocks))
 
-        def lane() -> None:
+        def lane(number: int) -> None:
             try:
                 numba.set_num_threads(1)
                 buf = np.empty(B * width, np.float32)
                 while (t := turns.take()) is not None:
-                    blk = make(t, buf)
+                    blk = make(t, buf, number)
                     if not turns.wait_turn(t):
                         return
                     for fold in folds:
@@ -310,8 +422,8 @@ def for_each_block(
                 turns.fail(exc)
 
         with threadpool_limits(1, user_api="blas"):
-            workers = [threading.Thread(target=lane, name=f"blocks-{i}", daemon=True)
-                       for i in range(n_lanes)]
+            workers = [threading.Thread(target=lane, args=(i,), name=f"blocks-{i}",
+                                        daemon=True) for i in range(n_lanes)]
             for w in workers:
                 w.start()
             try:

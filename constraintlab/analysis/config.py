@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 
 from constraintlab._config import Interval, Options, Settings, check_fields
@@ -24,6 +25,8 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "eps": _OPEN_UNIT, "top_m": _POSITIVE, "block_size": Interval(16, None),
     "hist_bins": _POSITIVE, "max_pairs": _POSITIVE, "exact_max_n": _POSITIVE,
     "sample_pairs": _POSITIVE, "sample_reference": _POSITIVE, "seed": Interval(0, None),
+    "device_precision": Options(("float32", "tf32", "bfloat16")),
+    "device_block": Interval(16, None),
     "svd_exact_max_dim": _POSITIVE, "svd_components": _POSITIVE,
     "rank_noise": Interval(0, None), "leverage_unique": _SHARE,
     "growth_steps": Interval(2, None), "growth_energy": _SHARE,
@@ -94,6 +97,16 @@ class AnalysisConfig(Settings):
         sampled estimate (labelled ``"method": "sampled"``, with 95 % Wilson intervals).
     sample_pairs : int
         2_000_000 random pairs for the sampled estimate of the histogram and densities.
+    device : str
+        "cpu" (default): the pass over ``X @ X.T`` (pairs, response partners, null) runs on the
+        numba kernels. A torch device ("cuda", "cuda:1"): it runs there in torch tiles
+        (:mod:`constraintlab.analysis.torch_pass`); the run's ``--device`` feeds it when this
+        is left at "cpu" (``constraintlab.analyze``).
+    device_precision : str
+        "tf32" (default), "float32" or "bfloat16": the GEMM of the torch pass on a GPU
+        (TF32 moves a cosine by about 1e-4 at k = 1,024; bfloat16 by about 1e-2).
+    device_block : int
+        4096 rows per tile of the torch pass on a GPU (columns: 8 times as many).
     sample_reference : int
         4096 random reference examples against which per-example scores and neighbours are
         estimated in the sampled mode.
@@ -330,6 +343,9 @@ class AnalysisConfig(Settings):
     hist_bins: int = 200
     max_pairs: int = 100_000
     exact_max_n: int = 100_000
+    device: str = "cpu"
+    device_precision: str = "tf32"
+    device_block: int = 4096
     sample_pairs: int = 2_000_000
     sample_reference: int = 4096
     seed: int = 0
@@ -397,6 +413,9 @@ class AnalysisConfig(Settings):
 
     def __post_init__(self) -> None:
         check_fields(self, CONSTRAINTS)
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", str(self.device)):
+            raise ConfigError(f"AnalysisConfig: device must be cpu, cuda, cuda:N or mps, got "
+                              f"{self.device!r}")
         if not self.tau_min <= self.tau_max:
             raise ConfigError(f"AnalysisConfig: need 0 < tau_min <= tau_max < 1, got "
                               f"{self.tau_min}, {self.tau_max}")

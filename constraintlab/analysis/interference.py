@@ -182,12 +182,19 @@ def bootstrap_interference(U: np.ndarray, zones: np.ndarray, draws: int = 200, s
     sizes = np.array([len(m) for m in members], dtype=np.float64)
     W = np.outer(sizes, sizes)
     np.fill_diagonal(W, 0.0)
-    Uz = [np.asarray(U[m], dtype=np.float64) for m in members]
+    # every draw's resampled zone means at once: (draws, n_z) counts @ (n_z, k) rows, one
+    # GEMM per zone (the rows are read once, not once a draw)
+    M = np.empty((draws, len(members), U.shape[1]), np.float64)
+    for z, m in enumerate(members):
+        Um = np.asarray(U[m], dtype=np.float64)
+        step = max(1, 20_000_000 // len(m))  # counts of at most 20M entries at a time
+        for d0 in range(0, draws, step):
+            counts = rng.multinomial(len(m), np.full(len(m), 1.0 / len(m)),
+                                     size=min(step, draws - d0))
+            M[d0:d0 + len(counts), z] = counts @ Um / len(m)
     vals = np.empty(draws)
     for d in range(draws):
-        M = np.stack([rng.multinomial(len(m), np.full(len(m), 1.0 / len(m))) @ u / len(m)
-                      for m, u in zip(members, Uz, strict=True)])
-        K = M @ M.T
+        K = M[d] @ M[d].T
         vals[d] = float((W * np.maximum(0.0, -K)).sum() / W.sum())
     lo, hi = np.percentile(vals, [2.5, 97.5])
     return float(lo), float(hi)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,6 +184,8 @@ class PairFold:
         self.n, self.tau, self.near, self.bins, self.do_hist = n, tau, near, hist_bins, do_hist
         self.n_chunks = n_chunks
         self.hist = np.zeros((n_chunks or kernel_chunks(None), hist_bins), np.int64)
+        self._lane_hist: dict[int, np.ndarray] = {0: self.hist}
+        self._lock = threading.Lock()
         self.conf_count = np.zeros(n, np.int64)
         self.conf_mass = np.zeros(n, np.float64)
         self.align_count = np.zeros(n, np.int64)
@@ -193,25 +196,36 @@ class PairFold:
         self.lo = _Collector(max_pairs, True, lo_collect)
         self.hi = _Collector(max_pairs, False, hi_collect)
 
+    #: writes only the rows (and, symmetric, columns) of its block, plus per-lane histograms:
+    #: :func:`constraintlab.analysis.blocks.for_each_block` may fold disjoint blocks at once
+    row_owned = True
+
     def __call__(self, b: Block) -> None:
         R = len(b.rows)
         rl, rh = np.empty(R, np.int64), np.empty(R, np.int64)
-        nc = min(self.n_chunks or kernel_chunks(), len(self.hist))
-        block_pair_stats(b.C, b.rows, b.cols, b.diag, self.tau, self.near, self.lo.thr,
-                         self.hi.thr, self.bins, nc, self.do_hist, b.symmetric,
-                         self.hist[:nc], self.conf_count, self.conf_mass, self.align_count,
+        hist = self._lane_hist.get(b.lane)
+        if hist is None:
+            with self._lock:
+                hist = self._lane_hist.setdefault(b.lane, np.zeros_like(self.hist))
+        nc = min(self.n_chunks or kernel_chunks(), len(hist))
+        lo_thr, hi_thr = self.lo.thr, self.hi.thr
+        block_pair_stats(b.C, b.rows, b.cols, b.diag, self.tau, self.near, lo_thr,
+                         hi_thr, self.bins, nc, self.do_hist, b.symmetric,
+                         hist[:nc], self.conf_count, self.conf_mass, self.align_count,
                          self.near_count, self.top_key, self.top_idx, self.top_val, rl, rh)
         if rl.any() or rh.any():
             la, lb, lv, ha, hb, hv = collect_block_pairs(b.C, b.rows, b.cols, b.diag,
-                                                         self.lo.thr, self.hi.thr, rl, rh)
-            self.lo.add(la, lb, lv, 0)
-            self.hi.add(ha, hb, hv, 0)
+                                                         lo_thr, hi_thr, rl, rh)
+            with self._lock:
+                self.lo.add(la, lb, lv, 0)
+                self.hi.add(ha, hb, hv, 0)
 
     def result(self) -> PairStats:
         """The statistics after the last block (exact-mode totals; top-m sorted best first)."""
         _, top_idx, top_val = sort_heaps(self.top_key, self.top_idx, self.top_val)
         N = self.n
-        return PairStats(self.hist.sum(0), self.conf_count, self.align_count, self.near_count,
+        hist = sum(h.sum(0) for h in self._lane_hist.values())
+        return PairStats(hist, self.conf_count, self.align_count, self.near_count,
                          self.conf_mass, top_idx, top_val, self.lo.result(), self.hi.result(),
                          int(self.conf_count.sum() // 2), int(self.near_count.sum() // 2),
                          N * (N - 1) // 2)
@@ -273,6 +287,7 @@ def analyze_pairs(
     ids: np.ndarray | None = None,
     config: AnalysisConfig | None = None,
     partners: bool = True,
+    backend: str | None = None,
 ) -> PairsResult:
     """Every pair of constraint rows: histogram, conflict and alignment density, per-example
     conflict score, near-parallel pairs, top-m neighbours; in the same pass, the response map's
@@ -291,6 +306,10 @@ def analyze_pairs(
         Also fold the signed top-``response_top_m`` partners and help/hurt sums of the
         response map into the pass (``PairsResult.partners``, for
         ``analyze_response(..., pairs=result)``). Default True.
+    backend : {"numba", "torch"}, optional
+        The pass: numba kernels on the CPU, or torch tiles on ``config.device``
+        (:mod:`constraintlab.analysis.torch_pass`). Default: torch when ``config.device`` is
+        not "cpu".
 
     Returns
     -------
@@ -325,10 +344,14 @@ def analyze_pairs(
                     hist_bins=config.hist_bins, max_pairs=config.max_pairs, do_hist=exact)
     pfold = PartnerFold(norms, response_top_m(N, config)) if partners else None
     folds = [fold] if pfold is None else [fold, pfold]
+    use_torch = backend == "torch" or (backend is None and config.device != "cpu")
     if exact:
         reference = None
-        for_each_block(Xn, config.block_size, folds, desc="all pairs")
-        st = fold.result()
+        if use_torch:
+            st, part = _torch_stats(Xn, norms, config, fold, pfold, None, tau, near)
+        else:
+            for_each_block(Xn, config.block_size, folds, desc="all pairs")
+            st = fold.result()
         denom = np.full(N, max(N - 1, 1), np.float64)
         n_conf = st.n_lo_total
         n_align = int(st.align_count.sum() // 2)
@@ -353,9 +376,12 @@ def analyze_pairs(
         n_conf = int((c64 < -tau).sum())
         n_align = int((c64 > tau).sum())
         n_near = int((c64 > near).sum())
-        for_each_block(Xn, config.block_size, folds, reference=reference,
-                       desc="sampled pairs")
-        st = fold.result()
+        if use_torch:
+            st, part = _torch_stats(Xn, norms, config, fold, pfold, reference, tau, near)
+        else:
+            for_each_block(Xn, config.block_size, folds, reference=reference,
+                           desc="sampled pairs")
+            st = fold.result()
         R = len(reference)
         in_ref = np.zeros(N, bool)
         in_ref[reference] = True
@@ -398,9 +424,44 @@ def analyze_pairs(
     ia, ib = ids[a], ids[b]
     cos = v.astype(np.float64)
     pairs = PairArrays("conflict", np.minimum(ia, ib), np.maximum(ia, ib), -cos, {"cos": cos})
+    if pfold is None:
+        sp = None
+    elif use_torch:
+        sp = SignedPartners(part.hi_idx, part.hi_val, part.lo_idx, part.lo_val, part.pos_sum,
+                            part.neg_sum, reference)
+    else:
+        sp = pfold.result(reference)
+    logger.info("pairs pass on %s", f"{config.device} (torch)" if use_torch else "cpu (numba)")
     return PairsResult("pairs", table, summary, pairs, near_parallel=hi_pairs, top_idx=top_idx,
-                       top_val=top_val,
-                       partners=pfold.result(reference) if pfold is not None else None)
+                       top_val=top_val, partners=sp)
+
+
+def _torch_stats(Xn: np.ndarray, norms: np.ndarray, config: AnalysisConfig, fold: PairFold,
+                 pfold, reference: np.ndarray | None, tau: float, near: float):
+    """The pass on ``config.device`` with torch
+    (:func:`constraintlab.analysis.torch_pass.torch_pass`), as the folds' :class:`PairStats`
+    and the raw part (for the partners)."""
+    from constraintlab.analysis.torch_pass import PassParams, torch_pass
+
+    params = PassParams(tau=tau, near=near, lo_collect=fold.lo.thr, hi_collect=fold.hi.thr,
+                        top_m=config.top_m, hist_bins=config.hist_bins,
+                        max_pairs=config.max_pairs,
+                        partner_m=pfold.state[0].shape[1] if pfold is not None else 0,
+                        do_hist=fold.do_hist)
+    cpu = config.device == "cpu"
+    rb = config.block_size if cpu else config.device_block
+    part = torch_pass(Xn, norms, params, reference=reference, device=config.device,
+                      precision="float32" if cpu else config.device_precision,
+                      row_block=rb, col_block=8 * rb,
+                      desc="all pairs (torch)" if reference is None else "sampled pairs (torch)")
+    fold.lo.add(*part.lo_pairs, 0)
+    fold.hi.add(*part.hi_pairs, 0)
+    N = Xn.shape[0]
+    st = PairStats(part.hist, part.conf_count, part.align_count, part.near_count,
+                   part.conf_mass, part.top_idx, part.top_val, fold.lo.result(),
+                   fold.hi.result(), int(part.conf_count.sum() // 2),
+                   int(part.near_count.sum() // 2), N * (N - 1) // 2)
+    return st, part
 
 
 def _run(system, results, config: AnalysisConfig) -> PairsResult | None:

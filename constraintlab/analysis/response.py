@@ -166,6 +166,10 @@ class PartnerFold:
         results do not depend on it).
     """
 
+    #: writes only the state of its block's rows (and, symmetric, columns):
+    #: :func:`constraintlab.analysis.blocks.for_each_block` may fold disjoint blocks at once
+    row_owned = True
+
     def __init__(self, weights: np.ndarray, m: int, n_chunks: int | None = None) -> None:
         self.w = np.ascontiguousarray(weights, dtype=np.float32)
         self.state = new_signed_state(len(self.w), m)

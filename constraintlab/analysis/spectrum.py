@@ -352,7 +352,9 @@ def determinacy_verdict(
     if inter is not None and inter["n_zones"] < 2:
         sentence += " Interference: fewer than two zones, nothing to compare."
     elif inter is not None:
-        sentence += (f" Interference {inter['excess']:.2f}x its null ("
+        ex = inter["excess"]  # None when the null's interference is 0 (no ratio)
+        sentence += (" Interference "
+                     + (f"{ex:.2f}x its null (" if ex is not None else "above a null of 0 (")
                      + ("above" if inter["above_null"] else "near") + " the data's own "
                      "baseline).")
     return {

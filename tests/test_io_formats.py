@@ -76,6 +76,8 @@ def test_preference_strings_chosen_by_default_rejected_on_request(tmp_path: Path
     assert data.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
     every = read_examples(path, train_on="all-assistant")
     assert every[0].targets == (1, 3)
+    # other targets from the same file: another store (the hash folds in --train-on too)
+    assert every.content_hash not in (data.content_hash, rej.content_hash)
 
 
 def test_preference_with_prompt_field_and_message_lists(tmp_path: Path) -> None:

@@ -237,7 +237,8 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
 
 def _examples_hash(raw_hash: str, config: ReadConfig) -> str:
     """The file's hash, or with the settings that pick other examples from it folded in."""
-    picks = {k: getattr(config, k) for k in ("preference", "input_field", "target_field")
+    picks = {k: getattr(config, k) for k in ("preference", "input_field", "target_field",
+                                             "train_on", "format")
              if getattr(config, k) != getattr(ReadConfig, k)}
     if not picks:
         return raw_hash

@@ -105,7 +105,8 @@ class CleanResult:
 def clean(data: Any, *, config: CleanConfig | None = None, model: str | None = None,
           out: str | Path | None = None, read: ReadConfig | None = None,
           encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None,
-          save: bool = True, **settings: Any) -> CleanResult:
+          save: bool = True, cache: str | Path | bool | None = None,
+          **settings: Any) -> CleanResult:
     """Analyse a dataset (as :func:`constraintlab.analyze`) and decide what to keep.
 
     Parameters
@@ -115,7 +116,7 @@ def clean(data: Any, *, config: CleanConfig | None = None, model: str | None = N
     config : CleanConfig, optional
         Suspect level, contradiction and family policies (defaults: the analysis' suspect flag
         level, contradictions left for review, families kept).
-    model, out, read, encode, analysis, save, **settings
+    model, out, read, encode, analysis, save, cache, **settings
         As for :func:`constraintlab.analyze`.
 
     Returns
@@ -124,7 +125,7 @@ def clean(data: Any, *, config: CleanConfig | None = None, model: str | None = N
         Nothing is written until :meth:`CleanResult.write`.
     """
     cfg = config if config is not None else CleanConfig()
-    with _pipeline(data, model, out, read, encode, analysis, settings) as run:
+    with _pipeline(data, model, out, read, encode, analysis, settings, cache=cache) as run:
         results, examples = run.results, run.examples
         con = results.contradictions
         decisions, summary = plan_cleaning(
@@ -211,7 +212,8 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
            target_score: str = "mean", model: str | None = None,
            out: str | Path | None = None, read: ReadConfig | None = None,
            encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None,
-           save: bool = True, **settings: Any) -> SelectResult:
+           save: bool = True, cache: str | Path | bool | None = None,
+           **settings: Any) -> SelectResult:
     """Analyse a dataset (as :func:`constraintlab.analyze`) and choose a subset of it.
 
     Parameters
@@ -225,7 +227,7 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
     method : {"qr", "leverage"}
         Without a target; see :mod:`constraintlab.analysis.selection`.
     target_score : {"mean", "max"}
-    model, out, read, encode, analysis, save, **settings
+    model, out, read, encode, analysis, save, cache, **settings
         As for :func:`constraintlab.analyze`.
 
     Returns
@@ -245,7 +247,7 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
     tgt = None
     if target is not None:
         tgt = target if isinstance(target, ExampleSet) else read_examples(target, read_cfg)
-    with _pipeline(data, None, out, read_cfg, enc_cfg, ana_cfg, {}) as run:
+    with _pipeline(data, None, out, read_cfg, enc_cfg, ana_cfg, {}, cache=cache) as run:
         ids = np.asarray(run.results.ids, dtype=np.int64)
         X = np.asarray(run.store.features)
         T = None

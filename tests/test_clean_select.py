@@ -259,7 +259,7 @@ def cli_run(tmp_path_factory, shared_data) -> dict:
     dev = root / "dev.jsonl"
     dev.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_records(6, offset=100)))
     common = ["--model", str(model), "-k", "128", "--out", str(root / "report"),
-              "--on-invalid", "skip", "-q"]
+              "--on-invalid", "skip", "--no-cache", "-q"]
     out = {}
     assert main(["clean", str(data), "-o", str(root / "clean.jsonl"), *common]) == 0
     assert main(["clean", str(data), "-o", str(root / "dry.jsonl"), "--dry-run", *common]) == 0

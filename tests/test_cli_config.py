@@ -18,7 +18,8 @@ SAMPLE = REPO / "data" / "gsm8k_sample.jsonl"
 #: gets ``-o OUT``, as ``clean``/``select``/``order`` take).
 _NEEDS = {"analyze": ["--out", "{tmp}/rep"], "gate": ["--out", "{tmp}/rep", "--fail-on",
                                                       "examples > 0"],
-          "extract": ["--out", "{tmp}/store"], "probe": ["--examples", "0,1"]}
+          "extract": ["--out", "{tmp}/store"], "probe": ["--examples", "0,1"],
+          "select": ["-o", "{tmp}/out.jsonl", "--budget", "0.5"]}
 COMMANDS = [m.__name__.rsplit(".", 1)[1] for m in SUBCOMMANDS
             if m.__name__.rsplit(".", 1)[1] != "inspect"]
 

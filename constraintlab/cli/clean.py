@@ -22,6 +22,7 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    cache_from_args,
     configs_from_args,
     echo,
 )
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                       drop_duplicates=not args.keep_duplicates)
     read, encode, analysis = configs_from_args(args)
     result = constraintlab.clean(args.data, config=cfg, out=args.out, read=read, encode=encode,
-                                 analysis=analysis)
+                                 analysis=analysis, cache=cache_from_args(args))
     s = result.summary
     path = None if args.dry_run else result.write(output)
     if not args.quiet:

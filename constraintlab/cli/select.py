@@ -25,6 +25,7 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    cache_from_args,
     configs_from_args,
     echo,
 )
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     read, encode, analysis = configs_from_args(args)
     result = constraintlab.select(args.data, args.budget, target=args.target,
                                   method=args.method, target_score=args.target_score,
-                                  out=args.out, read=read, encode=encode, analysis=analysis)
+                                  out=args.out, read=read, encode=encode, analysis=analysis,
+                                  cache=cache_from_args(args))
     path = result.write(output)
     if not args.quiet:
         s = result.summary

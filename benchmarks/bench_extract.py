@@ -304,18 +304,18 @@ def run_shape(args) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     res: dict = {"shape": args.shape, "device": str(device), "dtype": str(dtype).split(".")[-1]}
-    if device.type == "cuda":
-        res["gpu"] = torch.cuda.get_device_name(device)
 
     def save() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1))
 
     t_start = time.perf_counter()
-    rate = gemm_rate(device, dtype)
-    res["gemm_tflops"] = rate / 1e12
     where = model_dir(shape_bytes(args.shape))
     try:
+        if device.type == "cuda":
+            res["gpu"] = torch.cuda.get_device_name(device)
+        rate = gemm_rate(device, dtype)
+        res["gemm_tflops"] = rate / 1e12
         t = time.perf_counter()
         res["weights_bytes"] = build_shape(args.shape, where / "model", device, dtype)
         res["build_save_s"] = time.perf_counter() - t

@@ -18,6 +18,7 @@ import planted
 import validity_sets
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # this checkout's constraintlab, not another installed one
 SAMPLE = ROOT / "data" / "gsm8k_sample.jsonl"
 
 

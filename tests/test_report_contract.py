@@ -34,7 +34,10 @@ REPLACED_KEYS: dict[str, str] = {"system.verdict": "system.determinacy",
 #: values recomputed by a calibrated rule (issue 14): the system's rule sentence (now the growth
 #: rule), zones refined on mean-removed rows and pressure judged against the data's null (and
 #: the per-zone layer maps that follow the zones).
-RECOMPUTED = ("system.rule", "zones.pressure_zones", "layer_map.zones.")
+RECOMPUTED = ("system.rule", "zones.pressure_zones", "layer_map.zones.",
+              # issue 22: a contradiction is the same input up to formatting; the sample's
+              # planted pairs with a changed word ("gave" / "handed") are other inputs
+              "contradictions.")
 #: gate metrics of schema 1 -> schema 2.
 RENAMED_METRICS: dict[str, str] = {"skipped_records": "invalid_records"}
 REPLACED_METRICS: dict[str, str] = {"verdict": "determinacy", "inconsistent": "consistency"}
@@ -42,7 +45,8 @@ REPLACED_METRICS: dict[str, str] = {"verdict": "determinacy", "inconsistent": "c
 #: data sits at its own null there; ``interference_excess`` is the gate-able number).
 REMOVED_METRICS = ("conflict_density", "alignment_density", "conflicting_pairs",
                    "conflicted_share")
-RECOMPUTED_METRICS = ("pressure_zones", "max_zone_pressure")
+RECOMPUTED_METRICS = ("pressure_zones", "max_zone_pressure", "contradictions",
+                      "contradicting_examples")
 #: analyzer summary keys before schema 2 (what report/build.py renamed) -> the report key the
 #: analyzer now emits itself.
 OLD_SUMMARY_NAMES: dict[tuple[str, str], str] = {

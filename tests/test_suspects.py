@@ -134,13 +134,15 @@ def test_robust_z_scale_ignores_one_sided_contamination():
     ("it costs $400 000 x 3/100 = $12 000", (0, 0)),              # digit groups
     # hand-checked lines of real GSM8K train solutions (issue 22): what the rule cannot read
     # it leaves alone; what it reads it judges right
-    ("The third present needs 2 + 1 1/2 = 3 1/2 square feet of wrapping paper.", (0, 0)),
-    ("Carrie needs 2 + 1 1/2 + 3 1/2 = 7 square feet of wrapping paper", (0, 0)),
+    ("The third present needs 2 + 1 1/2 = 3 1/2 square feet of wrapping paper.", (0, 1)),
+    ("Carrie needs 2 + 1 1/2 + 3 1/2 = 7 square feet of wrapping paper", (0, 1)),
+    ("The third present needs 2 + 1 1/2 = 4 1/2 square feet", (1, 1)),   # mixed numbers read
+    ("1 1/3 + 1 = 2 1/3 cups", (0, 0)),           # no terminating decimal: not read
     ("we would divide both sides of the equation by 1.2, like this: 192 / 1.2 = 1.2Y / 1.2 or "
      "160 = Y.", (0, 0)),
     ("divide each side by 5 to figure out how many nuggets Alyssa ate, 100/5 = 5A/5 or 20 = A.",
      (0, 0)),
-    ("The second present needs 3 / 4 * 2 = 1 1/2 square feet", (0, 0)),
+    ("The second present needs 3 / 4 * 2 = 1 1/2 square feet", (0, 1)),
     ("So he pays $0.49 * 3 = $1.47 for the pens", (0, 1)),
     ("He saves 20% * $50 = $10 a week", (0, 1)),                   # percent as a hundredth
     ("That is 0.25 * 100 = 25% of the class", (0, 1)),            # percent as a number

@@ -132,6 +132,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -403,13 +404,41 @@ def _holds(expr: str, value: str) -> bool | None:
     return any(results)
 
 
+_MIXED = re.compile(r"(?<![\d./,])(\d+) (\d+)/(\d+)(?![\d/.,]|\s*[*/×])")
+
+
+def _mixed_as_decimals(text: str) -> str:
+    """Mixed numbers with a terminating decimal (``1 1/2`` -> ``1.5``, ``2 3/4`` -> ``2.75``)
+    written as decimals, for the plain calculations; others (``1 1/3``) are left as they are
+    (the calculation is then not read)."""
+    def one(m: re.Match) -> str:
+        whole, num, den = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if den == 0 or num >= den:
+            return m.group(0)
+        d = den
+        for f in (2, 5):
+            while d % f == 0:
+                d //= f
+        if d != 1:
+            return m.group(0)
+        return format(Decimal(whole) + Decimal(num) / Decimal(den), "f")
+    return _MIXED.sub(one, text)
+
+
+def _calculations(text: str) -> list[tuple[str, str]]:
+    """The explicit calculations of ``text`` as (expression, value): ``<<expr=value>>``
+    annotations when it has any, else plain ``a op b = c`` (mixed numbers read as decimals)."""
+    found = list(_ANNOTATION.finditer(text))
+    if found:
+        return [(m.group(1), m.group(2)) for m in found]
+    return [(m.group(1), m.group(2)) for m in _PLAIN.finditer(_mixed_as_decimals(text))]
+
+
 def false_calculations(text: str) -> list[dict]:
     """The explicit calculations of ``text`` that are false, as written: ``{"calculation":
     "a op b = c", "computed": value}`` each (``<<expr=value>>`` annotations when the text has
     any, else plain ``a op b = c``; see :func:`false_arithmetic`)."""
-    found = list(_ANNOTATION.finditer(text))
-    pairs = ([(m.group(1), m.group(2)) for m in found] if found
-             else [(m.group(1), m.group(2)) for m in _PLAIN.finditer(text)])
+    pairs = _calculations(text)
     out = []
     for expr, value in pairs:
         if _holds(expr, value) is False:
@@ -424,19 +453,17 @@ def false_arithmetic(text: str) -> tuple[int, int]:
     """Explicit calculations in ``text`` that are false, and how many were checked.
 
     ``<<expr=value>>`` annotations when the text has any, else plain ``a op b = c`` (numbers,
-    currency, percentages and ``+ - * / ×``). What it cannot read it leaves alone: a mixed
-    number (``2 + 1 1/2 = 3 1/2``), an unknown (``192 / 1.2 = 1.2Y / 1.2``), a chain whose
-    middle is no result (``2 * 3 = 3 * 2 = 6``), words between the numbers.
+    currency, percentages, mixed numbers with a terminating decimal (``2 + 1 1/2 = 3 1/2``) and
+    ``+ - * / ×``). What it cannot read it leaves alone: other mixed numbers (``1 1/3``), an
+    unknown (``192 / 1.2 = 1.2Y / 1.2``), a chain whose middle is no result (``2 * 3 = 3 * 2 =
+    6``), words between the numbers.
 
     Returns
     -------
     n_false, n_checked : int
     """
     n_false = n_checked = 0
-    found = list(_ANNOTATION.finditer(text))
-    pairs = ([(m.group(1), m.group(2)) for m in found] if found
-             else [(m.group(1), m.group(2)) for m in _PLAIN.finditer(text)])
-    for expr, value in pairs:
+    for expr, value in _calculations(text):
         ok = _holds(expr, value)
         if ok is None:
             continue

@@ -144,6 +144,8 @@ def test_robust_z_scale_ignores_one_sided_contamination():
      (0, 0)),
     ("The second present needs 3 / 4 * 2 = 1 1/2 square feet", (0, 1)),
     ("So he pays $0.49 * 3 = $1.47 for the pens", (0, 1)),
+    ("So, Bea earned $2.50 - $2.24 = 26 cents more than Dawn.", (0, 1)),   # train row 2429
+    ("So, Bea earned $2.50 - $2.24 = 36 cents more than Dawn.", (1, 1)),
     ("He saves 20% * $50 = $10 a week", (0, 1)),                   # percent as a hundredth
     ("That is 0.25 * 100 = 25% of the class", (0, 1)),            # percent as a number
     ("so 10 + 5 = 16% more", (1, 1)),

@@ -380,10 +380,12 @@ def _value(expr: str) -> float | None:
 def _holds(expr: str, value: str) -> bool | None:
     """Whether ``expr = value`` holds to the decimals shown; None when not checkable.
 
-    Currency signs and digit-group commas are dropped. A percent sign is read both ways, as a
-    hundredth (``50 * 20% = 10``, ``50% * 50% = 25%``) and as a plain number (``0.2 * 100 =
-    20%``): the calculation holds when any reading does (solutions write percentages every
-    way)."""
+    Currency signs and digit-group commas are dropped; dollars on the left and a bare result
+    may be cents (``$2.50 - $2.24 = 26 cents``, GSM8K train row 2429). A percent sign is read
+    both ways, as a hundredth (``50 * 20% = 10``, ``50% * 50% = 25%``) and as a plain number
+    (``0.2 * 100 = 20%``): the calculation holds when any reading does (solutions write
+    percentages every way)."""
+    dollars = "$" in expr and "$" not in value     # the result may be in cents
     e = expr.replace(",", "").replace("$", "").replace("×", "*").strip()
     v = value.replace(",", "").replace("$", "").strip()
     pct = "%" in e or v.endswith("%")
@@ -398,7 +400,8 @@ def _holds(expr: str, value: str) -> bool | None:
         got = _value(ex)
         if got is None:
             continue
-        results.append(_close(got, val) or (v.endswith("%") and _close(100.0 * got, val)))
+        results.append(_close(got, val) or ((v.endswith("%") or dollars)
+                                            and _close(100.0 * got, val)))
     if not results:
         return None
     return any(results)

@@ -59,7 +59,7 @@ def planted_rows() -> tuple[list[dict], set[tuple[str, int, int]]]:
     expected = {("exact_duplicate", 3, 40), ("exact_duplicate", 7, 41),
                 ("near_duplicate", 10, 42), ("near_duplicate", 12, 43),
                 ("contradiction", 15, 44), ("contradiction", 45, 46),
-                ("contradiction", 47, 50), ("contradiction", 48, 50)}
+                ("contradiction", 47, 50)}    # 48 asks with "a dozen": another input
     return rows + planted, expected
 
 
@@ -106,7 +106,7 @@ def test_report_json_follows_the_schema_and_names_the_planted_pairs(run) -> None
     assert report["dataset"]["n_examples"] == len(run["rows"])
     assert report["system"]["n_equations"] == len(run["rows"])
     assert report["redundancy"]["exact_duplicates"] == 2
-    assert report["contradictions"]["count"] == 4
+    assert report["contradictions"]["count"] == 3
     # The same numbers the gate sees.
     assert set(Report.load(run["out"]).metrics()) == set(METRICS)
 
@@ -453,8 +453,18 @@ def test_suspects_in_csv_html_api_gate_and_the_capability_statement(run) -> None
     data, t = report.data, report.examples
     sus = data["suspects"]
     flagged = t.index[t["is_suspect"].astype(bool)]
-    assert sus["suspects"] == len(flagged) == report.metrics()["suspects"]
-    assert report.metrics()["suspect_share"] == pytest.approx(len(flagged) / len(t))
+    # a random tiny model does not condition on its input: the suspect count is not measured
+    # (null, "not measured" on the card and in the terminal, failing the gate); what the checks
+    # that ran flagged stays in 'flagged' and is_suspect
+    assert sus["measured"] is False and sus["flagged"] == len(flagged)
+    assert sus["suspects"] is None and report.metrics()["suspects"] is None
+    assert report.metrics()["suspect_share"] is None
+    assert "suspects     not measured" in run["proc"].stdout
+    gate = cli("gate", str(run["out"]), "--fail-on", "suspect_share < 0.02")
+    assert gate.returncode == 1 and "FAIL  suspect_share < 0.02  (value: not measured)" in (
+        gate.stdout)
+    # the contradiction pairs are pairs to resolve, each side a suspect by its own evidence
+    assert sorted(map(tuple, sus["contradiction_pairs"])) == [(15, 44), (45, 46), (47, 50)]
     ranked = report.suspects()
     assert set(ranked.index) == set(flagged)
     ev = t.loc[ranked.index, "suspect_evidence"].to_numpy()
@@ -473,3 +483,10 @@ def test_suspects_in_csv_html_api_gate_and_the_capability_statement(run) -> None
     assert cap["out_of_reach"] and "--model" in cap["message"]
     assert f"model capability: {cap['message'][:60]}" in run["proc"].stdout
     assert html.escape(cap["message"][:60]) in page
+    # in the verdict box, and the KPI card says "not measured"
+    verdict = page.split("<p class='verdict", 1)[1].split("</p>", 1)[0]
+    assert "Model capability:" in verdict and html.escape(cap["message"][:60]) in verdict
+    assert "<div>suspects<b>not measured</b>" in page
+    # both inputs of a contradiction card, escaped: the XSS pair (45, 46) has the same input
+    card = page.split("<h3>records 45 and 46", 1)[1].split("<h3>", 1)[0]
+    assert card.count(html.escape(XSS_Q)) == 2 and "<script>alert(1)</script>" not in card

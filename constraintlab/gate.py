@@ -144,7 +144,9 @@ def evaluate(conditions: Sequence[Condition], metrics: Mapping[str, Any]) -> lis
     checks = []
     for cond in conditions:
         actual = metrics[cond.metric]
-        if actual is None:          # null in report.json: not measured, fails every condition
+        if actual is None or (isinstance(actual, float) and math.isnan(actual)):
+            # null in report.json (nan in Report.metrics()): not measured, fails every
+            # condition, numeric, boolean or string
             checks.append(Check(cond, None, False))
             continue
         numeric = isinstance(actual, (int, float)) and not isinstance(actual, bool)

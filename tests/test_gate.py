@@ -47,11 +47,12 @@ def test_conditions_evaluate_like_python(text: str, passed: bool) -> None:
 def test_null_metric_fails_every_condition(text: str) -> None:
     """Issue 22: null in report.json (not measured) fails every condition, numeric or not,
     whatever the operator; the line says "not measured"."""
-    metrics = {"suspect_share": None, "suspects": None, "model_limited": None,
-               "consistency": None}
-    (check,) = evaluate([Condition.parse(text)], metrics)
-    assert check.passed is False
-    assert check.line.startswith("FAIL") and "not measured" in check.line
+    for missing in (None, math.nan):   # report.json null; Report.metrics() nan
+        metrics = dict.fromkeys(("suspect_share", "suspects", "model_limited", "consistency"),
+                                missing)
+        (check,) = evaluate([Condition.parse(text)], metrics)
+        assert check.passed is False
+        assert check.line.startswith("FAIL") and "not measured" in check.line
 
 
 def test_check_line_shows_value() -> None:

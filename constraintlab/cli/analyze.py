@@ -130,7 +130,7 @@ def _new_lines(m: dict, d: dict) -> list[str]:
     cap = (sus or {}).get("capability") or {}
     if sus:
         why = ", ".join(f"{visible(k)} {v}" for k, v in sus["reasons"].items() if v)
-        if m["suspects"] is None:
+        if sus.get("suspects") is None:
             lines.append(f"  suspects     {'not measured':>14}   the model cannot judge this "
                          f"data (capability below); {sus.get('flagged', 0)} flagged by the "
                          f"checks that ran{' (' + why + ')' if why else ''}")

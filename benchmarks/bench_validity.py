@@ -293,6 +293,26 @@ def evaluate_sample(args, table: dict) -> None:
 
 
 # ------------------------------------------------------- chat, preference, instruction (22)
+def _with_source_duplicates(records: list[dict], truth: dict) -> set:
+    """The planted pairs, plus (j, copy) for every base row j that repeats the copy's source
+    (same input key, a target no different in substance): the data itself can hold a row
+    twice (HH does), and the planted copy contradicts both."""
+    from constraintlab.analysis.contradictions import compare_targets, input_keys
+    from constraintlab.analysis.text import normalize_many
+    from constraintlab.io import read_examples
+
+    ex = read_examples(records).examples
+    keys = input_keys(ex)
+    tg = normalize_many([e.target_text for e in ex])
+    out = {tuple(p) for p in truth["planted"]}
+    for i, c in truth["planted"]:
+        for j in truth["base"]:
+            if j != i and keys[j] == keys[i] and compare_targets(
+                    ex[i].target_text, ex[j].target_text, tg[i], tg[j]) is None:
+                out.add((min(j, c), max(j, c)))
+    return out
+
+
 def evaluate_chat_sets(args, table: dict) -> None:
     """Contradictions on the chat, preference and instruction sets of ``chat_sets`` (issue 22):
     the whole pipeline on each extracted set (the factor signal and the capability statement
@@ -305,14 +325,24 @@ def evaluate_chat_sets(args, table: dict) -> None:
     def add(case, seed_value, target, ok):
         table.setdefault((case, target), []).append((seed_value, ok))
 
+    from constraintlab.analysis import analyze_contradictions
+    from constraintlab.io import read_examples
+
+    sizes = {"n": args.chat_n} if args.chat_n else {}
     for name in args.chat_sets:
         for seed in args.seeds:
-            records, truth = chat_sets.SETS[name](seed)
-            ds, store = extract_records(records, Path(args.cache) / f"{name}-{seed}", args.k)
-            res = analyze_store(store, examples=list(ds))
-            con = res.contradictions
+            records, truth = chat_sets.SETS[name](seed, **sizes)
+            res = None
+            if args.text_only:      # the text signal alone: no model, no extraction
+                con = analyze_contradictions(read_examples(records).examples)
+            else:
+                where = Path(args.cache) / (f"{name}-{seed}"
+                                            + (f"-n{args.chat_n}" if args.chat_n else ""))
+                ds, store = extract_records(records, where, args.k)
+                res = analyze_store(store, examples=list(ds))
+                con = res.contradictions
             found = con.positions
-            planted_pairs = {tuple(p) for p in truth["planted"]}
+            planted_pairs = _with_source_duplicates(records, truth)
             base = set(truth["base"])
             real = {p for p in found if p[0] in base and p[1] in base}
             neg = {kind: {tuple(p) for p in ps} for kind, ps in truth["negatives"].items()}
@@ -326,6 +356,8 @@ def evaluate_chat_sets(args, table: dict) -> None:
                 f" ({k} {len(found & v)})" for k, v in neg.items() if v),
                 "false contradictions: 0", not false)
             add(case, f"{len(real)}", "(pairs among the unplanted rows: the data's own)", None)
+            if res is None:
+                continue
             sig = con.summary.get("factor_signal") or {}
             cap = (res.suspects.summary["capability"] if res.suspects is not None else {})
             gain = cap.get("relative_input_gain")
@@ -370,6 +402,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chat", action="store_true",
                     help="only the chat, preference and instruction contradiction sets")
     ap.add_argument("--chat-sets", nargs="+", default=["chat", "preference", "instruction"])
+    ap.add_argument("--chat-n", type=int, default=0,
+                    help="(--chat) base rows per set (default: each builder's own, 150)")
+    ap.add_argument("--text-only", action="store_true",
+                    help="(--chat) the text signal alone, without a model (no extraction)")
     args = ap.parse_args(argv)
     import torch
 

@@ -27,6 +27,8 @@ import re
 
 import planted
 
+from constraintlab.analysis.text import normalize
+
 HH = planted.SHARED / "hh_harmless_dev.jsonl.gz"
 _TURN = re.compile(r"\n\n(Human|Assistant): ")
 
@@ -188,15 +190,23 @@ def chat_set(seed: int, n: int = 150, n_planted: int = 10, n_forks: int = 20
                    "negatives": {"fork": [], "entity": [], "number": [], "paraphrase": []}}
     # forks: cut at an earlier assistant turn (another length); the last question after the
     # first exchange dropped, with the rejected reply (another history, another reply)
+    # (a fork whose input is some other row's input, as HH's second turns sometimes are, would
+    # be a real contradiction with that row: left out)
+    def key(msgs):
+        return tuple((m["role"], normalize(m["content"])) for m in msgs[:-1])
+
+    taken = {key(r["messages"]) for r in base}
     multi = [i for i, r in enumerate(base) if len(r["messages"]) >= 4]
     for i in rng.sample(multi, min(n_forks, len(multi))):
         msgs = base[i]["messages"]
         k = 2 * rng.randrange(1, len(msgs) // 2)           # 2, 4, ... < len
-        records.append({"messages": msgs[:k]})
-        truth["negatives"]["fork"].append((i, len(records) - 1))
+        if key(msgs[:k]) not in taken:
+            records.append({"messages": msgs[:k]})
+            truth["negatives"]["fork"].append((i, len(records) - 1))
         rej = pairs[i][1][-1]["content"]
-        if rej != msgs[-1]["content"]:
-            records.append({"messages": [*msgs[2:-1], {"role": "assistant", "content": rej}]})
+        tail = [*msgs[2:-1], {"role": "assistant", "content": rej}]
+        if rej != msgs[-1]["content"] and key(tail) not in taken:
+            records.append({"messages": tail})
             truth["negatives"]["fork"].append((i, len(records) - 1))
     own, neg = own_negatives(rng)
     off = len(records)
@@ -256,4 +266,12 @@ def instruction_set(seed: int, n: int = 150, n_planted: int = 10) -> tuple[list[
     return records, truth
 
 
-SETS = {"chat": chat_set, "preference": preference_set, "instruction": instruction_set}
+def hh_all(seed: int, n: int | None = None) -> tuple[list[dict], dict]:
+    """Every usable HH row's chosen conversation, nothing planted (``seed`` only orders them):
+    what the data itself holds."""
+    records = [{"messages": c} for c, _ in hh_pairs(n, seed)]
+    return records, {"base": list(range(len(records))), "planted": [], "negatives": {}}
+
+
+SETS = {"chat": chat_set, "preference": preference_set, "instruction": instruction_set,
+        "hh_all": hh_all}

@@ -138,6 +138,9 @@ def test_robust_z_scale_ignores_one_sided_contamination():
     ("Carrie needs 2 + 1 1/2 + 3 1/2 = 7 square feet of wrapping paper", (0, 1)),
     ("The third present needs 2 + 1 1/2 = 4 1/2 square feet", (1, 1)),   # mixed numbers read
     ("1 1/3 + 1 = 2 1/3 cups", (0, 0)),           # no terminating decimal: not read
+    ("so the birds eat 2 - 1/2 = 1 1/2 cups of birdseed. Each cup feeds 14 birds, so the "
+     "feeder feeds 14 * 1 1/2 = 21 birds weekly.", (0, 2)),           # train row 802
+    ("she has 4/12 + 3/12 = 7 /12 of a bottle of shampoo left.", (0, 0)),   # train row 6718
     ("we would divide both sides of the equation by 1.2, like this: 192 / 1.2 = 1.2Y / 1.2 or "
      "160 = Y.", (0, 0)),
     ("divide each side by 5 to figure out how many nuggets Alyssa ate, 100/5 = 5A/5 or 20 = A.",

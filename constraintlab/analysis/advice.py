@@ -52,10 +52,6 @@ def advise(results, config: AnalysisConfig) -> list[str]:
     # what the capability statement rules out: nothing rests on it
     limited = bool(cap.get("limited"))
     knows_text = cap.get("predicts_targets") is not False
-    if sus is not None and sus.summary.get("measured") is False:
-        out.append("The suspect checks did not all run: the model cannot judge this data "
-                   "(capability statement). Pass --model naming the model you will fine-tune "
-                   "to check the targets.")
     n_con = con.summary["count"] if con is not None else 0
     if n_con:
         out.append(f"Resolve the {n_con} contradiction pair(s): the same input asks for "
@@ -92,6 +88,10 @@ def advise(results, config: AnalysisConfig) -> list[str]:
                        "the model already predicts the target, 1 = it knows nothing of it), so "
                        f"training moves the model most on them: records {named} "
                        "(report.volatile_examples()).")
+    if sus is not None and sus.summary.get("measured") is False:
+        out.append("The suspect checks did not all run: the model cannot judge this data "
+                   "(capability statement). Pass --model naming the model you will fine-tune "
+                   "to check the targets.")
     if zones is not None:
         for z in [z for z in zones.summary["zones"] if z["is_pressure_zone"]][:3]:
             out.append(f"Inspect pressure zone {z['id']} ({z['label']}, {z['size']} examples):"

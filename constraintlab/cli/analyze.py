@@ -132,7 +132,7 @@ def _new_lines(m: dict, d: dict) -> list[str]:
         why = ", ".join(f"{visible(k)} {v}" for k, v in sus["reasons"].items() if v)
         if sus.get("suspects") is None:
             lines.append(f"  suspects     {'not measured':>14}   the model cannot judge this "
-                         f"data (capability below); {sus.get('flagged', 0)} flagged by the "
+                         f"data (capability above); {sus.get('flagged', 0)} flagged by the "
                          f"checks that ran{' (' + why + ')' if why else ''}")
         else:
             lines.append(f"  suspects         {m['suspects']:>10d}   {m['suspect_share']:.1%} "

@@ -963,7 +963,7 @@ def analyze_suspects(
         "suspect_share": (float(flagged.mean()) if n else 0.0) if measured else None,
         "measured": measured, "flagged": int(flagged.sum()),
         "not_measured": None if measured else (
-            "the checks the capability statement rules out did not run ("
+            "The checks the capability statement rules out did not run ("
             + ", ".join(k for k, v in in_reach.items() if not v) + "): the suspect count "
             "is not measured; 'flagged' counts what the other checks found"),
         "contradiction_pairs": [[int(ids[a]), int(ids[b])] for a, b in pairs_to_resolve],

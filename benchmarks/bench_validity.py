@@ -18,6 +18,7 @@ import planted
 import validity_sets
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # this checkout's constraintlab, not another installed one
 SAMPLE = ROOT / "data" / "gsm8k_sample.jsonl"
 
 
@@ -95,9 +96,8 @@ def excess_text(inter: dict) -> str:
 
 
 def contradiction_variants(U: dict, rows, config=None) -> dict:
-    """Text only / text + factors without the sibling guard / with it, on the same rows."""
-    import dataclasses
-
+    """Text only / text + factors with the factor signal allowed to propose (as when the model
+    conditions on the input) / not allowed, on the same rows."""
     import numpy as np
 
     from constraintlab.analysis import AnalysisConfig, analyze_contradictions
@@ -106,10 +106,10 @@ def contradiction_variants(U: dict, rows, config=None) -> dict:
     rows = np.asarray(rows)
     ex = [U["examples"][i] for i in rows]
     out = {"text": analyze_contradictions(ex, config=config).positions}
-    for guard in (False, True):
-        cfg = dataclasses.replace(config, factor_sibling_guard=guard)
-        out[f"factors_guard_{guard}"] = analyze_contradictions(
-            ex, input_factors=U["Fi"][rows], output_factors=U["Fo"][rows], config=cfg).positions
+    for cond in (True, False):
+        out[f"factors_propose_{cond}"] = analyze_contradictions(
+            ex, input_factors=U["Fi"][rows], output_factors=U["Fo"][rows],
+            model_conditions=cond, config=config).positions
     return out
 
 
@@ -209,9 +209,9 @@ def evaluate_seed(seed: int, args, table: dict) -> None:
     for name, f in var.items():
         p_, r_ = precision_recall(f, truth)
         add(case, f"P {p_:.3f} R {r_:.3f} sib {len(f & sib)}", f"(signal: {name})", None)
-    only = var["factors_guard_True"] - var["text"]
+    only = var["factors_propose_True"] - var["text"]
     add(case, f"{len(only & truth)} true, {len(only - truth)} false",
-        "(factor-only pairs with the guard)", None)
+        "(factor-only pairs, the factor signal allowed to propose)", None)
     # style clash
     st = S["style"]
     res = analyze_rows(U, st["rows"])
@@ -246,8 +246,8 @@ def evaluate_seed(seed: int, args, table: dict) -> None:
         res.contradictions.summary["count"] == 0)
     var = contradiction_variants(U, sb["rows"])
     add(f"sibling pairs ({len(sb['pairs'])} pairs)",
-        f"{len(var['factors_guard_False'])} / {len(var['factors_guard_True'])}",
-        "(factor signal without / with the sibling guard)", None)
+        f"{len(var['factors_propose_True'])} / {len(var['factors_propose_False'])}",
+        "(text + factors, the factor signal allowed / not allowed to propose)", None)
     # templates vs diverse
     for name, want in (("templates", "saturating"), ("diverse", "still_growing")):
         rows = S[name]["rows"]
@@ -292,6 +292,85 @@ def evaluate_sample(args, table: dict) -> None:
         all(a in planted or b in planted for a, b in pos))
 
 
+# ------------------------------------------------------- chat, preference, instruction (22)
+def _with_source_duplicates(records: list[dict], truth: dict) -> set:
+    """The planted pairs, plus (j, copy) for every base row j that repeats the copy's source
+    (same input key, a target no different in substance): the data itself can hold a row
+    twice (HH does), and the planted copy contradicts both."""
+    from constraintlab.analysis.contradictions import compare_targets, input_keys
+    from constraintlab.analysis.text import normalize_many
+    from constraintlab.io import read_examples
+
+    ex = read_examples(records).examples
+    keys = input_keys(ex)
+    tg = normalize_many([e.target_text for e in ex])
+    out = {tuple(p) for p in truth["planted"]}
+    for i, c in truth["planted"]:
+        for j in truth["base"]:
+            if j != i and keys[j] == keys[i] and compare_targets(
+                    ex[i].target_text, ex[j].target_text, tg[i], tg[j]) is None:
+                out.add((min(j, c), max(j, c)))
+    return out
+
+
+def evaluate_chat_sets(args, table: dict) -> None:
+    """Contradictions on the chat, preference and instruction sets of ``chat_sets`` (issue 22):
+    the whole pipeline on each extracted set (the factor signal and the capability statement
+    included); planted pairs P, R; negatives (forks, other entities, numbers, paraphrases)
+    reported; pairs among the unplanted rows (contradictions the data holds) counted apart."""
+    import chat_sets
+
+    from constraintlab.analysis import analyze_store
+
+    def add(case, seed_value, target, ok):
+        table.setdefault((case, target), []).append((seed_value, ok))
+
+    from constraintlab.analysis import analyze_contradictions
+    from constraintlab.io import read_examples
+
+    sizes = {"n": args.chat_n} if args.chat_n else {}
+    for name in args.chat_sets:
+        for seed in args.seeds:
+            records, truth = chat_sets.SETS[name](seed, **sizes)
+            res = None
+            if args.text_only:      # the text signal alone: no model, no extraction
+                con = analyze_contradictions(read_examples(records).examples)
+            else:
+                where = Path(args.cache) / (f"{name}-{seed}"
+                                            + (f"-n{args.chat_n}" if args.chat_n else ""))
+                ds, store = extract_records(records, where, args.k)
+                res = analyze_store(store, examples=list(ds))
+                con = res.contradictions
+            found = con.positions
+            planted_pairs = _with_source_duplicates(records, truth)
+            base = set(truth["base"])
+            real = {p for p in found if p[0] in base and p[1] in base}
+            neg = {kind: {tuple(p) for p in ps} for kind, ps in truth["negatives"].items()}
+            false = found - planted_pairs - real
+            prec, rec = precision_recall(found - real, planted_pairs)
+            case = (f"{name}: {len(truth['base'])} rows + {len(planted_pairs)} planted"
+                    + "".join(f", {len(v)} {k} pairs" for k, v in neg.items() if v))
+            add(case, f"P {prec:.3f} R {rec:.3f}", "planted: P, R >= 0.95",
+                prec >= 0.95 and rec >= 0.95)
+            add(case, f"{len(false)}" + "".join(
+                f" ({k} {len(found & v)})" for k, v in neg.items() if v),
+                "false contradictions: 0", not false)
+            add(case, f"{len(real)}", "(pairs among the unplanted rows: the data's own)", None)
+            if res is None:
+                continue
+            sig = con.summary.get("factor_signal") or {}
+            cap = (res.suspects.summary["capability"] if res.suspects is not None else {})
+            gain = cap.get("relative_input_gain")
+            add(case, f"{con.summary.get('factor_pairs', 0)} raw, proposes "
+                f"{sig.get('proposes')}; input gain "
+                + (f"{100 * gain:.1f} %" if gain is not None else "n/a"),
+                "(factor signal: candidate pairs, allowed to propose)", None)
+            for p in sorted(false)[:5]:
+                print(f"  false pair {name} seed {seed}: {p}", file=sys.stderr)
+            for p in sorted(real)[:5]:
+                print(f"  data's own pair {name} seed {seed}: {p}", file=sys.stderr)
+
+
 def print_table(table: dict, seeds) -> None:
     head = ["case", "must read", *[f"seed {s}" for s in seeds], "pass"]
     lines = []
@@ -320,6 +399,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--affinity-probe", type=int, default=12, help="probe examples per zone")
     ap.add_argument("--affinity-steps", type=int, default=3)
     ap.add_argument("--affinity-lr", type=float, default=0.05)
+    ap.add_argument("--chat", action="store_true",
+                    help="only the chat, preference and instruction contradiction sets")
+    ap.add_argument("--chat-sets", nargs="+", default=["chat", "preference", "instruction"])
+    ap.add_argument("--chat-n", type=int, default=0,
+                    help="(--chat) base rows per set (default: each builder's own, 150)")
+    ap.add_argument("--text-only", action="store_true",
+                    help="(--chat) the text signal alone, without a model (no extraction)")
     args = ap.parse_args(argv)
     import torch
 
@@ -333,6 +419,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"extracted in {time.perf_counter() - t0:.0f} s")
         return
     table: dict = {}
+    if args.chat:
+        evaluate_chat_sets(args, table)
+        print(f"bench_validity --chat: seeds {args.seeds}, k = {args.k}, reference model; "
+              f"{time.perf_counter() - t0:.0f} s (stores in {args.cache})")
+        print_table(table, args.seeds)
+        return
     evaluate_sample(args, table)
     for seed in args.seeds:
         evaluate_seed(seed, args, table)

@@ -112,6 +112,8 @@ def _clip(text: str, limit: int = 200) -> str:
 
 
 def _show(value: Any) -> str:
+    if value is None:
+        return "not measured"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     if isinstance(value, float):
@@ -142,8 +144,11 @@ def evaluate(conditions: Sequence[Condition], metrics: Mapping[str, Any]) -> lis
     checks = []
     for cond in conditions:
         actual = metrics[cond.metric]
-        if actual is None and isinstance(cond.value, float):
-            actual = math.nan       # null in report.json: not measured (fails, like nan)
+        if actual is None or (isinstance(actual, float) and math.isnan(actual)):
+            # null in report.json (nan in Report.metrics()): not measured, fails every
+            # condition, numeric, boolean or string
+            checks.append(Check(cond, None, False))
+            continue
         numeric = isinstance(actual, (int, float)) and not isinstance(actual, bool)
         if numeric and isinstance(cond.value, float):
             passed = (not math.isnan(actual)) and OPERATORS[cond.op](float(actual), cond.value)

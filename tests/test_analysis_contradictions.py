@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from constraintlab.analysis import (
     AnalysisConfig,
@@ -14,6 +13,7 @@ from constraintlab.analysis import (
     analyze_contradictions,
     compare_targets,
 )
+from constraintlab.analysis.contradictions import input_keys
 from constraintlab.analysis.text import final_answer, normalize, numbers, short_diff
 from constraintlab.io.example import Example, Message
 
@@ -77,15 +77,16 @@ def test_same_question_different_answers():
            qa(5, Q1.replace("gives away", "gave away"), A1.replace("=31>>31", "=30>>30"))]
     res = analyze_contradictions(exs)
     got = {(p["a"], p["b"]): p for p in res.pairs}
-    # 2 contradicts 0 and 3; 5 (nearly the same question) contradicts 0, 3 and 2
-    assert set(got) == {(0, 2), (2, 3), (0, 5), (3, 5), (2, 5)}
+    # 2 contradicts 0 and 3 (the same question up to case and spaces); 5 asks with another
+    # word ("gave"): not the same input, never a contradiction
+    assert set(got) == {(0, 2), (2, 3)}
     p = got[(0, 2)]
     assert p["kind"] == "contradiction" and p["score"] == 1.0
     assert p["detail"]["final_answers"] == ["31", "29"]
     assert "[-31-]" in p["detail"]["diff"] and "{+29+}" in p["detail"]["diff"]
-    assert got[(0, 5)]["detail"]["input_similarity"] < 1.0
+    assert p["detail"]["input_similarity"] == 1.0
     t = res.table
-    assert list(t.index[t["is_contradiction"]]) == [0, 2, 3, 5]
+    assert list(t.index[t["is_contradiction"]]) == [0, 2, 3]
     assert t.loc[1, "contradiction_score"] == 0.0
     assert ((t["contradiction_score"] >= 0) & (t["contradiction_score"] <= 1)).all()
     json.dumps(res.summary)
@@ -106,47 +107,90 @@ def test_chat_histories():
     assert (0, 2) in near and (0, 1) not in near
 
 
-def test_factor_signal_alone_and_with_text():
-    rng = np.random.default_rng(0)
-    N, d = 60, 32
+def _factors(N: int, d: int, planted, seed: int = 0):
+    """Input factors aligned and output factors opposed on the planted pairs."""
+    rng = np.random.default_rng(seed)
     fin = rng.standard_normal((N, d))
     fout = rng.standard_normal((N, d))
-    planted = [(4, 40), (7, 8), (20, 59), (12, 50)]
     for a, b in planted:
         fin[b] = fin[a] + 0.01 * rng.standard_normal(d)
         fout[b] = -fout[a]
-    fin[30] = fin[31] + 0.01 * rng.standard_normal(d)  # same input, same output: no conflict
-    fout[30] = fout[31]
-    res = analyze_contradictions(input_factors=fin, output_factors=fout)
-    assert sorted((p["a"], p["b"]) for p in res.pairs) == sorted(planted)
-    for p in res.pairs:
-        assert p["detail"]["signal"] == "factors"
-        assert p["score"] == pytest.approx((p["detail"]["cos_input"]
-                                            - p["detail"]["cos_output"]) / 2)
-    # with texts: a factor pair whose targets are equal is dropped; a text pair gets the cosines
+    return fin, fout
+
+
+def test_factor_signal_needs_same_input_and_a_model_that_conditions():
+    N, d = 60, 32
+    planted = [(4, 40), (7, 8), (20, 59), (12, 50), (30, 31)]
+    fin, fout = _factors(N, d, planted)
+    # without texts the input cannot be checked: nothing is proposed, the pairs are counted
+    res = analyze_contradictions(input_factors=fin, output_factors=fout, model_conditions=True)
+    assert res.pairs == [] and res.summary["factor_pairs"] == len(planted)
+    assert res.summary["factor_pairs_other_input"] == len(planted)
+    assert res.summary["factor_signal"]["proposes"] is False
     exs = [qa(i, f"question number {i} about topic {i * 7}", f"answer {i}") for i in range(N)]
-    exs[8] = qa(8, exs[7].input_text, exs[7].target_text)  # same text as 7
-    exs[59] = qa(59, exs[20].input_text, "a completely different reply")
-    # Aligned in the model but unrelated as text (two shouted questions): not a contradiction.
+    exs[8] = qa(8, exs[7].input_text, exs[7].target_text)        # same text as 7
+    exs[59] = qa(59, exs[20].input_text.upper(), "a completely different reply")
+    # aligned in the model but another input: shouted questions, a sibling (other numbers),
+    # a reworded question with the same numbers
     exs[12] = qa(12, "HOW MANY GOATS GRAZE IN THE NORTH FIELD?", "#### 12")
     exs[50] = qa(50, "WHAT DOES THE BAKER SELL ON MONDAYS?", "#### 5")
-    # (4, 40): "question number 4 about topic 28" / "... 40 about topic 280": one template,
-    # other numbers: sibling problems, not the same question
-    res = analyze_contradictions(exs, input_factors=fin, output_factors=fout)
-    got = {(p["a"], p["b"]): p for p in res.pairs}
-    assert set(got) == {(20, 59)}
-    assert res.summary["factor_pairs_without_text_support"] == 2  # (7, 8) and (12, 50)
-    assert res.summary["factor_pairs_sibling_problems"] == 1      # (4, 40)
-    assert got[(20, 59)]["detail"]["signal"] == "text+factors"
-    off = analyze_contradictions(exs, input_factors=fin, output_factors=fout,
-                                 config=AnalysisConfig(factor_sibling_guard=False))
-    assert {(p["a"], p["b"]) for p in off.pairs} == {(4, 40), (20, 59)}
-    # a reworded question with the same numbers (the text signal misses it) stays
     exs[40] = qa(40, "question number 4 about the topic 28", "answer 40")
-    res = analyze_contradictions(exs, input_factors=fin, output_factors=fout)
-    got = {(p["a"], p["b"]): p for p in res.pairs}
-    assert set(got) == {(4, 40), (20, 59)}
-    assert got[(4, 40)]["detail"]["signal"] == "factors"
+    exs[31] = qa(31, "question number 30 about topic 210 ", "a different reply, unrelated")
+    for cond in (True, False, None):
+        res = analyze_contradictions(exs, input_factors=fin, output_factors=fout,
+                                     model_conditions=cond)
+        got = {(p["a"], p["b"]): p for p in res.pairs}
+        # (20, 59) and (30, 31): the same input up to case and spaces, other targets: text pairs
+        assert set(got) == {(20, 59), (30, 31)}
+        assert got[(20, 59)]["detail"]["signal"] == "text+factors"
+        assert res.summary["factor_pairs_other_input"] == 2        # (4, 40), (12, 50)
+        assert res.summary["factor_pairs_without_text_support"] == 1   # (7, 8): equal targets
+        assert res.summary["factor_signal"]["proposes"] is (cond is True)
+    # the factor signal's own proposals: only inside a same-input group beyond max_group
+    many = [qa(i, "Same question?", f"reply number {i} " + "word " * i) for i in range(6)]
+    fin, fout = _factors(6, d, [(4, 5)], seed=1)
+    cfg = AnalysisConfig(max_group=2)
+    on = analyze_contradictions(many, input_factors=fin, output_factors=fout,
+                                model_conditions=True, config=cfg)
+    off = analyze_contradictions(many, input_factors=fin, output_factors=fout,
+                                 model_conditions=False, config=cfg)
+    assert (4, 5) in on.positions and (4, 5) not in off.positions
+    assert {(p["a"], p["b"]): p for p in on.pairs}[(4, 5)]["detail"]["signal"] == "factors"
+
+
+def test_other_turns_entities_or_numbers_are_never_contradictions():
+    """Issue 22: forks of one conversation at other lengths, templated prompts with another
+    person, another number, a paraphrase: none is the same input."""
+    h = [("user", "Where can I buy a bike?"), ("assistant", "A local bike shop."),
+         ("user", "ok"), ("assistant", "Anything else?"), ("user", "what brand?")]
+    exs = [chat(0, [*h[:1], ("assistant", "Try a local bike shop or a second-hand market.")]),
+           chat(1, [*h[:3], ("assistant", "Great, enjoy the ride and wear a helmet.")]),
+           chat(2, [*h, ("assistant", "Trek and Giant make reliable bikes.")]),
+           chat(3, [*h[2:], ("assistant", "Any brand you like, honestly.")]),  # last turns only
+           chat(4, [("user", "What is the home address of Anna Smith?"),
+                    ("assistant", "I can't share private addresses.")]),
+           chat(5, [("user", "What is the home address of Bob Jones?"),
+                    ("assistant", "Sorry, I do not know where he lives, try a directory.")]),
+           chat(6, [("user", "Convert 3.5 miles to km."), ("assistant", "About 5.6 km.")]),
+           chat(7, [("user", "Convert 35 miles to km."), ("assistant", "About 56 km.")]),
+           chat(8, [("user", "How do I bake bread?"), ("assistant", "Mix flour, water, yeast.")]),
+           chat(9, [("user", "How can I bake bread?"), ("assistant", "Buy a bread machine.")]),
+           # a system turn added: another history, not the same input
+           chat(10, [("system", "Be brief."), ("user", "How do I bake bread?"),
+                     ("assistant", "Knead, rest, bake at 230 C for 30 minutes.")]),
+           # the same input up to formatting, another reply: the one contradiction
+           chat(11, [("user", "how do I  bake bread"), ("assistant", "Buy it at the bakery.")])]
+    res = analyze_contradictions(exs)
+    assert res.positions == {(8, 11)}
+    keys = input_keys(exs)
+    # 3.5 and 35 normalise alike ("3 5" / "35" differ, but "3.5" vs "3 5" would not): the
+    # numbers keep them apart
+    assert keys[6][2] == ("3.5",) and keys[7][2] == ("35",)
+    assert keys[8] == keys[11] and keys[8] != keys[10] and keys[0][1] == ("user",)
+    assert input_keys([qa(0, "Pay 3.5 now", "x"), qa(1, "Pay 3 5 now", "y")])[0][0] == \
+        input_keys([qa(1, "Pay 3 5 now", "y")])[0][0]
+    assert analyze_contradictions([qa(0, "Pay 3.5 now", "x"), qa(1, "Pay 3 5 now", "y")]
+                                  ).pairs == []
 
 
 def test_invariant_to_permutation():

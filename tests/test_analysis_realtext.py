@@ -153,8 +153,10 @@ def test_gsm8k_planted_duplicates_and_contradictions():
             r["question"] = cosmetic(r["question"], rng)
             ans = r["answer"].rsplit("####", 1)
             r["answer"] = ans[0] + "#### " + str(int(ans[1].strip().replace(",", "")) * 2 + 1)
-        else:  # a word of the question changed (nearly the same input), another reasoning
-            r["question"] = _swap_word(r["question"], rng)
+        else:  # the question's punctuation and line breaks changed (formatting), another
+            # reasoning (a changed *word* is another input: never a contradiction, issue 22)
+            r["question"] = re.sub(r"\s*(?<!\d)([,.?!])(?!\d)\s*", r" \1\n",
+                                   r["question"]).rstrip()
             r["answer"] = _bump_number(r["answer"], rng)
         return r
 

@@ -66,7 +66,7 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         for name in ("leverage_unique", "zone_conflict_share", "inconsistent_contradiction_share",
                      "growth_sketch_fill", "growth_adapter_fill", "growth_energy",
                      "growth_sketch_effective",
-                     "minhash_threshold", "input_jaccard", "contradiction_jaccard",
+                     "minhash_threshold", "contradiction_jaccard",
                      "lsh_min_recall", "near_input_min"):
             v = getattr(c, name)
             need(0 < v <= 1)

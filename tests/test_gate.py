@@ -40,6 +40,21 @@ def test_conditions_evaluate_like_python(text: str, passed: bool) -> None:
     assert check.line.startswith("PASS" if passed else "FAIL")
 
 
+@pytest.mark.parametrize("text", [
+    "suspect_share < 0.02", "suspect_share >= 0", "suspect_share != 0.5", "suspects == 0",
+    "model_limited == false", "model_limited != true", 'consistency != "inconsistent"',
+    'consistency == "consistent"'])
+def test_null_metric_fails_every_condition(text: str) -> None:
+    """Issue 22: null in report.json (not measured) fails every condition, numeric or not,
+    whatever the operator; the line says "not measured"."""
+    for missing in (None, math.nan):   # report.json null; Report.metrics() nan
+        metrics = dict.fromkeys(("suspect_share", "suspects", "model_limited", "consistency"),
+                                missing)
+        (check,) = evaluate([Condition.parse(text)], metrics)
+        assert check.passed is False
+        assert check.line.startswith("FAIL") and "not measured" in check.line
+
+
 def test_check_line_shows_value() -> None:
     (check,) = evaluate([Condition.parse("contradictions <= 4")], METRICS)
     assert check.line == "FAIL  contradictions <= 4  (value: 5)"

@@ -149,7 +149,7 @@ def test_null_metric_fails_its_condition(report, capsys) -> None:
     data["redundancy"]["redundancy_ratio"] = None
     _put(report, data)
     code, out, _ = gate(capsys, report, "--fail-on", "redundancy_ratio < 1")
-    assert code == 1 and "FAIL  redundancy_ratio < 1  (value: nan)" in out
+    assert code == 1 and "FAIL  redundancy_ratio < 1  (value: not measured)" in out
 
 
 # -- config files ------------------------------------------------------------------------------

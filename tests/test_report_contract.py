@@ -36,7 +36,11 @@ REPLACED_KEYS: dict[str, str] = {"system.verdict": "system.determinacy",
 #: the per-zone layer maps that follow the zones).
 RECOMPUTED = ("system.rule", "zones.pressure_zones", "layer_map.zones.",
               # issue 22: a duplicate set keeps its cleanest copy, not its first
-              "redundancy.keeper_rule")
+              "redundancy.keeper_rule",
+              # issue 22: a contradiction is the same input up to formatting; the sample's
+              # planted pairs with a changed word ("gave" / "handed") are other inputs, so
+              # those family members are now near-duplicate links inside their family
+              "contradictions.", "redundancy.near_duplicate_pairs_in_families")
 #: gate metrics of schema 1 -> schema 2.
 RENAMED_METRICS: dict[str, str] = {"skipped_records": "invalid_records"}
 REPLACED_METRICS: dict[str, str] = {"verdict": "determinacy", "inconsistent": "consistency"}
@@ -44,7 +48,8 @@ REPLACED_METRICS: dict[str, str] = {"verdict": "determinacy", "inconsistent": "c
 #: data sits at its own null there; ``interference_excess`` is the gate-able number).
 REMOVED_METRICS = ("conflict_density", "alignment_density", "conflicting_pairs",
                    "conflicted_share")
-RECOMPUTED_METRICS = ("pressure_zones", "max_zone_pressure")
+RECOMPUTED_METRICS = ("pressure_zones", "max_zone_pressure", "contradictions",
+                      "contradicting_examples")
 #: analyzer summary keys before schema 2 (what report/build.py renamed) -> the report key the
 #: analyzer now emits itself.
 OLD_SUMMARY_NAMES: dict[tuple[str, str], str] = {

@@ -18,6 +18,7 @@ from constraintlab.analysis.suspects import (
     capability,
     ending_surprise,
     false_arithmetic,
+    false_calculations,
     input_dependence,
     result_positions,
     robust_z,
@@ -128,11 +129,42 @@ def test_robust_z_scale_ignores_one_sided_contamination():
     ("Half is <<10/3=3.33>>3.33 and <<2+2=4>>4", (0, 2)),
     ("so 3 + 4 = 7 apples, and 1,200 / 4 = 300", (0, 2)),
     ("so 3 + 4 = 8 apples", (1, 1)),
-    ("X*6 + 9 = 87 years; 27(1/3)=9; 50% * 50% = 25%", (0, 0)),  # variables, products, %
+    ("X*6 + 9 = 87 years; 27(1/3)=9", (0, 0)),  # variables, implied products
+    ("50% * 50% = 25%", (0, 1)),                # percentages are read (issue 22)
     ("it costs $400 000 x 3/100 = $12 000", (0, 0)),              # digit groups
+    # hand-checked lines of real GSM8K train solutions (issue 22): what the rule cannot read
+    # it leaves alone; what it reads it judges right
+    ("The third present needs 2 + 1 1/2 = 3 1/2 square feet of wrapping paper.", (0, 1)),
+    ("Carrie needs 2 + 1 1/2 + 3 1/2 = 7 square feet of wrapping paper", (0, 1)),
+    ("The third present needs 2 + 1 1/2 = 4 1/2 square feet", (1, 1)),   # mixed numbers read
+    ("1 1/3 + 1 = 2 1/3 cups", (0, 0)),           # no terminating decimal: not read
+    ("so the birds eat 2 - 1/2 = 1 1/2 cups of birdseed. Each cup feeds 14 birds, so the "
+     "feeder feeds 14 * 1 1/2 = 21 birds weekly.", (0, 2)),           # train row 802
+    ("she has 4/12 + 3/12 = 7 /12 of a bottle of shampoo left.", (0, 0)),   # train row 6718
+    ("we would divide both sides of the equation by 1.2, like this: 192 / 1.2 = 1.2Y / 1.2 or "
+     "160 = Y.", (0, 0)),
+    ("divide each side by 5 to figure out how many nuggets Alyssa ate, 100/5 = 5A/5 or 20 = A.",
+     (0, 0)),
+    ("The second present needs 3 / 4 * 2 = 1 1/2 square feet", (0, 1)),
+    ("So he pays $0.49 * 3 = $1.47 for the pens", (0, 1)),
+    ("So, Bea earned $2.50 - $2.24 = 26 cents more than Dawn.", (0, 1)),   # train row 2429
+    ("So, Bea earned $2.50 - $2.24 = 36 cents more than Dawn.", (1, 1)),
+    ("He saves 20% * $50 = $10 a week", (0, 1)),                   # percent as a hundredth
+    ("That is 0.25 * 100 = 25% of the class", (0, 1)),            # percent as a number
+    ("so 10 + 5 = 16% more", (1, 1)),
+    ("2 * 3 = 3 * 2 = 6", (0, 1)),                                 # a chain: the last step
+    ("3 * 4 = 12 feet and 12 feet * 2 = 24 feet", (0, 1)),
 ])
 def test_false_arithmetic(text, expected):
     assert false_arithmetic(text) == expected
+    assert len(false_calculations(text)) == expected[0]
+
+
+def test_false_calculations_name_the_calculation():
+    assert false_calculations("so 3 + 4 = 8 apples") == [
+        {"calculation": "3 + 4 = 8", "computed": 7.0}]
+    assert false_calculations("He pays <<3*4=15>>15 dollars") == [
+        {"calculation": "3*4 = 15", "computed": 12.0}]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -233,17 +265,33 @@ def test_rules_raise_the_score_and_flag():
     trunc = np.eye(30, dtype=int)[11]
     plain = analyze_suspects(tp, targets=["x"] * 30, n_truncated=trunc)
     r = analyze_suspects(tp, targets=targets, contradictions={(1, 2)}, n_truncated=trunc)
-    for row, reason in [(5, "false_arithmetic"), (9, "unsupported_final_answer"),
-                        (1, "contradiction"), (2, "contradiction")]:
+    for row, reason in [(5, "false_arithmetic"), (9, "unsupported_final_answer")]:
         assert r.is_suspect[row] and reason in r.reasons[row]
         assert r.score[row] >= plain.score[row] - 1e-12
-    others = [i for i in range(30) if i not in (1, 2, 5, 9)]
+    # each rule hit names what it judged
+    assert r.table["suspect_detail"].iloc[5] == "false: 3+4 = 8 (is 7)"
+    assert "final answer 9 appears nowhere" in r.table["suspect_detail"].iloc[9]
+    assert r.table["suspect_detail"].iloc[0] == ""
+    # a contradiction pair is a pair to resolve, listed as a note on both sides: no evidence
+    # against either side (issue 22), the score unchanged
+    assert r.summary["contradiction_pairs"] == [[1, 2]]
+    for row in (1, 2):
+        assert "contradiction" in r.reasons[row]
+        assert r.score[row] == plain.score[row] and r.is_suspect[row] == plain.is_suspect[row]
+    others = [i for i in range(30) if i not in (5, 9)]
     np.testing.assert_allclose(r.score[others], plain.score[others])
     # truncation is a note: listed among the reasons, no evidence of a wrong target
     assert "truncated" in r.reasons[11] and not r.is_suspect[11]
     # a rule hit adds -log10(suspect_rule_p) = 3 to the evidence (the ranking key)
-    np.testing.assert_allclose(r.evidence[[1, 2, 5, 9]], plain.evidence[[1, 2, 5, 9]] + 3.0,
-                               rtol=1e-12)
+    np.testing.assert_allclose(r.evidence[[5, 9]], plain.evidence[[5, 9]] + 3.0, rtol=1e-12)
+    # ranks and p-values: the ranking key, never saturated (p = 10^-evidence)
+    np.testing.assert_allclose(r.table["suspect_p"], 10.0 ** -r.evidence, rtol=1e-12)
+    want_rank = np.empty(30, int)
+    want_rank[np.lexsort((np.arange(30), -r.evidence))] = np.arange(1, 31)
+    np.testing.assert_array_equal(r.table["suspect_rank"], want_rank)
+    for v in r.summary["listed"]:
+        row = v["id"]
+        assert v["rank"] == want_rank[row] and v["p_value"] == pytest.approx(10 ** -r.evidence[row])
     # the ending of an example cut at max_length was not scored: no ending signal for it
     whole = analyze_suspects(tp, targets=["x"] * 30)
     assert np.isnan(r.table["ending_surprise"].iloc[11]) and np.isnan(r.z[11, 1])
@@ -378,7 +426,8 @@ def test_analysis_runs_suspects_with_the_contradiction_pairs():
     np.testing.assert_array_equal(got.score, direct.score)
     assert got.reasons == direct.reasons
     for row, reason in ((4, "contradiction"), (9, "contradiction"), (12, "false_arithmetic")):
-        assert reason in got.reasons[row] and got.is_suspect[row]
+        assert reason in got.reasons[row]
+    assert got.is_suspect[12] and got.summary["contradiction_pairs"] == [[4, 9]]
     assert "truncated" in got.reasons[20]       # a note, not a flag
     table = res.table()
     cols = ["is_suspect", "suspect_score", "suspect_reasons", "suspect_evidence",
@@ -439,3 +488,63 @@ def test_sidak_pair_against_the_formula():
     got = _log_p_sidak(np.log(p))
     want = [np.log(1 - 0.99 ** 2), np.log(0.2), np.nan, np.log(2e-40), 0.0, np.log(1e-300)]
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_unmeasured_suspects_are_null_and_fail_the_gate():
+    """Issue 22: when the capability statement rules a check out, the suspect count is not
+    measured: null in the summary (and so in report.json), failing every gate condition; the
+    flags of the checks that ran stay in ``flagged`` and the table."""
+    from constraintlab.gate import Condition, evaluate
+
+    rng = np.random.default_rng(12)
+    tp = _profiles(rng, 40)
+    ok = analyze_suspects(tp)
+    assert ok.summary["capability"]["limited"] is False and ok.summary["measured"] is True
+    assert ok.summary["suspects"] == int(ok.is_suspect.sum())
+    # the same data judged by a model asked to explain 99 % of the targets from the inputs
+    cfg = AnalysisConfig(capability_min_gain=0.99)
+    off = analyze_suspects(tp, config=cfg)
+    assert off.summary["capability"]["conditions_on_input"] is False
+    assert off.summary["suspects"] is None and off.summary["suspect_share"] is None
+    assert off.summary["measured"] is False and "input_dependence" in off.summary["not_measured"]
+    assert off.summary["flagged"] == int(off.is_suspect.sum())
+    checks = evaluate([Condition.parse("suspect_share < 0.02"), Condition.parse("suspects == 0")],
+                      {"suspect_share": off.summary["suspect_share"],
+                       "suspects": off.summary["suspects"]})
+    assert [c.passed for c in checks] == [False, False]
+    # without the gate every signal is used: measured again
+    ungated = analyze_suspects(tp, config=AnalysisConfig(capability_min_gain=0.99,
+                                                         suspect_gate=False))
+    assert ungated.summary["measured"] is True and ungated.summary["suspects"] is not None
+
+
+def test_advice_never_rests_on_what_the_capability_statement_rules_out():
+    """Interference above its null from a model that barely conditions on the input is said to
+    restate the model's ignorance, never "separate adapters"; volatility from a model that
+    does not know the text says so; unmeasured suspects ask for --model."""
+    from types import SimpleNamespace
+
+    from constraintlab.analysis.advice import advise
+
+    def res(summary):
+        return SimpleNamespace(summary=summary)
+
+    inter = res({"interference_above_null": True, "interference_excess": 1.4,
+                 "most_interfering_pair": {"a": 0, "b": 1}})
+    vol = res({"percentiles": {"volatility": {"p99": 0.9, "max": 0.95}},
+               "most_volatile": [{"id": 3, "volatility": 0.95, "mean_nll": 7.0}]})
+
+    def results(limited: bool, predicts: bool, measured: bool):
+        cap = {"limited": limited, "predicts_targets": predicts}
+        return SimpleNamespace(contradictions=None, redundancy=None, families=None,
+                               volatility=vol, zones=None, determinacy=None, spectrum=None,
+                               interference=inter,
+                               suspects=res({"capability": cap, "measured": measured}))
+
+    cfg = AnalysisConfig()
+    good = " ".join(advise(results(False, True, True), cfg))
+    assert "separate adapters" in good and "Check the most volatile" in good
+    bad = " ".join(advise(results(True, False, False), cfg))
+    assert "separate adapters" not in bad and "restates its ignorance" in bad
+    assert "Check the most volatile" not in bad and "does not know this text" in bad
+    assert "--model" in bad

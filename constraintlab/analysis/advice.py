@@ -1,6 +1,10 @@
 """What to do next: one sentence per finding that asks for action, most pressing first.
 
-Read from the other analyzers' results (nothing new is measured here); the one threshold of its
+Read from the other analyzers' results (nothing new is measured here). Nothing rests on a
+signal the capability statement rules out: with a model that barely conditions on the input,
+interference above its null is said to restate the model's ignorance (no "separate adapters"),
+and high volatility from a model that does not know the text is said to be that. The one
+threshold of its
 own, ``AnalysisConfig.volatility_advice_p99``, is documented there with its calibration. The
 report shows the sentences as they are (``report.json`` section ``advice``, the HTML page's
 "What to do next", ``Report.advice()``).
@@ -66,6 +70,11 @@ def advise(results, config: AnalysisConfig) -> list[str]:
     out: list[str] = []
     con, red, fam = results.contradictions, results.redundancy, results.families
     vol, zones, det, spec = results.volatility, results.zones, results.determinacy, results.spectrum
+    sus = results.suspects
+    cap = (sus.summary.get("capability") or {}) if sus is not None else {}
+    # what the capability statement rules out: nothing rests on it
+    limited = bool(cap.get("limited"))
+    knows_text = cap.get("predicts_targets") is not False
     n_con = con.summary["count"] if con is not None else 0
     if n_con:
         shown = [f"{p['a']} & {p['b']}" for p in con.pairs[:NAMED]]
@@ -101,7 +110,11 @@ def advise(results, config: AnalysisConfig) -> list[str]:
                        "agree or drop the odd one out (column family; report.families).")
     if vol is not None:
         p = vol.summary["percentiles"]["volatility"]
-        if p["p99"] >= config.volatility_advice_p99:
+        if p["p99"] >= config.volatility_advice_p99 and not knows_text:
+            out.append(f"Token volatility is high (p99 {p['p99']:.2f}) because the model does "
+                       "not know this text (capability statement): it restates the model's "
+                       "ignorance of the domain, not a problem of the data.")
+        elif p["p99"] >= config.volatility_advice_p99:
             top = vol.summary["most_volatile"][:3]
             named = ", ".join(f"{v['id']} ({v['volatility']:.2f}, mean NLL "
                               f"{v['mean_nll']:.1f} nats)" for v in top)
@@ -110,12 +123,22 @@ def advise(results, config: AnalysisConfig) -> list[str]:
                        "the model already predicts the target, 1 = it knows nothing of it), so "
                        f"training moves the model most on them: records {named} "
                        "(report.volatile_examples()).")
+    if sus is not None and sus.summary.get("measured") is False:
+        out.append("The suspect checks did not all run: the model cannot judge this data "
+                   "(capability statement). Pass --model naming the model you will fine-tune "
+                   "to check the targets.")
     if zones is not None:
         for z in [z for z in zones.summary["zones"] if z["is_pressure_zone"]][:3]:
             out.append(f"Inspect pressure zone {z['id']} ({z['label']}, {z['size']} examples):"
                        f" {z['internal_conflict_share']:.0%} of its internal links conflict.")
     inter = results.interference
-    if inter is not None and inter.summary.get("interference_above_null"):
+    if inter is not None and inter.summary.get("interference_above_null") and limited:
+        out.append(f"Interference reads {inter.summary['interference_excess']:.2f}x its null, "
+                   "but the model barely conditions on the input or does not know the targets "
+                   "(capability statement): the zones then sort the text by what the model "
+                   "does not know, so this restates its ignorance of the domain; rerun with "
+                   "--model naming the model you will fine-tune before acting on it.")
+    elif inter is not None and inter.summary.get("interference_above_null"):
         pair = inter.summary.get("most_interfering_pair") or {}
         where = (f" most between zones {pair['a']} and {pair['b']}" if pair else "")
         ex = inter.summary["interference_excess"]  # None: the null's interference is 0

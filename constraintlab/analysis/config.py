@@ -39,7 +39,7 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "inconsistent_contradiction_share": _SHARE, "shingle_size": _POSITIVE,
     "num_perm": _POSITIVE, "minhash_threshold": _SHARE, "near_input_min": _SHARE,
     "lsh_min_recall": _SHARE, "lsh_bands": _POSITIVE, "lsh_rows": _POSITIVE,
-    "input_shingle_size": _POSITIVE, "input_jaccard": _SHARE, "contradiction_jaccard": _SHARE,
+    "input_shingle_size": _POSITIVE, "contradiction_jaccard": _SHARE,
     "factor_input_min": Interval(-1, 1, "neither"),
     "factor_output_max": Interval(-1, 1, "neither"),
     "max_group": _POSITIVE, "zone_edge_min": Interval(0, 1, "left"),
@@ -202,24 +202,12 @@ class AnalysisConfig(Settings):
     input_shingle_size : int
         2 words per shingle when comparing inputs (order-sensitive, tolerant to one changed word
         in a short prompt).
-    input_jaccard : float
-        0.8. Two inputs are "nearly the same" (contradiction candidates) when the Jaccard of
-        their normalised ``input_shingle_size`` shingles reaches this and they contain the same
-        numbers in the same order.
     contradiction_jaccard : float
         0.5. Targets whose normalised token Jaccard is below this differ in substance.
     factor_input_min : float
         0.95. Factor signal: inputs aligned when the cosine of their input factors exceeds this.
-    factor_input_words : float
-        0.5. When texts are available, a pair found by the factor signal alone (inputs aligned
-        in the model, outputs apart) also needs this word Jaccard between its normalised inputs
-        and a substantive target difference (as for text pairs): the factor signal finds
-        paraphrased questions, not unrelated inputs written in the same style (e.g. two
-        all-caps questions that a small model represents alike).
-    factor_sibling_guard : bool
-        True. When texts are available, a pair found by the factor signal alone also needs the
-        same numbers in both inputs (as a multiset): two fills of one template with other
-        numbers are sibling problems, not the same question
+        The signal proposes a pair only when the model conditions on the input (capability
+        statement) and the texts show the same input up to formatting
         (:mod:`constraintlab.analysis.contradictions`).
     factor_output_max : float
         0.5. Factor signal: outputs apart when the cosine of their output factors is below this.
@@ -375,11 +363,8 @@ class AnalysisConfig(Settings):
     lsh_bands: int | None = None
     lsh_rows: int | None = None
     input_shingle_size: int = 2
-    input_jaccard: float = 0.8
     contradiction_jaccard: float = 0.5
     factor_input_min: float = 0.95
-    factor_input_words: float = 0.5
-    factor_sibling_guard: bool = True
     factor_output_max: float = 0.5
     max_group: int = 200
     zone_edge_min: float | None = None

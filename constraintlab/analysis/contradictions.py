@@ -1,12 +1,16 @@
 """Contradictions: the same left-hand side, a different right-hand side.
 
+A contradiction is **the same input with another target**. "The same input" means the same text
+up to formatting: equal after :func:`constraintlab.analysis.text.normalize` (Unicode form, case,
+punctuation, whitespace), with the same turns (the roles of the input's messages, in order) and
+the same numbers in the same order (``3.5`` and ``35`` normalise alike; they are other
+problems). Inputs that differ in a turn (a conversation forked at another length), in a word
+(a named entity, a paraphrase) or in a number are never a contradiction, whatever any signal
+says: two different questions may have different answers.
+
 Text signal
-    1. Inputs are normalised (:func:`constraintlab.analysis.text.normalize`). Candidates are the
-       pairs with the same normalised input (hash groups), plus pairs whose inputs are *nearly*
-       the same: Jaccard of word ``input_shingle_size``-shingles >= ``input_jaccard`` (MinHash
-       LSH, verified exactly) **and**
-       the same numbers in the same order (a word problem with another number is another
-       problem, not the same question).
+    1. Candidates are the pairs with the same input key (normalised text, roles, numbers):
+       hash groups.
     2. Targets are compared after normalisation. Equal -> a duplicate, never a contradiction.
        Otherwise they differ in substance when any of these holds (``reasons``):
 
@@ -20,30 +24,24 @@ Text signal
 
        Targets that differ only in wording (same numbers, same answer, high overlap) are
        paraphrases: not reported.
-    3. Score in [0, 1] = input similarity (1 for the same normalised input, else the Jaccard) x
-       strength: 1 for ``final_answer``, ``0.5 + 0.5 * (1 - J_numbers)`` for ``numbers``,
-       ``1 - J_tokens`` for ``content`` (the largest that applies).
+    3. Score in [0, 1] = strength: 1 for ``final_answer``, ``0.5 + 0.5 * (1 - J_numbers)`` for
+       ``numbers``, ``1 - J_tokens`` for ``content`` (the largest that applies).
 
 Factor signal (when the encoder's factors are given)
     Pairs whose input factors are aligned (``cos > factor_input_min``) while their output factors
-    are apart (``cos < factor_output_max``); score ``(cos_in - cos_out) / 2`` clipped to [0, 1].
-    A pair both signals find is reported once (``signal = "text+factors"``, the larger score);
-    a factor-only pair is dropped when the texts show equal targets.
-
-    Sibling problems (one template filled with other names and numbers: another problem, not
-    the same question) have input factors as aligned as paraphrases (cosine ~0.96 under the
-    reference model: every input shares the template's direction), so with texts a factor-only
-    pair also needs the input-word Jaccard ``factor_input_words`` and, with
-    ``factor_sibling_guard`` (default), **the same numbers in both inputs** (as a multiset: a
-    reworded question may reorder them); a different number is a different problem.
-    Measured (``benchmarks/bench_validity.py``, reference model, seeds 0 / 1): 1,000 GSM8K test
-    rows + 70 planted contradictions (same question, a cosmetic edit in half of them, another
-    final answer) + 24 sibling pairs mixed in: text only P 1.000 / 1.000, R 1.000 / 1.000;
-    text + factors without the guard P 0.972 / 0.959 (2 of the false pairs in seed 1 are
-    sibling pairs), with the guard P 1.000 / 1.000, R 1.000 / 1.000. On these sets the factor
-    signal adds no recall (the text signal's normalisation already matches cosmetic edits); it
-    is kept, behind the guard, for reworded questions the text signal cannot match. Without
-    texts the guard cannot apply.
+    are apart (``cos < factor_output_max``). It may propose a pair only when the capability
+    statement says the model conditions on the input (``model_conditions``; see
+    :func:`constraintlab.analysis.suspects.capability`) **and** the texts show the same input
+    (the key above) with a substantive target difference. Otherwise its pairs are counted in
+    the summary, never reported: a model that barely conditions on the input represents every
+    input of a kind alike (issue 22: on 400 Anthropic-HH conversations the reference model gave
+    input cosines 0.97-0.997 to forks of one conversation with 6 and 8 turns and to "the home
+    address of <person A>" / "<person B>"; all 5 of its pairs were false), and sibling problems
+    (one template, other names and numbers) have input factors as aligned as paraphrases
+    (cosine ~0.96 on GSM8K). Without texts the factor signal proposes nothing (the input cannot
+    be checked). A text pair that the factors corroborate is reported once with
+    ``signal = "text+factors"`` and the cosines. With texts, every pair the factor signal could
+    propose is a text pair as well, so it adds no recall; it stays as a second opinion.
 """
 
 from __future__ import annotations
@@ -53,6 +51,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,11 +60,19 @@ from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.pairs import blocked_pairs, unit_rows
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult, make_pair
-from constraintlab.analysis.text import TextView, final_answer, jaccard, numbers, short_diff
+from constraintlab.analysis.text import (
+    TextView,
+    final_answer,
+    jaccard,
+    normalize_many,
+    numbers,
+    short_diff,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ContradictionsResult", "analyze_contradictions", "compare_targets"]
+__all__ = ["ContradictionsResult", "analyze_contradictions", "compare_targets", "input_keys",
+           "model_conditions_on_input"]
 
 
 @dataclass
@@ -170,6 +177,35 @@ def _factor_candidates(input_factors, output_factors, config: AnalysisConfig):
     return a[keep], b[keep], cin[keep].astype(np.float64), cout[keep]
 
 
+def input_keys(examples: Sequence, norm_input: Sequence[str] | None = None) -> list[tuple]:
+    """The key that makes two inputs "the same" (module docstring): normalised input text, the
+    roles of the input's turns in order, and the input's numbers in order.
+
+    Parameters
+    ----------
+    examples : sequence of N Example
+    norm_input : sequence of N str, optional
+        Their normalised inputs (computed here when not given).
+
+    Returns
+    -------
+    list of N tuple
+        ``(normalised input, roles, numbers)``; two examples have the same input when their keys
+        are equal (an empty normalised input has no key: ``()``).
+    """
+    if norm_input is None:
+        norm_input = normalize_many([ex.input_text for ex in examples])
+    keys = []
+    for ex, n in zip(examples, norm_input, strict=True):
+        if not n:
+            keys.append(())
+            continue
+        last = ex.targets[-1]
+        roles = tuple(m.role for i, m in enumerate(ex.messages[:last]) if i not in ex.targets)
+        keys.append((n, roles, tuple(numbers(ex.input_text))))
+    return keys
+
+
 def analyze_contradictions(
     examples: Sequence | None = None,
     *,
@@ -177,14 +213,15 @@ def analyze_contradictions(
     output_factors: np.ndarray | None = None,
     ids: np.ndarray | None = None,
     text: TextView | None = None,
+    model_conditions: bool | None = None,
     config: AnalysisConfig | None = None,
 ) -> ContradictionsResult:
-    """Pairs with the same (or nearly the same) input whose targets differ in substance.
+    """Pairs with the same input (up to formatting) whose targets differ in substance.
 
     Parameters
     ----------
     examples : sequence of Example, optional
-        Text signal.
+        Text signal (and the check every pair must pass).
     input_factors : (N, d_in) float, optional
         Pooled input-side representation per example (encoder).
     output_factors : (N, d_out) float, optional
@@ -193,6 +230,9 @@ def analyze_contradictions(
         Example ids (default ``Example.index``, else ``0..N-1``).
     text : TextView, optional
         The analysis' shared text view of ``examples`` (built here when not given).
+    model_conditions : bool or None
+        The capability statement's ``conditions_on_input``: the factor signal may propose pairs
+        only when True (None: not measured, so it may not).
     config : AnalysisConfig
 
     Returns
@@ -200,9 +240,10 @@ def analyze_contradictions(
     ContradictionsResult
         ``name="contradictions"``. Table: ``is_contradiction``, ``contradiction_score`` (max over
         its pairs, in [0, 1]), ``contradiction_count``. Pairs of kind ``"contradiction"``, detail
-        ``signal``, ``reasons``, ``input_similarity``, ``target_jaccard``, ``final_answers``,
-        ``diff`` (word diff of the two targets) and, with factors, ``cos_input``/``cos_output``.
-        ``positions``: the pairs as row positions.
+        ``signal``, ``reasons``, ``input_similarity`` (1: the same input), ``target_jaccard``,
+        ``final_answers``, ``diff`` (word diff of the two targets) and, with factors,
+        ``cos_input``/``cos_output``. ``positions``: the pairs as row positions. Summary:
+        ``factor_signal`` says whether the factor signal could propose pairs and why.
 
     The inputs are taken as checked (:class:`constraintlab.analysis.system.ConstraintSystem`
     checks shapes and values once, at the boundary).
@@ -218,16 +259,17 @@ def analyze_contradictions(
     ids = np.asarray(ids)
     found: dict[tuple[int, int], dict] = {}
     summary: dict = {"n": N, "signals": []}
+    keys: list[tuple] = []
     if examples is not None:
         summary["signals"].append("text")
         text = text if text is not None else TextView(examples, config)
-        inputs, targets = text.input, text.target
-        n_in, n_tg = text.norm_input, text.norm_target
-        cands: dict[tuple[int, int], float] = {}
-        groups: dict[str, list[int]] = {}
-        for i, s in enumerate(n_in):
-            if s:
-                groups.setdefault(s, []).append(i)
+        targets, n_tg = text.target, text.norm_target
+        keys = input_keys(text.examples, text.norm_input)
+        cands: set[tuple[int, int]] = set()
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key:
+                groups.setdefault(key, []).append(i)
         n_groups = 0
         for members in groups.values():
             if len(members) < 2:
@@ -236,64 +278,63 @@ def analyze_contradictions(
             head = members[: config.max_group]
             for x_pos, x in enumerate(members):
                 for y in (members[x_pos + 1:] if x_pos < config.max_group else head):
-                    cands[(min(x, y), max(x, y))] = 1.0
+                    cands.add((min(x, y), max(x, y)))
         summary["same_input_groups"] = n_groups
-        a, b, jac, stats = text.pairs(config.input_jaccard, on="input")
-        n_near = 0
-        for x, y, j in zip(a.tolist(), b.tolist(), jac.tolist(), strict=True):
-            if (x, y) in cands or not n_in[x] or not n_in[y]:
-                continue
-            if numbers(inputs[x]) != numbers(inputs[y]):
-                continue
-            cands[(x, y)] = float(j)
-            n_near += 1
-        summary["near_input_pairs"] = n_near
-        summary["input_minhash"] = stats
         summary["candidate_pairs"] = len(cands)
-        for (x, y), sim in cands.items():
+        for x, y in sorted(cands):
             cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
             if cmp is None:
                 continue
             found[(x, y)] = {
-                "score": sim * cmp["strength"],
+                "score": cmp["strength"],
                 "detail": {"signal": "text", "reasons": cmp["reasons"],
-                           "input_similarity": sim, "target_jaccard": cmp["target_jaccard"],
+                           "input_similarity": 1.0, "target_jaccard": cmp["target_jaccard"],
                            "final_answers": cmp["final_answers"],
                            "substitutions": cmp["substitutions"],
                            "diff": short_diff(targets[x], targets[y])},
             }
     if have_factors:
         summary["signals"].append("factors")
+        may_propose = bool(model_conditions) and examples is not None
+        if examples is None:
+            why = "no texts: the inputs cannot be checked, so the factor signal proposes nothing"
+        elif model_conditions is None:
+            why = ("the capability statement did not measure whether the model conditions on "
+                   "the input, so the factor signal proposes nothing")
+        elif not model_conditions:
+            why = ("the model barely conditions on the input (capability statement): its input "
+                   "factors do not tell inputs apart, so the factor signal proposes nothing")
+        else:
+            why = ("the model conditions on the input: the factor signal proposes pairs with the "
+                   "same input (up to formatting)")
+        summary["factor_signal"] = {"proposes": may_propose, "why": why}
         fa, fb, cin, cout = _factor_candidates(input_factors, output_factors, config)
         summary["factor_pairs"] = len(fa)
-        n_uncorroborated = 0
-        n_siblings = 0
+        n_other_input = n_same_target = 0
         for x, y, ci, co in zip(fa.tolist(), fb.tolist(), cin.tolist(), cout.tolist(), strict=True):
             x, y = min(x, y), max(x, y)
             fscore = float(np.clip((ci - co) / 2.0, 0.0, 1.0))
             if (x, y) in found:
                 f = found[(x, y)]
-                f["score"] = max(f["score"], fscore)
                 f["detail"].update({"signal": "text+factors", "cos_input": ci, "cos_output": co})
                 continue
-            detail = {"signal": "factors", "cos_input": ci, "cos_output": co}
-            if examples is not None:
-                words = jaccard(set(n_in[x].split()), set(n_in[y].split()))
-                cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
-                if words < config.factor_input_words or cmp is None:
-                    n_uncorroborated += 1
-                    continue
-                if (config.factor_sibling_guard
-                        and sorted(numbers(inputs[x])) != sorted(numbers(inputs[y]))):
-                    n_siblings += 1  # same shape, other numbers: another problem
-                    continue
-                detail.update({"reasons": cmp["reasons"], "input_similarity": words,
-                               "target_jaccard": cmp["target_jaccard"],
-                               "final_answers": cmp["final_answers"],
-                               "diff": short_diff(targets[x], targets[y])})
-            found[(x, y)] = {"score": fscore, "detail": detail}
-        summary["factor_pairs_without_text_support"] = n_uncorroborated
-        summary["factor_pairs_sibling_problems"] = n_siblings
+            if examples is None or not keys[x] or keys[x] != keys[y]:
+                n_other_input += 1      # another input (or unknown): never a contradiction
+                continue
+            cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
+            if cmp is None:
+                n_same_target += 1
+                continue
+            if not may_propose:
+                continue
+            found[(x, y)] = {"score": max(cmp["strength"], fscore), "detail": {
+                "signal": "factors", "cos_input": ci, "cos_output": co,
+                "reasons": cmp["reasons"], "input_similarity": 1.0,
+                "target_jaccard": cmp["target_jaccard"], "final_answers": cmp["final_answers"],
+                "substitutions": cmp["substitutions"],
+                "diff": short_diff(targets[x], targets[y])}}
+        summary["factor_pairs_other_input"] = n_other_input
+        summary["factor_pairs_without_text_support"] = n_same_target
         if examples is not None:  # text pairs: does the factor signal agree?
             Fi, _ = unit_rows(input_factors)
             Fo, _ = unit_rows(output_factors)
@@ -329,12 +370,25 @@ def analyze_contradictions(
     return ContradictionsResult("contradictions", table, summary, pairs, positions=set(found))
 
 
+def model_conditions_on_input(tokens: Any, config: AnalysisConfig | None = None) -> bool | None:
+    """The capability statement's ``conditions_on_input`` for these token profiles (None when
+    input dependence was not measured: no profiles, or none without the input)."""
+    if tokens is None or getattr(tokens, "nll_noinput", None) is None:
+        return None
+    from constraintlab.analysis.suspects import capability
+
+    cap = capability(tokens.offsets, tokens.nll, tokens.ids, tokens.nll_noinput, config)
+    return cap["conditions_on_input"]
+
+
 def _run(system, results, config: AnalysisConfig) -> ContradictionsResult | None:
     if system.examples is None and not system.has_factors:
         return None
+    conditions = (model_conditions_on_input(system.tokens, config) if system.has_factors
+                  else None)
     return analyze_contradictions(system.examples, input_factors=system.input_factors,
                                   output_factors=system.output_factors, ids=system.ids,
-                                  text=system.text, config=config)
+                                  text=system.text, model_conditions=conditions, config=config)
 
 
 ANALYZER = Analyzer(

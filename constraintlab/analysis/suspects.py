@@ -59,11 +59,17 @@ Rules (facts that need no model; each sets the example suspect on its own)
 ``unsupported_final_answer``
     A stated final answer (``#### x``, ``\boxed{x}``, ``the answer is x``) that is a number
     appearing nowhere else in a worked target (one with at least two other numbers).
-``contradiction``
-    The example is in a contradiction pair (same input, substantively other target): one of the
-    two is wrong; both are listed.
+Each rule hit names what it judged: ``suspect_detail`` (examples.csv) and the listed
+suspect's ``calculations`` give every calculation found false with the value it computes to.
 
 Notes (listed among the reasons, no evidence of a wrong target, never flagged on their own)
+
+``contradiction``
+    The example is in a contradiction pair (same input, another target): one of the two is
+    wrong, and the pair does not say which. The pair is listed to resolve
+    (``contradiction_pairs``); a side is a suspect only by its own evidence (issue 22: on the
+    shipped sample, 6 of 18 suspects carried the correct answer and were flagged only because
+    a planted twin contradicted them).
 
 ``truncated``
     The encoder cut the example at ``max_length`` (its loss covers part of the target only;
@@ -126,6 +132,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -141,7 +148,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "NOTES", "REASONS", "REASON_TEXT", "RULES", "SIGNALS", "SIGNAL_REASONS", "SuspectsResult",
-    "analyze_suspects", "capability", "ending_surprise", "false_arithmetic", "input_dependence",
+    "analyze_suspects", "capability", "ending_surprise", "false_arithmetic",
+    "false_calculations", "input_dependence",
     "result_positions", "robust_z", "scored_tokens", "target_surprise",
     "unsupported_final_answer",
 ]
@@ -150,9 +158,9 @@ SIGNALS: tuple[str, ...] = ("input_dependence", "ending_surprise", "target_surpr
 #: the reason code of each signal, in :data:`SIGNALS` order
 SIGNAL_REASONS: tuple[str, ...] = ("input_unexplained", "surprising_ending",
                                    "surprising_target")
-RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer", "contradiction")
+RULES: tuple[str, ...] = ("false_arithmetic", "unsupported_final_answer")
 #: facts listed among the reasons that are no evidence of a wrong target (module docstring)
-NOTES: tuple[str, ...] = ("truncated",)
+NOTES: tuple[str, ...] = ("truncated", "contradiction")
 #: reason codes in ``suspect_reasons`` (signal reasons first, then rules, then notes)
 REASONS: tuple[str, ...] = (*SIGNAL_REASONS, *RULES, *NOTES)
 #: what each reason code says, for a reader of the report
@@ -165,7 +173,9 @@ REASON_TEXT: dict[str, str] = {
                          "task)",
     "false_arithmetic": "a calculation written in the target is false",
     "unsupported_final_answer": "the stated final answer appears nowhere in the worked target",
-    "contradiction": "another example has the same input and a substantively other target",
+    "contradiction": "note: another example has the same input and another target; one of the "
+                     "two is wrong, the pair does not say which (resolve the pair); not "
+                     "evidence against this side on its own",
     "truncated": "note: cut at max_length (its ending was not scored); not evidence on its own",
 }
 
@@ -323,11 +333,14 @@ def target_surprise(offsets: np.ndarray, nll: np.ndarray) -> np.ndarray:
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.Div: operator.truediv}
 _ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>=]+)>>")
-_TERM = r"\(?\$?\d[\d,]*(?:\.\d+)?\)?"
-# a op b [op c ...] = d: not glued to a word, a variable or another operator before it, the
-# result not followed by more digits, a percent sign, an operator or a digit group
-_PLAIN = re.compile(r"(?<![\w.)*/+×^%-])(?<![*/+×^%x-] )(" + _TERM + r"(?:\s*[-+*/×]\s*"
-                    + _TERM + r")+)\s*=\s*\$?(\d[\d,]*(?:\.\d+)?)(?![\d%/*(]|\.\d|[ ,]\d{3}\b)")
+_TERM = r"\(?\$?\d[\d,]*(?:\.\d+)?%?\)?"
+# a op b [op c ...] = d: not glued to a word, a variable or another operator before it, not the
+# fraction of a mixed number (``1 1/2``); the result not followed by more digits, a fraction
+# (``3 1/2``), a letter glued to it (an unknown: ``1.2Y``), an operator (a chain
+# ``a = b * c``: the middle is not a result) or a digit group
+_PLAIN = re.compile(r"(?<![\w.)*/+×^%-])(?<![*/+×^%x-] )(?<!\d )(" + _TERM + r"(?:\s*[-+*/×]\s*"
+                    + _TERM + r")+)\s*=\s*\$?(\d[\d,]*(?:\.\d+)?%?)"
+                    r"(?![\d/*(]|\.\d|[ ,]\d{3}\b| \d+/\d|[A-Za-z]|\s*[-+*/×^])")
 
 
 def _evaluate(node: ast.AST) -> float:
@@ -345,38 +358,115 @@ def _evaluate(node: ast.AST) -> float:
     raise ValueError("not plain arithmetic")
 
 
-def _holds(expr: str, value: str) -> bool | None:
-    """Whether ``expr = value`` holds to the decimals shown; None when not checkable."""
-    e = expr.replace(",", "").replace("$", "").replace("×", "*").strip()
-    v = value.replace(",", "").replace("$", "").strip()
-    if len(e) > 200 or "**" in e or not re.fullmatch(r"[\d.+\-*/() ]+", e) \
-            or not re.fullmatch(r"-?\d+(?:\.\d+)?", v):
+def _close(got: float, v: str) -> bool:
+    """``got`` equals the number ``v`` to the decimals ``v`` shows."""
+    decimals = len(v.split(".")[1]) if "." in v else 0
+    want = float(v)
+    return abs(got - want) <= max(0.5 * 10.0 ** -decimals, 1e-6 * max(1.0, abs(got)))
+
+
+def _value(expr: str) -> float | None:
+    """The value of a plain arithmetic expression (numbers, ``+ - * /``, parentheses); None
+    when it is not one."""
+    if len(expr) > 200 or "**" in expr or not re.fullmatch(r"[\d.+\-*/() ]+", expr):
         return None
     try:
-        got = _evaluate(ast.parse(e, mode="eval").body)
+        got = _evaluate(ast.parse(expr, mode="eval").body)
     except (ValueError, SyntaxError, OverflowError, RecursionError):
         return None
-    if not math.isfinite(got):
+    return got if math.isfinite(got) else None
+
+
+def _holds(expr: str, value: str) -> bool | None:
+    """Whether ``expr = value`` holds to the decimals shown; None when not checkable.
+
+    Currency signs and digit-group commas are dropped; dollars on the left and a bare result
+    may be cents (``$2.50 - $2.24 = 26 cents``, GSM8K train row 2429). A percent sign is read
+    both ways, as a hundredth (``50 * 20% = 10``, ``50% * 50% = 25%``) and as a plain number
+    (``0.2 * 100 = 20%``): the calculation holds when any reading does (solutions write
+    percentages every way)."""
+    dollars = "$" in expr and "$" not in value     # the result may be in cents
+    e = expr.replace(",", "").replace("$", "").replace("×", "*").strip()
+    v = value.replace(",", "").replace("$", "").strip()
+    pct = "%" in e or v.endswith("%")
+    v_plain = v.rstrip("%")
+    if not re.fullmatch(r"-?\d+(?:\.\d+)?", v_plain):
         return None
-    decimals = len(v.split(".")[1]) if "." in v else 0
-    return abs(got - float(v)) <= max(0.5 * 10.0 ** -decimals, 1e-6 * max(1.0, abs(got)))
+    readings = [(e.replace("%", ""), v_plain)]
+    if pct:
+        readings.append((re.sub(r"(\d(?:[\d.]*\d)?)%", r"(\1/100)", e), v_plain))
+    results = []
+    for ex, val in readings:
+        got = _value(ex)
+        if got is None:
+            continue
+        results.append(_close(got, val) or ((v.endswith("%") or dollars)
+                                            and _close(100.0 * got, val)))
+    if not results:
+        return None
+    return any(results)
+
+
+_MIXED = re.compile(r"(?<![\d./,])(\d+) (\d+)/(\d+)(?![\d/.,]|\s*[*/×])")
+
+
+def _mixed_as_decimals(text: str) -> str:
+    """Mixed numbers with a terminating decimal (``1 1/2`` -> ``1.5``, ``2 3/4`` -> ``2.75``)
+    written as decimals, for the plain calculations; others (``1 1/3``) are left as they are
+    (the calculation is then not read)."""
+    def one(m: re.Match) -> str:
+        whole, num, den = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if den == 0 or num >= den:
+            return m.group(0)
+        d = den
+        for f in (2, 5):
+            while d % f == 0:
+                d //= f
+        if d != 1:
+            return m.group(0)
+        return format(Decimal(whole) + Decimal(num) / Decimal(den), "f")
+    return _MIXED.sub(one, text)
+
+
+def _calculations(text: str) -> list[tuple[str, str]]:
+    """The explicit calculations of ``text`` as (expression, value): ``<<expr=value>>``
+    annotations when it has any, else plain ``a op b = c`` (mixed numbers read as decimals)."""
+    found = list(_ANNOTATION.finditer(text))
+    if found:
+        return [(m.group(1), m.group(2)) for m in found]
+    return [(m.group(1), m.group(2)) for m in _PLAIN.finditer(_mixed_as_decimals(text))]
+
+
+def false_calculations(text: str) -> list[dict]:
+    """The explicit calculations of ``text`` that are false, as written: ``{"calculation":
+    "a op b = c", "computed": value}`` each (``<<expr=value>>`` annotations when the text has
+    any, else plain ``a op b = c``; see :func:`false_arithmetic`)."""
+    pairs = _calculations(text)
+    out = []
+    for expr, value in pairs:
+        if _holds(expr, value) is False:
+            e = expr.replace(",", "").replace("$", "").replace("×", "*").replace("%", "")
+            got = _value(e)
+            out.append({"calculation": f"{expr.strip()} = {value.strip()}",
+                        "computed": None if got is None else float(round(got, 6))})
+    return out
 
 
 def false_arithmetic(text: str) -> tuple[int, int]:
     """Explicit calculations in ``text`` that are false, and how many were checked.
 
-    ``<<expr=value>>`` annotations when the text has any, else plain ``a op b = c`` (numbers
-    and ``+ - * / ×`` only).
+    ``<<expr=value>>`` annotations when the text has any, else plain ``a op b = c`` (numbers,
+    currency, percentages, mixed numbers with a terminating decimal (``2 + 1 1/2 = 3 1/2``) and
+    ``+ - * / ×``). What it cannot read it leaves alone: other mixed numbers (``1 1/3``), an
+    unknown (``192 / 1.2 = 1.2Y / 1.2``), a chain whose middle is no result (``2 * 3 = 3 * 2 =
+    6``), words between the numbers.
 
     Returns
     -------
     n_false, n_checked : int
     """
     n_false = n_checked = 0
-    found = list(_ANNOTATION.finditer(text))
-    pairs = ([(m.group(1), m.group(2)) for m in found] if found
-             else [(m.group(1), m.group(2)) for m in _PLAIN.finditer(text)])
-    for expr, value in pairs:
+    for expr, value in _calculations(text):
         ok = _holds(expr, value)
         if ok is None:
             continue
@@ -808,15 +898,26 @@ def analyze_suspects(
     log_p = _log_p_fisher(np.column_stack([lp[:, 0], surprise]))   # 0 without signals
 
     rules = {r: np.zeros(n, dtype=bool) for r in RULES}
+    details = [""] * n
+    calcs: list[list[dict]] = [[] for _ in range(n)]
     if targets is not None:
-        rules["false_arithmetic"] = np.array([false_arithmetic(t)[0] > 0 for t in targets],
-                                             dtype=bool)
+        calcs = [false_calculations(t) for t in targets]
+        rules["false_arithmetic"] = np.array([bool(c) for c in calcs], dtype=bool)
         rules["unsupported_final_answer"] = np.array(
             [unsupported_final_answer(t) for t in targets], dtype=bool)
-    for a, b in contradictions or ():
-        rules["contradiction"][[a, b]] = True
+        for i in range(n):
+            said = [f"false: {c['calculation']}"
+                    + (f" (is {c['computed']:g})" if c["computed"] is not None else "")
+                    for c in calcs[i]]
+            if rules["unsupported_final_answer"][i]:
+                said.append(f"final answer {final_answer(targets[i])} appears nowhere in the "
+                            "worked target")
+            details[i] = "; ".join(said)
     notes = {"truncated": (np.asarray(n_truncated) > 0) if n_truncated is not None
-             else np.zeros(n, dtype=bool)}
+             else np.zeros(n, dtype=bool), "contradiction": np.zeros(n, dtype=bool)}
+    pairs_to_resolve = sorted((min(a, b), max(a, b)) for a, b in contradictions or ())
+    for a, b in pairs_to_resolve:
+        notes["contradiction"][[a, b]] = True
     hit = np.zeros(n, dtype=bool)
     for r in RULES:
         hit |= rules[r]
@@ -839,19 +940,34 @@ def analyze_suspects(
         r += [name for name in NOTES if notes[name][i]]
         reasons.append(tuple(r))
 
+    order = np.lexsort((np.arange(n), -evidence))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
     table = pd.DataFrame({
         "suspect_score": score, "is_suspect": flagged,
         "suspect_reasons": [";".join(r) for r in reasons],
-        "suspect_evidence": evidence, "input_dependence": dep, "ending_surprise": end,
+        "suspect_detail": details,
+        "suspect_evidence": evidence, "suspect_p": np.power(10.0, -evidence),
+        "suspect_rank": rank, "input_dependence": dep, "ending_surprise": end,
     }, index=pd.Index(ids, name="index"))
 
-    order = np.lexsort((np.arange(n), -evidence))
     listed = [_listed(i, ids, score, evidence, reasons, dep, end, tgt, offsets, nll, ni, pieces,
-                      cfg) for i in order[:cfg.suspect_list].tolist() if flagged[i]]
+                      cfg) | {"rank": int(rank[i]), "p_value": float(10.0 ** -evidence[i]),
+                              "detail": details[i], "calculations": calcs[i]}
+              for i in order[:cfg.suspect_list].tolist() if flagged[i]]
+    # not measured: a model signal the capability statement rules out did not run
+    measured = not (cfg.suspect_gate and not all(in_reach.values()))
     z1 = z_star
     summary = {
-        "n": n, "suspects": int(flagged.sum()), "suspect_share": float(flagged.mean()) if n
-        else 0.0, "alpha": alpha, "threshold": 1.0 - alpha,
+        "n": n, "suspects": int(flagged.sum()) if measured else None,
+        "suspect_share": (float(flagged.mean()) if n else 0.0) if measured else None,
+        "measured": measured, "flagged": int(flagged.sum()),
+        "not_measured": None if measured else (
+            "The checks the capability statement rules out did not run ("
+            + ", ".join(k for k, v in in_reach.items() if not v) + "): the suspect count "
+            "is not measured; 'flagged' counts what the other checks found"),
+        "contradiction_pairs": [[int(ids[a]), int(ids[b])] for a, b in pairs_to_resolve],
+        "alpha": alpha, "threshold": 1.0 - alpha,
         "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = Fisher's "
                     "combination of p_input = Phi(-z_input) and p_surprise = 1 - (1 - min("
                     "p_ending, p_target))^2 (Sidak), z = robust z of each signal (median, "
@@ -887,8 +1003,8 @@ def analyze_suspects(
         "capability": cap,
         "listed": listed,
     }
-    logger.info("suspects: %d of %d examples (%.1f %%)", summary["suspects"], n,
-                100 * summary["suspect_share"])
+    logger.info("suspects: %d of %d examples flagged (%.1f %%)%s", summary["flagged"], n,
+                100 * flagged.mean() if n else 0.0, "" if measured else ", not measured")
     return SuspectsResult("suspects", table, summary, score=score, is_suspect=flagged,
                           evidence=evidence, z=Z, reasons=reasons)
 
@@ -937,8 +1053,9 @@ def _run(system, results, config: AnalysisConfig) -> SuspectsResult | None:
 ANALYZER = Analyzer(
     name="suspects", run=_run, section="suspects", after=("contradictions",),
     metrics={"suspects": Metric("suspects", "examples flagged is_suspect (suspect_score >= 1 - "
-                                "suspect_alpha, or a rule fired)"),
-             "suspect_share": Metric("suspect_share", "suspects / N"),
+                                "suspect_alpha, or a rule fired); null (fails) when the "
+                                "capability statement rules a check out"),
+             "suspect_share": Metric("suspect_share", "suspects / N (null when not measured)"),
              "model_limited": Metric("capability.limited", "true when the model barely "
                                      "conditions on the input: checks named in "
                                      "capability.out_of_reach are beyond it")})

@@ -267,8 +267,8 @@ class TextView:
     config : AnalysisConfig, optional
         ``shingle_size`` (record shingles), ``input_shingle_size`` (input shingles),
         ``num_perm``, ``seed``, the LSH bands; the thresholds the analyzers ask for set the LSH
-        pass of each kind (records: ``minhash_threshold`` and ``family_jaccard``; inputs:
-        ``input_jaccard``).
+        pass of each kind (records: ``minhash_threshold`` and ``family_jaccard``; inputs and
+        targets: none by default).
     thresholds : mapping of kind -> sequence of float, optional
         Override those thresholds (e.g. ``{"record": (0.8,)}``).
 
@@ -289,7 +289,7 @@ class TextView:
         cfg = self.config
         self.thresholds: dict[str, set[float]] = {
             "record": {cfg.minhash_threshold, cfg.family_jaccard},
-            "input": {cfg.input_jaccard},
+            "input": set(),
             "target": set(),
         }
         for kind, ts in (thresholds or {}).items():

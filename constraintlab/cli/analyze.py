@@ -115,7 +115,7 @@ def summary_lines(report: Report, out: str | Path | None = None, *,
              f"k = {d['projection']['k']}, {m['examples']} examples{subset}"
              + (f", {m['invalid_records']} invalid records skipped"
                 if m["invalid_records"] else "") + ")",
-             "", fix_line(m), "", *action_lines(report), "",
+             "", fix_line(m), *_capability_lines(d), "", *action_lines(report), "",
              f"  effective rank   {m['effective_rank']:>10.1f}   of {m['examples']} examples "
              f"(rank {m['rank']}{', lower bound' if m['rank_is_lower_bound'] else ''}; "
              f"P = {m['unknowns']:,} unknowns)",
@@ -128,9 +128,6 @@ def summary_lines(report: Report, out: str | Path | None = None, *,
              *_new_lines(m, d), "", *_finding_lines(d["dataset"])]
     if verbose:
         lines += [*textwrap.wrap(visible(report.verdict()), width=100), ""]
-    cap = (d.get("suspects") or {}).get("capability") or {}
-    if cap.get("limited"):
-        lines.append(f"model capability: {visible(cap['message'])}")
     if model.get("note"):
         lines.append(f"note: {visible(model['note'])}")
     out = Path(out if out is not None else report.path)
@@ -148,10 +145,19 @@ def _interference_lines(m: dict, d: dict) -> list[str]:
                         f"{g['elasticity']:.2f}" if slope is not None and g.get("elasticity")
                         is not None else visible(g["reason"])))
     if inter and inter.get("interference_excess") is not None:
+        limited = ((d.get("suspects") or {}).get("capability") or {}).get("limited")
         lines.append(f"  interference     {m['interference_excess']:>9.2f}x   its null "
                      f"({'above' if m['interference_above_null'] else 'near'} the data's own "
-                     "baseline)")
+                     "baseline" + ("; from a model that barely conditions on the input, it "
+                                   "restates that the model does not know this data)"
+                                   if limited else ")"))
     return lines
+
+
+def _capability_lines(d: dict) -> list[str]:
+    """The capability statement right under the verdict, when it fires."""
+    cap = (d.get("suspects") or {}).get("capability") or {}
+    return [f"model capability: {visible(cap['message'])}"] if cap.get("limited") else []
 
 
 def _finding_lines(ds: dict, limit: int = 10) -> list[str]:
@@ -172,13 +178,21 @@ def _new_lines(m: dict, d: dict) -> list[str]:
     """Volatility, families and layer map lines (each only when the report has it)."""
     lines = []
     sus = d.get("suspects")
+    cap = (sus or {}).get("capability") or {}
     if sus:
         why = ", ".join(f"{visible(k)} {v}" for k, v in sus["reasons"].items() if v)
-        lines.append(f"  suspects         {m['suspects']:>10d}   {m['suspect_share']:.1%} of "
-                     f"the examples{' (' + why + ')' if why else ''}")
+        if sus.get("suspects") is None:
+            lines.append(f"  suspects     {'not measured':>14}   the model cannot judge this "
+                         f"data (capability above); {sus.get('flagged', 0)} flagged by the "
+                         f"checks that ran{' (' + why + ')' if why else ''}")
+        else:
+            lines.append(f"  suspects         {m['suspects']:>10d}   {m['suspect_share']:.1%} "
+                         f"of the examples{' (' + why + ')' if why else ''}")
     if d.get("volatility"):
         lines.append(f"  volatility p99   {m['volatility_p99']:>10.3f}   max "
-                     f"{m['max_volatility']:.3f} (0 = predicted, 1 = unknown to the model)")
+                     f"{m['max_volatility']:.3f} (0 = predicted, 1 = unknown to the model"
+                     + ("; here it restates that the model does not know this text)"
+                        if cap.get("predicts_targets") is False else ")"))
     if d.get("families"):
         lines.append(f"  variant families {m['families']:>10d}   {m['incoherent_families']} "
                      f"incoherent ({m['family_members']} examples)")

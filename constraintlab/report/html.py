@@ -192,12 +192,12 @@ def render_html(report: Mapping[str, Any], examples: pd.DataFrame,
              f"{_e(report['projection']['kind'])}, k = {report['projection']['k']}, seed "
              f"{report['projection']['seed']} · constraintlab {_e(report['tool']['version'])}</p>",
              f"<p class='verdict{' bad' if s.get('consistency') == 'inconsistent' else ''}'>"
-             f"{_e(verdict_sentence(report))}</p>",
+             f"{_e(verdict_sentence(report))}{_capability_headline(report)}</p>",
              f"<p class='muted'>Rule: {_e(s['rule'])}</p>",
              _NEXT,
              "<div class='kpi'>",
              f"<div>effective rank<b>{s['effective_rank']:.1f}</b>of {s['n_equations']}</div>",
-             *_kpi_interference(report.get("interference")),
+             *_kpi_interference(report.get("interference"), report),
              f"<div>duplicates<b>{r['duplicates']}</b>"
              f"{r['exact_duplicates']} exact, {r['near_duplicates']} near</div>",
              *_kpi_extra(report),
@@ -333,21 +333,35 @@ def _suspects_section(sus: Mapping[str, Any] | None, examples: pd.DataFrame,
     if not sus:
         return []
     cap = sus.get("capability") or {}
-    out = ["<h2>Examples to look at</h2>",
-           f"<p>{sus['suspects']} of the examples ({sus['suspect_share']:.1%}) are suspect: "
-           f"{_e(sus['calibration'])}.</p>"]
+    if sus.get("suspects") is None:
+        head = (f"<p><b>Suspects: not measured</b>. {_e(sus.get('not_measured') or '')}. "
+                f"{sus.get('flagged', 0)} examples flagged by the checks that ran.</p>")
+    else:
+        head = (f"<p>{sus['suspects']} of the examples ({sus['suspect_share']:.1%}) are "
+                f"suspect: {_e(sus['calibration'])}.</p>")
+    out = ["<h2>Examples to look at</h2>", head]
+    pairs = sus.get("contradiction_pairs") or []
+    if pairs:
+        shown = ", ".join(f"{a} and {b}" for a, b in pairs[:10])
+        out.append(f"<p>Contradiction pairs to resolve ({len(pairs)}): records {shown}"
+                   f"{' …' if len(pairs) > 10 else ''}. One side of each is wrong; the pair "
+                   "does not say which (section Contradictions).</p>")
     if cap.get("message"):
         out.append(f"<p class='{'verdict bad' if cap.get('limited') else 'muted'}'>"
                    f"{_e(cap['message'])}</p>")
     if not sus["listed"]:
         out.append("<p class='muted'>No example is suspect.</p>")
         return out
-    out.append("<table><tr><th>record</th><th>score</th><th>reasons</th><th>input</th>"
-               "<th>target</th><th>tokens the input does not explain (NLL, nats)</th></tr>")
+    out.append("<table><tr><th>record</th><th>rank</th><th>p-value</th><th>reasons</th>"
+               "<th>input</th><th>target</th><th>tokens the input does not explain (NLL, "
+               "nats)</th></tr>")
     for v in sus["listed"][:limit]:
         i = v["id"]
-        out.append(f"<tr><td class=num>{i}</td><td class=num>{v['score']:.3f}</td>"
-                   f"<td>{_clip(', '.join(v['reasons']), 60)}</td>"
+        p = v.get("p_value")
+        detail = f"<br><i>{_clip(v['detail'], 120)}</i>" if v.get("detail") else ""
+        out.append(f"<tr><td class=num>{i}</td><td class=num>{v.get('rank', '')}</td>"
+                   f"<td class=num>{'–' if p is None else f'{p:.2g}'}</td>"
+                   f"<td>{_clip(', '.join(v['reasons']), 60)}{detail}</td>"
                    f"<td class=text>{_clip(_text(examples, i, 'input', 600))}</td>"
                    f"<td class=text>{_clip(_text(examples, i, 'target', 600))}</td>"
                    f"<td>{_token_cell(v['tokens'])}</td></tr>")
@@ -357,7 +371,7 @@ def _suspects_section(sus: Mapping[str, Any] | None, examples: pd.DataFrame,
     if any(r in legend for r in shown):
         out.append("<p class='muted'>" + "; ".join(
             f"<b>{_e(r)}</b>: {_e(legend[r])}" for r in shown if r in legend) + ".</p>")
-    if sus["suspects"] > limit:
+    if sus.get("flagged", sus.get("suspects") or 0) > limit:
         out.append("<p class='muted'>… every suspect: column is_suspect of examples.csv, "
                    "report.suspects().</p>")
     return out
@@ -453,7 +467,11 @@ def _pairs_section(title: str, pairs: list[dict], examples: pd.DataFrame, *,
         ta, tb = _diff(_text(examples, a, "target"), _text(examples, b, "target"))
         out.append(f"<h3>records {a} and {b} <span class='muted'>score {p['score']:.3f}"
                    "</span></h3>")
-        out.append(f"<div class='input'><pre>{_e(_text(examples, a, 'input'))}</pre></div>")
+        if contradiction:   # both inputs: the reader sees that they are the same
+            ia, ib = _text(examples, a, "input"), _text(examples, b, "input")
+            out.append(f"<div class='pair'><pre>{_e(ia)}</pre><pre>{_e(ib)}</pre></div>")
+        else:
+            out.append(f"<div class='input'><pre>{_e(_text(examples, a, 'input'))}</pre></div>")
         out.append(f"<div class='pair'><pre>{ta}</pre><pre>{tb}</pre></div>")
     return out
 
@@ -508,11 +526,24 @@ def _sets_section(r: Mapping[str, Any], examples: pd.DataFrame, limit: int = 10)
     return out
 
 
-def _kpi_interference(inter: Mapping[str, Any] | None) -> list[str]:
+def _capability_headline(report: Mapping[str, Any]) -> str:
+    """The capability statement in the verdict box when it fires (escaped, with a line
+    break); "" otherwise."""
+    cap = (report.get("suspects") or {}).get("capability") or {}
+    if not cap.get("limited"):
+        return ""
+    return f"<br><b>Model capability:</b> {_e(cap.get('message', ''))}"
+
+
+def _kpi_interference(inter: Mapping[str, Any] | None,
+                      report: Mapping[str, Any] | None = None) -> list[str]:
     if not inter or inter.get("interference_excess") is None:
         return []
+    cap = ((report or {}).get("suspects") or {}).get("capability") or {}
+    note = (" — from a model that barely conditions on the input: it restates that the model "
+            "does not know this data" if cap.get("limited") else "")
     return [f"<div>interference<b>{inter['interference_excess']:.2f}×</b>its null"
-            f"{' (above)' if inter['interference_above_null'] else ''}</div>"]
+            f"{' (above)' if inter['interference_above_null'] else ''}{_e(note)}</div>"]
 
 
 def _growth_section(g: Mapping[str, Any] | None, png: bytes | None) -> list[str]:
@@ -552,12 +583,17 @@ def _interference_section(inter: Mapping[str, Any] | None) -> list[str]:
 def _kpi_extra(report: Mapping[str, Any]) -> list[str]:
     out = []
     vol, fam, sus = report.get("volatility"), report.get("families"), report.get("suspects")
-    if sus:
+    cap = (sus or {}).get("capability") or {}
+    if sus and sus.get("suspects") is None:
+        out.append("<div>suspects<b>not measured</b>the model cannot judge this data</div>")
+    elif sus:
         out.append(f"<div>suspects<b>{sus['suspects']}</b>{sus['suspect_share']:.1%} of the "
                    "examples</div>")
     if vol:
         p = vol["percentiles"]["volatility"]
-        out.append(f"<div>volatility p99<b>{p['p99']:.3f}</b>max {p['max']:.3f}</div>")
+        why = ("restates that the model does not know this text" if cap.get("predicts_targets")
+               is False else f"max {p['max']:.3f}")
+        out.append(f"<div>volatility p99<b>{p['p99']:.3f}</b>{_e(why)}</div>")
     if fam:
         out.append(f"<div>variant families<b>{fam['count']}</b>{fam['incoherent']} incoherent"
                    "</div>")

@@ -216,16 +216,19 @@ class Report:
     def suspects(self) -> pd.DataFrame:
         """The suspect examples, most suspect first (index = example index).
 
-        Columns: ``suspect_score`` (in [0, 1]; ``is_suspect`` when it reaches
+        Columns: ``suspect_rank``, ``suspect_p`` (the combined p-value: it ranks where the
+        score rounds to 1), ``suspect_score`` (in [0, 1]; ``is_suspect`` when it reaches
         ``suspects.threshold``), ``suspect_reasons`` (``;``-separated codes),
-        ``input_dependence`` (nats of the target its input explains), ``ending_surprise``,
+        ``suspect_detail`` (what a rule judged false), ``input_dependence`` (nats of the
+        target its input explains), ``ending_surprise``,
         ``loss`` (the ``target_surprise`` signal, nats/token), ``input``, ``target``. Every
         flagged example, not only the listed ones (:mod:`constraintlab.analysis.suspects` says
         how the score is calibrated).
         """
         self._section("suspects")
-        cols = ["suspect_score", "suspect_reasons", "input_dependence", "ending_surprise",
-                "loss", "input", "target"]
+        cols = ["suspect_rank", "suspect_p", "suspect_score", "suspect_reasons",
+                "suspect_detail", "input_dependence", "ending_surprise", "loss", "input",
+                "target"]
         t = self.examples
         flagged = t[t["is_suspect"].astype(bool)]
         order = flagged.sort_values(["suspect_evidence", "suspect_score"], ascending=False,

@@ -28,12 +28,16 @@ def test_summary_order_and_verbose(gate_report: Path) -> None:
     lines = summary_lines(report)
     assert lines[2] == fix_line(report.metrics())
     advice = report.advice()
-    assert lines[4] == "What to do next:" and lines[5].startswith("  1. ")
+    # the capability statement, when it fires, right under the line of what to fix
+    cap = (report.data.get("suspects") or {}).get("capability") or {}
+    c = 1 if cap.get("limited") else 0
+    assert lines[3].startswith("model capability: ") == bool(c)
+    assert lines[4 + c] == "What to do next:" and lines[5 + c].startswith("  1. ")
     numbered = [ln for ln in lines if ln.lstrip()[:3].rstrip(". ").isdigit()
                 and ln.startswith("  ") and ". " in ln[:6]]
     assert len(numbered) == len(advice)
     table = next(i for i, ln in enumerate(lines) if ln.startswith("  effective rank"))
-    assert table > 5 + len(advice)
+    assert table > 5 + c + len(advice)
     sentence = report.verdict()[:60]
     assert not any(sentence in ln for ln in lines)
     verbose = "\n".join(summary_lines(report, verbose=True)).replace("\n", " ")

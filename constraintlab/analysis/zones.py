@@ -204,10 +204,44 @@ def zone_coupling(U: np.ndarray, zones: np.ndarray
     return zone_ids, sizes, M / np.maximum(pairs, 1.0)
 
 
-def refine_zones(U: np.ndarray, zones: np.ndarray, iters: int) -> np.ndarray:
+def _best_among_neighbours(Ui: np.ndarray, sq: np.ndarray, own: np.ndarray, S: np.ndarray,
+                           sizes: np.ndarray, ids: np.ndarray, z: np.ndarray, inz: np.ndarray,
+                           neighbours: np.ndarray, largest: int) -> np.ndarray:
+    """One round of :func:`refine_zones` with each row's candidates its own zone, its
+    neighbours' zones and the ``largest`` largest zones: (n,) index into ``ids`` of the best
+    candidate (lowest index on ties)."""
+    nb = np.asarray(neighbours)[inz]
+    nz = np.where(nb >= 0, z[np.maximum(nb, 0)], -1)          # neighbours' zone ids
+    cand = np.where(nz >= 0, np.searchsorted(ids, np.maximum(nz, 0)), len(ids))
+    big = np.sort(np.argsort(-sizes, kind="stable")[:largest])
+    cand = np.concatenate([own[:, None], cand, np.broadcast_to(big, (len(inz), len(big)))],
+                          axis=1)
+    cand = np.sort(cand, axis=1)                                # lowest first
+    best = np.empty(len(inz), np.int64)
+    step = max(1, _CELLS // max(1, cand.shape[1] * Ui.shape[1]))
+    Sx = np.vstack([S, np.zeros((1, S.shape[1]))])             # row len(ids): no candidate
+    cnt_x = np.append(sizes, 0.0)
+    for r0 in range(0, len(inz), step):
+        c = cand[r0:r0 + step]
+        o = own[r0:r0 + step, None]
+        A = np.einsum("rk,rck->rc", Ui[r0:r0 + step], Sx[c])    # (rows, c): sums of dots
+        mine = c == o
+        A = A - np.where(mine, sq[r0:r0 + step, None], 0.0)
+        cnt = cnt_x[c] - mine
+        A = np.where((cnt > 0) & (c < len(ids)), A / np.maximum(cnt, 1.0), -np.inf)
+        best[r0:r0 + step] = c[np.arange(len(c)), np.argmax(A, axis=1)]
+    return best
+
+
+def refine_zones(U: np.ndarray, zones: np.ndarray, iters: int,
+                 neighbours: np.ndarray | None = None, largest: int = 0) -> np.ndarray:
     """Move every zoned row to the zone whose *other* members it aligns with most (mean dot
     product), up to ``iters`` rounds or until nothing moves; rows with a negative zone stay
     outliers; zones left with fewer than 2 members dissolve into outliers.
+
+    Every row is compared with every zone (O(N x zones x k) a round), or, with
+    ``neighbours``, only with its own zone, its neighbours' zones and the ``largest``
+    largest zones (O(N x (m + largest) x k) a round; ties go to the lowest zone id in both).
 
     Parameters
     ----------
@@ -215,6 +249,11 @@ def refine_zones(U: np.ndarray, zones: np.ndarray, iters: int) -> np.ndarray:
         Rows (mean-removed unit rows, :func:`centered_unit_rows`).
     zones : (N,) int
     iters : int
+    neighbours : (N, m) int, optional
+        Row positions of each row's neighbours (-1 = none), e.g. the pairs' top-m lists.
+    largest : int
+        With ``neighbours``: the number of largest zones (ties: lowest id) every row is also
+        compared with.
 
     Returns
     -------
@@ -234,8 +273,12 @@ def refine_zones(U: np.ndarray, zones: np.ndarray, iters: int) -> np.ndarray:
         S = _zone_sums(Ui, own, len(ids))
         sizes = np.bincount(own, minlength=len(ids)).astype(np.float64)
         best = np.empty(len(inz), np.int64)
+        if neighbours is not None:
+            z[inz] = cur
+            best = _best_among_neighbours(Ui, sq, own, S, sizes, ids, z, inz, neighbours,
+                                          largest)
         step = max(1, _CELLS // len(ids))                   # (rows, Z) blocks of <= _CELLS
-        for r0 in range(0, len(inz), step):
+        for r0 in range(0, len(inz) if neighbours is None else 0, step):
             o = own[r0:r0 + step]
             r = np.arange(len(o))
             A = Ui[r0:r0 + step] @ S.T                      # (rows, Z): sum of dots to members
@@ -424,12 +467,26 @@ def analyze_zones(
             comm[[pos[int(v)] for v in c]] = c_id
     refined = features is not None and len(comms) > 0
     coherence: dict[int, float] = {}
+    refine_rule = None
     if refined:
         Uc = centered_unit_rows(features)
-        comm = refine_zones(Uc, comm, config.zone_refine_iters)
+        n_zones = len(np.unique(comm[comm >= 0]))
+        cells = int((comm >= 0).sum()) * n_zones
+        if cells > config.zone_refine_exact_max_cells and n_zones > config.zone_refine_largest:
+            nbrs = top_idx
+            refine_rule = (f"each row against its own zone, its top-m neighbours' zones and "
+                           f"the {config.zone_refine_largest} largest zones (rows x zones = "
+                           f"{cells:,} > zone_refine_exact_max_cells = "
+                           f"{config.zone_refine_exact_max_cells:,})")
+        else:
+            nbrs = None
+            refine_rule = "each row against every zone"
+        comm = refine_zones(Uc, comm, config.zone_refine_iters, nbrs,
+                            config.zone_refine_largest)
         if merge_above is not None:
             comm = merge_zones(Uc, comm, merge_above)
-            comm = refine_zones(Uc, comm, config.zone_refine_iters)
+            comm = refine_zones(Uc, comm, config.zone_refine_iters, nbrs,
+                                config.zone_refine_largest)
         zid, _, K = zone_coupling(Uc, comm)
         coherence = {int(a): float(K[i, i]) for i, a in enumerate(zid)}
         del Uc
@@ -532,6 +589,7 @@ def analyze_zones(
             else f"conflict_share >= zone_conflict_share = {config.zone_conflict_share} (fixed: "
                  "no null without features)"),
         "refined": bool(refined),
+        "refine_rule": refine_rule,
         "merge_above": merge_above,
         "outliers": outliers,
         "n_outliers": len(outliers),

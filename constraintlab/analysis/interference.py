@@ -401,6 +401,9 @@ def analyze_interference(
     if pair is not None and above:
         reason += (f"; most interfering: zones {pair['a']} and {pair['b']} "
                    f"({pair['interference']:.3f})")
+    if null.n_rows < N:  # the null is capped: say so where the report shows the verdict
+        reason += (f" (the null draws have {null.n_rows:,} rows, null_max_n; the data "
+                   f"{N:,})")
     summary = {
         "interference": value,
         "n_zones": len(zone_ids),

@@ -160,3 +160,15 @@ def test_null_reference_is_seeded():
     b = null_reference(X).to_dict()
     assert a == b and len(a["interference"]) == AnalysisConfig().null_draws
     assert centered_unit_rows(X).shape == X.shape
+
+
+def test_a_capped_null_is_said_where_the_verdict_is_shown():
+    rng = np.random.default_rng(6)
+    X = anisotropic(rng, n=300, k=64)
+    capped = analyze_constraints(X, config=AnalysisConfig(null_max_n=120)).interference.summary
+    assert capped["null"]["n_rows"] == 120
+    assert "the null draws have 120 rows, null_max_n; the data 300" in capped["reason"]
+    assert "null_note" in capped
+    full = analyze_constraints(X).interference.summary
+    assert full["null"]["n_rows"] == 300
+    assert "null_max_n" not in full["reason"] and "null_note" not in full

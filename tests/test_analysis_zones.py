@@ -14,6 +14,12 @@ from constraintlab.analysis import (
     build_graph,
     export_graphml,
 )
+from constraintlab.analysis.zones import (
+    centered_unit_rows,
+    merge_zones,
+    refine_zones,
+    zone_coupling,
+)
 from constraintlab.io.example import Example, Message
 
 
@@ -117,3 +123,84 @@ def test_zones_invariant_to_permutation():
     a = analyze_constraints(X).zones.table["zone"].to_numpy()
     b = analyze_constraints(X[perm], ids=perm).zones.table["zone"].to_numpy()
     assert adjusted_rand_score(a[perm], b) == pytest.approx(1.0)
+
+
+def _brute_refine_round(U, z, candidates):
+    """One refinement round by loops: each zoned row to the candidate zone whose other members
+    it aligns with most (mean dot product; lowest zone id on ties), then zones of one
+    dissolve."""
+    new = z.copy()
+    for i in np.flatnonzero(z >= 0):
+        best, bz = -np.inf, z[i]
+        for c in sorted(candidates(i)):
+            mem = [j for j in np.flatnonzero(z == c) if j != i]
+            if mem and np.mean([U[i] @ U[j] for j in mem]) > best:
+                best, bz = np.mean([U[i] @ U[j] for j in mem]), c
+        new[i] = bz
+    sizes = {c: int((new == c).sum()) for c in set(new[new >= 0].tolist())}
+    return np.array([c if c >= 0 and sizes[c] >= 2 else -1 for c in new])
+
+
+def _noisy_zones(seed=0, n=240, k=16):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, k))
+    for b in range(3):
+        X[b * 60:(b + 1) * 60] += 1.5 * rng.standard_normal(k)
+    return centered_unit_rows(X), rng.integers(-1, 7, n), rng
+
+
+def test_refinement_round_against_loops():
+    U, z0, rng = _noisy_zones()
+    zs = set(z0[z0 >= 0].tolist())
+    assert np.array_equal(refine_zones(U, z0, 1), _brute_refine_round(U, z0, lambda i: zs))
+    nb = rng.integers(-1, len(U), (len(U), 4))   # candidates: own zone + neighbours' zones
+    ref = _brute_refine_round(
+        U, z0, lambda i: {z0[i]} | {z0[j] for j in nb[i] if j >= 0 and z0[j] >= 0})
+    assert np.array_equal(refine_zones(U, z0, 1, neighbours=nb), ref)
+    # every row a neighbour of every row: the same as comparing with every zone, all rounds
+    everyone = np.tile(np.arange(len(U)), (len(U), 1))
+    assert np.array_equal(refine_zones(U, z0, 30, neighbours=everyone),
+                          refine_zones(U, z0, 30))
+
+
+def test_merge_against_recomputed_coupling():
+    U, z0, _ = _noisy_zones(seed=3)
+    for above in (-1.0, 0.0, 0.05, 0.2):
+        ref = z0.copy()                        # merge the most coupled pair, recompute, repeat
+        while True:
+            ids, _, K = zone_coupling(U, ref)
+            if len(ids) < 2:
+                break
+            off = K.copy()
+            np.fill_diagonal(off, -np.inf)
+            a, b = np.unravel_index(int(np.argmax(off)), off.shape)
+            if not off[a, b] > above:
+                break
+            ref[ref == ids[b]] = ids[a]
+        assert np.array_equal(merge_zones(U, z0, above), ref), above
+
+
+def test_refinement_above_the_cap_uses_neighbours_and_says_so():
+    X, _ = _blocks()
+    out = analyze_constraints(X.astype(np.float32), config=AnalysisConfig(top_m=10))
+    assert out.zones.summary["refine_rule"] == "each row against every zone"
+    # at most zone_refine_largest zones: the exact refinement whatever the cap
+    few = analyze_constraints(X.astype(np.float32),
+                              config=AnalysisConfig(top_m=10, zone_refine_exact_max_cells=1))
+    assert few.zones.summary["refine_rule"] == "each row against every zone"
+    assert np.array_equal(few.zones.labels, out.zones.labels)
+    capped = analyze_constraints(X.astype(np.float32), config=AnalysisConfig(
+        top_m=10, zone_refine_exact_max_cells=1, zone_refine_largest=1))
+    rule = capped.zones.summary["refine_rule"]
+    assert "neighbours' zones and the 1 largest" in rule
+    assert "zone_refine_exact_max_cells = 1" in rule
+
+
+def test_refinement_with_the_largest_zones_against_loops():
+    U, z0, rng = _noisy_zones(seed=7)
+    nb = rng.integers(-1, len(U), (len(U), 3))
+    sizes = {c: int((z0 == c).sum()) for c in set(z0[z0 >= 0].tolist())}
+    big = sorted(sorted(sizes, key=lambda c: (-sizes[c], c))[:2])
+    ref = _brute_refine_round(
+        U, z0, lambda i: {z0[i], *big} | {z0[j] for j in nb[i] if j >= 0 and z0[j] >= 0})
+    assert np.array_equal(refine_zones(U, z0, 1, neighbours=nb, largest=2), ref)

@@ -44,7 +44,7 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
                      "sample_pairs", "sample_reference", "svd_exact_max_dim", "svd_components",
                      "shingle_size", "input_shingle_size", "num_perm", "max_group", "zone_terms",
                      "response_top_m", "response_list", "volatility_top_k", "volatility_list",
-                     "volatility_tokens", "layer_map_zones"):
+                     "volatility_tokens", "layer_map_zones", "zone_refine_exact_max_cells"):
             v = getattr(c, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1)
         need(c.block_size >= 16)
@@ -62,6 +62,8 @@ def legacy_analysis_ok(c: typing.Any) -> bool:
         need(c.null_draws >= 1 and c.interference_excess_min > 0)
         need(isinstance(c.null_max_n, int) and c.null_max_n >= 16)
         need(isinstance(c.zone_refine_iters, int) and c.zone_refine_iters >= 0)
+        need(isinstance(c.zone_refine_largest, int) and not isinstance(c.zone_refine_largest, bool)
+             and c.zone_refine_largest >= 0)
         need(c.pressure_null_sigmas >= 0)
         for name in ("leverage_unique", "zone_conflict_share", "inconsistent_contradiction_share",
                      "growth_sketch_fill", "growth_adapter_fill", "growth_energy",

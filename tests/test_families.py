@@ -184,3 +184,29 @@ def test_families_are_not_counted_as_duplicates_unless_asked(analysed):
     assert len(near_both) == len(near) + red["near_duplicate_pairs_in_families"]
     assert both.summary["near_duplicate_pairs_in_families"] == 0
     assert both.summary["redundant_examples"] > red["redundant_examples"]
+
+
+def test_contradicting_pairs_per_family_against_a_loop():
+    from constraintlab.io.example import Example, Message
+
+    rng = np.random.default_rng(3)
+    words = ["apple", "river", "tax", "planet", "violin", "copper", "garden", "lantern"]
+    texts = []
+    for f in range(6):                      # six families of five variants (one word changed)
+        base = f"how many {words[f]} items are left after the seller gives away {f + 3} of them"
+        texts += [base.replace("left", w) for w in ("left", "kept", "held", "owned", "there")]
+    texts += [f"unrelated sentence number {i} about {words[i % 8]} and nothing else {i * 7}"
+              for i in range(12)]
+    examples = [Example(index=i, line=i + 1, source="<records>", schema="qa",
+                        messages=(Message("user", t), Message("assistant", "answer")),
+                        targets=(1,), chat=False, raw={}) for i, t in enumerate(texts)]
+    pairs = {tuple(sorted(p)) for p in rng.integers(0, len(texts), (60, 2)).tolist()
+             if p[0] != p[1]}
+    res = analyze_families(examples, contradictions=pairs)
+    fams = res.summary["families"]
+    assert fams                              # families found
+    for f in fams:
+        members = set(f["members"])          # ids = row positions here
+        want = sum(1 for x, y in pairs if x in members and y in members)
+        assert f["contradicting_pairs"] == want
+    assert sum(f["contradicting_pairs"] for f in fams) > 0

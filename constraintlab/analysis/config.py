@@ -35,6 +35,7 @@ CONSTRAINTS: dict[str, Interval | Options] = {
     "growth_sketch_effective": _SHARE, "growth_min_examples": Interval(4, None),
     "null_draws": _POSITIVE, "null_max_n": Interval(16, None),
     "interference_excess_min": _ABOVE_ZERO, "zone_refine_iters": Interval(0, None),
+    "zone_refine_exact_max_cells": _POSITIVE, "zone_refine_largest": Interval(0, None),
     "pressure_null_sigmas": Interval(0, None),
     "inconsistent_contradiction_share": _SHARE, "shingle_size": _POSITIVE,
     "num_perm": _POSITIVE, "minhash_threshold": _SHARE, "near_input_min": _SHARE,
@@ -159,7 +160,9 @@ class AnalysisConfig(Settings):
         draws is the baseline of ``interference_excess``.
     null_max_n : int
         20_000. Most rows in one null draw (beyond, the null has this many rows and the
-        summary says so).
+        interference ``reason`` and ``null_note`` say so). Each draw runs the pairs pass and
+        the zones on its rows, so the cap keeps the null's cost constant above it (3 draws of
+        20k rows: about a quarter of the pairs pass of 100k rows) instead of growing like N^2.
     interference_excess_min : float
         1.15. ``interference_above_null`` when the data's cross-zone interference is at least
         this multiple of its null's mean. Set on clean real data, with the planted clash as the
@@ -176,6 +179,19 @@ class AnalysisConfig(Settings):
         a dataset.
     zone_refine_iters : int
         30. Rounds of the zone refinement (:mod:`constraintlab.analysis.zones`); 0 turns it off.
+    zone_refine_exact_max_cells : int
+        20_000_000. The refinement compares every zoned row with every zone while rows x zones
+        is at most this (O(rows x zones x k) a round: about 4e10 FLOP a round at the cap and
+        k = 1,024, a small share of the pairs pass at that size); above it (the number of
+        zones grows with N, so this cost grows like N^2), each row is compared only with its
+        own zone, its top-m neighbours' zones and the ``zone_refine_largest`` largest zones
+        (O(N x (top_m + zone_refine_largest) x k) a round). The zones summary says which
+        (``refine_rule``).
+    zone_refine_largest : int
+        64. Above ``zone_refine_exact_max_cells``, the largest zones every row is still compared
+        with (a row whose neighbours all sit in its own zone but that opposes it finds the zone
+        it aligns with: on planted +/- blocks, neighbours' zones alone kept the opposed members
+        together). With at most this many zones the refinement is the exact one.
     inconsistent_contradiction_share : float
         0.001. ``inconsistent`` when contradiction pairs (same or equivalent input, incompatible
         targets) reach this many per example (at least one pair). Gradient conflict never makes
@@ -354,6 +370,8 @@ class AnalysisConfig(Settings):
     interference_excess_min: float = 1.15
     pressure_null_sigmas: float = 3.0
     zone_refine_iters: int = 30
+    zone_refine_exact_max_cells: int = 20_000_000
+    zone_refine_largest: int = 64
     inconsistent_contradiction_share: float = 0.001
     shingle_size: int = 3
     num_perm: int = 128

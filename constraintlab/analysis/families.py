@@ -245,6 +245,12 @@ def analyze_families(
     size = config.shingle_size
     base_flag = np.zeros(n, bool)
     out = []
+    n_con_of = np.zeros(len(families), np.int64)     # contradicting pairs inside each family
+    if contradictions is not None and len(contradictions):
+        cx, cy = (np.array([int(p[j]) for p in contradictions], np.int64) for j in (0, 1))
+        fx = labels[cx]
+        both = (fx >= 0) & (fx == labels[cy])
+        n_con_of = np.bincount(fx[both], minlength=len(families))
     for fid, fam in enumerate(families):
         rows = fam["rows"]
         shingles = [text.shingles(i, "record", size) for i in rows[:_MAX_MEDOID]]
@@ -276,8 +282,7 @@ def analyze_families(
                                    "spread": float(v.max() - v.min()), "std": float(v.std())}
         reasons = []
         if contradictions is not None:
-            members = set(rows)
-            n_con = sum(1 for x, y in contradictions if x in members and y in members)
+            n_con = int(n_con_of[fid])   # one pass over the pairs, not one per family
             entry["contradicting_pairs"] = n_con
             if n_con:
                 reasons.append("contradiction")

@@ -49,7 +49,12 @@ import pandas as pd
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
-from constraintlab.analysis.zones import analyze_zones, centered_unit_rows, zone_coupling
+from constraintlab.analysis.zones import (
+    _zone_sums,
+    analyze_zones,
+    centered_unit_rows,
+    zone_coupling,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -385,9 +390,8 @@ def analyze_interference(
     score = np.zeros(N)
     inz = np.flatnonzero(zones >= 0)
     if len(zone_ids) >= 2 and len(inz):
-        S = np.zeros((len(zone_ids), U.shape[1]))
         row = np.searchsorted(zone_ids, zones[inz])
-        np.add.at(S, row, U[inz])
+        S = _zone_sums(U[inz], row, len(zone_ids))
         mean_to = (U[inz] @ S.T) / sizes                          # (n, Z) mean cos per zone
         mask = np.ones_like(mean_to, bool)
         mask[np.arange(len(inz)), row] = False
@@ -401,6 +405,9 @@ def analyze_interference(
     if pair is not None and above:
         reason += (f"; most interfering: zones {pair['a']} and {pair['b']} "
                    f"({pair['interference']:.3f})")
+    if null.n_rows < N:  # the null is capped: say so where the report shows the verdict
+        reason += (f" (the null draws have {null.n_rows:,} rows, null_max_n; the data "
+                   f"{N:,})")
     summary = {
         "interference": value,
         "n_zones": len(zone_ids),

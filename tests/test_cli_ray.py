@@ -1,6 +1,7 @@
 """The CLI's Ray flags without a cluster: ``--ray`` when Ray is not installed, and the pool
 flags without ``--ray``; both exit 2 with a message saying what to do, before any data is read
-or model loaded (DATA and --model do not even exist here)."""
+or model loaded (DATA does not even exist here; --model is the built-in one, since a --model
+directory that does not exist is refused first)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def no_ray(monkeypatch):
 @pytest.mark.parametrize("command", ["extract", "analyze"])
 def test_ray_without_the_extra_names_it(command, no_ray, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    code = main([command, str(tmp_path / "missing.jsonl"), "--model", str(tmp_path / "nomodel"),
-                 "--out", str(out), "--ray", "--workers", "2"])
+    code = main([command, str(tmp_path / "missing.jsonl"), "--out", str(out), "--ray",
+                 "--workers", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.startswith(f"constraintlab {command}: error: --ray needs Ray with Ray Data, an "
@@ -39,8 +40,7 @@ def test_ray_without_the_extra_names_it(command, no_ray, tmp_path, capsys) -> No
 @pytest.mark.parametrize("command", ["extract", "analyze"])
 def test_pool_flags_without_ray_are_refused(command, flags, named, tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    code = main([command, str(tmp_path / "missing.jsonl"), "--model", str(tmp_path / "nomodel"),
-                 "--out", str(out), *flags])
+    code = main([command, str(tmp_path / "missing.jsonl"), "--out", str(out), *flags])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.startswith(f"constraintlab {command}: error: {named} to extraction on Ray: add "

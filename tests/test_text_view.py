@@ -123,7 +123,14 @@ def test_one_normalisation_per_kind_and_one_minhash_per_kind(monkeypatch):
     X = np.random.default_rng(0).standard_normal((len(exs), 16))
     out = analyze_constraints(X, examples=exs)
     assert out.redundancy is not None and out.families is not None
-    assert calls == {"normalize": 3, "minhash": 2}  # record/input/target; record + input
+    # record/input/target normalised once each; one MinHash pass, over records (no analyzer
+    # asks for near inputs since a contradiction is the same input up to formatting)
+    assert calls == {"normalize": 3, "minhash": 1}
+    view = TextView(exs, thresholds={"input": (0.8,)})      # asked for: one pass over inputs
+    calls.update(minhash=0)
+    view.pairs(0.8, on="input")
+    view.pairs(0.8, on="input")
+    assert calls["minhash"] == 1
 
 
 def test_shingles_are_the_normalised_word_shingles():

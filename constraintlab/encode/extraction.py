@@ -323,8 +323,9 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
     on_invalid : ``"error"``: unusable examples are returned as ``problems`` and nothing is
         computed; ``"skip"``: they are left out and listed in the marker
     compute : False only tokenises (to list problems)
-    on_batch : called as ``on_batch(unit, batch, n_examples, computed)`` after each batch
-        (``computed`` False for a batch whose verified shard was already there)
+    on_batch : called as ``on_batch(unit, batch, n_examples, computed)`` once each batch's
+        shard is on disk, in batch order (``computed`` False for a batch whose verified shard
+        was already there): a batch reported is a batch a crash will not lose
 
     Returns
     -------
@@ -347,13 +348,16 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
     plan_bytes = np.frombuffer(bytes.fromhex(plan), dtype=np.uint8)
     # shards are written by one background thread while the next batch computes (the device
     # does not wait for fsync and hashing); at most one write is in flight, errors surface at
-    # the next batch or before the marker
+    # the next batch or before the marker; on_batch hears of a batch once its shard is written
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="constraintlab-shard")
-    in_flight: list[Future] = []
+    in_flight: list[tuple[Future, int, int]] = []
 
     def drain() -> None:
         while in_flight:
-            in_flight.pop().result()
+            future, j_done, n_done = in_flight.pop()
+            future.result()
+            if on_batch is not None:
+                on_batch(unit, j_done, n_done, True)
 
     try:
         for j, local in enumerate(batches):
@@ -362,19 +366,19 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
             old = read_shard(out_dir, key, SHARD_KEYS)
             if (old is not None and np.array_equal(old["plan_sha256"], plan_bytes)
                     and np.array_equal(old["positions"], positions)):
+                drain()
                 if on_batch is not None:
                     on_batch(unit, j, len(local), False)
                 continue
             batch = [encoded[p] for p in local]
             result = enc.compute(batch)
             drain()
-            in_flight.append(writer.submit(
+            in_flight.append((writer.submit(
                 lambda key=key, positions=positions, batch=batch, result=result: write_shard(
-                    out_dir, key, _shard_arrays(positions, plan_bytes, batch, result))))
+                    out_dir, key, _shard_arrays(positions, plan_bytes, batch, result))),
+                j, len(local)))
             outcome.examples_computed += len(local)
             outcome.batches_computed += 1
-            if on_batch is not None:
-                on_batch(unit, j, len(local), True)
         drain()
         outcome.seconds = time.perf_counter() - t0
         write_unit_marker(out_dir, unit, {

@@ -235,21 +235,12 @@ def fold_rounds(n_blocks: int) -> list[list[tuple[int, int]]]:
     return out
 
 
-class _RowTurns:
-    """Hands out block numbers to the lanes; block t's folds run once every earlier block
-    (in the schedule) that touches one of its row blocks has been folded, so each row
-    block's statistics are folded in one fixed order whatever the number of lanes; the first
-    error stops every lane."""
+class _Lanes:
+    """What both schedules share: block numbers handed out to the lanes in order, and the
+    first error, which stops every lane."""
 
-    def __init__(self, touches: list[tuple[int, ...]]) -> None:
-        self.n, self.next = len(touches), 0
-        self.touches = touches
-        seq: dict[int, list[int]] = {}
-        for t, rb in enumerate(touches):
-            for b in rb:
-                seq.setdefault(b, []).append(t)
-        self.seq = seq
-        self.pos = dict.fromkeys(seq, 0)
+    def __init__(self, n: int) -> None:
+        self.n, self.next = n, 0
         self.error: BaseException | None = None
         self.cv = threading.Condition()
 
@@ -259,6 +250,29 @@ class _RowTurns:
                 return None
             self.next += 1
             return self.next - 1
+
+    def fail(self, exc: BaseException) -> None:
+        with self.cv:
+            if self.error is None:
+                self.error = exc
+            self.cv.notify_all()
+
+
+class _RowTurns(_Lanes):
+    """Hands out block numbers to the lanes; block t's folds run once every earlier block
+    (in the schedule) that touches one of its row blocks has been folded, so each row
+    block's statistics are folded in one fixed order whatever the number of lanes; the first
+    error stops every lane."""
+
+    def __init__(self, touches: list[tuple[int, ...]]) -> None:
+        super().__init__(len(touches))
+        self.touches = touches
+        seq: dict[int, list[int]] = {}
+        for t, rb in enumerate(touches):
+            for b in rb:
+                seq.setdefault(b, []).append(t)
+        self.seq = seq
+        self.pos = dict.fromkeys(seq, 0)
 
     def _ready(self, t: int) -> bool:
         return all(self.seq[b][self.pos[b]] == t for b in self.touches[t])
@@ -275,12 +289,6 @@ class _RowTurns:
                 self.pos[b] += 1
             self.cv.notify_all()
 
-    def fail(self, exc: BaseException) -> None:
-        with self.cv:
-            if self.error is None:
-                self.error = exc
-            self.cv.notify_all()
-
 
 def _threadsafe_numba() -> bool:
     """True when numba's threading layer takes parallel kernels launched from several
@@ -290,21 +298,13 @@ def _threadsafe_numba() -> bool:
     return threading_layer() in ("omp", "tbb")
 
 
-class _Turns:
+class _Turns(_Lanes):
     """Hands out block numbers to the lanes and lets block t's folds run only after block
     t - 1's; the first error stops every lane."""
 
     def __init__(self, n: int) -> None:
-        self.n, self.next, self.turn = n, 0, 0
-        self.error: BaseException | None = None
-        self.cv = threading.Condition()
-
-    def take(self) -> int | None:
-        with self.cv:
-            if self.error is not None or self.next >= self.n:
-                return None
-            self.next += 1
-            return self.next - 1
+        super().__init__(n)
+        self.turn = 0
 
     def wait_turn(self, t: int) -> bool:
         with self.cv:
@@ -315,12 +315,6 @@ class _Turns:
     def done(self, t: int) -> None:
         with self.cv:
             self.turn = t + 1
-            self.cv.notify_all()
-
-    def fail(self, exc: BaseException) -> None:
-        with self.cv:
-            if self.error is None:
-                self.error = exc
             self.cv.notify_all()
 
 

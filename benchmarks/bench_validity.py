@@ -339,9 +339,15 @@ def evaluate_chat_sets(args, table: dict) -> None:
                 where = Path(args.cache) / (f"{name}-{seed}"
                                             + (f"-n{args.chat_n}" if args.chat_n else ""))
                 ds, store = extract_records(records, where, args.k)
-                res = analyze_store(store, examples=list(ds))
+                # the encoder may skip a record it cannot use (a target cut away by
+                # max_length): analyse the examples the store holds, positions -> record ids
+                kept = store.table["index"].to_numpy()
+                keep = set(kept.tolist())
+                res = analyze_store(store, examples=[ex for ex in ds if ex.index in keep])
                 con = res.contradictions
             found = con.positions
+            if res is not None:
+                found = {(int(kept[a]), int(kept[b])) for a, b in found}
             planted_pairs = _with_source_duplicates(records, truth)
             base = set(truth["base"])
             real = {p for p in found if p[0] in base and p[1] in base}

@@ -12,8 +12,8 @@ from constraintlab.analysis import (
     gaussian_null,
     null_reference,
 )
-from constraintlab.analysis.interference import cross_zone_interference, null_factor
-from constraintlab.analysis.zones import centered_unit_rows, zone_coupling
+from constraintlab.analysis.null import null_factor
+from constraintlab.analysis.zones import centered_unit_rows, cross_zone_interference, zone_coupling
 
 
 def unit(X):

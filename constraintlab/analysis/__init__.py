@@ -24,14 +24,9 @@ from constraintlab.analysis.growth import (
     growth_curve,
     growth_verdict,
 )
-from constraintlab.analysis.interference import (
-    InterferenceResult,
-    NullReference,
-    analyze_interference,
-    gaussian_null,
-    null_reference,
-)
+from constraintlab.analysis.interference import InterferenceResult, analyze_interference
 from constraintlab.analysis.layers import LayersResult, analyze_layers
+from constraintlab.analysis.null import NullReference, gaussian_null, null_reference
 from constraintlab.analysis.order import (
     STRATEGIES,
     order_examples,

@@ -17,6 +17,11 @@ from constraintlab.analysis.contradictions import (
     analyze_contradictions,
     compare_targets,
 )
+from constraintlab.analysis.determinacy import (
+    DeterminacyResult,
+    analyze_determinacy,
+    determinacy_verdict,
+)
 from constraintlab.analysis.families import FamiliesResult, analyze_families, family_coherence
 from constraintlab.analysis.growth import (
     GROWTH_VERDICTS,
@@ -39,11 +44,8 @@ from constraintlab.analysis.redundancy import RedundancyResult, analyze_redundan
 from constraintlab.analysis.response import analyze_response, zone_matrix
 from constraintlab.analysis.result import PAIR_KINDS, AnalysisResults, AnalyzerResult
 from constraintlab.analysis.spectrum import (
-    DeterminacyResult,
     SpectrumResult,
-    analyze_determinacy,
     analyze_spectrum,
-    determinacy_verdict,
     effective_rank,
     rank_tolerance,
 )

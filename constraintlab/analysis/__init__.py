@@ -53,7 +53,7 @@ from constraintlab.analysis.suspects import SuspectsResult, analyze_suspects
 from constraintlab.analysis.system import ConstraintSystem
 from constraintlab.analysis.text import TextView, components
 from constraintlab.analysis.volatility import VolatilityResult, analyze_volatility, token_statistics
-from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph, export_graphml
+from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph
 
 __all__ = [
     "GROWTH_VERDICTS",
@@ -97,7 +97,6 @@ __all__ = [
     "components",
     "determinacy_verdict",
     "effective_rank",
-    "export_graphml",
     "family_coherence",
     "gaussian_null",
     "growth_curve",

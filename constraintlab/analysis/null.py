@@ -198,8 +198,8 @@ def null_reference(features: np.ndarray, *, config: AnalysisConfig | None = None
         seed = config.seed + 1000 + d
         Y = gaussian_null(features, n, seed, factor=factor)
         p = analyze_pairs(Y, config=config, partners=False)
-        z, _ = analyze_zones(p.top_idx, p.top_val, tau=p.summary["tau"], features=Y,
-                             config=config)
+        z = analyze_zones(p.top_idx, p.top_val, tau=p.summary["tau"], features=Y,
+                          config=config)
         zs = z.summary["zones"]
         ref.seeds.append(seed)
         ref.coherence.append(max((q["coherence"] for q in zs if q["coherence"] is not None),

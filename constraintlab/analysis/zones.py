@@ -69,8 +69,8 @@ logger = logging.getLogger(__name__)
 _CELLS = 4_000_000
 
 __all__ = ["ZonesResult", "analyze_zones", "build_graph", "centered_unit_rows",
-           "cross_zone_interference", "export_graphml", "internal_conflict", "merge_zones",
-           "refine_zones", "zone_coupling"]
+           "cross_zone_interference", "internal_conflict", "merge_zones", "refine_zones",
+           "zone_coupling"]
 
 
 @dataclass
@@ -440,7 +440,7 @@ def analyze_zones(
     merge_above: float | None = None,
     pressure_above: float | None = None,
     config: AnalysisConfig | None = None,
-) -> tuple[ZonesResult, nx.Graph]:
+) -> ZonesResult:
     """Constraint graph, Louvain zones ranked by pressure, outliers.
 
     Parameters
@@ -466,12 +466,11 @@ def analyze_zones(
 
     Returns
     -------
-    result : ZonesResult
+    ZonesResult
         ``name="zones"``. Table: ``zone`` (rank, -1 = outlier), ``is_outlier``,
         ``is_pressure_zone``, ``zone_pressure``, ``pressure_score`` (zone pressure / the largest,
         in [0, 1]). Summary: ``zones`` (ranked list of dicts), ``outliers``, ``pressure_rule``.
-    graph : networkx.Graph
-        Node attributes ``zone`` and ``label``.
+        ``graph``: the constraint graph, node attributes ``zone`` and ``label``.
     """
     config = config if config is not None else AnalysisConfig()
     N = top_idx.shape[0]
@@ -631,7 +630,7 @@ def analyze_zones(
                     "weight": "abs(cos)"},
     }
     return ZonesResult("zones", table, summary, labels=zone_of,
-                       ranked=[z["zone"] for z in zones], graph=G), G
+                       ranked=[z["zone"] for z in zones], graph=G)
 
 
 def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:
@@ -640,13 +639,12 @@ def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:
         return None
     text = system.text
     ref = null.reference if null is not None else None
-    zones, _ = analyze_zones(
+    return analyze_zones(
         pairs.top_idx, pairs.top_val, ids=system.ids,
         texts=text.record if text is not None else None, tau=pairs.summary["tau"],
         features=system.features, merge_above=ref.coherence_max if ref is not None else None,
         pressure_above=(ref.pressure_threshold(config.pressure_null_sigmas)
                         if ref is not None else None), config=config)
-    return zones
 
 
 ANALYZER = Analyzer(
@@ -659,8 +657,3 @@ ANALYZER = Analyzer(
              "max_zone_pressure": Metric("max_zone_pressure", "the highest zone pressure "
                                          "score")})
 
-
-def export_graphml(graph: nx.Graph, path) -> None:
-    """Write the constraint graph as GraphML (node attributes ``zone``, ``label``; edge
-    attributes ``weight`` (signed cosine) and ``abs_weight``)."""
-    nx.write_graphml(graph, str(path))

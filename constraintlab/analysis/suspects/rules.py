@@ -12,6 +12,9 @@ Rules (facts that need no model; each sets the example suspect on its own)
     appearing nowhere else in a worked target (one with at least two other numbers).
 Each rule hit names what it judged: ``suspect_detail`` (examples.csv) and the listed
 suspect's ``calculations`` give every calculation found false with the value it computes to.
+
+:func:`result_positions` reads the same calculations for the capability statement (which
+target tokens state a computed result, :mod:`constraintlab.analysis.suspects.reach`).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from constraintlab.analysis import (
     gaussian_null,
     null_reference,
 )
-from constraintlab.analysis.interference import cross_zone_interference, null_factor
-from constraintlab.analysis.zones import centered_unit_rows, zone_coupling
+from constraintlab.analysis.null import null_factor
+from constraintlab.analysis.zones import centered_unit_rows, cross_zone_interference, zone_coupling
 
 
 def unit(X):
@@ -149,7 +149,7 @@ def test_pressure_zone_needs_internal_conflict_beyond_the_null():
     assert "null" in zs["pressure_zone_rule"]
     # without a null (no features) the fixed share is the rule, and it says so
     from constraintlab.analysis import analyze_zones
-    fixed, _ = analyze_zones(out.pairs.top_idx, out.pairs.top_val, tau=0.05, config=cfg)
+    fixed = analyze_zones(out.pairs.top_idx, out.pairs.top_val, tau=0.05, config=cfg)
     assert "fixed" in fixed.summary["pressure_zone_rule"]
 
 

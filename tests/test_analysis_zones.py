@@ -12,7 +12,6 @@ from constraintlab.analysis import (
     analyze_constraints,
     analyze_zones,
     build_graph,
-    export_graphml,
 )
 from constraintlab.analysis.zones import (
     centered_unit_rows,
@@ -43,7 +42,7 @@ def _example(i, text, topic):
                    targets=(1,), chat=False, raw={})
 
 
-def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
+def test_four_blocks_recovered_and_conflicted_ranked_first():
     X, truth = _blocks()
     topics = ["apples", "rivers", "taxes", "planets"]
     examples = [_example(i, str(i), topics[truth[i]] if i < len(truth) else "misc")
@@ -51,9 +50,10 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
     cfg = AnalysisConfig(top_m=10)
     out = analyze_constraints(X.astype(np.float32), examples=examples, config=cfg)
     # the graph alone (no rows: no refinement, no null; the fixed conflict-share rule)
-    z, G = analyze_zones(out.pairs.top_idx, out.pairs.top_val, ids=out.ids,
-                         texts=[e.input_text for e in examples], tau=out.pairs.summary["tau"],
-                         config=cfg)
+    z = analyze_zones(out.pairs.top_idx, out.pairs.top_val, ids=out.ids,
+                      texts=[e.input_text for e in examples], tau=out.pairs.summary["tau"],
+                      config=cfg)
+    G = z.graph
     zones = z.summary["zones"]
     assert "fixed" in z.summary["pressure_zone_rule"]
     assert z.summary["count"] == 4
@@ -77,12 +77,6 @@ def test_four_blocks_recovered_and_conflicted_ranked_first(tmp_path):
     assert zones[0]["mean_alignment"] == pytest.approx(w.mean())
     assert zones[0]["pressure"] == pytest.approx(
         zones[0]["internal_conflict_share"] * np.abs(w).mean() * np.log1p(len(zones[0]["members"])))
-    # GraphML round trip
-    path = tmp_path / "g.graphml"
-    export_graphml(G, path)
-    H = nx.read_graphml(path, node_type=int)
-    assert H.number_of_edges() == G.number_of_edges()
-    assert H.nodes[0]["zone"] == G.nodes[0]["zone"]
 
 
 def test_refined_zones_keep_agreeing_blocks_and_split_opposed_members():
@@ -110,10 +104,10 @@ def test_graph_edges_signed_and_thresholded():
     G = build_graph(top_idx, top_val, np.array([10, 11, 12]), edge_min=0.5)
     assert sorted(G.edges(data="weight")) == [(10, 11, pytest.approx(0.9)),
                                               (11, 12, pytest.approx(-0.7))]
-    res, G2 = analyze_zones(top_idx, top_val, ids=np.array([10, 11, 12]),
-                            config=AnalysisConfig(zone_edge_min=0.5))
+    res = analyze_zones(top_idx, top_val, ids=np.array([10, 11, 12]),
+                        config=AnalysisConfig(zone_edge_min=0.5))
     assert res.summary["count"] + res.summary["n_outliers"] >= 1
-    assert set(G2.nodes) == {10, 11, 12}
+    assert set(res.graph.nodes) == {10, 11, 12}
 
 
 def test_zones_invariant_to_permutation():

@@ -17,6 +17,11 @@ from constraintlab.analysis.contradictions import (
     analyze_contradictions,
     compare_targets,
 )
+from constraintlab.analysis.determinacy import (
+    DeterminacyResult,
+    analyze_determinacy,
+    determinacy_verdict,
+)
 from constraintlab.analysis.families import FamiliesResult, analyze_families, family_coherence
 from constraintlab.analysis.growth import (
     GROWTH_VERDICTS,
@@ -24,14 +29,9 @@ from constraintlab.analysis.growth import (
     growth_curve,
     growth_verdict,
 )
-from constraintlab.analysis.interference import (
-    InterferenceResult,
-    NullReference,
-    analyze_interference,
-    gaussian_null,
-    null_reference,
-)
+from constraintlab.analysis.interference import InterferenceResult, analyze_interference
 from constraintlab.analysis.layers import LayersResult, analyze_layers
+from constraintlab.analysis.null import NullReference, gaussian_null, null_reference
 from constraintlab.analysis.order import (
     STRATEGIES,
     order_examples,
@@ -44,11 +44,8 @@ from constraintlab.analysis.redundancy import RedundancyResult, analyze_redundan
 from constraintlab.analysis.response import analyze_response, zone_matrix
 from constraintlab.analysis.result import PAIR_KINDS, AnalysisResults, AnalyzerResult
 from constraintlab.analysis.spectrum import (
-    DeterminacyResult,
     SpectrumResult,
-    analyze_determinacy,
     analyze_spectrum,
-    determinacy_verdict,
     effective_rank,
     rank_tolerance,
 )
@@ -56,7 +53,7 @@ from constraintlab.analysis.suspects import SuspectsResult, analyze_suspects
 from constraintlab.analysis.system import ConstraintSystem
 from constraintlab.analysis.text import TextView, components
 from constraintlab.analysis.volatility import VolatilityResult, analyze_volatility, token_statistics
-from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph, export_graphml
+from constraintlab.analysis.zones import ZonesResult, analyze_zones, build_graph
 
 __all__ = [
     "GROWTH_VERDICTS",
@@ -100,7 +97,6 @@ __all__ = [
     "components",
     "determinacy_verdict",
     "effective_rank",
-    "export_graphml",
     "family_coherence",
     "gaussian_null",
     "growth_curve",

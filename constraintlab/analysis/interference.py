@@ -9,15 +9,9 @@ test rows under the reference model: sd 0.118 at k = 1024 against 0.031; 6.4 % o
 below -tau = -0.156; every example has a "conflicting" partner).
 
 The data's null
-    Rows drawn from a Gaussian with the **mean and covariance of the data's unit rows**, then
-    normalised (:func:`gaussian_null`): the same cosine geometry to second order, no structure
-    beyond it. Measured on the reference model it reproduces the raw cosine distribution of
-    clean data (GSM8K test, 1,319 rows: data mean 0.021 / sd 0.118 / conflict density 0.0644;
-    null 0.021 / 0.116 / 0.061-0.065; shipped sample: 0.0637 against 0.077-0.086). A Gaussian
-    with the covariance of the *raw* rows does not (sd 0.13-0.16: a few large gradients
-    dominate it). Each draw is run through the same pairs pass, graph and zones
-    (:func:`null_reference`), so every threshold below is what the pipeline itself gives on
-    structureless data of this geometry.
+    Rows drawn from a Gaussian with the mean and covariance of the data's unit rows, run
+    through the same pairs pass, graph and zones (:mod:`constraintlab.analysis.null`): every
+    threshold below is what the pipeline itself gives on structureless data of this geometry.
 
 Interference statistic
     Cross-zone conflict of the mean-removed unit rows (``u_i - mean(u)``, renormalised: the
@@ -38,7 +32,6 @@ update) and ``most_interfering_pair`` name where; the first-order response map
 (:mod:`constraintlab.analysis.response`) stays the raw prediction of one step.
 """
 
-from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
@@ -47,121 +40,18 @@ import numpy as np
 import pandas as pd
 
 from constraintlab.analysis.config import AnalysisConfig
+from constraintlab.analysis.null import NullReference
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 from constraintlab.analysis.zones import (
     _zone_sums,
-    analyze_zones,
     centered_unit_rows,
-    zone_coupling,
+    cross_zone_interference,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["InterferenceResult", "NullReference", "analyze_interference", "bootstrap_interference",
-           "cross_zone_interference", "gaussian_null", "null_factor", "null_reference"]
-
-_CHUNK = 8192
-
-
-def null_factor(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and a square-root factor of the covariance of the unit rows.
-
-    Parameters
-    ----------
-    features : (N, k) float
-
-    Returns
-    -------
-    mu : (k,) float64
-        Mean of the unit rows.
-    F : (m, k) float64
-        ``F.T @ F`` = the covariance of the unit rows (``1 / (N - 1)``): the centred unit rows
-        themselves over ``sqrt(N - 1)`` when ``N <= k`` (no eigendecomposition), else
-        ``diag(sqrt(w)) V.T`` from one ``eigh`` of the ``k x k`` covariance.
-    """
-    X = np.asarray(features)
-    N, k = X.shape
-    mu = np.zeros(k)
-    for i in range(0, N, _CHUNK):
-        x = X[i:i + _CHUNK].astype(np.float64)
-        nrm = np.linalg.norm(x, axis=1, keepdims=True)
-        mu += (x / np.where(nrm > 0, nrm, 1.0)).sum(0)
-    mu /= N
-    scale = 1.0 / np.sqrt(max(N - 1, 1))
-    if N <= k:
-        x = X.astype(np.float64)
-        nrm = np.linalg.norm(x, axis=1, keepdims=True)
-        return mu, (x / np.where(nrm > 0, nrm, 1.0) - mu) * scale
-    C = np.zeros((k, k))
-    for i in range(0, N, _CHUNK):
-        x = X[i:i + _CHUNK].astype(np.float64)
-        nrm = np.linalg.norm(x, axis=1, keepdims=True)
-        u = x / np.where(nrm > 0, nrm, 1.0) - mu
-        C += u.T @ u
-    w, V = np.linalg.eigh(C * scale**2)
-    return mu, np.sqrt(np.clip(w, 0.0, None))[:, None] * V.T
-
-
-def gaussian_null(features: np.ndarray, n: int | None = None, seed: int = 0,
-                  factor: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Rows from a Gaussian with the mean and covariance of the unit rows, normalised.
-
-    Parameters
-    ----------
-    features : (N, k) float
-    n : int, optional
-        Rows to draw (default N).
-    seed : int
-    factor : (mu, F), optional
-        :func:`null_factor` of ``features`` (computed here when not given; pass it to draw
-        several times without recomputing it).
-
-    Returns
-    -------
-    (n, k) float32
-        Unit rows.
-    """
-    X = np.asarray(features)
-    N, k = X.shape
-    n = N if n is None else int(n)
-    mu, F = factor if factor is not None else null_factor(X)
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, k), np.float32)
-    for i in range(0, n, _CHUNK):
-        m = min(n, i + _CHUNK) - i
-        y = mu + rng.standard_normal((m, F.shape[0])) @ F
-        nrm = np.linalg.norm(y, axis=1, keepdims=True)
-        out[i:i + m] = y / np.where(nrm > 0, nrm, 1.0)
-    return out
-
-
-def cross_zone_interference(U: np.ndarray, zones: np.ndarray
-                            ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """Size-weighted mean of ``max(0, -K[A, B])`` over ordered zone pairs ``A != B``.
-
-    Parameters
-    ----------
-    U : (N, k) float
-        Mean-removed unit rows (:func:`constraintlab.analysis.zones.centered_unit_rows`).
-    zones : (N,) int
-        Negative = outlier (left out).
-
-    Returns
-    -------
-    value : float
-        0 with fewer than two zones.
-    zone_ids : (Z,) int64
-    sizes : (Z,) int64
-    K : (Z, Z) float64
-        Mean cosines between / within zones (:func:`zone_coupling`).
-    """
-    zone_ids, sizes, K = zone_coupling(U, zones)
-    if len(zone_ids) < 2:
-        return 0.0, zone_ids, sizes, K
-    W = np.outer(sizes, sizes).astype(np.float64)
-    np.fill_diagonal(W, 0.0)
-    return float((W * np.maximum(0.0, -K)).sum() / W.sum()), zone_ids, sizes, K
+__all__ = ["InterferenceResult", "analyze_interference", "bootstrap_interference"]
 
 
 def bootstrap_interference(U: np.ndarray, zones: np.ndarray, draws: int = 200, seed: int = 0
@@ -204,110 +94,6 @@ def bootstrap_interference(U: np.ndarray, zones: np.ndarray, draws: int = 200, s
     lo, hi = np.percentile(vals, [2.5, 97.5])
     return float(lo), float(hi)
 
-
-@dataclass
-class NullReference:
-    """What the data's Gaussian null gives through the pairs, graph and zones.
-
-    Attributes
-    ----------
-    n_rows : int
-        Rows per draw.
-    seeds : list of int
-    coherence : list of float
-        Per draw, the largest zone coherence (mean cosine of mean-removed unit rows).
-    conflict_share : list of float
-        Per draw, the largest zone conflict share.
-    interference : list of float
-        Per draw, :func:`cross_zone_interference` of its zones.
-    conflict_density : list of float
-        Per draw, the raw conflict density of the pairs pass.
-    zone_conflicts, zone_sizes : list of float, list of int
-        Every zone of every draw: its internal conflict and size.
-    """
-
-    n_rows: int
-    seeds: list[int] = field(default_factory=list)
-    coherence: list[float] = field(default_factory=list)
-    conflict_share: list[float] = field(default_factory=list)
-    interference: list[float] = field(default_factory=list)
-    conflict_density: list[float] = field(default_factory=list)
-    zone_conflicts: list[float] = field(default_factory=list)
-    zone_sizes: list[int] = field(default_factory=list)
-
-    @property
-    def coherence_max(self) -> float:
-        return float(max(self.coherence)) if self.coherence else float("inf")
-
-    @property
-    def conflict_share_max(self) -> float:
-        return float(max(self.conflict_share)) if self.conflict_share else 1.0
-
-    def pressure_threshold(self, sigmas: float) -> float:
-        """Internal conflict a zone must exceed to be a pressure zone: ``mean + sigmas * sd``
-        of every null zone's internal conflict, and at least the largest one."""
-        if not self.zone_conflicts:
-            return self.conflict_share_max
-        c = np.asarray(self.zone_conflicts, dtype=np.float64)
-        return float(max(c.max(), c.mean() + sigmas * c.std()))
-
-    @property
-    def interference_mean(self) -> float:
-        return float(np.mean(self.interference)) if self.interference else 0.0
-
-    def to_dict(self) -> dict:
-        return {"n_rows": self.n_rows, "seeds": self.seeds, "coherence": self.coherence,
-                "conflict_share": self.conflict_share, "interference": self.interference,
-                "conflict_density": self.conflict_density,
-                "zone_conflicts": self.zone_conflicts, "zone_sizes": self.zone_sizes,
-                "coherence_max": self.coherence_max,
-                "conflict_share_max": self.conflict_share_max,
-                "interference_mean": self.interference_mean}
-
-
-def null_reference(features: np.ndarray, *, config: AnalysisConfig | None = None
-                   ) -> NullReference:
-    """Run ``config.null_draws`` draws of :func:`gaussian_null` through the pairs pass, the
-    graph and the zones (refined, not merged), and keep what the thresholds need.
-
-    Parameters
-    ----------
-    features : (N, k) float
-    config : AnalysisConfig
-        ``null_draws``, ``null_max_n``, ``seed`` and every pairs / zones setting.
-
-    Returns
-    -------
-    NullReference
-    """
-    from constraintlab.analysis.pairs import analyze_pairs
-
-    config = config if config is not None else AnalysisConfig()
-    N = np.asarray(features).shape[0]
-    n = min(N, config.null_max_n)
-    ref = NullReference(n_rows=n)
-    factor = null_factor(features)
-    for d in range(config.null_draws):
-        seed = config.seed + 1000 + d
-        Y = gaussian_null(features, n, seed, factor=factor)
-        p = analyze_pairs(Y, config=config, partners=False)
-        z, _ = analyze_zones(p.top_idx, p.top_val, tau=p.summary["tau"], features=Y,
-                             config=config)
-        zs = z.summary["zones"]
-        ref.seeds.append(seed)
-        ref.coherence.append(max((q["coherence"] for q in zs if q["coherence"] is not None),
-                                 default=0.0))
-        ref.conflict_share.append(max((q["internal_conflict"] for q in zs
-                                       if q["internal_conflict"] is not None), default=0.0))
-        ref.zone_conflicts += [float(q["internal_conflict"]) for q in zs
-                               if q["internal_conflict"] is not None]
-        ref.zone_sizes += [int(q["size"]) for q in zs if q["internal_conflict"] is not None]
-        ref.interference.append(cross_zone_interference(centered_unit_rows(Y), z.labels)[0])
-        ref.conflict_density.append(float(p.summary.get("conflict_density", 0.0)))
-    logger.info("null: %d draws of %d rows; coherence max %.3f, conflict share max %.3f, "
-                "interference %.4f", config.null_draws, n, ref.coherence_max,
-                ref.conflict_share_max, ref.interference_mean)
-    return ref
 
 
 @dataclass
@@ -444,21 +230,6 @@ def analyze_interference(
     return InterferenceResult("interference", table, summary, zone_ids=zone_ids, matrix=D)
 
 
-@dataclass
-class NullResult(AnalyzerResult):
-    """The data's Gaussian null through pairs, graph and zones (``reference``), shared by the
-    zones (merge and pressure thresholds) and the interference analyzers."""
-
-    reference: NullReference | None = field(default=None, repr=False)
-
-
-def _run_null(system, results, config: AnalysisConfig) -> NullResult | None:
-    if system.features is None:
-        return None
-    ref = null_reference(system.features, config=config)
-    return NullResult("null", pd.DataFrame(index=pd.Index(system.ids, name="index")),
-                      ref.to_dict(), reference=ref)
-
 
 def _run(system, results, config: AnalysisConfig) -> InterferenceResult | None:
     zones, null, pairs = results.zones, results.null, results.pairs
@@ -470,16 +241,13 @@ def _run(system, results, config: AnalysisConfig) -> InterferenceResult | None:
         config=config)
 
 
-ANALYZERS = (
-    Analyzer(name="null", run=_run_null),
-    Analyzer(
-        name="interference", run=_run, section="interference",
-        after=("zones", "null", "pairs"),
-        metrics={"interference_excess": Metric("interference_excess", "cross-zone interference "
-                                               "over the mean of the data's Gaussian null (1 = "
-                                               "as the null)"),
-                 "interference_above_null": Metric("interference_above_null", "true when "
-                                                   "interference_excess >= "
-                                                   "interference_excess_min and the bootstrap "
-                                                   "CI clears the null's range")}),
-)
+ANALYZER = Analyzer(
+    name="interference", run=_run, section="interference",
+    after=("zones", "null", "pairs"),
+    metrics={"interference_excess": Metric("interference_excess", "cross-zone interference "
+                                           "over the mean of the data's Gaussian null (1 = "
+                                           "as the null)"),
+             "interference_above_null": Metric("interference_above_null", "true when "
+                                               "interference_excess >= "
+                                               "interference_excess_min and the bootstrap "
+                                               "CI clears the null's range")})

@@ -1,11 +1,13 @@
 """The analyzers of an analysis, found in their own modules, and the order they run in.
 
-Every analyzer module declares, at module level, ``ANALYZER = Analyzer(...)`` (or a tuple
-``ANALYZERS``): its name (the attribute of :class:`~constraintlab.analysis.result.AnalysisResults`
-and of :meth:`~constraintlab.analysis.result.AnalysisResults.summary`), the function that runs it
-on a :class:`~constraintlab.analysis.system.ConstraintSystem`, the analyzers whose results it
-reads, the ``report.json`` section its summary *is* (the summary's keys are the contract's names:
-the report copies it, it does not rename), and the gate metrics it publishes (each a key of that
+Every analyzer module declares, at module level, ``ANALYZER = Analyzer(...)`` (a tuple
+``ANALYZERS`` only where one module must hold several, named with the reason in
+``tests/test_registry.py``, where every other module of the package is listed as machinery):
+its name (the attribute of :class:`~constraintlab.analysis.result.AnalysisResults` and of
+:meth:`~constraintlab.analysis.result.AnalysisResults.summary`), the function that runs it on a
+:class:`~constraintlab.analysis.system.ConstraintSystem`, the analyzers whose results it reads,
+the ``report.json`` section its summary *is* (the summary's keys are the contract's names: the
+report copies it, it does not rename), and the gate metrics it publishes (each a key of that
 section). :func:`analyzers` imports every module of ``constraintlab.analysis`` once, collects
 what they declare and orders it so that each analyzer runs after those it reads (ties broken by
 name, so the order is the same on every machine). Adding an analyzer is one new module; nothing

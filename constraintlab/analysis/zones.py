@@ -15,7 +15,7 @@ rows (``u_i - mean(u)``, renormalised: the "general update" every example shares
    edges into the zone they oppose);
 2. two zones merge when the mean cosine between their members exceeds ``merge_above`` (the
    largest internal coherence a zone of the data's Gaussian null reaches,
-   :func:`constraintlab.analysis.interference.null_reference`): together they are one mode
+   :func:`constraintlab.analysis.null.null_reference`): together they are one mode
    the null cannot produce; then step 1 once more.
 
 On planted style clashes (GSM8K test rows, 25-30 % answered "The answer is N.", reference model,
@@ -34,7 +34,7 @@ A zone is a **pressure zone** when its ``internal_conflict`` (share of negative 
 over every pair of its members) exceeds ``pressure_above``: in the pipeline, ``mean +
 pressure_null_sigmas * sd`` (and at least the largest) of the internal conflict of every zone of
 the data's Gaussian null run through the same pairs, graph and zones
-(:meth:`constraintlab.analysis.interference.NullReference.pressure_threshold`), so its internal
+(:meth:`constraintlab.analysis.null.NullReference.pressure_threshold`), so its internal
 conflict stands out from what the data's own cosine geometry gives. Without a null (no
 features) the fixed ``zone_conflict_share`` on the edge conflict share is used and the summary
 says so. On real GSM8K rows every zone has an edge conflict share of 0.15-0.47 and so does every
@@ -68,8 +68,9 @@ logger = logging.getLogger(__name__)
 #: Most (rows x zones) cells of one block of the refinement (float64: 8 bytes each).
 _CELLS = 4_000_000
 
-__all__ = ["ZonesResult", "analyze_zones", "build_graph", "centered_unit_rows", "export_graphml",
-           "internal_conflict", "merge_zones", "refine_zones", "zone_coupling"]
+__all__ = ["ZonesResult", "analyze_zones", "build_graph", "centered_unit_rows",
+           "cross_zone_interference", "internal_conflict", "merge_zones", "refine_zones",
+           "zone_coupling"]
 
 
 @dataclass
@@ -202,6 +203,36 @@ def zone_coupling(U: np.ndarray, zones: np.ndarray
     M[np.diag_indices(len(zone_ids))] -= sq
     pairs[np.diag_indices(len(zone_ids))] -= sizes
     return zone_ids, sizes, M / np.maximum(pairs, 1.0)
+
+
+def cross_zone_interference(U: np.ndarray, zones: np.ndarray
+                            ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Size-weighted mean of ``max(0, -K[A, B])`` over ordered zone pairs ``A != B``: the
+    interference statistic (:mod:`constraintlab.analysis.interference`), beside the coupling it
+    reads because the null (:mod:`constraintlab.analysis.null`) takes it on every draw too.
+
+    Parameters
+    ----------
+    U : (N, k) float
+        Mean-removed unit rows (:func:`constraintlab.analysis.zones.centered_unit_rows`).
+    zones : (N,) int
+        Negative = outlier (left out).
+
+    Returns
+    -------
+    value : float
+        0 with fewer than two zones.
+    zone_ids : (Z,) int64
+    sizes : (Z,) int64
+    K : (Z, Z) float64
+        Mean cosines between / within zones (:func:`zone_coupling`).
+    """
+    zone_ids, sizes, K = zone_coupling(U, zones)
+    if len(zone_ids) < 2:
+        return 0.0, zone_ids, sizes, K
+    W = np.outer(sizes, sizes).astype(np.float64)
+    np.fill_diagonal(W, 0.0)
+    return float((W * np.maximum(0.0, -K)).sum() / W.sum()), zone_ids, sizes, K
 
 
 def _best_among_neighbours(Ui: np.ndarray, sq: np.ndarray, own: np.ndarray, S: np.ndarray,
@@ -409,7 +440,7 @@ def analyze_zones(
     merge_above: float | None = None,
     pressure_above: float | None = None,
     config: AnalysisConfig | None = None,
-) -> tuple[ZonesResult, nx.Graph]:
+) -> ZonesResult:
     """Constraint graph, Louvain zones ranked by pressure, outliers.
 
     Parameters
@@ -435,12 +466,11 @@ def analyze_zones(
 
     Returns
     -------
-    result : ZonesResult
+    ZonesResult
         ``name="zones"``. Table: ``zone`` (rank, -1 = outlier), ``is_outlier``,
         ``is_pressure_zone``, ``zone_pressure``, ``pressure_score`` (zone pressure / the largest,
         in [0, 1]). Summary: ``zones`` (ranked list of dicts), ``outliers``, ``pressure_rule``.
-    graph : networkx.Graph
-        Node attributes ``zone`` and ``label``.
+        ``graph``: the constraint graph, node attributes ``zone`` and ``label``.
     """
     config = config if config is not None else AnalysisConfig()
     N = top_idx.shape[0]
@@ -600,7 +630,7 @@ def analyze_zones(
                     "weight": "abs(cos)"},
     }
     return ZonesResult("zones", table, summary, labels=zone_of,
-                       ranked=[z["zone"] for z in zones], graph=G), G
+                       ranked=[z["zone"] for z in zones], graph=G)
 
 
 def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:
@@ -609,13 +639,12 @@ def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:
         return None
     text = system.text
     ref = null.reference if null is not None else None
-    zones, _ = analyze_zones(
+    return analyze_zones(
         pairs.top_idx, pairs.top_val, ids=system.ids,
         texts=text.record if text is not None else None, tau=pairs.summary["tau"],
         features=system.features, merge_above=ref.coherence_max if ref is not None else None,
         pressure_above=(ref.pressure_threshold(config.pressure_null_sigmas)
                         if ref is not None else None), config=config)
-    return zones
 
 
 ANALYZER = Analyzer(
@@ -628,8 +657,3 @@ ANALYZER = Analyzer(
              "max_zone_pressure": Metric("max_zone_pressure", "the highest zone pressure "
                                          "score")})
 
-
-def export_graphml(graph: nx.Graph, path) -> None:
-    """Write the constraint graph as GraphML (node attributes ``zone``, ``label``; edge
-    attributes ``weight`` (signed cosine) and ``abs_weight``)."""
-    nx.write_graphml(graph, str(path))

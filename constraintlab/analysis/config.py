@@ -69,8 +69,7 @@ class AnalysisConfig(Settings):
     sample_reference: int = setting(4096, _POSITIVE, "Random reference examples for per-example "
                                     "scores and neighbours in the sampled mode.")
     seed: int = setting(0, _COUNT, "Seed of every random choice of the analysis (sampling, "
-                        "randomized SVD, MinHash permutations, Louvain); analysis_seed in "
-                        "constraintlab.analyze().")
+                        "randomized SVD, MinHash permutations, Louvain).")
     # -- spectrum and growth
     svd_exact_max_dim: int = setting(8192, _POSITIVE, "Exact spectrum (float64 Gram "
                                      "eigenvalues) when min(N, k) <= this; beyond, a randomized "

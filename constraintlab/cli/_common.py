@@ -9,20 +9,17 @@ Nothing here imports a subcommand or :mod:`.main`, and nothing changes ``args``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from constraintlab._config import coerce, field_types
+from constraintlab._config import Options, coerce, field_types
 from constraintlab._text import json_visible, visible
-from constraintlab.encode.config import (
-    DTYPES,
-    PROJECTIONS,
-    REFERENCE_MODEL,
-    EncodeConfig,
-    check_environment,
-)
+from constraintlab.encode.config import EncodeConfig, check_environment
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
 from constraintlab.io.config import ON_INVALID, PREFERENCE, TRAIN_ON
@@ -110,64 +107,91 @@ def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
                           .replace("or sample (", "or --sample (")) from None
 
 
-def _encode_default(name: str):
-    return EncodeConfig.__dataclass_fields__[name].default  # type: ignore[attr-defined]
+#: The encode flags, by help group: each is generated from its :class:`EncodeConfig` field
+#: (flag ``--field-name``, type, default, choices from its Options, help from its doc) by
+#: :func:`add_encode_options`; nothing about a setting is written here but where it shows.
+ENCODE_GROUPS: dict[str, tuple[str, ...]] = {
+    "model and adapter": ("model", "revision", "dtype", "device", "trust_remote_code", "lora_r",
+                          "lora_alpha", "target_modules", "adapter_config", "adapter",
+                          "lora_init_seed"),
+    "tokens and batches": ("max_length", "batch_size", "max_batch_tokens",
+                           "activation_checkpointing", "use_chat_template"),
+    "projection": ("projection", "k", "seed"),
+}
+#: EncodeConfig fields without a flag, and why.
+ENCODE_NOT_FLAGS: dict[str, str] = {
+    "lora_dropout": "recorded only: gradients are taken without dropout",
+    "unit_size": "part of the store's identity; set it from the library",
+}
+#: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``; a True
+#: default's flag turns it off (``--no-chat-template``).
+_ENCODE_FLAGS: dict[str, tuple[str, ...]] = {"k": ("-k", "--k"),
+                                             "use_chat_template": ("--no-chat-template",)}
+_FLAG_FIELDS = {n for group in ENCODE_GROUPS.values() for n in group}
+_ENCODE_METAVARS = {"target_modules": "NAME", "adapter_config": "JSON", "adapter": "DIR"}
+
+
+def _flag_help(doc: str, default: object) -> str:
+    """A field's doc as flag help: first letter small, no final stop, other fields named by
+    their flags, ``None:`` read as ``default:``, ``%`` escaped."""
+    first = doc.split(" ", 1)[0]
+    text = doc[0].lower() + doc[1:] if first[1:].islower() else doc
+    text = re.sub(r"\b[a-z]+(?:_[a-z]+)+\b(?!\.json)",
+                  lambda m: encode_flag(m.group(0)) if m.group(0) in _FLAG_FIELDS else m.group(0),
+                  text.rstrip(".")).replace("None: ", "default: ")
+    if default is True:
+        text = "off: " + text
+    if default is not None and not isinstance(default, bool) and "default" not in text:
+        text += f" (default {default:g})" if isinstance(default, float) else \
+            f" (default {default})"
+    return text.replace("%", "%%")
 
 
 def add_encode_options(parser: argparse.ArgumentParser) -> None:
-    """Model, adapter, tokenisation and projection options (the :class:`EncodeConfig`)."""
-    g = parser.add_argument_group("model and adapter")
-    g.add_argument("--model", default=REFERENCE_MODEL,
-                   help="hub id or local directory of a causal LM (default: the built-in "
-                        "offline reference model)")
-    g.add_argument("--revision", default=None, help="hub revision of --model")
-    g.add_argument("--dtype", default=_encode_default("dtype"), choices=DTYPES,
-                   help="weights and activations (default float32; bfloat16 on a GPU)")
-    g.add_argument("--device", default=_encode_default("device"),
-                   help="torch device: cpu (default), cuda, cuda:1, mps")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="allow the model's own code from the hub (off unless given)")
-    g.add_argument("--lora-r", type=int, default=_encode_default("lora_r"),
-                   help=f"LoRA rank (default {_encode_default('lora_r')})")
-    g.add_argument("--lora-alpha", type=float, default=_encode_default("lora_alpha"),
-                   help=f"LoRA alpha (default {_encode_default('lora_alpha'):g})")
-    g.add_argument("--target-modules", nargs="+", default=None, metavar="NAME",
-                   help="modules that get LoRA (default: peft's default for the architecture; "
-                        "'all-linear' for every linear layer)")
-    g.add_argument("--adapter-config", default=None, metavar="JSON",
-                   help="adapter_config.json to analyse with (fresh adapter, B = 0)")
-    g.add_argument("--adapter", default=None, metavar="DIR",
-                   help="already-trained peft adapter to analyse at")
-    g.add_argument("--lora-init-seed", type=int, default=_encode_default("lora_init_seed"),
-                   help="seed of the fresh adapter's A initialisation")
-    t = parser.add_argument_group("tokens and batches")
-    t.add_argument("--max-length", type=int, default=_encode_default("max_length"),
-                   help=f"longest sequence in tokens; longer examples are truncated and "
-                        f"counted (default {_encode_default('max_length')})")
-    t.add_argument("--batch-size", type=int, default=_encode_default("batch_size"),
-                   help="most examples per batch (default: 16 on CPU, no limit on a GPU)")
-    t.add_argument("--max-batch-tokens", type=int, default=None,
-                   help="most padded tokens per batch (default: 8192 on CPU; on a GPU chosen "
-                        "from the free memory; never below --max-length)")
-    t.add_argument("--activation-checkpointing", default="auto", choices=("auto", "on", "off"),
-                   help="recompute activations in the backward to save memory (auto: only "
-                        "when one --max-length example would not fit otherwise)")
-    t.add_argument("--no-chat-template", action="store_true",
-                   help="render chat examples with the plain template")
-    p = parser.add_argument_group("projection")
-    p.add_argument("--projection", default=_encode_default("projection"), choices=PROJECTIONS)
-    p.add_argument("-k", "--k", type=int, default=_encode_default("k"),
-                   help=f"projected dimension (default {_encode_default('k')})")
-    p.add_argument("--seed", type=int, default=_encode_default("seed"), help="projection seed")
+    """Model, adapter, tokenisation and projection options, generated from the fields of
+    :class:`EncodeConfig` (:data:`ENCODE_GROUPS`)."""
+    fields = {f.name: f for f in dataclasses.fields(EncodeConfig)}
+    hints = field_types(EncodeConfig)
+    for title, names in ENCODE_GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            f, hint = fields[name], hints[name]
+            check, kind = f.metadata["check"], _scalar_type(hint)
+            kwargs: dict = {"dest": name, "help": _flag_help(f.metadata["doc"], f.default)}
+            if kind is bool:
+                kwargs["action"] = "store_false" if f.default else "store_true"
+            else:
+                kwargs["default"] = f.default
+                if kind is not str:
+                    kwargs["type"] = kind
+                if isinstance(check, Options):
+                    kwargs["choices"] = check.values
+                if typing.get_origin(_not_none(hint)) is tuple:
+                    kwargs["nargs"] = "+"
+                if name in _ENCODE_METAVARS:
+                    kwargs["metavar"] = _ENCODE_METAVARS[name]
+            group.add_argument(*encode_flags(name), **kwargs)
 
 
-#: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``.
-_ENCODE_FLAGS = {"k": "-k", "use_chat_template": "--no-chat-template"}
+def _not_none(hint: typing.Any) -> typing.Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args and typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else hint
+
+
+def _scalar_type(hint: typing.Any) -> type:
+    hint = _not_none(hint)
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+
+
+def encode_flags(field: str) -> tuple[str, ...]:
+    """The command-line flags of an :class:`EncodeConfig` field (``k``: ``-k``, ``--k``)."""
+    return _ENCODE_FLAGS.get(field, ("--" + field.replace("_", "-"),))
 
 
 def encode_flag(field: str) -> str:
-    """The command-line flag of an :class:`EncodeConfig` field (``k`` -> ``-k``)."""
-    return _ENCODE_FLAGS.get(field, "--" + field.replace("_", "-"))
+    """The flag named in messages about an :class:`EncodeConfig` field (``k`` -> ``-k``)."""
+    return encode_flags(field)[0]
 
 
 def _named_by_flag(err: ConfigError) -> ConfigError:
@@ -194,18 +218,7 @@ def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
 
 
 def _encode_config(args: argparse.Namespace) -> EncodeConfig:
-    return EncodeConfig(
-        model=args.model, revision=args.revision, dtype=args.dtype, device=args.device,
-        trust_remote_code=args.trust_remote_code, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        target_modules=tuple(args.target_modules) if args.target_modules else None,
-        adapter_config=args.adapter_config, adapter=args.adapter, max_length=args.max_length,
-        batch_size=args.batch_size,
-        max_batch_tokens=args.max_batch_tokens,
-        activation_checkpointing=getattr(args, "activation_checkpointing", "auto"),
-        projection=args.projection, k=args.k, seed=args.seed,
-        lora_init_seed=args.lora_init_seed,
-        use_chat_template=not args.no_chat_template)
+    return EncodeConfig(**{n: getattr(args, n) for n in _FLAG_FIELDS})
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:

@@ -41,8 +41,8 @@ class EncodeConfig(Settings):
                           "against this machine before any model loads).")
     trust_remote_code: bool = setting(False, TYPE_ONLY, "Allow the model's own code from the "
                                       "hub (off unless asked).")
-    lora_r: int = setting(8, Interval(1, None), "LoRA rank (ignored with adapter_config or "
-                          "adapter).")
+    lora_r: int = setting(8, Interval(1, None), "LoRA rank (ignored with adapter_config or a "
+                          "trained adapter).")
     lora_alpha: float = setting(16.0, Interval(0, None, "neither"), "LoRA alpha; the adapter "
                                 "output is scaled by lora_alpha / lora_r.")
     lora_dropout: float = setting(0.0, Interval(0, 1, "left"), "Recorded only: gradients are "
@@ -72,7 +72,7 @@ class EncodeConfig(Settings):
     k: int = setting(1024, Interval(1, None), "Projected dimension (cosine noise floor "
                      "1/sqrt(k)); " + _CAL + "k.")
     seed: int = setting(0, Interval(0, None), "Projection seed: same seed, same features on "
-                        "any machine; projection_seed in constraintlab.analyze().")
+                        "any machine.")
     lora_init_seed: int = setting(0, Interval(0, None), "Seed of the fresh adapter's A "
                                   "initialisation (B = 0), which defines the gradients.")
     use_chat_template: bool = setting(True, TYPE_ONLY, "Render chat examples with the "

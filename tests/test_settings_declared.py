@@ -128,18 +128,18 @@ def test_every_field_is_declared_and_refuses_what_its_check_refuses(cls, name) -
 
 
 def test_a_field_without_a_check_is_refused_when_the_class_is_defined() -> None:
-    with pytest.raises(TypeError, match="Undeclared.plain"):
+    with pytest.raises(TypeError, match=r"Undeclared\.plain"):
         @settings_class
         class Undeclared(Settings):
             declared: int = setting(1, Interval(0, None), "fine")
             plain: int = 3
 
-    with pytest.raises(TypeError, match="NoDoc.x"):
+    with pytest.raises(TypeError, match=r"NoDoc\.x"):
         @settings_class
         class NoDoc(Settings):
             x: bool = setting(True, TYPE_ONLY, "")
 
-    with pytest.raises(TypeError, match="TwoLines.x"):
+    with pytest.raises(TypeError, match=r"TwoLines\.x"):
         @settings_class
         class TwoLines(Settings):
             x: bool = setting(True, TYPE_ONLY, "one\ntwo")

@@ -125,7 +125,11 @@ ENCODE_NOT_FLAGS: dict[str, str] = {
 }
 #: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``; a True
 #: default's flag turns it off (``--no-chat-template``).
+#: ``--seed``, the projection seed's old flag, stays an alias of ``--projection-seed`` for one
+#: release (``--set seed=`` is the analysis seed, ``--sample-seed``, ``--order-seed``,
+#: ``--probe-seed`` the others).
 _ENCODE_FLAGS: dict[str, tuple[str, ...]] = {"k": ("-k", "--k"),
+                                             "seed": ("--projection-seed", "--seed"),
                                              "use_chat_template": ("--no-chat-template",)}
 _FLAG_FIELDS = {n for group in ENCODE_GROUPS.values() for n in group}
 _ENCODE_METAVARS = {"target_modules": "NAME", "adapter_config": "JSON", "adapter": "DIR"}

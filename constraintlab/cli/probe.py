@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"most probe examples sampled from the rest of DATA "
                         f"(default {_D['probe_size'].default})")
     s.add_argument("--probe-seed", type=int, default=_D["seed"].default,
-                   help="seed of that sample (default 0; --seed is the projection seed)")
+                   help="seed of that sample (default 0; --projection-seed is the projection seed)")
     s.add_argument("--top-tokens", type=int, default=_D["top_tokens"].default,
                    help=f"moved tokens to report (default {_D['top_tokens'].default})")
     u = parser.add_argument_group("the update")

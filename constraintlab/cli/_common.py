@@ -14,7 +14,7 @@ import re
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from constraintlab._config import Options, coerce, field_types
@@ -22,7 +22,6 @@ from constraintlab._text import json_visible, visible
 from constraintlab.encode.config import EncodeConfig, check_environment
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
-from constraintlab.io.config import ON_INVALID, PREFERENCE, TRAIN_ON
 
 if TYPE_CHECKING:
     from constraintlab.analysis.config import AnalysisConfig
@@ -60,49 +59,38 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
                         help="dataset: .jsonl, .json (array or {\"data\": [...]}), .csv (with a "
                              "header row) or .parquet; .jsonl.gz, .json.gz, .csv.gz too")
     group = parser.add_argument_group("reading the data")
+    # hand-written: the CLI spells the schemas with "-" and "fields" is set by --target-field
     group.add_argument("--format", default="auto",
                        choices=["auto", *[s.replace("_", "-") for s in SCHEMAS if s != "fields"]],
                        help="record schema; auto detects it from the first record (default)")
-    group.add_argument("--train-on", default="last-assistant", choices=TRAIN_ON,
-                       help="chat data: take the loss on the last assistant turn (default) or "
-                            "on every assistant turn")
-    group.add_argument("--on-invalid", default=ReadConfig().on_invalid, choices=ON_INVALID,
-                       help="readable but unusable records: skip them and list them as findings "
-                            "(default) or stop with the list of problems (error, exit 2)")
-    group.add_argument("--preference", default=ReadConfig().preference, choices=PREFERENCE,
-                       help="preference data (chosen/rejected): which reply is the target "
-                            "(default chosen)")
-    group.add_argument("--input-field", default=None, metavar="NAME",
-                       help="read the prompt from this field of every record (with "
-                            "--target-field), for data whose keys match no known schema")
-    group.add_argument("--target-field", default=None, metavar="NAME",
-                       help="read the target (the reply trained on) from this field of every "
-                            "record")
-    first = parser.add_argument_group("a quick first look")
-    first.add_argument("--limit", type=int, default=None, metavar="N",
-                       help="read only the first N records")
-    first.add_argument("--sample", type=int, default=None, metavar="N",
-                       help="read N records drawn at random (seeded by --sample-seed), in file "
-                            "order")
-    first.add_argument("--sample-seed", type=int, default=ReadConfig().sample_seed,
-                       metavar="S", help="seed of --sample (default 0)")
+    for title, names in READ_GROUPS.items():
+        _add_field_flags(group if title == "reading the data" else
+                         parser.add_argument_group(title), ReadConfig, names, _read_flag,
+                         _READ_METAVARS)
+
+
+#: The read flags besides --format, by help group, generated from :class:`ReadConfig`'s fields
+#: (``max_problems`` and ``split`` have none: library only).
+READ_GROUPS: dict[str, tuple[str, ...]] = {
+    "reading the data": ("train_on", "on_invalid", "preference", "input_field", "target_field"),
+    "a quick first look": ("limit", "sample", "sample_seed"),
+}
+_READ_FIELDS = {n for group in READ_GROUPS.values() for n in group}
+_READ_METAVARS = {"input_field": "NAME", "target_field": "NAME", "limit": "N", "sample": "N",
+                  "sample_seed": "S"}
+
+
+def _read_flag(field: str) -> tuple[str, ...]:
+    return ("--" + field.replace("_", "-"),)
 
 
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
-    """The :class:`ReadConfig` the parsed options describe."""
+    """The :class:`ReadConfig` the parsed options describe; a ConfigError names the flag."""
     try:
-        return ReadConfig(format=args.format, train_on=args.train_on,
-                          on_invalid=args.on_invalid, preference=args.preference,
-                          input_field=args.input_field, target_field=args.target_field,
-                          limit=getattr(args, "limit", None),
-                          sample=getattr(args, "sample", None),
-                          sample_seed=getattr(args, "sample_seed", 0))
+        return ReadConfig(format=args.format,
+                          **{n: getattr(args, n) for n in _READ_FIELDS if hasattr(args, n)})
     except ConfigError as err:
-        text = str(err).removeprefix("ReadConfig: ")
-        for name in ("sample_seed", "limit", "sample"):
-            if text.startswith(name):
-                text = "--" + name.replace("_", "-") + text[len(name):]
-                break
+        text = str(_named_by_flag(err, ReadConfig, _read_flag))
         raise ConfigError(text.replace("give limit (", "give --limit (")
                           .replace("or sample (", "or --sample (")) from None
 
@@ -135,17 +123,19 @@ _FLAG_FIELDS = {n for group in ENCODE_GROUPS.values() for n in group}
 _ENCODE_METAVARS = {"target_modules": "NAME", "adapter_config": "JSON", "adapter": "DIR"}
 
 
-def _flag_help(doc: str, default: object) -> str:
-    """A field's doc as flag help: first letter small, no final stop, other fields named by
-    their flags, ``None:`` read as ``default:``, ``%`` escaped."""
+def _flag_help(doc: str, default: object, flag_of: Callable[[str], tuple[str, ...]],
+               names: set[str]) -> str:
+    """A field's doc as flag help: first letter small, no final stop, the other fields among
+    ``names`` named by their flags, ``None:`` read as ``default:``, ``%`` escaped."""
     first = doc.split(" ", 1)[0]
     text = doc[0].lower() + doc[1:] if first[1:].islower() else doc
     text = re.sub(r"\b[a-z]+(?:_[a-z]+)+\b(?!\.json)",
-                  lambda m: encode_flag(m.group(0)) if m.group(0) in _FLAG_FIELDS else m.group(0),
+                  lambda m: flag_of(m.group(0))[0] if m.group(0) in names else m.group(0),
                   text.rstrip(".")).replace("None: ", "default: ")
     if default is True:
         text = "off: " + text
-    if default is not None and not isinstance(default, bool) and "default" not in text:
+    said = re.search(r"\bdefault\b", text)
+    if default is not None and not isinstance(default, bool) and not said:
         text += f" (default {default:g})" if isinstance(default, float) else \
             f" (default {default})"
     return text.replace("%", "%%")
@@ -154,27 +144,37 @@ def _flag_help(doc: str, default: object) -> str:
 def add_encode_options(parser: argparse.ArgumentParser) -> None:
     """Model, adapter, tokenisation and projection options, generated from the fields of
     :class:`EncodeConfig` (:data:`ENCODE_GROUPS`)."""
-    fields = {f.name: f for f in dataclasses.fields(EncodeConfig)}
-    hints = field_types(EncodeConfig)
     for title, names in ENCODE_GROUPS.items():
-        group = parser.add_argument_group(title)
-        for name in names:
-            f, hint = fields[name], hints[name]
-            check, kind = f.metadata["check"], _scalar_type(hint)
-            kwargs: dict = {"dest": name, "help": _flag_help(f.metadata["doc"], f.default)}
-            if kind is bool:
-                kwargs["action"] = "store_false" if f.default else "store_true"
-            else:
-                kwargs["default"] = f.default
-                if kind is not str:
-                    kwargs["type"] = kind
-                if isinstance(check, Options):
-                    kwargs["choices"] = check.values
-                if typing.get_origin(_not_none(hint)) is tuple:
-                    kwargs["nargs"] = "+"
-                if name in _ENCODE_METAVARS:
-                    kwargs["metavar"] = _ENCODE_METAVARS[name]
-            group.add_argument(*encode_flags(name), **kwargs)
+        _add_field_flags(parser.add_argument_group(title), EncodeConfig, names, encode_flags,
+                         _ENCODE_METAVARS)
+
+
+def _add_field_flags(group: typing.Any, cls: type, names: Sequence[str],
+                     flag_of: Callable[[str], tuple[str, ...]], metavars: dict[str, str]) -> None:
+    """One flag per field of ``cls`` in ``names``, generated from its declaration: type,
+    default, choices (Options), ``nargs="+"`` for a tuple, a switch for a bool (``store_false``
+    when it defaults to True), help from its doc; ``dest`` is the field name."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
+    known = set(fields)
+    for name in names:
+        f, hint = fields[name], hints[name]
+        check, kind = f.metadata["check"], _scalar_type(hint)
+        kwargs: dict = {"dest": name,
+                        "help": _flag_help(f.metadata["doc"], f.default, flag_of, known)}
+        if kind is bool:
+            kwargs["action"] = "store_false" if f.default else "store_true"
+        else:
+            kwargs["default"] = f.default
+            if kind is not str:
+                kwargs["type"] = kind
+            if isinstance(check, Options):
+                kwargs["choices"] = check.values
+            if typing.get_origin(_not_none(hint)) is tuple:
+                kwargs["nargs"] = "+"
+            if name in metavars:
+                kwargs["metavar"] = metavars[name]
+        group.add_argument(*flag_of(name), **kwargs)
 
 
 def _not_none(hint: typing.Any) -> typing.Any:
@@ -198,14 +198,15 @@ def encode_flag(field: str) -> str:
     return encode_flags(field)[0]
 
 
-def _named_by_flag(err: ConfigError) -> ConfigError:
+def _named_by_flag(err: ConfigError, cls: type = EncodeConfig,
+                   flag_of: Callable[[str], tuple[str, ...]] = encode_flags) -> ConfigError:
     """``EncodeConfig: k must be ...`` -> ``-k must be ...``: a config error names the flag the
     user typed, not the dataclass field."""
-    text = str(err)
-    match = re.match(r"(?:EncodeConfig: )?([a-z_]+)\b", text)
-    if match and match.group(1) in EncodeConfig.__dataclass_fields__:  # type: ignore[attr-defined]
-        return ConfigError(encode_flag(match.group(1)) + text[match.end():])
-    return ConfigError(text.removeprefix("EncodeConfig: "))
+    text = str(err).removeprefix(f"{cls.__name__}: ")
+    match = re.match(r"([a-z_]+)\b", text)
+    if match and match.group(1) in field_types(cls):
+        return ConfigError(flag_of(match.group(1))[0] + text[match.end():])
+    return ConfigError(text)
 
 
 def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:

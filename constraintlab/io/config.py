@@ -31,25 +31,25 @@ class ReadConfig(Settings):
     train_on: str = setting("last-assistant", Options(TRAIN_ON), "Chat records: the loss on "
                             "the last assistant turn only, or on every assistant turn.")
     on_invalid: str = setting("skip", Options(ON_INVALID), "Readable but unusable records: skip "
-                              "them as findings (ExampleSet.skipped) or stop with an "
-                              "InputError.")
+                              "them and list them as findings, or stop with the list of "
+                              "problems (error).")
     max_problems: int = setting(20, Interval(1, None), "Problems an InputError message lists "
                                 "(all are kept on the error).")
     preference: str = setting("chosen", Options(PREFERENCE), "Preference records: which reply "
                               "is the target (the other is not read).")
     input_field: str | None = setting(None, _NAME, "Read the prompt from this field of every "
                                       "record (needs target_field).")
-    target_field: str | None = setting(None, _NAME, "Read the target from this field of every "
-                                       "record (schema fields).")
+    target_field: str | None = setting(None, _NAME, "Read the target (the reply trained on) "
+                                       "from this field of every record (schema fields).")
     split: str | None = setting(None, _NAME, "The split to read from a datasets.DatasetDict "
                                 "(needed when it has several).")
-    limit: int | None = setting(None, Interval(1, None), "Read only the first limit records "
-                                "(None: all).")
-    sample: int | None = setting(None, Interval(1, None), "Read this many records drawn at "
-                                 "random (seeded by sample_seed), kept in file order; not with "
+    limit: int | None = setting(None, Interval(1, None), "Read only the first N records (None: "
+                                "all).")
+    sample: int | None = setting(None, Interval(1, None), "Read N records drawn at random "
+                                 "(seeded by sample_seed), kept in file order; not with a "
                                  "limit.")
     sample_seed: int = setting(0, Interval(0, None), "Seed of the sample draw "
-                               "(numpy.random.default_rng(sample_seed)).")
+                               "(numpy.random.default_rng).")
 
     def __post_init__(self) -> None:
         if isinstance(self.format, str):

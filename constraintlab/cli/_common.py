@@ -64,7 +64,7 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
                        choices=["auto", *[s.replace("_", "-") for s in SCHEMAS if s != "fields"]],
                        help="record schema; auto detects it from the first record (default)")
     for title, names in READ_GROUPS.items():
-        _add_field_flags(group if title == "reading the data" else
+        add_field_flags(group if title == "reading the data" else
                          parser.add_argument_group(title), ReadConfig, names, _read_flag,
                          _READ_METAVARS)
 
@@ -90,7 +90,7 @@ def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
         return ReadConfig(format=args.format,
                           **{n: getattr(args, n) for n in _READ_FIELDS if hasattr(args, n)})
     except ConfigError as err:
-        text = str(_named_by_flag(err, ReadConfig, _read_flag))
+        text = str(named_by_flag(err, ReadConfig, _read_flag))
         raise ConfigError(text.replace("give limit (", "give --limit (")
                           .replace("or sample (", "or --sample (")) from None
 
@@ -145,12 +145,13 @@ def add_encode_options(parser: argparse.ArgumentParser) -> None:
     """Model, adapter, tokenisation and projection options, generated from the fields of
     :class:`EncodeConfig` (:data:`ENCODE_GROUPS`)."""
     for title, names in ENCODE_GROUPS.items():
-        _add_field_flags(parser.add_argument_group(title), EncodeConfig, names, encode_flags,
+        add_field_flags(parser.add_argument_group(title), EncodeConfig, names, encode_flags,
                          _ENCODE_METAVARS)
 
 
-def _add_field_flags(group: typing.Any, cls: type, names: Sequence[str],
-                     flag_of: Callable[[str], tuple[str, ...]], metavars: dict[str, str]) -> None:
+def add_field_flags(group: typing.Any, cls: type, names: Sequence[str],
+                    flag_of: Callable[[str], tuple[str, ...]],
+                    metavars: dict[str, str] | None = None) -> None:
     """One flag per field of ``cls`` in ``names``, generated from its declaration: type,
     default, choices (Options), ``nargs="+"`` for a tuple, a switch for a bool (``store_false``
     when it defaults to True), help from its doc; ``dest`` is the field name."""
@@ -172,7 +173,7 @@ def _add_field_flags(group: typing.Any, cls: type, names: Sequence[str],
                 kwargs["choices"] = check.values
             if typing.get_origin(_not_none(hint)) is tuple:
                 kwargs["nargs"] = "+"
-            if name in metavars:
+            if name in (metavars or {}):
                 kwargs["metavar"] = metavars[name]
         group.add_argument(*flag_of(name), **kwargs)
 
@@ -198,7 +199,7 @@ def encode_flag(field: str) -> str:
     return encode_flags(field)[0]
 
 
-def _named_by_flag(err: ConfigError, cls: type = EncodeConfig,
+def named_by_flag(err: ConfigError, cls: type = EncodeConfig,
                    flag_of: Callable[[str], tuple[str, ...]] = encode_flags) -> ConfigError:
     """``EncodeConfig: k must be ...`` -> ``-k must be ...``: a config error names the flag the
     user typed, not the dataclass field."""
@@ -216,7 +217,7 @@ def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
     try:
         config = _encode_config(args)
     except ConfigError as err:
-        raise _named_by_flag(err) from None
+        raise named_by_flag(err) from None
     for field, problem in check_environment(config):
         raise ConfigError(f"{encode_flag(field)} {getattr(config, field)}: {problem}")
     return config

@@ -40,7 +40,7 @@ class ProbeConfig(Settings):
     probe_size: int = setting(64, Interval(1, None), "Most probe examples sampled from the rest "
                               "of the dataset when no probe file is given.")
     seed: int = setting(0, Interval(0, None), "Seed of the probe sample "
-                        "(numpy.random.default_rng); --probe-seed on the command line.")
+                        "(numpy.random.default_rng).")
     top_tokens: int = setting(20, Interval(0, None), "Target tokens whose log-probability moved "
                               "most that are reported.")
 

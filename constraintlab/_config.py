@@ -47,8 +47,8 @@ from typing import Any, TypeVar, dataclass_transform
 
 from constraintlab.errors import ConfigError
 
-__all__ = ["TYPE_ONLY", "Interval", "Options", "Pattern", "Settings", "check_fields", "coerce",
-           "field_types", "setting", "settings_class"]
+__all__ = ["TYPE_ONLY", "Interval", "Options", "Pattern", "Settings", "base_type", "check_fields",
+           "coerce", "field_types", "setting", "settings_class"]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -196,7 +196,7 @@ def _field_doc(f: dataclasses.Field, hint: Any) -> str:
     check = f.metadata["check"]
     text = f.metadata["doc"]
     if not isinstance(check, TypeOnly):
-        text += f" Valid: {check.describe(_base_type(hint))}."
+        text += f" Valid: {check.describe(base_type(hint))}."
     body = textwrap.fill(text, 92, initial_indent="    ", subsequent_indent="    ")
     return f"{f.name} : {_doc_type(hint)}, default {f.default!r}\n{body}"
 
@@ -314,7 +314,7 @@ def _conform(value: Any, hint: Any) -> Any:
     raise _Misfit
 
 
-def _base_type(hint: Any) -> type:
+def base_type(hint: Any) -> type:
     """``int`` for ``int | None``, ``float`` for ``tuple[float, ...]``..."""
     if _is_union(hint):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
@@ -353,7 +353,7 @@ def check_fields(config: Any) -> None:
             continue
         items = fitted if isinstance(fitted, tuple) else (fitted,)
         if not all(v in rule for v in items):
-            what = rule.describe(_base_type(hint))
+            what = rule.describe(base_type(hint))
             if isinstance(fitted, tuple):
                 what = f"{_type_words(hint)}, each {what}"
             raise ConfigError(f"{name_of}: {name} must be {what}, got {value!r}")

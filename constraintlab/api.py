@@ -86,9 +86,16 @@ def split_settings(settings: dict[str, Any], *, read: ReadConfig | None = None,
     out = []
     for cfg, n in zip(base, names, strict=True):
         mine = {k: v for k, v in settings.items() if k in n}
-        mine.update({field: settings[k] for k, (cls, field) in SEED_NAMES.items()
-                     if cls is type(cfg) and k in settings})
-        out.append(dataclasses.replace(cfg, **mine))
+        seeds = {k: field for k, (cls, field) in SEED_NAMES.items()
+                 if cls is type(cfg) and k in settings}
+        mine.update({field: settings[k] for k, field in seeds.items()})
+        try:
+            out.append(dataclasses.replace(cfg, **mine))
+        except ConfigError as err:      # name the keyword the caller gave
+            prefix = f"{type(cfg).__name__}: seed "
+            if seeds and str(err).startswith(prefix):
+                raise ConfigError(f"{next(iter(seeds))} " + str(err)[len(prefix):]) from None
+            raise
     return out[0], out[1], out[2]
 
 

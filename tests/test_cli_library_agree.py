@@ -96,6 +96,7 @@ def test_library_and_cli_accept_and_refuse_the_same(kwargs, flags, named, tmp_pa
     assert (refused is not None) == (named is not None), (kwargs, refused)
     assert (code != 0) == (named is not None), (flags, code, err)
     if named is not None:
+        assert any(k in refused for k in kwargs), refused     # the library names the keyword
         # one line (argparse's own refusals print the usage above it)
         last = err.strip().splitlines()[-1]
         assert code == 2 and last.startswith("constraintlab analyze: error: ") and named in last, \
@@ -125,3 +126,21 @@ def test_the_old_seed_kwarg_warns_and_keeps_its_meaning(tmp_path, stop_before_re
     assert (encode.seed, analysis.seed) == (0, 4)
     with pytest.warns(DeprecationWarning, match="order_seed"), pytest.raises(_Reached):
         constraintlab.order(SAMPLE, "random", out=tmp_path, cache=False, seed=4)
+
+
+def test_every_encode_setting_has_a_generated_flag_or_a_stated_reason(capsys) -> None:
+    import dataclasses
+
+    from constraintlab.cli._common import ENCODE_GROUPS, ENCODE_NOT_FLAGS, encode_flags
+    from constraintlab.encode import EncodeConfig
+
+    flagged = [n for names in ENCODE_GROUPS.values() for n in names]
+    assert sorted(flagged + list(ENCODE_NOT_FLAGS)) == sorted(
+        f.name for f in dataclasses.fields(EncodeConfig))
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    text = capsys.readouterr().out
+    for title in ENCODE_GROUPS:
+        assert f"\n{title}:\n" in text
+    for name in flagged:
+        assert all(flag in text for flag in encode_flags(name)), name

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from constraintlab._config import Options, coerce, field_types
+from constraintlab._config import Options, base_type, coerce, field_types
 from constraintlab._text import json_visible, visible
 from constraintlab.encode.config import EncodeConfig, check_environment
 from constraintlab.errors import ConfigError
@@ -160,7 +160,7 @@ def add_field_flags(group: typing.Any, cls: type, names: Sequence[str],
     known = set(fields)
     for name in names:
         f, hint = fields[name], hints[name]
-        check, kind = f.metadata["check"], _scalar_type(hint)
+        check, kind = f.metadata["check"], base_type(hint)
         kwargs: dict = {"dest": name,
                         "help": _flag_help(f.metadata["doc"], f.default, flag_of, known)}
         if kind is bool:
@@ -182,11 +182,6 @@ def _not_none(hint: typing.Any) -> typing.Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if args and typing.get_origin(hint) in (typing.Union, types.UnionType) \
         else hint
-
-
-def _scalar_type(hint: typing.Any) -> type:
-    hint = _not_none(hint)
-    return typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
 
 
 def encode_flags(field: str) -> tuple[str, ...]:

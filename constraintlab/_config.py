@@ -43,7 +43,13 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, dataclass_transform
+from typing import Any, TypeVar
+
+try:                                    # Python >= 3.11: type checkers see the fields
+    from typing import dataclass_transform
+except ImportError:                     # pragma: no cover - Python 3.10
+    def dataclass_transform(**_kwargs: Any) -> Any:
+        return lambda decorated: decorated
 
 from constraintlab.errors import ConfigError
 

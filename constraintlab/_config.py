@@ -1,7 +1,16 @@
-"""Declarative checks of the stage settings: one table per config, one generic loop.
+"""Declarative settings: each field declared once (default, check, one-line doc), one loop.
 
-Every stage config (``io.ReadConfig``, ``encode.EncodeConfig``, ``analysis.AnalysisConfig``,
-``probe.ProbeConfig``) is a frozen dataclass. What a field may hold is said twice, each once:
+Every settings class (``io.ReadConfig``, ``encode.EncodeConfig``, ``analysis.AnalysisConfig``,
+``probe.ProbeConfig``, ``analysis.cleaning.CleanConfig``, ``analysis.selection.SelectConfig``)
+is a :func:`settings_class`: a frozen dataclass whose every field is a :func:`setting`
+(kronfluence's ``field(metadata=...)``)::
+
+    top_m: int = setting(10, Interval(1, None), "neighbours kept per example")
+
+A field declared without a check or a doc is refused when the class is defined (as
+scikit-learn refuses parameters without a declared constraint); the class docstring's
+``Attributes`` section is generated from the declarations. What a field may hold is said
+twice, each once:
 
 - its **declared type** (``typing.get_type_hints``: ``int``, ``float``, ``bool``, ``str``,
   ``tuple[float, float]``, ``tuple[str, ...]``, ``X | None``) gives the kind of value. The loop
@@ -9,9 +18,9 @@ Every stage config (``io.ReadConfig``, ``encode.EncodeConfig``, ``analysis.Analy
   ``float``; a NumPy integer for an ``int`` field an ``int``; a list for a tuple field a tuple;
   an ``os.PathLike`` for a ``str`` field its path) and refuses the rest (``21.0`` for an
   ``int`` field, ``1`` for a ``bool`` field);
-- a **constraint table** ``{field: Interval(...) | Options(...)}`` (scikit-learn's
-  ``_parameter_constraints``) gives the valid values; for a tuple field it applies to each
-  element; ``None`` passes wherever the type allows it.
+- its **check** (:class:`Interval`, :class:`Options`, :class:`Pattern` or :data:`TYPE_ONLY`,
+  scikit-learn's ``_parameter_constraints``) gives the valid values; for a tuple field it
+  applies to each element; ``None`` passes wherever the type allows it.
 
 Rules between fields (``tau_min <= tau_max``) stay a few explicit lines in the config's
 ``__post_init__``. :func:`coerce` turns command-line text (``--set lsh_bands=21``) into a
@@ -28,15 +37,24 @@ import functools
 import math
 import numbers
 import os
+import re
+import textwrap
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+try:                                    # Python >= 3.11: type checkers see the fields
+    from typing import dataclass_transform
+except ImportError:                     # pragma: no cover - Python 3.10
+    def dataclass_transform(**_kwargs: Any) -> Any:
+        return lambda decorated: decorated
+
 from constraintlab.errors import ConfigError
 
-__all__ = ["Interval", "Options", "Settings", "check_fields", "coerce", "field_types"]
+__all__ = ["TYPE_ONLY", "Interval", "Options", "Pattern", "Settings", "base_type", "check_fields",
+           "coerce", "field_types", "setting", "settings_class"]
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -108,7 +126,116 @@ class Options:
         return "one of " + ", ".join(map(str, self.values))
 
 
-Constraint = Interval | Options
+@dataclass(frozen=True)
+class Pattern:
+    """A string that matches ``regex`` in full (``device``: ``cpu|cuda(:\\d+)?|mps``).
+
+    Attributes
+    ----------
+    regex : str
+    words : str
+        How the valid values are named in messages (``"cpu, cuda, cuda:N or mps"``).
+    """
+
+    regex: str
+    words: str
+
+    def __contains__(self, value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(self.regex, value) is not None
+
+    def describe(self, kind: type) -> str:
+        return self.words
+
+
+@dataclass(frozen=True)
+class TypeOnly:
+    """The declared type is the whole check (a bool, a free name or path)."""
+
+    def __contains__(self, value: Any) -> bool:
+        return True
+
+    def describe(self, kind: type) -> str:
+        return _type_words(kind)
+
+
+#: The check of a field whose declared type says all (``trust_remote_code: bool``).
+TYPE_ONLY = TypeOnly()
+
+Constraint = Interval | Options | Pattern | TypeOnly
+
+
+def setting(default: Any, check: Constraint, doc: str) -> Any:
+    """Declare a settings field once: its default, its check and a one-line doc.
+
+    Parameters
+    ----------
+    default : immutable value
+    check : Interval, Options, Pattern or TYPE_ONLY
+        The valid values (of each element for a tuple field; None passes where the type
+        allows it). Rules between fields stay in the class's ``__post_init__``.
+    doc : str
+        One line, shown by ``help()`` (generated ``Attributes``) and as the CLI flag's help.
+
+    Returns
+    -------
+    dataclasses.Field
+    """
+    return dataclasses.field(default=default, metadata={"check": check, "doc": doc})
+
+
+def _doc_type(hint: Any) -> str:
+    """numpydoc words for a declared type: ``float or None``, ``tuple of 4 float``."""
+    if _is_union(hint):
+        args = typing.get_args(hint)
+        return " or ".join(_doc_type(a) for a in args if a is not type(None)) + (
+            " or None" if type(None) in args else "")
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"tuple of {_doc_type(args[0])}"
+        return f"tuple of {len(args)} {_doc_type(args[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _field_doc(f: dataclasses.Field, hint: Any) -> str:
+    """The numpydoc entry of one declared field (type, default, doc, valid values)."""
+    check = f.metadata["check"]
+    text = f.metadata["doc"]
+    if not isinstance(check, TypeOnly):
+        text += f" Valid: {check.describe(base_type(hint))}."
+    body = textwrap.fill(text, 92, initial_indent="    ", subsequent_indent="    ")
+    return f"{f.name} : {_doc_type(hint)}, default {f.default!r}\n{body}"
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(setting, dataclasses.field))
+def settings_class(cls: type[S]) -> type[S]:
+    """Make ``cls`` (a :class:`Settings` subclass) a frozen dataclass of declared settings.
+
+    Refuses, when the class is defined, a field not declared with :func:`setting` (no check,
+    or no one-line doc), and appends the ``Attributes`` section generated from the
+    declarations to the class docstring.
+
+    Raises
+    ------
+    TypeError
+        ``<Config>.<field>: declare it with setting(default, check, doc)``.
+    """
+    if not issubclass(cls, Settings):
+        raise TypeError(f"{cls.__name__}: a settings class must subclass Settings")
+    cls = dataclass(frozen=True)(cls)
+    hints = field_types(cls)
+    docs = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        check, doc = f.metadata.get("check"), f.metadata.get("doc")
+        if not isinstance(check, Constraint) or not isinstance(doc, str) or not doc.strip() \
+                or "\n" in doc or f.default is dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: declare it with setting(default, check, "
+                            "doc): a default, an Interval/Options/Pattern/TYPE_ONLY check and "
+                            "a one-line doc")
+        docs.append(_field_doc(f, hints[f.name]))
+    cls.__doc__ = ((cls.__doc__ or cls.__name__).rstrip() + "\n\n    Attributes\n    ----------\n"
+                   + "\n".join("    " + d.replace("\n", "\n    ") for d in docs) + "\n")
+    return cls
 
 
 @functools.cache
@@ -193,7 +320,7 @@ def _conform(value: Any, hint: Any) -> Any:
     raise _Misfit
 
 
-def _base_type(hint: Any) -> type:
+def base_type(hint: Any) -> type:
     """``int`` for ``int | None``, ``float`` for ``tuple[float, ...]``..."""
     if _is_union(hint):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
@@ -202,16 +329,13 @@ def _base_type(hint: Any) -> type:
     return hint
 
 
-def check_fields(config: Any, constraints: Mapping[str, Constraint]) -> None:
-    """Normalise every field of ``config`` to its declared type and check ``constraints``.
+def check_fields(config: Any) -> None:
+    """Normalise every field of ``config`` to its declared type and check its declared check.
 
     Parameters
     ----------
-    config : frozen dataclass instance
+    config : Settings instance (a :func:`settings_class`)
         Normalised values are written back (``object.__setattr__``).
-    constraints : mapping of field name -> Interval or Options
-        Valid values; for a tuple field, of each element. A field without an entry only has
-        to fit its type.
 
     Raises
     ------
@@ -220,9 +344,7 @@ def check_fields(config: Any, constraints: Mapping[str, Constraint]) -> None:
     """
     cls = type(config)
     name_of = cls.__name__
-    unknown = set(constraints) - set(field_types(cls))
-    if unknown:  # a typo in a table is a bug, not a user error
-        raise TypeError(f"{name_of}: constraints for unknown fields {sorted(unknown)}")
+    checks = {f.name: f.metadata["check"] for f in dataclasses.fields(cls)}
     for name, hint in field_types(cls).items():
         value = getattr(config, name)
         try:
@@ -232,12 +354,12 @@ def check_fields(config: Any, constraints: Mapping[str, Constraint]) -> None:
                               f"{value!r}") from None
         if fitted is not value:
             object.__setattr__(config, name, fitted)
-        rule = constraints.get(name)
-        if rule is None or fitted is None:
+        rule = checks[name]
+        if fitted is None:
             continue
         items = fitted if isinstance(fitted, tuple) else (fitted,)
         if not all(v in rule for v in items):
-            what = rule.describe(_base_type(hint))
+            what = rule.describe(base_type(hint))
             if isinstance(fitted, tuple):
                 what = f"{_type_words(hint)}, each {what}"
             raise ConfigError(f"{name_of}: {name} must be {what}, got {value!r}")
@@ -309,8 +431,8 @@ def coerce(cls: type, name: str, text: str) -> Any:
 class Settings:
     """Mixin of the stage configs: :meth:`from_dict` (strict) and :meth:`to_dict`.
 
-    Subclasses are frozen dataclasses whose ``__post_init__`` calls :func:`check_fields` with
-    their constraint table.
+    Subclasses are :func:`settings_class` es whose ``__post_init__`` calls :func:`check_fields`
+    (then checks the rules between fields).
     """
 
     @classmethod

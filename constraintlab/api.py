@@ -41,22 +41,61 @@ __all__ = ["STAGES", "OrderResult", "analyze", "default_out_dir", "order", "orde
 STAGES: tuple[type, ...] = (ReadConfig, EncodeConfig, AnalysisConfig)
 
 
+#: Keyword settings named for their meaning where stages share a field name (``seed``):
+#: ``{keyword: (stage config, field)}``.
+SEED_NAMES: dict[str, tuple[type, str]] = {
+    "projection_seed": (EncodeConfig, "seed"), "analysis_seed": (AnalysisConfig, "seed"),
+}
+
+
+def _seed_names(settings: dict[str, Any]) -> dict[str, Any]:
+    """``seed=`` (deprecated: it set the projection and the analysis seed at once) becomes
+    ``projection_seed`` and ``analysis_seed``, with a DeprecationWarning naming them."""
+    if "seed" not in settings:
+        return settings
+    import warnings
+
+    warnings.warn("seed= sets both the projection seed and the analysis seed and will be "
+                  "removed: pass projection_seed= and/or analysis_seed= (sample_seed= for "
+                  "--sample)", DeprecationWarning, stacklevel=4)
+    settings = dict(settings)
+    seed = settings.pop("seed")
+    for name in SEED_NAMES:
+        settings.setdefault(name, seed)
+    return settings
+
+
 def split_settings(settings: dict[str, Any], *, read: ReadConfig | None = None,
                    encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None
                    ) -> tuple[ReadConfig, EncodeConfig, AnalysisConfig]:
     """Route keyword settings to the stage configs that have a field of that name.
 
-    A name several stages share (``seed``) is applied to each of them. Unknown names raise
+    The seeds have one name per meaning: ``projection_seed`` (``EncodeConfig.seed``),
+    ``analysis_seed`` (``AnalysisConfig.seed``), ``sample_seed`` (``ReadConfig``); ``seed``
+    alone still sets the first two, with a DeprecationWarning. Unknown names raise
     :class:`ConfigError` listing the valid ones.
     """
+    settings = _seed_names(settings)
     base = [read or ReadConfig(), encode or EncodeConfig(), analysis or AnalysisConfig()]
-    names = [{f.name for f in dataclasses.fields(cls)} for cls in STAGES]
-    unknown = sorted(k for k in settings if not any(k in n for n in names))
+    names = [{f.name for f in dataclasses.fields(cls)} - {"seed"} for cls in STAGES]
+    unknown = sorted(k for k in settings if not any(k in n for n in names)
+                     and k not in SEED_NAMES)
     if unknown:
-        valid = ", ".join(sorted(set().union(*names)))
+        valid = ", ".join(sorted(set().union(*names, SEED_NAMES)))
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid settings: {valid}")
-    out = [dataclasses.replace(cfg, **{k: v for k, v in settings.items() if k in n})
-           for cfg, n in zip(base, names, strict=True)]
+    out = []
+    for cfg, n in zip(base, names, strict=True):
+        mine = {k: v for k, v in settings.items() if k in n}
+        seeds = {k: field for k, (cls, field) in SEED_NAMES.items()
+                 if cls is type(cfg) and k in settings}
+        mine.update({field: settings[k] for k, field in seeds.items()})
+        try:
+            out.append(dataclasses.replace(cfg, **mine))
+        except ConfigError as err:      # name the keyword the caller gave
+            prefix = f"{type(cfg).__name__}: seed "
+            if seeds and str(err).startswith(prefix):
+                raise ConfigError(f"{next(iter(seeds))} " + str(err)[len(prefix):]) from None
+            raise
     return out[0], out[1], out[2]
 
 
@@ -312,7 +351,7 @@ class OrderResult:
         return path
 
 
-def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | None = None,
+def order(data: Any, strategy: str = "gradual", *, order_seed: int = 0, model: str | None = None,
           out: str | Path | None = None, read: ReadConfig | None = None,
           encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None,
           save: bool = True, cache: str | Path | bool | None = None,
@@ -325,8 +364,9 @@ def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | N
         The fine-tuning data (an ExampleSet must come from a file: its records are rewritten).
     strategy : {"gradual", "zones", "random"}
         See :mod:`constraintlab.analysis.order` for the exact rules.
-    seed : int
-        Seed of the random order and of the random baseline it is compared with.
+    order_seed : int
+        Seed of the random order and of the random baseline it is compared with (``seed=``,
+        its old name, still works with a DeprecationWarning).
     model, out, read, encode, analysis, save, cache, **settings
         As for :func:`analyze` (the report is saved in ``out`` and the feature store reused).
 
@@ -335,6 +375,12 @@ def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | N
     OrderResult
         Nothing is written until :meth:`OrderResult.write`.
     """
+    if "seed" in settings:          # its old name (the order seed here, unlike analyze)
+        import warnings
+
+        warnings.warn("order(seed=) is now order_seed= (projection_seed= and analysis_seed= "
+                      "name the other seeds)", DeprecationWarning, stacklevel=2)
+        order_seed = settings.pop("seed")
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown order strategy {strategy!r}; choose one of "
                           f"{', '.join(STRATEGIES)}")
@@ -348,7 +394,7 @@ def order(data: Any, strategy: str = "gradual", *, seed: int = 0, model: str | N
                  if c in run.store.table.columns and c not in table.columns]
         table = table.join(run.store.table.set_index("index")[extra], how="left")
         rows, summary = plan_order(np.asarray(run.store.features), table, strategy=strategy,
-                                   seed=seed, ids=ids, config=results.config)
+                                   seed=order_seed, ids=ids, config=results.config)
         report = run.report
     if run.out is not None and save:
         report.save(run.out)

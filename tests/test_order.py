@@ -283,7 +283,7 @@ def test_library_order_is_what_the_command_wrote(cli_run) -> None:
 
 def test_library_order_of_records_in_memory(cli_run) -> None:
     rows = gsm8k_records(12)
-    result = constraintlab.order(rows, "random", seed=5, model=str(cli_run["root"] / "model"),
+    result = constraintlab.order(rows, "random", order_seed=5, model=str(cli_run["root"] / "model"),
                                  k=32)
     assert result.order == np.random.default_rng(5).permutation(12).tolist()
     assert result.written_as == "json objects" and result.report.path is None

@@ -42,13 +42,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from constraintlab.errors import ConfigError
+from constraintlab._config import (
+    TYPE_ONLY,
+    Interval,
+    Options,
+    Settings,
+    check_fields,
+    setting,
+    settings_class,
+)
 
 __all__ = ["ACTIONS", "CONTRADICTION_POLICIES", "FAMILY_POLICIES", "CleanConfig",
            "model_evidence", "plan_cleaning"]
@@ -58,43 +65,25 @@ CONTRADICTION_POLICIES: tuple[str, ...] = ("review", "keep-less-suspect", "drop"
 FAMILY_POLICIES: tuple[str, ...] = ("keep", "base")
 
 
-@dataclass(frozen=True)
-class CleanConfig:
-    """Settings of ``clean`` (module docstring: the rules).
+@settings_class
+class CleanConfig(Settings):
+    """Settings of ``clean`` (module docstring: the rules), each declared once."""
 
-    Attributes
-    ----------
-    suspect_level : float or None
-        Drop an example when its ``suspect_score`` (without the contradiction rule) is at least
-        this, in (0, 1]. Default None: ``1 - AnalysisConfig.suspect_alpha`` (0.99, the
-        analysis' ``is_suspect`` calibration). Use ``drop_suspects=False`` to keep them all.
-    drop_suspects : bool
-        True (default): suspects above the level are dropped.
-    contradictions : {"review", "keep-less-suspect", "drop"}
-        Default ``"review"``: both members kept and marked for review.
-    families : {"keep", "base"}
-        Default ``"keep"``: variant families are intended variation; ``"base"`` keeps only
-        each family's base.
-    drop_duplicates : bool
-        True (default): redundant copies are dropped, the keeper kept.
-    """
-
-    suspect_level: float | None = None
-    drop_suspects: bool = True
-    contradictions: str = "review"
-    families: str = "keep"
-    drop_duplicates: bool = True
+    suspect_level: float | None = setting(None, Interval(0, 1, "right"), "Drop an example whose "
+                                          "suspect_score (without the contradiction rule) is at "
+                                          "least this; None: 1 - AnalysisConfig.suspect_alpha.")
+    drop_suspects: bool = setting(True, TYPE_ONLY, "Drop the suspects above the level (False "
+                                  "keeps them all).")
+    contradictions: str = setting("review", Options(CONTRADICTION_POLICIES), "Contradiction "
+                                  "pairs: both kept for review, keep the less suspect, or drop "
+                                  "both.")
+    families: str = setting("keep", Options(FAMILY_POLICIES), "Variant families: keep them "
+                            "(intended variation) or keep only each family's base.")
+    drop_duplicates: bool = setting(True, TYPE_ONLY, "Drop redundant copies, keeping the "
+                                    "keeper.")
 
     def __post_init__(self) -> None:
-        lvl = self.suspect_level
-        if lvl is not None and not (isinstance(lvl, int | float) and 0.0 < float(lvl) <= 1.0):
-            raise ConfigError(f"suspect level must be in (0, 1], got {lvl!r}")
-        if self.contradictions not in CONTRADICTION_POLICIES:
-            raise ConfigError(f"unknown contradiction policy {self.contradictions!r}; choose "
-                              f"one of {', '.join(CONTRADICTION_POLICIES)}")
-        if self.families not in FAMILY_POLICIES:
-            raise ConfigError(f"unknown family policy {self.families!r}; choose one of "
-                              f"{', '.join(FAMILY_POLICIES)}")
+        check_fields(self)
 
 
 def model_evidence(evidence: np.ndarray, reasons: Iterable[str], rule_p: float) -> np.ndarray:

@@ -36,10 +36,10 @@ With a target set (the examples whose constraints align with it: LESS, Xia et al
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from constraintlab._config import Interval, Options, Settings, check_fields, setting, settings_class
 from constraintlab.errors import ConfigError
 
 __all__ = ["METHODS", "TARGET_SCORES", "SelectConfig", "budget_count", "leverage_scores",
@@ -49,44 +49,25 @@ METHODS: tuple[str, ...] = ("qr", "leverage")
 TARGET_SCORES: tuple[str, ...] = ("mean", "max")
 
 
-@dataclass(frozen=True)
-class SelectConfig:
-    """Settings of ``select`` (module docstring: the rules).
+@settings_class
+class SelectConfig(Settings):
+    """Settings of ``select`` (module docstring: the rules), each declared once."""
 
-    Attributes
-    ----------
-    budget : float or int
-        A fraction of the examples in (0, 1] (a float) or a count >= 1 (an int).
-    method : {"qr", "leverage"}
-        Without a target (default ``"qr"``); ignored with a target.
-    target_score : {"mean", "max"}
-        With a target: mean (default) or max cosine over the target rows.
-    leverage_energy : float
-        Share of the squared singular values the leverage rank keeps (default 0.9).
-    """
-
-    budget: float | int = 0.5
-    method: str = "qr"
-    target_score: str = "mean"
-    leverage_energy: float = 0.9
+    budget: int | float = setting(0.5, Interval(0, None, "neither"), "A fraction of the examples "
+                                  "in (0, 1] (a float) or a count >= 1 (an int).")
+    method: str = setting("qr", Options(METHODS), "Ranking without a target (ignored with a "
+                          "target).")
+    target_score: str = setting("mean", Options(TARGET_SCORES), "With a target: mean or max "
+                                "cosine over the target rows.")
+    leverage_energy: float = setting(0.9, Interval(0, 1, "right"), "Share of the squared "
+                                     "singular values the leverage rank keeps.")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         b = self.budget
-        if isinstance(b, bool) or not isinstance(b, int | float):
-            raise ConfigError(f"budget must be a fraction in (0, 1] or a count, got {b!r}")
-        if isinstance(b, float) and not (0.0 < b <= 1.0):
+        if isinstance(b, float) and not b <= 1.0:
             raise ConfigError(f"budget {b!r}: a fraction must be in (0, 1] (a count is an "
                               "integer)")
-        if isinstance(b, int) and b < 1:
-            raise ConfigError(f"budget {b!r}: a count must be at least 1")
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown selection method {self.method!r}; choose one of "
-                              f"{', '.join(METHODS)}")
-        if self.target_score not in TARGET_SCORES:
-            raise ConfigError(f"unknown target score {self.target_score!r}; choose one of "
-                              f"{', '.join(TARGET_SCORES)}")
-        if not 0.0 < self.leverage_energy <= 1.0:
-            raise ConfigError(f"leverage_energy must be in (0, 1], got {self.leverage_energy}")
 
 
 def budget_count(budget: float | int, n: int) -> int:

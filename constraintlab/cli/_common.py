@@ -9,23 +9,19 @@ Nothing here imports a subcommand or :mod:`.main`, and nothing changes ``args``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from constraintlab._config import coerce, field_types
+from constraintlab._config import Options, base_type, coerce, field_types
 from constraintlab._text import json_visible, visible
-from constraintlab.encode.config import (
-    DTYPES,
-    PROJECTIONS,
-    REFERENCE_MODEL,
-    EncodeConfig,
-    check_environment,
-)
+from constraintlab.encode.config import EncodeConfig, check_environment
 from constraintlab.errors import ConfigError
 from constraintlab.io import SCHEMAS, ReadConfig
-from constraintlab.io.config import ON_INVALID, PREFERENCE, TRAIN_ON
 
 if TYPE_CHECKING:
     from constraintlab.analysis.config import AnalysisConfig
@@ -63,121 +59,150 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
                         help="dataset: .jsonl, .json (array or {\"data\": [...]}), .csv (with a "
                              "header row) or .parquet; .jsonl.gz, .json.gz, .csv.gz too")
     group = parser.add_argument_group("reading the data")
+    # hand-written: the CLI spells the schemas with "-" and "fields" is set by --target-field
     group.add_argument("--format", default="auto",
                        choices=["auto", *[s.replace("_", "-") for s in SCHEMAS if s != "fields"]],
                        help="record schema; auto detects it from the first record (default)")
-    group.add_argument("--train-on", default="last-assistant", choices=TRAIN_ON,
-                       help="chat data: take the loss on the last assistant turn (default) or "
-                            "on every assistant turn")
-    group.add_argument("--on-invalid", default=ReadConfig().on_invalid, choices=ON_INVALID,
-                       help="readable but unusable records: skip them and list them as findings "
-                            "(default) or stop with the list of problems (error, exit 2)")
-    group.add_argument("--preference", default=ReadConfig().preference, choices=PREFERENCE,
-                       help="preference data (chosen/rejected): which reply is the target "
-                            "(default chosen)")
-    group.add_argument("--input-field", default=None, metavar="NAME",
-                       help="read the prompt from this field of every record (with "
-                            "--target-field), for data whose keys match no known schema")
-    group.add_argument("--target-field", default=None, metavar="NAME",
-                       help="read the target (the reply trained on) from this field of every "
-                            "record")
-    first = parser.add_argument_group("a quick first look")
-    first.add_argument("--limit", type=int, default=None, metavar="N",
-                       help="read only the first N records")
-    first.add_argument("--sample", type=int, default=None, metavar="N",
-                       help="read N records drawn at random (seeded by --sample-seed), in file "
-                            "order")
-    first.add_argument("--sample-seed", type=int, default=ReadConfig().sample_seed,
-                       metavar="S", help="seed of --sample (default 0)")
+    for title, names in READ_GROUPS.items():
+        add_field_flags(group if title == "reading the data" else
+                         parser.add_argument_group(title), ReadConfig, names, _read_flag,
+                         _READ_METAVARS)
+
+
+#: The read flags besides --format, by help group, generated from :class:`ReadConfig`'s fields
+#: (``max_problems`` and ``split`` have none: library only).
+READ_GROUPS: dict[str, tuple[str, ...]] = {
+    "reading the data": ("train_on", "on_invalid", "preference", "input_field", "target_field"),
+    "a quick first look": ("limit", "sample", "sample_seed"),
+}
+_READ_FIELDS = {n for group in READ_GROUPS.values() for n in group}
+_READ_METAVARS = {"input_field": "NAME", "target_field": "NAME", "limit": "N", "sample": "N",
+                  "sample_seed": "S"}
+
+
+def _read_flag(field: str) -> tuple[str, ...]:
+    return ("--" + field.replace("_", "-"),)
 
 
 def read_config_from_args(args: argparse.Namespace) -> ReadConfig:
-    """The :class:`ReadConfig` the parsed options describe."""
+    """The :class:`ReadConfig` the parsed options describe; a ConfigError names the flag."""
     try:
-        return ReadConfig(format=args.format, train_on=args.train_on,
-                          on_invalid=args.on_invalid, preference=args.preference,
-                          input_field=args.input_field, target_field=args.target_field,
-                          limit=getattr(args, "limit", None),
-                          sample=getattr(args, "sample", None),
-                          sample_seed=getattr(args, "sample_seed", 0))
+        return ReadConfig(format=args.format,
+                          **{n: getattr(args, n) for n in _READ_FIELDS if hasattr(args, n)})
     except ConfigError as err:
-        text = str(err).removeprefix("ReadConfig: ")
-        for name in ("sample_seed", "limit", "sample"):
-            if text.startswith(name):
-                text = "--" + name.replace("_", "-") + text[len(name):]
-                break
+        text = str(named_by_flag(err, ReadConfig, _read_flag))
         raise ConfigError(text.replace("give limit (", "give --limit (")
                           .replace("or sample (", "or --sample (")) from None
 
 
-def _encode_default(name: str):
-    return EncodeConfig.__dataclass_fields__[name].default  # type: ignore[attr-defined]
+#: The encode flags, by help group: each is generated from its :class:`EncodeConfig` field
+#: (flag ``--field-name``, type, default, choices from its Options, help from its doc) by
+#: :func:`add_encode_options`; nothing about a setting is written here but where it shows.
+ENCODE_GROUPS: dict[str, tuple[str, ...]] = {
+    "model and adapter": ("model", "revision", "dtype", "device", "trust_remote_code", "lora_r",
+                          "lora_alpha", "target_modules", "adapter_config", "adapter",
+                          "lora_init_seed"),
+    "tokens and batches": ("max_length", "batch_size", "max_batch_tokens",
+                           "activation_checkpointing", "use_chat_template"),
+    "projection": ("projection", "k", "seed"),
+}
+#: EncodeConfig fields without a flag, and why.
+ENCODE_NOT_FLAGS: dict[str, str] = {
+    "lora_dropout": "recorded only: gradients are taken without dropout",
+    "unit_size": "part of the store's identity; set it from the library",
+}
+#: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``; a True
+#: default's flag turns it off (``--no-chat-template``).
+#: ``--seed``, the projection seed's old flag, stays an alias of ``--projection-seed`` for one
+#: release (``--set seed=`` is the analysis seed, ``--sample-seed``, ``--order-seed``,
+#: ``--probe-seed`` the others).
+_ENCODE_FLAGS: dict[str, tuple[str, ...]] = {"k": ("-k", "--k"),
+                                             "seed": ("--projection-seed", "--seed"),
+                                             "use_chat_template": ("--no-chat-template",)}
+_FLAG_FIELDS = {n for group in ENCODE_GROUPS.values() for n in group}
+_ENCODE_METAVARS = {"target_modules": "NAME", "adapter_config": "JSON", "adapter": "DIR"}
+
+
+def _flag_help(doc: str, default: object, flag_of: Callable[[str], tuple[str, ...]],
+               names: set[str]) -> str:
+    """A field's doc as flag help: first letter small, no final stop, the other fields among
+    ``names`` named by their flags, ``None:`` read as ``default:``, ``%`` escaped."""
+    first = doc.split(" ", 1)[0]
+    text = doc[0].lower() + doc[1:] if first[1:].islower() else doc
+    text = re.sub(r"\b[a-z]+(?:_[a-z]+)+\b(?!\.json)",
+                  lambda m: flag_of(m.group(0))[0] if m.group(0) in names else m.group(0),
+                  text.rstrip(".")).replace("None: ", "default: ")
+    if default is True:
+        text = "off: " + text
+    said = re.search(r"\bdefault\b", text)
+    if default is not None and not isinstance(default, bool) and not said:
+        text += f" (default {default:g})" if isinstance(default, float) else \
+            f" (default {default})"
+    return text.replace("%", "%%")
 
 
 def add_encode_options(parser: argparse.ArgumentParser) -> None:
-    """Model, adapter, tokenisation and projection options (the :class:`EncodeConfig`)."""
-    g = parser.add_argument_group("model and adapter")
-    g.add_argument("--model", default=REFERENCE_MODEL,
-                   help="hub id or local directory of a causal LM (default: the built-in "
-                        "offline reference model)")
-    g.add_argument("--revision", default=None, help="hub revision of --model")
-    g.add_argument("--dtype", default=_encode_default("dtype"), choices=DTYPES,
-                   help="weights and activations (default float32; bfloat16 on a GPU)")
-    g.add_argument("--device", default=_encode_default("device"),
-                   help="torch device: cpu (default), cuda, cuda:1, mps")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="allow the model's own code from the hub (off unless given)")
-    g.add_argument("--lora-r", type=int, default=_encode_default("lora_r"),
-                   help=f"LoRA rank (default {_encode_default('lora_r')})")
-    g.add_argument("--lora-alpha", type=float, default=_encode_default("lora_alpha"),
-                   help=f"LoRA alpha (default {_encode_default('lora_alpha'):g})")
-    g.add_argument("--target-modules", nargs="+", default=None, metavar="NAME",
-                   help="modules that get LoRA (default: peft's default for the architecture; "
-                        "'all-linear' for every linear layer)")
-    g.add_argument("--adapter-config", default=None, metavar="JSON",
-                   help="adapter_config.json to analyse with (fresh adapter, B = 0)")
-    g.add_argument("--adapter", default=None, metavar="DIR",
-                   help="already-trained peft adapter to analyse at")
-    g.add_argument("--lora-init-seed", type=int, default=_encode_default("lora_init_seed"),
-                   help="seed of the fresh adapter's A initialisation")
-    t = parser.add_argument_group("tokens and batches")
-    t.add_argument("--max-length", type=int, default=_encode_default("max_length"),
-                   help=f"longest sequence in tokens; longer examples are truncated and "
-                        f"counted (default {_encode_default('max_length')})")
-    t.add_argument("--batch-size", type=int, default=_encode_default("batch_size"),
-                   help="most examples per batch (default: 16 on CPU, no limit on a GPU)")
-    t.add_argument("--max-batch-tokens", type=int, default=None,
-                   help="most padded tokens per batch (default: 8192 on CPU; on a GPU chosen "
-                        "from the free memory; never below --max-length)")
-    t.add_argument("--activation-checkpointing", default="auto", choices=("auto", "on", "off"),
-                   help="recompute activations in the backward to save memory (auto: only "
-                        "when one --max-length example would not fit otherwise)")
-    t.add_argument("--no-chat-template", action="store_true",
-                   help="render chat examples with the plain template")
-    p = parser.add_argument_group("projection")
-    p.add_argument("--projection", default=_encode_default("projection"), choices=PROJECTIONS)
-    p.add_argument("-k", "--k", type=int, default=_encode_default("k"),
-                   help=f"projected dimension (default {_encode_default('k')})")
-    p.add_argument("--seed", type=int, default=_encode_default("seed"), help="projection seed")
+    """Model, adapter, tokenisation and projection options, generated from the fields of
+    :class:`EncodeConfig` (:data:`ENCODE_GROUPS`)."""
+    for title, names in ENCODE_GROUPS.items():
+        add_field_flags(parser.add_argument_group(title), EncodeConfig, names, encode_flags,
+                         _ENCODE_METAVARS)
 
 
-#: The flag of each :class:`EncodeConfig` field whose flag is not ``--field-name``.
-_ENCODE_FLAGS = {"k": "-k", "use_chat_template": "--no-chat-template"}
+def add_field_flags(group: typing.Any, cls: type, names: Sequence[str],
+                    flag_of: Callable[[str], tuple[str, ...]],
+                    metavars: dict[str, str] | None = None) -> None:
+    """One flag per field of ``cls`` in ``names``, generated from its declaration: type,
+    default, choices (Options), ``nargs="+"`` for a tuple, a switch for a bool (``store_false``
+    when it defaults to True), help from its doc; ``dest`` is the field name."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
+    known = set(fields)
+    for name in names:
+        f, hint = fields[name], hints[name]
+        check, kind = f.metadata["check"], base_type(hint)
+        kwargs: dict = {"dest": name,
+                        "help": _flag_help(f.metadata["doc"], f.default, flag_of, known)}
+        if kind is bool:
+            kwargs["action"] = "store_false" if f.default else "store_true"
+        else:
+            kwargs["default"] = f.default
+            if kind is not str:
+                kwargs["type"] = kind
+            if isinstance(check, Options):
+                kwargs["choices"] = check.values
+            if typing.get_origin(_not_none(hint)) is tuple:
+                kwargs["nargs"] = "+"
+            if name in (metavars or {}):
+                kwargs["metavar"] = metavars[name]
+        group.add_argument(*flag_of(name), **kwargs)
+
+
+def _not_none(hint: typing.Any) -> typing.Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args and typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else hint
+
+
+def encode_flags(field: str) -> tuple[str, ...]:
+    """The command-line flags of an :class:`EncodeConfig` field (``k``: ``-k``, ``--k``)."""
+    return _ENCODE_FLAGS.get(field, ("--" + field.replace("_", "-"),))
 
 
 def encode_flag(field: str) -> str:
-    """The command-line flag of an :class:`EncodeConfig` field (``k`` -> ``-k``)."""
-    return _ENCODE_FLAGS.get(field, "--" + field.replace("_", "-"))
+    """The flag named in messages about an :class:`EncodeConfig` field (``k`` -> ``-k``)."""
+    return encode_flags(field)[0]
 
 
-def _named_by_flag(err: ConfigError) -> ConfigError:
+def named_by_flag(err: ConfigError, cls: type = EncodeConfig,
+                   flag_of: Callable[[str], tuple[str, ...]] = encode_flags) -> ConfigError:
     """``EncodeConfig: k must be ...`` -> ``-k must be ...``: a config error names the flag the
     user typed, not the dataclass field."""
-    text = str(err)
-    match = re.match(r"(?:EncodeConfig: )?([a-z_]+)\b", text)
-    if match and match.group(1) in EncodeConfig.__dataclass_fields__:  # type: ignore[attr-defined]
-        return ConfigError(encode_flag(match.group(1)) + text[match.end():])
-    return ConfigError(text.removeprefix("EncodeConfig: "))
+    text = str(err).removeprefix(f"{cls.__name__}: ")
+    match = re.match(r"([a-z_]+)\b", text)
+    if match and match.group(1) in field_types(cls):
+        return ConfigError(flag_of(match.group(1))[0] + text[match.end():])
+    return ConfigError(text)
 
 
 def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
@@ -187,25 +212,14 @@ def encode_config_from_args(args: argparse.Namespace) -> EncodeConfig:
     try:
         config = _encode_config(args)
     except ConfigError as err:
-        raise _named_by_flag(err) from None
+        raise named_by_flag(err) from None
     for field, problem in check_environment(config):
         raise ConfigError(f"{encode_flag(field)} {getattr(config, field)}: {problem}")
     return config
 
 
 def _encode_config(args: argparse.Namespace) -> EncodeConfig:
-    return EncodeConfig(
-        model=args.model, revision=args.revision, dtype=args.dtype, device=args.device,
-        trust_remote_code=args.trust_remote_code, lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        target_modules=tuple(args.target_modules) if args.target_modules else None,
-        adapter_config=args.adapter_config, adapter=args.adapter, max_length=args.max_length,
-        batch_size=args.batch_size,
-        max_batch_tokens=args.max_batch_tokens,
-        activation_checkpointing=getattr(args, "activation_checkpointing", "auto"),
-        projection=args.projection, k=args.k, seed=args.seed,
-        lora_init_seed=args.lora_init_seed,
-        use_chat_template=not args.no_chat_template)
+    return EncodeConfig(**{n: getattr(args, n) for n in _FLAG_FIELDS})
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:

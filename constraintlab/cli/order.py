@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ordering strategy (default gradual)")
     o.add_argument("--order-seed", type=int, default=0, metavar="N",
                    help="seed of the random order and of the random baseline (default 0; "
-                        "--seed is the projection seed)")
+                        "--projection-seed is the projection seed)")
     add_common_options(parser)
     parser.set_defaults(func=run)
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if output.resolve() == Path(args.data).resolve():
         raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose another -o")
     read, encode, analysis = configs_from_args(args)
-    result = constraintlab.order(args.data, args.strategy, seed=args.order_seed, out=args.out,
+    result = constraintlab.order(args.data, args.strategy, order_seed=args.order_seed, out=args.out,
                                  read=read, encode=encode, analysis=analysis,
                                  cache=cache_from_args(args))
     path = result.write(output)

@@ -11,21 +11,29 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_common_options,
     add_encode_options,
+    add_field_flags,
     add_read_options,
     echo,
     echo_json,
     encode_config_from_args,
+    named_by_flag,
     read_config_from_args,
 )
 from constraintlab.errors import ConfigError
-from constraintlab.probe.config import OPTIMIZERS, ProbeConfig
+from constraintlab.probe.config import ProbeConfig
 
 if TYPE_CHECKING:
     from constraintlab.encode.config import EncodeConfig
     from constraintlab.io import ReadConfig
     from constraintlab.report.report import Report
 
-_D = ProbeConfig.__dataclass_fields__
+#: ProbeConfig fields without a flag (``betas``, ``eps``: AdamW's usual values, library only).
+PROBE_FLAGS = ("probe_size", "seed", "top_tokens", "optimizer", "steps", "lr", "weight_decay")
+
+
+def _probe_flag(field: str) -> tuple[str, ...]:
+    """``seed`` -> ``--probe-seed`` (``--projection-seed`` is the projection's)."""
+    return ("--probe-seed",) if field == "seed" else ("--" + field.replace("_", "-"),)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,23 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "DATA as 'constraintlab analyze' does)")
     s.add_argument("--probe", metavar="PROBE", default=None, dest="probe_data",
                    help="probe set file (read like DATA); default: a sample of the rest of DATA")
-    s.add_argument("--probe-size", type=int, default=_D["probe_size"].default,
-                   help=f"most probe examples sampled from the rest of DATA "
-                        f"(default {_D['probe_size'].default})")
-    s.add_argument("--probe-seed", type=int, default=_D["seed"].default,
-                   help="seed of that sample (default 0; --seed is the projection seed)")
-    s.add_argument("--top-tokens", type=int, default=_D["top_tokens"].default,
-                   help=f"moved tokens to report (default {_D['top_tokens'].default})")
+    add_field_flags(s, ProbeConfig, ("probe_size", "seed", "top_tokens"), _probe_flag)
     u = parser.add_argument_group("the update")
-    u.add_argument("--optimizer", choices=OPTIMIZERS, default=_D["optimizer"].default,
-                   help="adamw (default: betas 0.9/0.999, eps 1e-8, no weight decay) or sgd "
-                        "(no momentum)")
-    u.add_argument("--steps", type=int, default=_D["steps"].default,
-                   help=f"full-batch optimiser steps (default {_D['steps'].default})")
-    u.add_argument("--lr", type=float, default=_D["lr"].default,
-                   help=f"learning rate (default {_D['lr'].default:g})")
-    u.add_argument("--weight-decay", type=float, default=_D["weight_decay"].default,
-                   help="adamw's decoupled weight decay (default 0)")
+    add_field_flags(u, ProbeConfig, ("optimizer", "steps", "lr", "weight_decay"), _probe_flag)
     o = parser.add_argument_group("results")
     o.add_argument("--out", metavar="FILE", default=None, help="write the result as JSON here")
     o.add_argument("--json", action="store_true",
@@ -79,10 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def probe_config_from_args(args: argparse.Namespace) -> ProbeConfig:
-    """The :class:`ProbeConfig` the parsed options describe."""
-    return ProbeConfig(optimizer=args.optimizer, steps=args.steps, lr=args.lr,
-                       weight_decay=args.weight_decay, probe_size=args.probe_size,
-                       seed=args.probe_seed, top_tokens=args.top_tokens)
+    """The :class:`ProbeConfig` the parsed options describe; a ConfigError names the flag."""
+    try:
+        return ProbeConfig(**{n: getattr(args, n) for n in PROBE_FLAGS})
+    except ConfigError as err:
+        raise named_by_flag(err, ProbeConfig, _probe_flag) from None
 
 
 def _zone_report(args: argparse.Namespace, read: ReadConfig, encode: EncodeConfig

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from constraintlab._config import Interval, Options, Settings, check_fields
+from constraintlab._config import (
+    TYPE_ONLY,
+    Interval,
+    Options,
+    Pattern,
+    Settings,
+    check_fields,
+    setting,
+    settings_class,
+)
 from constraintlab.errors import ConfigError
 
 DTYPES: tuple[str, ...] = ("auto", "float32", "float64", "bfloat16", "float16")
@@ -12,128 +19,71 @@ PROJECTIONS: tuple[str, ...] = ("rademacher", "gaussian", "none")
 CHECKPOINTING: tuple[str, ...] = ("auto", "on", "off")
 REFERENCE_MODEL = "constraintlab-reference"
 
-#: Valid values of each :class:`EncodeConfig` field (types from the annotations; rules between
-#: fields are in ``__post_init__``).
-CONSTRAINTS: dict[str, Interval | Options] = {
-    "dtype": Options(DTYPES), "lora_r": Interval(1, None),
-    "lora_alpha": Interval(0, None, "neither"), "lora_dropout": Interval(0, 1, "left"),
-    "max_length": Interval(2, None), "batch_size": Interval(1, None),
-    "max_batch_tokens": Interval(1, None), "unit_size": Interval(1, None),
-    "projection": Options(PROJECTIONS), "activation_checkpointing": Options(CHECKPOINTING),
-    "k": Interval(1, None), "seed": Interval(0, None), "lora_init_seed": Interval(0, None),
-}
+_CAL = "calibrated: see docs/calibration.md#"
+_TEXT = Pattern(r"(?s).*\S.*", "a non-blank string")
 
 
-@dataclass(frozen=True)
+@settings_class
 class EncodeConfig(Settings):
     """Settings of ``extract``: model, adapter, tokenisation, batching, projection.
 
-    Attributes
-    ----------
-    model : str, default ``"constraintlab-reference"``
-        Hugging Face hub id or local directory of a causal LM. ``"constraintlab-reference"`` is the
-        built-in offline model in ``constraintlab/reference/weights/``.
-    revision : str or None, default None
-        Hub revision (branch, tag or commit) of ``model``.
-    dtype : {"float32", "float64", "bfloat16", "float16", "auto"}, default ``"float32"``
-        Weights and activations. Per-example gradients and projections are accumulated in
-        float32 for half-precision models (float64 for float64 models).
-    device : str, default ``"cpu"``
-        Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
-    trust_remote_code : bool, default False
-        Passed to ``from_pretrained``; off unless asked.
-    lora_r : int, default 8
-        LoRA rank (ignored with ``adapter_config`` / ``adapter``).
-    lora_alpha : float, default 16
-        LoRA alpha; the adapter output is scaled by ``lora_alpha / lora_r``.
-    lora_dropout : float, default 0.0
-        Recorded only: gradients are always taken without dropout (the expected gradient).
-    target_modules : tuple of str or None, default None
-        Modules that get LoRA; None uses peft's default for the architecture
-        (``q_proj, v_proj`` for Llama/Qwen, ``c_attn`` for GPT-2). ``("all-linear",)`` is allowed.
-    adapter_config : str or None, default None
-        Path to an ``adapter_config.json`` (or its directory): analyse with exactly the LoRA
-        configuration you will train with. The adapter is freshly initialised (B = 0).
-    adapter : str or None, default None
-        Directory of an already-trained peft LoRA adapter: analyse at that point (A and B
-        gradients both non-zero).
-    max_length : int, default 2048
-        Longest token sequence; longer examples keep their first ``max_length`` tokens (the
-        number dropped is recorded per example and reported). An example left with no target
-        token is an input error.
-    batch_size : int or None, default None
-        Most examples in one forward/backward. None: 16 on CPU, no limit besides
-        ``max_batch_tokens`` on a GPU (:func:`constraintlab.encode.budget.resolve_batching`).
-    max_batch_tokens : int or None, default None
-        Most padded tokens (batch rows x longest row) in one forward/backward. Examples are
-        sorted by length, so buckets hold examples of similar length. None: chosen for the
-        device (:func:`constraintlab.encode.budget.resolve_batching`): 8192 on CPU; on CUDA from
-        the free device memory and the activation bytes per token measured on a probe batch,
-        capped so that peak memory stays within weights + 25 % + 6 GiB; never below
-        ``max_length``. An explicit value always wins. A batch that runs out of memory is split
-        in halves and the run goes on (the results are the same, see :mod:`.gradients`).
-    activation_checkpointing : {"auto", "on", "off"}, default ``"auto"``
-        Recompute the frozen model's activations in the backward (Hugging Face gradient
-        checkpointing) instead of keeping them: less memory, about one more forward of time.
-        ``auto`` turns it on only when a batch of one ``max_length`` example would not fit in
-        the memory budget without it (CUDA only; never on CPU).
-    unit_size : int, default 1024
-        Examples per work unit. The data is cut into units of ``unit_size`` consecutive
-        examples; each unit is tokenised, planned (sorted by length and packed into batches
-        inside the unit) and stored on its own, so one process and any number of Ray workers
-        (``--ray``) compute exactly the same batches, and extraction starts without tokenising
-        the whole dataset. Changing it changes the batches, hence the store's identity.
-    projection : {"rademacher", "gaussian", "none"}, default ``"rademacher"``
-        ``rademacher``/``gaussian``: seeded Khatri-Rao Johnson-Lindenstrauss map of the full LoRA
-        gradient into ``k`` dims, applied module by module to the rank-r gradient factors (never
-        a P x k matrix; see :mod:`constraintlab.encode.projection`). ``none``: keep the raw
-        P-dim gradient (small models, checking).
-    k : int, default 1024
-        Projected dimension. Cosines between unrelated gradients then have a noise floor of
-        about ``1/sqrt(k)`` = 0.031 (a threshold of 0.15 sits ~5 noise sd above it), a (N, k)
-        float32 store of 20k examples is 80 MB and fits the all-pairs kernels, and rank is
-        resolved up to 1024 constraints. Raise it (e.g. 4096/8192, as LESS) for finer ranks.
-    seed : int, default 0
-        Seeds the projection matrices: same seed, same matrices and same features on any
-        machine; another seed is an independent sketch of the same gradients.
-    lora_init_seed : int, default 0
-        Seeds the LoRA A initialisation of a fresh adapter (B = 0), which defines the gradients
-        themselves (A sketches the input side of the B-gradient).
-    use_chat_template : bool, default True
-        Render conversational examples with the tokenizer's chat template when it has one;
-        otherwise (or when False) use the plain template (see :mod:`.tokenize`).
+    Each field is declared once (default, check, doc); the CLI's encode flags are generated
+    from these declarations (:func:`constraintlab.cli._common.add_encode_options`).
     """
 
-    model: str = REFERENCE_MODEL
-    revision: str | None = None
-    dtype: str = "float32"
-    device: str = "cpu"
-    trust_remote_code: bool = False
-    lora_r: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] | None = None
-    adapter_config: str | None = None
-    adapter: str | None = None
-    max_length: int = 2048
-    batch_size: int | None = None
-    max_batch_tokens: int | None = None
-    activation_checkpointing: str = "auto"
-    unit_size: int = 1024
-    projection: str = "rademacher"
-    k: int = 1024
-    seed: int = 0
-    lora_init_seed: int = 0
-    use_chat_template: bool = True
+    model: str = setting(REFERENCE_MODEL, _TEXT, "Hub id or local directory of a causal LM "
+                         "(default: the built-in offline reference model).")
+    revision: str | None = setting(None, TYPE_ONLY, "Hub revision (branch, tag or commit) of "
+                                   "the model.")
+    dtype: str = setting("float32", Options(DTYPES), "Weights and activations; gradients and "
+                         "projections accumulate in float32 for half-precision models.")
+    device: str = setting("cpu", TYPE_ONLY, "Torch device: cpu, cuda, cuda:1, mps (checked "
+                          "against this machine before any model loads).")
+    trust_remote_code: bool = setting(False, TYPE_ONLY, "Allow the model's own code from the "
+                                      "hub (off unless asked).")
+    lora_r: int = setting(8, Interval(1, None), "LoRA rank (ignored with adapter_config or a "
+                          "trained adapter).")
+    lora_alpha: float = setting(16.0, Interval(0, None, "neither"), "LoRA alpha; the adapter "
+                                "output is scaled by lora_alpha / lora_r.")
+    lora_dropout: float = setting(0.0, Interval(0, 1, "left"), "Recorded only: gradients are "
+                                  "taken without dropout (the expected gradient).")
+    target_modules: tuple[str, ...] | None = setting(None, _TEXT, "Modules that get LoRA; None: "
+                                                     "peft's default for the architecture; "
+                                                     "all-linear for every linear layer.")
+    adapter_config: str | None = setting(None, TYPE_ONLY, "An adapter_config.json (or its "
+                                         "folder) to analyse with: a fresh adapter, B = 0.")
+    adapter: str | None = setting(None, TYPE_ONLY, "Folder of an already-trained peft LoRA "
+                                  "adapter to analyse at.")
+    max_length: int = setting(2048, Interval(2, None), "Longest sequence in tokens; longer "
+                              "examples keep their first max_length tokens (dropped counted).")
+    batch_size: int | None = setting(None, Interval(1, None), "Most examples per forward/"
+                                     "backward; None: 16 on CPU, no limit on a GPU.")
+    max_batch_tokens: int | None = setting(None, Interval(1, None), "Most padded tokens per "
+                                           "batch; None: 8192 on CPU, from free memory on CUDA, "
+                                           "never below max_length; " + _CAL + "batching.")
+    activation_checkpointing: str = setting("auto", Options(CHECKPOINTING), "Recompute "
+                                            "activations in the backward to save memory (auto: "
+                                            "only when one max_length example would not fit).")
+    unit_size: int = setting(1024, Interval(1, None), "Examples per work unit (tokenised, "
+                             "batched and stored on its own; part of the store's identity).")
+    projection: str = setting("rademacher", Options(PROJECTIONS), "Seeded Khatri-Rao JL map of "
+                              "the LoRA gradient to k dims (rademacher, gaussian) or none (raw "
+                              "P-dim gradient).")
+    k: int = setting(1024, Interval(1, None), "Projected dimension (cosine noise floor "
+                     "1/sqrt(k)); " + _CAL + "k.")
+    seed: int = setting(0, Interval(0, None), "Projection seed: same seed, same features on "
+                        "any machine.")
+    lora_init_seed: int = setting(0, Interval(0, None), "Seed of the fresh adapter's A "
+                                  "initialisation (B = 0), which defines the gradients.")
+    use_chat_template: bool = setting(True, TYPE_ONLY, "Render chat examples with the "
+                                      "tokenizer's chat template when it has one (else the "
+                                      "plain template).")
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):
             object.__setattr__(self, "target_modules", (self.target_modules,))
-        check_fields(self, CONSTRAINTS)
-        if not self.model:
-            raise ConfigError("model must be a hub id or a local directory")
-        if self.target_modules is not None and not (
-                self.target_modules and all(self.target_modules)):
+        check_fields(self)
+        if self.target_modules == ():
             raise ConfigError("target_modules must be a non-empty list of module names")
         if self.max_batch_tokens is not None and self.max_batch_tokens < self.max_length:
             raise ConfigError(

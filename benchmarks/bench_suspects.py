@@ -18,6 +18,9 @@ alone (loss = perplexity ranking, which is also the score's ``target_surprise`` 
 loss / loss without input), and signals measured but
 left out of the score (input gain per token, gradient norm, volatility, gradient cosine to the
 10 nearest inputs, unigram surprise of the target under the data's own token frequencies).
+``best_single`` = per kind, the best AUROC of the score's single signals in the model's reach
+(input dependence, ending surprise, loss = target surprise, the two rules); the score minus it,
+per kind (mean and worst seed), and the issue's target: within 0.01 on every kind and seed.
 Then the flag itself (``is_suspect``): false-positive rate on clean rows, precision, recall;
 the model-capability statement (it must fire on Alpaca rows and stay quiet on GSM8K rows with
 the reference model); and the issue's targets on GSM8K (PASS/FAIL). On Alpaca the reference
@@ -36,7 +39,7 @@ Sized for 2 CPU cores: 120 rows, 60 held-out rows, 2 epochs of batch 8, sequence
 tokens, LoRA r = 8 on q/v (4 minutes on 2 idle cores, about 10 under load; ``--train-rows``
 etc. to change).
 
-Run from the repository root::
+Run from the repository root (``PYTHONPATH=.`` where another checkout is installed)::
 
     python benchmarks/bench_suspects.py --seeds 0 1 2               # detection
     python benchmarks/bench_suspects.py --no-detection --train      # the training check

@@ -18,6 +18,9 @@ alone (loss = perplexity ranking, which is also the score's ``target_surprise`` 
 loss / loss without input), and signals measured but
 left out of the score (input gain per token, gradient norm, volatility, gradient cosine to the
 10 nearest inputs, unigram surprise of the target under the data's own token frequencies).
+``best_single`` = per kind, the best AUROC of the score's single signals in the model's reach
+(input dependence, ending surprise, loss = target surprise, the two rules); the score minus it,
+per kind (mean and worst seed), and the issue's target: within 0.01 on every kind and seed.
 Then the flag itself (``is_suspect``): false-positive rate on clean rows, precision, recall;
 the model-capability statement (it must fire on Alpaca rows and stay quiet on GSM8K rows with
 the reference model); and the issue's targets on GSM8K (PASS/FAIL). On Alpaca the reference
@@ -36,7 +39,7 @@ Sized for 2 CPU cores: 120 rows, 60 held-out rows, 2 epochs of batch 8, sequence
 tokens, LoRA r = 8 on q/v (4 minutes on 2 idle cores, about 10 under load; ``--train-rows``
 etc. to change).
 
-Run from the repository root::
+Run from the repository root (``PYTHONPATH=.`` where another checkout is installed)::
 
     python benchmarks/bench_suspects.py --seeds 0 1 2               # detection
     python benchmarks/bench_suspects.py --no-detection --train      # the training check
@@ -66,6 +69,11 @@ SCORE_SIGNALS = ["suspect_score", "input_dependence", "ending_surprise", "false_
                  "unsupported_final_answer"]
 BASELINES = ["loss", "ifd"]
 MEASURED = ["input_gain", "grad_norm", "volatility", "knn_grad_cos", "unigram_surprise"]
+#: the score's single signals (``loss`` ranks as ``target_surprise``) and the signal each
+#: stands for in the score's summary (for whether it is in the model's reach)
+SINGLE = {"input_dependence": "input_dependence", "ending_surprise": "ending_surprise",
+          "loss": "target_surprise", "false_arithmetic": None,
+          "unsupported_final_answer": None}
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -117,6 +125,17 @@ def evaluate(signals: pd.DataFrame, labels: list) -> pd.DataFrame:
             y = lab[m] != "clean"
             rows.append((col, k, auroc(y, s[m]), average_precision(y, s[m]), recall_at(y, s[m])))
     return pd.DataFrame(rows, columns=["signal", "kind", "auroc", "ap", "r10"])
+
+
+def best_single(E: pd.DataFrame, reach: dict) -> pd.DataFrame:
+    """Per kind, the best AUROC of the score's single signals that are in the model's reach
+    (signal ``best_single``; ``best_single_name`` in ``ap`` is left NaN)."""
+    ok = [s for s, key in SINGLE.items() if key is None or reach[key]["in_reach"]]
+    rows = []
+    for k, g in E[E.signal.isin(ok)].groupby("kind", sort=False):
+        top = g.loc[g["auroc"].idxmax()]
+        rows.append(("best_single", k, float(top["auroc"]), math.nan, math.nan, top["signal"]))
+    return pd.DataFrame(rows, columns=["signal", "kind", "auroc", "ap", "r10", "best_of"])
 
 
 # ------------------------------------------------------------------------------- sets
@@ -208,6 +227,9 @@ def detection(args) -> dict:
                         S = S[["suspect_score"]].rename(
                             columns={"suspect_score": "score_ungated"})
                     E = evaluate(S, labels)
+                    if gate:
+                        E = pd.concat([E, best_single(E, res.summary["signals"])],
+                                      ignore_index=True)
                     E["dataset"], E["rate"], E["seed"] = dataset, rate, seed
                     results.append(E)
                     if gate:
@@ -227,7 +249,8 @@ def detection(args) -> dict:
 
 
 def report(R: pd.DataFrame, flags: pd.DataFrame, caps: dict, args) -> None:
-    order = [*SCORE_SIGNALS, "score_ungated", *BASELINES, *MEASURED]
+    order = [SCORE_SIGNALS[0], "best_single", *SCORE_SIGNALS[1:], "score_ungated",
+             *BASELINES, *MEASURED]
     for (dataset, rate), g in R.groupby(["dataset", "rate"], sort=False):
         kinds = [k for k in dict.fromkeys(g["kind"]) if k != "any"] + ["any"]
         print(f"\n=== {dataset}, {int(rate * 100)} % corrupted, seeds "
@@ -242,6 +265,7 @@ def report(R: pd.DataFrame, flags: pd.DataFrame, caps: dict, args) -> None:
                                                        values="auroc", aggfunc="mean")
                 P["min_seed_kinds"] = worst.min(axis=1).reindex(P.index)
             print(f"\n{label}:\n{P.round(3).to_string()}")
+        combined_vs_best(g)
         fl = flags[(flags.dataset == dataset) & (flags.rate == rate)]
         print(f"\nis_suspect: flagged {fl.flagged.mean():.0f} rows, clean false-positive rate "
               f"{fl.clean_fpr.mean():.4f} (nominal alpha {AnalysisConfig().suspect_alpha}), "
@@ -260,6 +284,23 @@ def report(R: pd.DataFrame, flags: pd.DataFrame, caps: dict, args) -> None:
               f"{'PASS' if all(f == want for f in fired) else 'FAIL'}")
         if dataset == "gsm8k":
             targets(g)
+
+
+def combined_vs_best(g: pd.DataFrame) -> None:
+    """The suspect score against its best single signal in reach, kind by kind and seed by
+    seed (issue 22: within 0.01 AUROC on every kind)."""
+    per = g[g.kind != "any"].pivot_table(index=["kind", "seed"], columns="signal",
+                                         values="auroc")
+    gap = per["suspect_score"] - per["best_single"]
+    of = g[(g.signal == "best_single") & (g.kind != "any")].set_index(["kind", "seed"])
+    worst = gap.groupby(level="kind", sort=False).min()
+    names = of["best_of"].groupby(level="kind").agg(lambda x: "/".join(sorted(set(x))))
+    print("\nsuspect score - best single signal in reach (AUROC; mean, worst seed; best of):\n"
+          + "\n".join(f"  {k:13s} {gap[k].mean():+.4f}  {worst[k]:+.4f}  {names[k]}"
+                      for k in worst.index))
+    bad = [k for k in worst.index if worst[k] < -0.01]
+    print(f"target: the score within 0.01 AUROC of its best single signal on every kind, every "
+          f"seed: {'PASS' if not bad else 'FAIL ' + ', '.join(bad)}")
 
 
 def targets(g: pd.DataFrame) -> None:

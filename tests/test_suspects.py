@@ -193,7 +193,7 @@ def test_score_range_threshold_and_formula():
     cfg = AnalysisConfig()
     np.testing.assert_array_equal(res.is_suspect, s >= 1 - cfg.suspect_alpha)
     # independent recomputation: z from scipy's MAD of the bulk's side (x 1.4826), p_surprise
-    # by Sidak over the ending and the whole target, Fisher's method from scipy
+    # by Sidak over the ending and the whole target
     nll, ni = tp.nll.astype(np.float64), tp.nll_noinput.astype(np.float64)
     bounds = list(zip(tp.offsets[:-1], tp.offsets[1:], strict=True))
     d = np.array([float((ni[a + 1:b] - nll[a + 1:b]).sum()) for a, b in bounds])
@@ -207,15 +207,17 @@ def test_score_range_threshold_and_formula():
 
     z1, z2, z3 = z(-d), z(e), z(t)
     np.testing.assert_allclose(res.z, np.column_stack([z1, z2, z3]), rtol=1e-9, atol=1e-12)
-    from scipy.stats import combine_pvalues
+    # the weighted Bonferroni combination of the two questions, written out: p = min(1,
+    # p_input / w_input, p_surprise / w_surprise)
+    from constraintlab.analysis.suspects import QUESTION_WEIGHTS
+
+    w_in, w_sur = QUESTION_WEIGHTS
     p_s = 1 - (1 - np.minimum(norm.sf(z2), norm.sf(z3))) ** 2
-    p = np.array([combine_pvalues([norm.sf(a), b], method="fisher").pvalue
-                  for a, b in zip(z1, p_s, strict=True)])
+    p = np.minimum(1.0, np.minimum(norm.sf(z1) / w_in, p_s / w_sur))
     np.testing.assert_allclose(s, 1 - p, rtol=1e-9, atol=1e-12)
-    # evidence: -log10 of the same p-value (no rounding), from scipy's chi2 log survival
-    from scipy.stats import chi2
-    X = -2 * (norm.logsf(z1) + np.log(p_s))
-    np.testing.assert_allclose(res.evidence, -chi2.logsf(X, 4) / np.log(10), rtol=1e-9)
+    # evidence: -log10 of the same p-value (no rounding), from scipy's log survival function
+    lp = np.minimum(0.0, np.minimum(norm.logsf(z1) - np.log(w_in), np.log(p_s) - np.log(w_sur)))
+    np.testing.assert_allclose(res.evidence, -lp / np.log(10), rtol=1e-9, atol=1e-12)
     assert res.summary["suspects"] == int(res.is_suspect.sum())
     assert set(res.table.columns) >= {"suspect_score", "is_suspect", "suspect_reasons"}
 
@@ -300,7 +302,7 @@ def test_rules_raise_the_score_and_flag():
     a, b = tp.offsets[0], tp.offsets[1]
     strong = _with(tp, 0, noinput=tp.nll[a:b] - 3.0)      # the input makes it 3 nats harder
     big = analyze_suspects(strong, targets=targets)
-    assert big.score[0] == 1.0 and big.evidence[0] > big.evidence[5] > 3.0
+    assert big.score[0] == 1.0 and big.evidence[0] > big.evidence[5] >= 3.0 - 1e-12
 
 
 def test_stable_under_permuting_rows():
@@ -440,9 +442,12 @@ def test_analysis_runs_suspects_with_the_contradiction_pairs():
 # ------------------------------------------------------- planted set, reference model
 def test_planted_corruptions_rank_first(shared_data, tmp_path):
     """30 GSM8K test problems (never trained on by the reference model); five targets planted
-    wrong. The four obvious ones (an off-topic reply, a cut-off solution, another final
-    answer, a false intermediate result) are the four most suspect and flagged; another
-    problem's solution (harder for a 5M model on 30 rows) is among the six most suspect."""
+    wrong. The three with loud or written-out evidence (an off-topic reply, another final
+    answer, a false intermediate result) are the three most suspect and flagged; a cut-off
+    solution and another problem's solution (one moderate signal each for a 5M model on 30
+    rows) are among the six most suspect (behind one clean row whose input explains nothing:
+    robust z 3.3; Fisher's method, before issue 22's weighting, ranked the cut-off one
+    fourth by pooling its two moderate signals, z 1.9 and 2.8)."""
     from constraintlab.encode import EncodeConfig, extract
     from constraintlab.io import read_examples
 
@@ -471,10 +476,10 @@ def test_planted_corruptions_rank_first(shared_data, tmp_path):
     res = analyze_suspects(store.tokens, targets=[ex.target_text for ex in ds],
                            n_truncated=store.table["n_truncated"].to_numpy())
     order = np.lexsort((-res.evidence, -res.score)).tolist()
-    obvious = {8, 12, 20, 25}
-    assert set(order[:4]) == obvious
+    obvious = {12, 20, 25}
+    assert set(order[:3]) == obvious
     assert res.is_suspect[sorted(obvious)].all()
-    assert order.index(3) < 6
+    assert order.index(8) < 6 and order.index(3) < 6
     assert res.summary["capability"]["conditions_on_input"] is True
 
 
@@ -548,3 +553,74 @@ def test_advice_never_rests_on_what_the_capability_statement_rules_out():
     assert "separate adapters" not in bad and "restates its ignorance" in bad
     assert "Check the most volatile" not in bad and "does not know this text" in bad
     assert "--model" in bad
+
+
+def test_weighted_bonferroni_against_the_formula_and_its_null():
+    """The combination written out (min over the available of p_c / w_c, weights of the
+    available renormalised), and its calibration by Monte-Carlo: with independent uniform
+    p-values P(p <= a) = 1 - (1 - w a)(1 - (1 - w) a) (exactly, a short formula), and <= a
+    when both questions are the same uniform (any dependence)."""
+    from constraintlab.analysis.suspects import QUESTION_WEIGHTS
+    from constraintlab.analysis.suspects.stats import (
+        _log_p_combined,
+        _log_p_weighted_bonferroni,
+    )
+
+    w = np.array([0.7, 0.2, 0.1])
+    p = np.array([[0.07, 0.5, 0.5], [np.nan, 0.02, 0.3], [np.nan, np.nan, np.nan],
+                  [0.9, 0.9, 1e-250], [np.nan, np.nan, 0.4]])
+    want = [0.1, min(0.02 / (0.2 / 0.3), 0.3 / (0.1 / 0.3)), 1.0, 1e-249, 0.4]
+    np.testing.assert_allclose(np.exp(_log_p_weighted_bonferroni(np.log(p), w)), want,
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="positive weights"):
+        _log_p_weighted_bonferroni(np.log(p), [1.0, 0.0, 1.0])
+
+    rng = np.random.default_rng(11)
+    n = 400_000
+    u = rng.random((n, 3))
+    got = np.exp(_log_p_combined(np.log(u)))
+    wi, ws = QUESTION_WEIGHTS
+    for a in (0.01, 0.05):
+        exact = 1 - (1 - wi * a) * (1 - ws * a)
+        sd = math.sqrt(exact * (1 - exact) / n)
+        assert abs((got <= a).mean() - exact) < 4 * sd
+    same = np.column_stack([u[:, 0], u[:, 0], np.full(n, np.nan)])   # p_surprise = p_input
+    for a in (0.01, 0.05):
+        assert (np.exp(_log_p_combined(np.log(same))) <= a).mean() <= a
+
+
+@pytest.mark.parametrize("carrier", ["input", "surprise"])
+def test_combined_auroc_within_001_of_the_signal_that_carries_the_kind(carrier):
+    """Issue 22: when one question carries a kind and the other is pure noise, the combined
+    p-value ranks the kind within 0.01 AUROC of that signal alone (sklearn's AUROC), in the
+    shapes measured on the planted GSM8K sets (seed 0, 10 %): a spread shift of the input
+    question (swapped targets: robust z 2.3, sd 0.8-1.2) and a loud, tight ending (cut-off
+    targets: 3.4, sd 0.3). Fisher's method falls below on the input kind (the check can
+    fail). The weights trade: a quieter surprise-only kind with pure-noise input (z 3.0, as
+    cut-off targets at 30 %) loses 0.017 in this model (on the planted sets their input
+    signal is not pure noise; ``bench_suspects`` measures them)."""
+    from scipy.stats import chi2
+    from sklearn.metrics import roc_auc_score
+
+    from constraintlab.analysis.suspects.stats import _log_p_combined
+
+    rng = np.random.default_rng(5)
+    n = 30_000
+    clean = rng.standard_normal((n, 3))
+    pos = rng.standard_normal((n, 3))
+    if carrier == "input":
+        pos[:, 0] = rng.normal(2.2, 1.0, n)
+        col = 0
+    else:
+        pos[:, 1] = rng.normal(3.4, 0.3, n)
+        col = 1
+    Z = np.vstack([clean, pos])
+    y = np.r_[np.zeros(n), np.ones(n)]
+    single = roc_auc_score(y, Z[:, col])
+    lp = norm.logsf(Z)
+    combined = roc_auc_score(y, -_log_p_combined(lp))
+    assert combined >= single - 0.01
+    p_s = 1 - (1 - np.minimum(norm.sf(Z[:, 1]), norm.sf(Z[:, 2]))) ** 2
+    fisher = roc_auc_score(y, -chi2.logsf(-2 * (lp[:, 0] + np.log(p_s)), 4))
+    if carrier == "input":
+        assert fisher < single - 0.01

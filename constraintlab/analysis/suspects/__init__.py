@@ -29,8 +29,9 @@ Calibration (what the threshold means)
 
         suspect\_score_i = 1 - p_i\,(p_{rule} \text{ if a rule fired else } 1)
 
-    :math:`p_i` is the probability that an example whose ``m`` signals follow the bulk's
-    robust normal fit (independently) shows combined evidence at least :math:`X_i`.
+    :math:`p_i` is the weighted Bonferroni combination of the two questions' p-values
+    (:mod:`~constraintlab.analysis.suspects.stats`): an example whose signals follow the
+    bulk's robust normal fit has :math:`P(p_i \le a) \le a` whatever their dependence.
     ``is_suspect`` when ``suspect_score >= 1 - suspect_alpha``: a clean example is
     flagged with probability about ``suspect_alpha`` (1 %) under that fit. A rule hit multiplies
     the p-value by ``suspect_rule_p`` (0.001, of the order of how often a clean example trips
@@ -75,9 +76,10 @@ from constraintlab.analysis.suspects.signals import (
     target_surprise,
 )
 from constraintlab.analysis.suspects.stats import (
-    _log_p_fisher,
+    QUESTION_WEIGHTS,
+    _log_p_combined,
     _log_p_one_sided,
-    _log_p_sidak,
+    _log_p_sidak,  # noqa: F401  (tests reach it here)
     robust_z,
 )
 from constraintlab.analysis.text import final_answer
@@ -85,7 +87,8 @@ from constraintlab.analysis.text import final_answer
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "NOTES", "REASONS", "REASON_TEXT", "RULES", "SIGNALS", "SIGNAL_REASONS", "SuspectsResult",
+    "NOTES", "QUESTION_WEIGHTS", "REASONS", "REASON_TEXT", "RULES", "SIGNALS",
+    "SIGNAL_REASONS", "SuspectsResult",
     "analyze_suspects", "capability", "ending_surprise", "false_arithmetic",
     "false_calculations", "input_dependence",
     "result_positions", "robust_z", "scored_tokens", "target_surprise",
@@ -215,10 +218,7 @@ def analyze_suspects(
         in_reach = dict.fromkeys(in_reach, True)
     used = np.where(np.array([in_reach[s] for s in SIGNALS])[None, :], Z, np.nan)
     lp = _log_p_one_sided(used)
-    # Fisher over two independent questions: does the input explain the target; does the
-    # target read like the data (the stronger of its ending and its whole, Sidak-corrected)
-    surprise = _log_p_sidak(lp[:, 1:])
-    log_p = _log_p_fisher(np.column_stack([lp[:, 0], surprise]))   # 0 without signals
+    log_p = _log_p_combined(lp)                        # 0 without signals (stats module)
 
     rules = {r: np.zeros(n, dtype=bool) for r in RULES}
     details = [""] * n
@@ -293,8 +293,10 @@ def analyze_suspects(
             "is not measured; 'flagged' counts what the other checks found"),
         "contradiction_pairs": [[int(ids[a]), int(ids[b])] for a, b in pairs_to_resolve],
         "alpha": alpha, "threshold": 1.0 - alpha,
-        "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = Fisher's "
-                    "combination of p_input = Phi(-z_input) and p_surprise = 1 - (1 - min("
+        "formula": ("suspect_score = 1 - p * (rule_p if a rule fired else 1); p = min(1, "
+                    f"p_input / {QUESTION_WEIGHTS[0]:g}, p_surprise / {QUESTION_WEIGHTS[1]:g}) "
+                    "(weighted Bonferroni; one question alone: its p), p_input = "
+                    "Phi(-z_input), p_surprise = 1 - (1 - min("
                     "p_ending, p_target))^2 (Sidak), z = robust z of each signal (median, "
                     "1.4826 x the median distance of the bulk's side), signals out of the "
                     "model's reach left out"),

@@ -235,7 +235,8 @@ class UnitWorker:
         """Called after each batch of a unit (a hook for subclasses; does nothing)."""
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from constraintlab.encode.extraction import finding_dict, run_unit
+        from constraintlab.encode.extraction import run_unit
+        from constraintlab.encode.store import finding_dict
 
         units, statuses, infos = [], [], []
         for unit, start, payload in zip(rows["unit"], rows["start"], rows["payload"],
@@ -414,7 +415,7 @@ def _drive(ray, job, rows, worker_cls, kwargs, expect, *, workers, gpus, cpus
                     f"{digest[:12]} on {info['worker']}); check that NumPy and torch match "
                     "on every node")
             if row["status"] == "problems":
-                from constraintlab.encode.extraction import finding_from_dict
+                from constraintlab.encode.store import finding_from_dict
 
                 found = [finding_from_dict(p) for p in info["problems"]]
                 logger.warning("unit %d: %d example(s) cannot be tokenised", unit, len(found))

@@ -183,7 +183,10 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     -------
     Report
     """
-    ray_options = _ray_options(ray, workers, gpus_per_worker, cpus_per_worker)
+    from constraintlab.encode.distributed import ray_options as _ray_options
+
+    ray_options = _ray_options(ray, workers=workers, gpus_per_worker=gpus_per_worker,
+                               cpus_per_worker=cpus_per_worker)
     with _pipeline(data, model, out, read, encode, analysis, settings, ray=ray_options,
                    cache=cache) as run:
         report = run.report
@@ -191,19 +194,6 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
         report.save(run.out)
         logger.info("report written to %s", run.out)
     return report
-
-
-def _ray_options(ray: Any, workers: int | None, gpus_per_worker: float | None,
-                 cpus_per_worker: float | None) -> Any:
-    """The RayOptions these arguments describe, or None (this process)."""
-    if ray is None:
-        if workers is not None or gpus_per_worker is not None or cpus_per_worker is not None:
-            raise ConfigError("workers, gpus_per_worker and cpus_per_worker need ray (--ray)")
-        return None
-    from constraintlab.encode.distributed import RayOptions
-
-    return RayOptions.build(ray, workers=workers, gpus_per_worker=gpus_per_worker,
-                            cpus_per_worker=cpus_per_worker)
 
 
 # -- order ---------------------------------------------------------------------------------------

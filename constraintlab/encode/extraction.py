@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from constraintlab._hashing import json_sha256
 from constraintlab.encode.budget import CPU_BATCH_TOKENS, Batching, resolve_batching
 from constraintlab.encode.config import EncodeConfig
 from constraintlab.encode.estimate import log_estimate
@@ -52,7 +53,6 @@ from constraintlab.encode.store import (
     assemble,
     check_out_dir,
     finding_dict,
-    json_sha256,
     new_manifest,
     prepare_dir,
     read_shard,

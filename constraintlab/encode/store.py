@@ -65,7 +65,6 @@ manifest's ``skipped`` and in :attr:`FeatureStore.skipped`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -79,6 +78,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from constraintlab._hashing import file_sha256, json_sha256
 from constraintlab._version import __version__
 from constraintlab.errors import ConfigError, Finding, InputError, StoreMismatchError
 
@@ -327,19 +327,6 @@ def finding_from_dict(d: dict) -> Finding:
                    code=str(d.get("code", "invalid")), index=d.get("index"))
 
 
-def json_sha256(obj: Any) -> str:
-    """sha256 of ``obj`` as sorted-key JSON (the plan digests)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 #: arrays every shard holds (a shard lacking one is recomputed): results, then the examples'
 #: token metadata (the assembled table and token profiles come from shards only)
 SHARD_KEYS = ("positions", "features", "input_factors", "output_factors", "energy",
@@ -399,7 +386,7 @@ def write_shard(out_dir: Path, batch_id: int | str, arrays: dict[str, np.ndarray
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     _fsync_dir(final.parent)
-    write_json_atomic(marker, {"size": final.stat().st_size, "sha256": _file_sha256(final),
+    write_json_atomic(marker, {"size": final.stat().st_size, "sha256": file_sha256(final),
                                "arrays": sorted(arrays)})
 
 
@@ -415,7 +402,7 @@ def verify_shard(out_dir: Path, batch_id: int | str) -> bool:
             why = "its marker is not a JSON object"
         elif meta.get("size") != path.stat().st_size:
             why = f"{path.stat().st_size} bytes, its marker says {meta.get('size')}"
-        elif meta.get("sha256") != _file_sha256(path):
+        elif meta.get("sha256") != file_sha256(path):
             why = "its content does not match the sha256 in its marker"
     except FileNotFoundError:
         why = "it has no marker (the run stopped while writing it)"
@@ -842,9 +829,7 @@ def store_key(config, content_hash: str) -> str:
 
     ``config`` is an :class:`~constraintlab.encode.EncodeConfig`.
     """
-    blob = json.dumps({"config": config.to_dict(), "data": content_hash, "v": __version__},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_sha256({"config": config.to_dict(), "data": content_hash, "v": __version__})[:16]
 
 
 def open_matching_store(directory: str | os.PathLike, config, content_hash: str,

@@ -41,8 +41,6 @@ note (used)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import statistics
@@ -53,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from constraintlab._hashing import json_sha256
 from constraintlab.errors import Finding, InputError, Problem
 from constraintlab.io._json import key_list
 from constraintlab.io.config import ReadConfig
@@ -242,8 +241,7 @@ def _examples_hash(raw_hash: str, config: ReadConfig) -> str:
              if getattr(config, k) != getattr(ReadConfig, k)}
     if not picks:
         return raw_hash
-    blob = json.dumps({"data": raw_hash, "read": picks}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return json_sha256({"data": raw_hash, "read": picks})
 
 
 def _one_format_problem(problems: list[Finding], records: list, schema: str | None,
@@ -324,8 +322,7 @@ def _selection(n: int, content_hash: str, config: ReadConfig) -> tuple[range | l
         return range(n), content_hash
     logger.info("reading %d of %d records (%s)", len(chosen), n,
                 ", ".join(f"{k} {v}" for k, v in what.items()))
-    blob = json.dumps({"data": content_hash, **what}, sort_keys=True).encode()
-    return chosen, hashlib.sha256(blob).hexdigest()
+    return chosen, json_sha256({"data": content_hash, **what})
 
 
 def _counts(findings: list[Finding]) -> str:

@@ -58,8 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from constraintlab._hashing import file_sha256
+from constraintlab._text import type_name
 from constraintlab.errors import ConstraintlabError, InputError, Problem
-from constraintlab.io._json import key_list, type_name
+from constraintlab.io._json import key_list
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +353,7 @@ def _read_path(path: Path) -> RawFile:
                                       f"{suffix or '(none)'!r}: constraintlab reads {_READS}")])
         try:
             if suffix == ".parquet":
-                digest = _hash_file(fh)
+                digest = file_sha256(fh)
                 return RawFile(source, _parquet_records(path), digest)
             if gzipped:
                 with _gunzip(fh, source) as plain:
@@ -404,7 +406,7 @@ def _read_csv_file(fh: IO[bytes], source: str) -> RawFile:
     head = fh.read(_HEAD_BYTES)
     _check_head(head, source)
     fh.seek(0)
-    digest = _hash_file(fh)
+    digest = file_sha256(fh)
     fh.seek(0)
     text: io.TextIOWrapper | None = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
     limit = csv.field_size_limit()
@@ -463,13 +465,6 @@ def _first_bad_utf8(fh: IO[bytes], source: str) -> Problem:
         except UnicodeDecodeError as err:
             return Problem(source, lineno, _bad_byte(line, err))
     return Problem(source, 1, "not valid UTF-8")  # pragma: no cover - the decoder said so
-
-
-def _hash_file(fh: IO[bytes]) -> str:
-    hasher = hashlib.sha256()
-    while chunk := fh.read(_SKIP_CHUNK):
-        hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def _read_json_file(fh: IO[bytes], size: int, source: str, suffix: str) -> RawFile:
@@ -688,7 +683,8 @@ def _json_document_records(raw: bytes, source: str) -> list[RawRecord]:
                                   f'{key_list(value)})')])
     else:
         raise InputError([Problem(source, 1, "the JSON document must be an array of records "
-                                  f"or an object with \"data\", not {type_name(value)}")])
+                                  "or an object with \"data\", not "
+                                  f"{type_name(value, json=True)}")])
     if not value:
         raise InputError([Problem(source, 1, "no records: the array is empty")])
     lines = _line_numbers(text, [a for a, _ in spans])

@@ -644,12 +644,6 @@ class TokenProfiles:
         return cls(offsets, cat(nll, np.float32), cat(rank, np.int32), cat(ids, np.int32),
                    lines, None if nll_noinput is None else cat(nll_noinput, np.float32))
 
-    @property
-    def input_gain(self) -> np.ndarray | None:
-        """(T,) float32 ``nll_noinput - nll``: nats the input explains of each target token
-        (NaN where not scored without input); None without ``nll_noinput``."""
-        return None if self.nll_noinput is None else self.nll_noinput - self.nll
-
     def __len__(self) -> int:
         return len(self.offsets) - 1
 

@@ -45,7 +45,7 @@ import logging
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ from constraintlab.errors import Finding, InputError, Problem
 from constraintlab.io._json import key_list
 from constraintlab.io.config import ReadConfig
 from constraintlab.io.example import Example
-from constraintlab.io.records import read_raw
+from constraintlab.io.records import RawFile, read_raw, record_bytes
 from constraintlab.io.schemas import (
     Note,
     RecordProblem,
@@ -99,6 +99,9 @@ class ExampleSet:
         feature store of one reading is never reused for another.
     config : ReadConfig
         The settings it was read with.
+    raw : RawFile
+        The records as parsed (:func:`~constraintlab.io.records.read_raw`): what
+        :meth:`record_bytes` writes back, so nothing reads the data a second time.
     """
 
     examples: list[Example]
@@ -107,6 +110,7 @@ class ExampleSet:
     n_records: int
     content_hash: str
     config: ReadConfig
+    raw: RawFile = field(repr=False)
     skipped: list[Finding] = field(default_factory=list)
     notes: list[Finding] = field(default_factory=list)
 
@@ -130,6 +134,12 @@ class ExampleSet:
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
+
+    def record_bytes(self, ids: Sequence[int]) -> tuple[list[bytes], str]:
+        """The records of the examples ``ids`` (``Example.index``), in that order, as they are
+        written back: the original lines of a JSON Lines file, else one JSON object per line
+        (:func:`~constraintlab.io.records.record_bytes`). Nothing is read again."""
+        return record_bytes(self.raw, ids)
 
     def reading(self) -> str:
         """How the records were read, in one sentence: the schema and what is the target."""
@@ -230,7 +240,7 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
     assert schema is not None
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
                       n_records=len(chosen), content_hash=_examples_hash(content_hash, config),
-                      config=config,
+                      config=config, raw=raw,
                       skipped=problems, notes=notes)
 
 

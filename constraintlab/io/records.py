@@ -53,8 +53,8 @@ import re
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -119,13 +119,16 @@ class RawRecord:
 
     ``value`` is the parsed JSON value (a dict when the file is well formed), or ``None`` with
     ``problem`` (and its reason ``code``) set when this record could not be parsed or is
-    hostile (too large, too deep, ...) but the rest of the file can be read.
+    hostile (too large, too deep, ...) but the rest of the file can be read. ``text`` is a
+    JSON Lines record's line as stored, ending in a newline (a UTF-8 byte-order mark at the
+    start of the file is not part of it); None for other formats and for problem lines.
     """
 
     line: int
     value: Any = None
     problem: str | None = None
     code: str | None = None
+    text: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,29 @@ def _open_regular(path: Path, source: str) -> tuple[IO[bytes], int]:
         os.close(fd)
         raise InputError([Problem(source, 1, why)])
     return os.fdopen(fd, "rb"), st.st_size
+
+
+def record_bytes(raw: RawFile, indices: Sequence[int]) -> tuple[list[bytes], str]:
+    """The bytes to write back for the records ``indices``, in that order, one line each.
+
+    Parameters
+    ----------
+    raw : what :func:`read_raw` read
+    indices : 0-based record indices (``Example.index``) of readable records
+
+    Returns
+    -------
+    chunks : list of bytes
+        Each ending in ``\\n``. For an uncompressed JSON Lines source, the original line
+        bytes, unchanged; otherwise (``.json`` document, ``.csv``, ``.parquet``, ``.gz``,
+        records in memory) one ``json.dumps(record, ensure_ascii=False)`` object per line.
+    mode : str
+        ``"original lines"`` or ``"json objects"``.
+    """
+    if raw.original_lines:
+        return [raw.records[i].text for i in indices], "original lines"
+    return [(json.dumps(raw.records[i].value, ensure_ascii=False, default=str) + "\n")
+            .encode("utf-8") for i in indices], "json objects"
 
 
 def _read_path(path: Path) -> RawFile:
@@ -617,7 +643,7 @@ def _parse_line(lineno: int, line: bytes) -> RawRecord:
     found = check_value(value)
     if found is not None:
         return RawRecord(lineno, problem=found[1], code=found[0])
-    return RawRecord(lineno, value=value)
+    return RawRecord(lineno, value=value, text=line if line.endswith(b"\n") else line + b"\n")
 
 
 def _long_number(digits: int) -> str:

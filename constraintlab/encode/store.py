@@ -72,6 +72,7 @@ import re
 import shutil
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,8 @@ SHARDS = "shards"
 #: examples; per-unit markers), ``plan_sha256``/``projection_sha256`` in the manifest.
 STORE_FORMAT = "constraintlab.features/4"
 
+
+# ---- writing: the manifest, shards and unit markers, then the assembled store -------------
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -479,20 +482,72 @@ def assemble(out_dir: Path, manifest: dict, given: Sequence[Example],
     examples = [given[p] for p in kept]
     manifest = dict(manifest)
     n = len(examples)
-    dim, d = manifest["dim"], manifest["d_model"]
-    sites = manifest["modules"]
     tmp = {name: out_dir / f"{name}.npy.tmp" for name in
            ("features", "input_factors", "output_factors")}
-    feats = np.lib.format.open_memmap(tmp["features"], mode="w+", dtype=np.float32,
-                                      shape=(n, dim))
-    inp = np.lib.format.open_memmap(tmp["input_factors"], mode="w+", dtype=np.float32,
-                                    shape=(n, d))
-    outp = np.lib.format.open_memmap(tmp["output_factors"], mode="w+", dtype=np.float32,
-                                     shape=(n, d))
-    energy = np.zeros((n, len(sites)))
+    shapes = {"features": (n, manifest["dim"]), "input_factors": (n, manifest["d_model"]),
+              "output_factors": (n, manifest["d_model"])}
+    rows = _gather(out_dir, markers, row_of, tmp, shapes, len(manifest["modules"]))
+    rows.tokens.save(out_dir, suffix=".tmp")
+    table = _examples_table(examples, rows, manifest["modules"])
+    table.to_csv(out_dir / "examples.csv.tmp", index=False, float_format="%.17g")
+    for name, path in tmp.items():
+        os.replace(path, out_dir / f"{name}.npy")
+    TokenProfiles.commit(out_dir, suffix=".tmp")
+    os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
+    n_trunc = int(table["truncated"].sum())
+    if n_trunc:
+        logger.warning("%d of %d examples were truncated to max_length, or to the model's "
+                       "positions where those are fewer (%d tokens dropped)",
+                       n_trunc, n, int(table["n_truncated"].sum()))
+    manifest["n_rows"] = n
+    manifest["skipped"] = [finding_dict(f) for f in skipped]
+    manifest["n_batches"] = sum(m["n_batches"] for m in markers)
+    manifest["plan_sha256"] = json_sha256([m["plan_sha256"] for m in markers])
+    manifest["projection_sha256"] = projection
+    manifest["stats"] = {
+        **stats,
+        # what each run (this one and any interrupted one before it) computed, by its units
+        "runs": _runs(markers),
+        "n_truncated_examples": n_trunc,
+        "n_truncated_tokens": int(table["n_truncated"].sum()),
+        "n_target_tokens": int(table["n_target_tokens"].sum()),
+        "n_tokens": int(table["n_tokens"].sum()),
+    }
+    manifest["complete"] = True
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    shutil.rmtree(out_dir / SHARDS, ignore_errors=True)
+
+
+#: per-example numbers of a shard that become columns of ``examples.csv`` as they are
+_COUNTS = ("n_tokens", "n_input_tokens", "n_target_tokens", "n_truncated")
+
+
+@dataclass
+class _Rows:
+    """The per-example results of every shard, in row order (what :func:`_gather` collects)."""
+
+    energy: np.ndarray          # (N, M) float64
+    grad_norm: np.ndarray       # (N,) float64
+    loss: np.ndarray            # (N,) float64
+    loss_noinput: np.ndarray    # (N,) float64
+    counts: dict[str, np.ndarray]   # _COUNTS, each (N,) int64
+    template: list[str]
+    tokens: TokenProfiles
+
+
+def _gather(out_dir: Path, markers: Sequence[dict], row_of: np.ndarray,
+            tmp: dict[str, Path], shapes: dict[str, tuple[int, int]], n_sites: int) -> _Rows:
+    """Read every unit's shards in order: the (N, k) and (N, d) arrays go straight into the
+    memory-mapped files ``tmp`` (flushed and closed here), the rest is returned.
+
+    ``row_of`` : (len(given),) int64, each position's row (-1: skipped).
+    """
+    n = shapes["features"][0]
+    big = {name: np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                           shape=shapes[name]) for name, path in tmp.items()}
+    energy = np.zeros((n, n_sites))
     grad_norm, loss, loss_noinput = np.zeros(n), np.zeros(n), np.zeros(n)
-    counts = {name: np.zeros(n, dtype=np.int64) for name in
-              ("n_tokens", "n_input_tokens", "n_target_tokens", "n_truncated")}
+    counts = {name: np.zeros(n, dtype=np.int64) for name in _COUNTS}
     template: list[str] = [""] * n
     tok: dict[str, list] = {name: [None] * n for name in ("nll", "rank", "ids", "noinput")}
     lines: list[str] = ["[]"] * n
@@ -505,9 +560,8 @@ def assemble(out_dir: Path, manifest: dict, given: Sequence[Example],
                                   "damaged; run the same extract command again (it "
                                   "recomputes that batch)")
             rows = row_of[shard["positions"]]
-            feats[rows] = shard["features"]
-            inp[rows] = shard["input_factors"]
-            outp[rows] = shard["output_factors"]
+            for name, arr in big.items():
+                arr[rows] = shard[name]
             energy[rows] = shard["energy"]
             grad_norm[rows] = shard["grad_norm"]
             loss[rows] = shard["loss"]
@@ -523,24 +577,31 @@ def assemble(out_dir: Path, manifest: dict, given: Sequence[Example],
                 tok["noinput"][r] = shard["token_nll_noinput"][sl]
                 lines[r] = str(shard["target_pieces"][i])
                 template[r] = str(shard["template"][i])
-    for arr in (feats, inp, outp):
-        arr.flush()
-    del feats, inp, outp
+    for mm in big.values():
+        mm.flush()
+    del big, mm                                 # close the maps before they are renamed
     offsets = np.concatenate([[0], np.cumsum([len(x) for x in tok["nll"]])]).astype(np.int64)
 
     def cat(parts: list, dtype) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-    TokenProfiles(offsets, cat(tok["nll"], np.float32), cat(tok["rank"], np.int32),
-                  cat(tok["ids"], np.int32), lines,
-                  cat(tok["noinput"], np.float32)).save(out_dir, suffix=".tmp")
+    tokens = TokenProfiles(offsets, cat(tok["nll"], np.float32), cat(tok["rank"], np.int32),
+                           cat(tok["ids"], np.int32), lines, cat(tok["noinput"], np.float32))
+    return _Rows(energy=energy, grad_norm=grad_norm, loss=loss, loss_noinput=loss_noinput,
+                 counts=counts, template=template, tokens=tokens)
+
+
+def _examples_table(examples: Sequence[Example], rows: _Rows,
+                    sites: list[dict[str, Any]]) -> pd.DataFrame:
+    """``examples.csv``: one row per example (the columns of the module docstring)."""
+    loss, loss_noinput, counts = rows.loss, rows.loss_noinput, rows.counts
     with np.errstate(divide="ignore", invalid="ignore"):
         ifd = np.where(loss_noinput > 0, loss / loss_noinput, np.nan)
     table = pd.DataFrame({
         "index": [ex.index for ex in examples],
         "line": [ex.line for ex in examples],
         "schema": [ex.schema for ex in examples],
-        "template": template,
+        "template": rows.template,
         "n_tokens": counts["n_tokens"],
         "n_input_tokens": counts["n_input_tokens"],
         "n_target_tokens": counts["n_target_tokens"],
@@ -550,20 +611,15 @@ def assemble(out_dir: Path, manifest: dict, given: Sequence[Example],
         "nll_noinput": loss_noinput,
         "input_gain": loss_noinput - loss,
         "ifd": ifd,
-        "grad_norm": grad_norm,
+        "grad_norm": rows.grad_norm,
     })
     for j, site in enumerate(sites):
-        table[site["column"]] = energy[:, j]
-    table.to_csv(out_dir / "examples.csv.tmp", index=False, float_format="%.17g")
-    for name, path in tmp.items():
-        os.replace(path, out_dir / f"{name}.npy")
-    TokenProfiles.commit(out_dir, suffix=".tmp")
-    os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
-    n_trunc = int(table["truncated"].sum())
-    if n_trunc:
-        logger.warning("%d of %d examples were truncated to max_length, or to the model's "
-                       "positions where those are fewer (%d tokens dropped)",
-                       n_trunc, n, int(table["n_truncated"].sum()))
+        table[site["column"]] = rows.energy[:, j]
+    return table
+
+
+def _runs(markers: Sequence[dict]) -> list[dict[str, Any]]:
+    """What each run computed, by the units' markers, in the order the runs finished."""
     runs: dict[str, dict] = {}
     for m in markers:
         r = runs.setdefault(m["run"], {"run": m["run"], "mode": m["mode"], "units": 0,
@@ -573,24 +629,10 @@ def assemble(out_dir: Path, manifest: dict, given: Sequence[Example],
         r["examples_computed"] += m["examples_computed"]
         r["worker_seconds"] = round(r["worker_seconds"] + m["seconds"], 3)
         r["finished"] = max(r["finished"], m["finished"])
-    manifest["n_rows"] = n
-    manifest["skipped"] = [finding_dict(f) for f in skipped]
-    manifest["n_batches"] = sum(m["n_batches"] for m in markers)
-    manifest["plan_sha256"] = json_sha256([m["plan_sha256"] for m in markers])
-    manifest["projection_sha256"] = projection
-    manifest["stats"] = {
-        **stats,
-        # what each run (this one and any interrupted one before it) computed, by its units
-        "runs": sorted(runs.values(), key=lambda r: r["finished"]),
-        "n_truncated_examples": n_trunc,
-        "n_truncated_tokens": int(table["n_truncated"].sum()),
-        "n_target_tokens": int(table["n_target_tokens"].sum()),
-        "n_tokens": int(table["n_tokens"].sum()),
-    }
-    manifest["complete"] = True
-    write_json_atomic(out_dir / MANIFEST, manifest)
-    shutil.rmtree(out_dir / SHARDS, ignore_errors=True)
+    return sorted(runs.values(), key=lambda r: r["finished"])
 
+
+# ---- reading (and the profiles' own files) -----------------------------------------------
 
 class TokenProfiles:
     """Per-token profiles of the target tokens of N examples (ragged, concatenated).

@@ -134,10 +134,19 @@ def cut(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
+#: how :func:`type_name` names a value's type: TOML's words, and JSON's where they differ
+_TOML_TYPES = {dict: "a table", list: "an array", str: "a string", bool: "a boolean",
+               int: "an integer", float: "a float"}
+_JSON_TYPES = {**_TOML_TYPES, dict: "an object", int: "a number", float: "a number"}
+
+
 def type_name(value: Any, *, json: bool = False) -> str:
-    """``"a table"``, ``"an array"``...: a TOML (or, ``json``, a JSON) value's type in words."""
+    """A value's type in words, in the words of the document it came from, for messages.
+
+    TOML (configuration): ``a table``, ``an integer``, ``a float``; ``json`` (records, a
+    report): ``an object``, ``a number``; both: ``an array``, ``a string``, ``a boolean``,
+    ``null``; any other type by its Python name.
+    """
     if value is None:
         return "null"
-    return {dict: "an object" if json else "a table", list: "an array", str: "a string",
-            bool: "a boolean", int: "an integer", float: "a float"}.get(type(value),
-                                                                       type(value).__name__)
+    return (_JSON_TYPES if json else _TOML_TYPES).get(type(value), type(value).__name__)

@@ -112,7 +112,7 @@ def clean(data: Any, *, config: CleanConfig | None = None, model: str | None = N
     Parameters
     ----------
     data : path | list[dict] | datasets.Dataset | ExampleSet
-        The fine-tuning data (an ExampleSet must come from a file: its records are rewritten).
+        The fine-tuning data.
     config : CleanConfig, optional
         Suspect level, contradiction and family policies (defaults: the analysis' suspect flag
         level, contradictions left for review, families kept).
@@ -146,7 +146,7 @@ def clean(data: Any, *, config: CleanConfig | None = None, model: str | None = N
     ordered = [{"row": d["row"], "line": d["line"], "action": d["action"],
                 "reason": d["reason"], "evidence": d["evidence"]} for d in ordered]
     written = [d for d in ordered if d["action"] in ("keep", "review")]
-    records, mode = record_lines(data, [d["row"] for d in written], [d["line"] for d in written])
+    records, mode = record_lines(examples, [d["row"] for d in written])
     summary.update({"invalid": len(invalid), "written": len(records), "written_as": mode,
                     "source": _source(data, examples),
                     "report_dir": str(report.path) if report.path is not None else None})
@@ -261,9 +261,8 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
         report.save(run.out)
     n_sel = budget_count(cfg.budget, len(ids))
     chosen = np.sort(ranking[:n_sel])
-    line_of = {ex.index: ex.line for ex in examples}
     sel_ids = [int(i) for i in ids[chosen]]
-    records, mode = record_lines(data, sel_ids, [line_of[i] for i in sel_ids])
+    records, mode = record_lines(examples, sel_ids)
     skipped = [str(p) for p in [*examples.skipped, *getattr(run.store, "skipped", [])]]
     summary = {
         **info, "budget": cfg.budget, "n_examples": len(ids), "n_selected": n_sel,

@@ -222,7 +222,10 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     -------
     Report
     """
-    ray_options = _ray_options(ray, workers, gpus_per_worker, cpus_per_worker)
+    from constraintlab.encode.distributed import ray_options as _ray_options
+
+    ray_options = _ray_options(ray, workers=workers, gpus_per_worker=gpus_per_worker,
+                               cpus_per_worker=cpus_per_worker)
     with _pipeline(data, model, out, read, encode, analysis, settings, ray=ray_options,
                    cache=cache) as run:
         report = run.report
@@ -232,19 +235,6 @@ def analyze(data: Any, model: str | None = None, *, out: str | Path | None = Non
     return report
 
 
-def _ray_options(ray: Any, workers: int | None, gpus_per_worker: float | None,
-                 cpus_per_worker: float | None) -> Any:
-    """The RayOptions these arguments describe, or None (this process)."""
-    if ray is None:
-        if workers is not None or gpus_per_worker is not None or cpus_per_worker is not None:
-            raise ConfigError("workers, gpus_per_worker and cpus_per_worker need ray (--ray)")
-        return None
-    from constraintlab.encode.distributed import RayOptions
-
-    return RayOptions.build(ray, workers=workers, gpus_per_worker=gpus_per_worker,
-                            cpus_per_worker=cpus_per_worker)
-
-
 # -- order ---------------------------------------------------------------------------------------
 def order_report_path(output: str | Path) -> Path:
     """``ORDERED.order.json`` beside ``ORDERED.jsonl``."""
@@ -252,16 +242,17 @@ def order_report_path(output: str | Path) -> Path:
     return output.with_name(output.stem + ".order.json")
 
 
-def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int], split: str | None = None
+def record_lines(data: Any, ids: Sequence[int], split: str | None = None
                  ) -> tuple[list[bytes], str]:
     """The bytes to write for each example, in the given order.
 
     Parameters
     ----------
     data : path | list[dict] | datasets.Dataset | ExampleSet
-        The data the examples were read from (an ExampleSet: its source file).
-    ids, lines : sequence of int
-        Example index (0-based record index) and 1-based line of each example, in output order.
+        The data, or the ExampleSet read from it (then nothing is read again:
+        :meth:`ExampleSet.record_bytes`).
+    ids : sequence of int
+        Example index (0-based record index) of each example, in output order.
     split : str, optional
         The split of a ``datasets.DatasetDict`` (``ReadConfig.split``).
 
@@ -275,24 +266,11 @@ def record_lines(data: Any, ids: Sequence[int], lines: Sequence[int], split: str
     mode : str
         ``"original lines"`` or ``"json objects"``.
     """
-    from constraintlab.io.records import read_raw
-
     if isinstance(data, ExampleSet):
-        if not Path(data.source).is_file():
-            raise ConfigError(f"cannot write the records of {data.source}: pass the file or "
-                              "the records themselves, not an ExampleSet read from memory")
-        data = data.source
-    raw = read_raw(data, split)
-    if isinstance(data, str | Path):
-        path = Path(data)
-        if raw.original_lines:
-            blob = path.read_bytes()
-            if blob.startswith(b"\xef\xbb\xbf"):
-                blob = blob[3:]
-            file_lines = blob.split(b"\n")
-            return [file_lines[line - 1] + b"\n" for line in lines], "original lines"
-    return [(json.dumps(raw.records[i].value, ensure_ascii=False, default=str) + "\n")
-            .encode("utf-8") for i in ids], "json objects"
+        return data.record_bytes(ids)
+    from constraintlab.io.records import read_raw, record_bytes
+
+    return record_bytes(read_raw(data, split), ids)
 
 
 @dataclass
@@ -361,7 +339,7 @@ def order(data: Any, strategy: str = "gradual", *, order_seed: int = 0, model: s
     Parameters
     ----------
     data : path | list[dict] | datasets.Dataset | ExampleSet
-        The fine-tuning data (an ExampleSet must come from a file: its records are rewritten).
+        The fine-tuning data.
     strategy : {"gradual", "zones", "random"}
         See :mod:`constraintlab.analysis.order` for the exact rules.
     order_seed : int
@@ -398,10 +376,8 @@ def order(data: Any, strategy: str = "gradual", *, order_seed: int = 0, model: s
         report = run.report
     if run.out is not None and save:
         report.save(run.out)
-    line_of = {ex.index: ex.line for ex in examples}
     out_ids = [int(i) for i in ids[rows]]
-    records, mode = record_lines(data, out_ids, [line_of[i] for i in out_ids],
-                                 examples.config.split)
+    records, mode = record_lines(examples, out_ids)      # the records already read
     skipped = [str(p) for p in examples.skipped]
     summary.update({"source": str(data) if isinstance(data, str | Path) else examples.source,
                     "written": len(records), "written_as": mode,

@@ -9,7 +9,10 @@ import sys
 
 import pytest
 
+import constraintlab
+from constraintlab import encode
 from constraintlab.cli.main import main
+from constraintlab.errors import ConfigError
 
 
 @pytest.fixture()
@@ -45,4 +48,34 @@ def test_pool_flags_without_ray_are_refused(command, flags, named, tmp_path, cap
     assert code == 2 and "Traceback" not in err
     assert err.startswith(f"constraintlab {command}: error: {named} to extraction on Ray: add "
                           "--ray (needs pip install 'constraintlab[ray]'), or drop"), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("ray", "flags", "kwargs", "message"), [
+    (True, ["--workers", "0"], {"workers": 0}, "{workers} must be a positive integer, got 0"),
+    (True, ["--gpus-per-worker", "-1"], {"gpus_per_worker": -1.0},
+     "{gpus_per_worker} must be a number >= 0, got -1.0"),
+    (True, ["--cpus-per-worker", "0"], {"cpus_per_worker": 0.0},
+     "a worker needs {cpus_per_worker} > 0 or {gpus_per_worker} > 0"),
+    (False, ["--workers", "2", "--cpus-per-worker", "1"], {"workers": 2, "cpus_per_worker": 1.0},
+     "{workers} and {cpus_per_worker} only apply to extraction on Ray: add {ray} (needs pip "
+     "install 'constraintlab[ray]'), or drop {workers} and {cpus_per_worker} to extract in this "
+     "process"),
+])
+@pytest.mark.parametrize("command", ["extract", "analyze"])
+def test_library_and_cli_refuse_the_same_ray_settings(command, ray, flags, kwargs, message,
+                                                      tmp_path, capsys) -> None:
+    """One check for both: the CLI names its flags, the library its arguments; neither needs
+    Ray installed to refuse, nor reads the data (it does not exist)."""
+    names = ("workers", "gpus_per_worker", "cpus_per_worker")
+    data, out = tmp_path / "missing.jsonl", tmp_path / "out"
+    code = main([command, str(data), "--out", str(out), *(["--ray"] if ray else []), *flags])
+    err = capsys.readouterr().err
+    as_flags = {n: "--" + n.replace("_", "-") for n in names}
+    assert (code, err) == (2, f"constraintlab {command}: error: "
+                              + message.format(ray="--ray", **as_flags) + "\n")
+    run = encode.extract if command == "extract" else constraintlab.analyze
+    with pytest.raises(ConfigError) as caught:
+        run(data, ray="auto" if ray else None, **kwargs)
+    assert str(caught.value) == message.format(ray="ray='auto'", **{n: n for n in names})
     assert not out.exists()

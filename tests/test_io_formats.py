@@ -344,11 +344,35 @@ def test_json_array_records_name_their_line_and_number(tmp_path: Path) -> None:
 def test_record_lines_of_compressed_and_csv_files(tmp_path: Path) -> None:
     from constraintlab.api import record_lines
     plain = write(tmp_path / "d.jsonl", jsonl(QA))
-    assert record_lines(plain, [1, 0], [2, 1]) == (
+    assert record_lines(plain, [1, 0]) == (
         [(json.dumps(QA[1]) + "\n").encode(), (json.dumps(QA[0]) + "\n").encode()],
         "original lines")
     gz = write(tmp_path / "d.jsonl.gz", gzip.compress(jsonl(QA).encode()))
     csv_path = write(tmp_path / "d.csv", "question,answer\n1+1?,2\n2+2?,4\n")
     for path in (gz, csv_path):
-        chunks, mode = record_lines(path, [1], [2 if path == gz else 3])
+        chunks, mode = record_lines(path, [1])
         assert mode == "json objects" and [json.loads(c) for c in chunks] == [QA[1]]
+
+
+def test_examples_write_back_their_own_lines_without_reading_again(tmp_path: Path) -> None:
+    """ExampleSet.record_bytes gives each example's line as stored (the file split by hand on
+    b"\\n"), from what was read: the file may be gone by then."""
+    from constraintlab.api import record_lines
+    lines = [b'\xef\xbb\xbf{"question": "1+1?", "answer": "2"}',       # BOM: not part of it
+             b'{"question": "Caf\xc3\xa9 \xe2\x82\xac?",  "answer": "3"}\r',   # CRLF, spacing
+             b"",                                                         # blank: no record
+             b'{"question": "broken", ',                                  # invalid: skipped
+             b'{"answer": "4", "question": "2+2?"}']                      # no final newline
+    path = write(tmp_path / "d.jsonl", b"\n".join(lines))
+    data = read_examples(path, on_invalid="skip")
+    assert [ex.index for ex in data] == [0, 1, 3] and len(data.skipped) == 1
+    path.unlink()
+    chunks, mode = data.record_bytes([3, 0, 1])
+    assert mode == "original lines"
+    assert chunks == [lines[4] + b"\n", lines[0][3:] + b"\n", lines[1] + b"\n"]
+    assert record_lines(data, [1]) == ([lines[1] + b"\n"], "original lines")
+    # records in memory (and any other format) come back as one JSON object per line
+    rows = [{"question": "\u00fc?", "answer": "1"}, {"question": "b", "answer": "2"}]
+    chunks, mode = read_examples(rows).record_bytes([1, 0])
+    assert mode == "json objects"
+    assert chunks == [(json.dumps(r, ensure_ascii=False) + "\n").encode() for r in rows[::-1]]

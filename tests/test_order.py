@@ -166,7 +166,7 @@ def test_json_document_sources_are_written_as_one_object_per_line(tmp_path) -> N
     recs = [{"question": "Ünïcode?", "answer": "ja"}, {"question": "b", "answer": "c"}]
     src = tmp_path / "d.json"
     src.write_text(json.dumps(recs, indent=2), encoding="utf-8")
-    chunks, mode = record_lines(src, [1, 0], [0, 0])
+    chunks, mode = record_lines(src, [1, 0])
     assert mode == "json objects"
     assert [json.loads(c) for c in chunks] == [recs[1], recs[0]]
     assert chunks[1] == (json.dumps(recs[0], ensure_ascii=False) + "\n").encode()

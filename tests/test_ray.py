@@ -173,7 +173,8 @@ def test_ray_options_and_units():
         RayOptions().resources(gpu, {"CPU": 8})
     with pytest.raises(ConfigError, match="workers"):
         RayOptions(workers=0)
-    with pytest.raises(ConfigError, match="need ray"):
+    with pytest.raises(ConfigError, match="workers only applies to extraction on Ray: add "
+                       "ray='auto'"):
         extract([], EncodeConfig(), "x", workers=2)
 
 

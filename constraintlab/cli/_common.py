@@ -247,22 +247,13 @@ def ray_options_from_args(args: argparse.Namespace):
     or None without ``--ray``. ConfigError (exit 2): a pool flag (``--workers``,
     ``--gpus-per-worker``, ``--cpus-per-worker``) without ``--ray``, or ``--ray`` without Ray
     installed (the message names the extra ``constraintlab[ray]``)."""
-    ray = getattr(args, "ray", None)
-    pool = {name: getattr(args, name, None)
-            for name in ("workers", "gpus_per_worker", "cpus_per_worker")}
-    if ray is None:
-        given = [f"--{k.replace('_', '-')}" for k, v in pool.items() if v is not None]
-        if given:
-            flags = " and ".join(given)
-            raise ConfigError(f"{flags} only appl{'ies' if len(given) == 1 else 'y'} to "
-                              f"extraction on Ray: add --ray (needs pip install "
-                              f"'constraintlab[ray]'), or drop {flags} to extract in this "
-                              "process")
-        return None
-    from constraintlab.encode.distributed import RayOptions, import_ray
+    from constraintlab.encode.distributed import import_ray, ray_options
 
-    options = RayOptions.build(ray, **pool)
-    import_ray()        # fail fast, before any data is read, when the extra is not installed
+    options = ray_options(getattr(args, "ray", None), flags=True,
+                          **{name: getattr(args, name, None)
+                             for name in ("workers", "gpus_per_worker", "cpus_per_worker")})
+    if options is not None:
+        import_ray()    # fail fast, before any data is read, when the extra is not installed
     return options
 
 

@@ -4,11 +4,10 @@ reuse one store whatever form they came in and whatever ``--out`` they go to."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
+from constraintlab._hashing import json_sha256
 from constraintlab.encode.extraction import examples_digest
 from constraintlab.encode.model import resolve_model, weights_digest
 from constraintlab.encode.store import store_key
@@ -51,6 +50,5 @@ def cache_key(config, examples) -> tuple[str, str]:
         do not.
     """
     weights = weights_digest(resolve_model(config.model))
-    data = hashlib.sha256(json.dumps({"examples": examples_digest(examples),
-                                      "weights": weights}, sort_keys=True).encode()).hexdigest()
+    data = json_sha256({"examples": examples_digest(examples), "weights": weights})
     return store_key(config, data), data

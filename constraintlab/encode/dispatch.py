@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 from constraintlab.encode.config import EncodeConfig
 from constraintlab.encode.store import FeatureStore
-from constraintlab.errors import ConfigError
 
 __all__ = ["extract"]
 
@@ -42,16 +41,14 @@ def extract(examples: Iterable, config: EncodeConfig | None = None,
     FeatureStore
         Row n is the n-th usable example.
     """
-    if ray is not None:
-        from constraintlab.encode.distributed import RayOptions, extract_on_ray
+    from constraintlab.encode.distributed import extract_on_ray, ray_options
 
-        options = RayOptions.build(ray, workers=workers, gpus_per_worker=gpus_per_worker,
-                                   cpus_per_worker=cpus_per_worker)
+    options = ray_options(ray, workers=workers, gpus_per_worker=gpus_per_worker,
+                          cpus_per_worker=cpus_per_worker)
+    if options is not None:
         return extract_on_ray(examples, config, out_dir, options=options,
                               dataset_source=dataset_source, content_hash=content_hash,
                               overwrite=overwrite, encoder=encoder, on_invalid=on_invalid)
-    if workers is not None or gpus_per_worker is not None or cpus_per_worker is not None:
-        raise ConfigError("workers, gpus_per_worker and cpus_per_worker need ray (--ray)")
     from constraintlab.encode.extraction import extract_local
 
     return extract_local(examples, config, out_dir, dataset_source=dataset_source,

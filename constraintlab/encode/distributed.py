@@ -103,19 +103,10 @@ class RayOptions:
     max_retries: int = 2
 
     def __post_init__(self) -> None:
-        if not isinstance(self.address, str) or not self.address:
-            raise ConfigError("ray must be 'auto', 'local' or a cluster address")
-        if self.workers is not None and (not isinstance(self.workers, int)
-                                         or isinstance(self.workers, bool) or self.workers < 1):
-            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
-        for name in ("gpus_per_worker", "cpus_per_worker"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-        if self.cpus_per_worker == 0 and not self.gpus_per_worker:
-            raise ConfigError("a worker needs cpus_per_worker > 0 or gpus_per_worker > 0")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ConfigError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+        problem = _pool_problem(self.address, self.workers, self.gpus_per_worker,
+                                self.cpus_per_worker, self.max_retries, _argument)
+        if problem is not None:
+            raise ConfigError(problem)
 
     @classmethod
     def build(cls, ray: str | RayOptions, *, workers: int | None = None,
@@ -151,6 +142,75 @@ class RayOptions:
                 workers = int(max(cluster.get("CPU", 0) - 1, 0) // cpus) if cpus else 1
             workers = max(1, workers)
         return workers, float(gpus), cpus
+
+
+def _argument(name: str) -> str:
+    return name
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _pool_problem(address: object, workers: object, gpus_per_worker: object,
+                  cpus_per_worker: object, max_retries: object, name) -> str | None:
+    """What is wrong with these :class:`RayOptions` values (None: nothing), each setting named
+    by ``name(argument)`` (``ray``, ``workers``, ...): the checks, written once."""
+    if not isinstance(address, str) or not address:
+        return f"{name('ray')} must be 'auto', 'local' or a cluster address"
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
+                                or workers < 1):
+        return f"{name('workers')} must be a positive integer, got {workers!r}"
+    for key, value in (("gpus_per_worker", gpus_per_worker),
+                       ("cpus_per_worker", cpus_per_worker)):
+        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+            return f"{name(key)} must be a number >= 0, got {value!r}"
+    if cpus_per_worker == 0 and not gpus_per_worker:
+        return (f"a worker needs {name('cpus_per_worker')} > 0 or "
+                f"{name('gpus_per_worker')} > 0")
+    if not isinstance(max_retries, int) or max_retries < 0:
+        return f"{name('max_retries')} must be an integer >= 0, got {max_retries!r}"
+    return None
+
+
+def ray_options(ray: str | bool | RayOptions | None, *, workers: int | None = None,
+                gpus_per_worker: float | None = None, cpus_per_worker: float | None = None,
+                flags: bool = False) -> RayOptions | None:
+    """The :class:`RayOptions` that ``extract``/``analyze`` arguments, or the CLI's flags,
+    describe; None: extract in this process. The one place they are checked.
+
+    Parameters
+    ----------
+    ray : None (this process), ``"auto"``, ``"local"``, a cluster address or a RayOptions
+    workers, gpus_per_worker, cpus_per_worker : the actor pool (only with ``ray``)
+    flags : name the settings in messages as the CLI's flags (``--workers``) instead of as
+        arguments (``workers``)
+
+    Raises
+    ------
+    ConfigError
+        A pool setting without ``ray``, or a value out of range.
+    """
+    name = _flag if flags else _argument
+    pool = {"workers": workers, "gpus_per_worker": gpus_per_worker,
+            "cpus_per_worker": cpus_per_worker}
+    if ray is None:
+        given = [name(k) for k, v in pool.items() if v is not None]
+        if given:
+            listed = " and ".join(given)
+            enable = name("ray") if flags else "ray='auto'"
+            raise ConfigError(f"{listed} only appl{'ies' if len(given) == 1 else 'y'} to "
+                              f"extraction on Ray: add {enable} (needs {RAY_EXTRA}), or drop "
+                              f"{listed} to extract in this process")
+        return None
+    # what build() will hold (the class holds the defaults), checked with the caller's names
+    base = ray if isinstance(ray, RayOptions) else RayOptions
+    address = ray.address if isinstance(ray, RayOptions) else ("auto" if ray is True else ray)
+    values = [v if v is not None else getattr(base, k) for k, v in pool.items()]
+    problem = _pool_problem(address, *values, base.max_retries, name)
+    if problem is not None:
+        raise ConfigError(problem)
+    return RayOptions.build(ray, **pool)
 
 
 def _threads(cpus: float) -> int:
@@ -235,7 +295,8 @@ class UnitWorker:
         """Called after each batch of a unit (a hook for subclasses; does nothing)."""
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from constraintlab.encode.extraction import finding_dict, run_unit
+        from constraintlab.encode.extraction import run_unit
+        from constraintlab.encode.store import finding_dict
 
         units, statuses, infos = [], [], []
         for unit, start, payload in zip(rows["unit"], rows["start"], rows["payload"],
@@ -414,7 +475,7 @@ def _drive(ray, job, rows, worker_cls, kwargs, expect, *, workers, gpus, cpus
                     f"{digest[:12]} on {info['worker']}); check that NumPy and torch match "
                     "on every node")
             if row["status"] == "problems":
-                from constraintlab.encode.extraction import finding_from_dict
+                from constraintlab.encode.store import finding_from_dict
 
                 found = [finding_from_dict(p) for p in info["problems"]]
                 logger.warning("unit %d: %d example(s) cannot be tokenised", unit, len(found))

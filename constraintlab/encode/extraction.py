@@ -1,5 +1,8 @@
-"""Examples -> feature store: work units, tokenise, bucket, batched per-example gradients,
-shards, assemble.
+"""Examples -> feature store: work units, tokenise, bucket, batched per-example gradients.
+
+What is written, and where, is :mod:`.store`'s alone (the manifest, shard layout, unit markers
+and the assembly of the finished store, all described in its docstring): this module computes
+and calls its writers.
 
 The examples are cut into work units of ``EncodeConfig.unit_size`` consecutive examples
 (:func:`plan_units`; nothing is tokenised to plan them). A unit is tokenised, packed into
@@ -35,10 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from constraintlab._version import __version__
+from constraintlab._hashing import json_sha256
 from constraintlab.encode.budget import CPU_BATCH_TOKENS, Batching, resolve_batching
 from constraintlab.encode.config import EncodeConfig
 from constraintlab.encode.estimate import log_estimate
@@ -46,17 +48,18 @@ from constraintlab.encode.gradients import BatchResult, GradientEngine
 from constraintlab.encode.model import LoadedModel, load_model
 from constraintlab.encode.projection import Projector
 from constraintlab.encode.store import (
-    MANIFEST,
-    SHARDS,
-    STORE_FORMAT,
+    SHARD_KEYS,
     FeatureStore,
-    TokenProfiles,
+    assemble,
+    check_out_dir,
+    finding_dict,
+    new_manifest,
     prepare_dir,
     read_shard,
     read_unit_marker,
+    shard_arrays,
     shard_key,
-    unit_marker_path,
-    write_json_atomic,
+    unit_projection,
     write_shard,
     write_unit_marker,
 )
@@ -105,10 +108,6 @@ def plan_units(n_examples: int, unit_size: int) -> list[tuple[int, int]]:
     """Work units: ranges ``[start, stop)`` of ``unit_size`` consecutive examples (the last may
     be shorter). Depends on the two numbers only: no example is tokenised to plan them."""
     return [(a, min(a + unit_size, n_examples)) for a in range(0, n_examples, unit_size)]
-
-
-def _sha(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def _message_record(message) -> list:
@@ -215,31 +214,12 @@ class Encoder:
         return h.hexdigest()
 
 
-#: arrays every shard holds (a shard lacking one is recomputed): results, then the examples'
-#: token metadata (the assembled table and token profiles come from shards only)
-SHARD_KEYS = ("positions", "features", "input_factors", "output_factors", "energy",
-              "grad_norm", "loss", "token_nll", "token_rank", "token_counts",
-              "token_nll_noinput", "loss_noinput", "plan_sha256", "n_tokens", "n_input_tokens",
-              "n_target_tokens", "n_truncated", "template", "target_ids", "target_pieces")
-
-
 def _unpack(examples) -> tuple[list[Example], str | None, str | None, str | None]:
     if hasattr(examples, "examples"):
         return (list(examples.examples), getattr(examples, "source", None),
                 getattr(examples, "content_hash", None),
                 getattr(getattr(examples, "config", None), "on_invalid", None))
     return list(examples), None, None, None
-
-
-def finding_dict(f: Finding) -> dict:
-    """A finding as the manifest (and a unit marker) records it."""
-    return {"source": f.source, "line": f.line, "message": f.message,
-            "code": getattr(f, "code", "invalid"), "index": getattr(f, "index", None)}
-
-
-def finding_from_dict(d: dict) -> Finding:
-    return Finding(str(d.get("source", "")), int(d.get("line", 0)), str(d.get("message", "")),
-                   code=str(d.get("code", "invalid")), index=d.get("index"))
 
 
 def _write_error(out_dir: Path, err: OSError) -> ConfigError:
@@ -276,34 +256,6 @@ class UnitOutcome:
     batches_computed: int = 0
     seconds: float = 0.0
     problems: list[Finding] = field(default_factory=list)
-
-
-def _shard_arrays(positions: np.ndarray, plan: np.ndarray, batch: Sequence[Encoded],
-                  res: BatchResult) -> dict[str, np.ndarray]:
-    """Everything the store keeps of one batch (:data:`SHARD_KEYS`)."""
-    return {
-        "positions": positions, "plan_sha256": plan,
-        "features": res.features.astype(np.float32),
-        "input_factors": res.input_factors.astype(np.float32),
-        "output_factors": res.output_factors.astype(np.float32),
-        "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
-        "token_nll": res.token_nll.astype(np.float32),
-        "token_rank": res.token_rank.astype(np.int32),
-        "token_counts": res.token_counts,
-        "token_nll_noinput": res.token_nll_noinput.astype(np.float32),
-        "loss_noinput": res.loss_noinput,
-        "n_tokens": np.asarray([e.n_tokens for e in batch], dtype=np.int64),
-        "n_input_tokens": np.asarray([e.n_input_tokens for e in batch], dtype=np.int64),
-        "n_target_tokens": np.asarray([e.n_target_tokens for e in batch], dtype=np.int64),
-        "n_truncated": np.asarray([e.n_truncated for e in batch], dtype=np.int64),
-        "template": np.asarray([e.template for e in batch], dtype=str),
-        "target_ids": np.concatenate(
-            [e.input_ids[e.predicted_targets()] for e in batch]).astype(np.int32),
-        # one JSON list per example (JSON escapes control characters, so NumPy's unicode
-        # arrays, which drop trailing NULs, keep every piece)
-        "target_pieces": np.asarray(
-            [json.dumps(e.target_pieces(), ensure_ascii=False) for e in batch], dtype=str),
-    }
 
 
 def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
@@ -344,7 +296,7 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
     usable = [start + i for i, ex in enumerate(examples) if ex.index not in bad]
     lengths = [e.n_tokens for e in encoded]
     batches = plan_batches(lengths, enc.batch_size, enc.max_batch_tokens)
-    plan = _sha([start, usable, batches, lengths])
+    plan = json_sha256([start, usable, batches, lengths])
     plan_bytes = np.frombuffer(bytes.fromhex(plan), dtype=np.uint8)
     # shards are written by one background thread while the next batch computes (the device
     # does not wait for fsync and hashing); at most one write is in flight, errors surface at
@@ -375,7 +327,7 @@ def run_unit(enc: Encoder, examples: Sequence[Example], unit: int, start: int,
             drain()
             in_flight.append((writer.submit(
                 lambda key=key, positions=positions, batch=batch, result=result: write_shard(
-                    out_dir, key, _shard_arrays(positions, plan_bytes, batch, result))),
+                    out_dir, key, shard_arrays(positions, plan_bytes, batch, result))),
                 j, len(local)))
             outcome.examples_computed += len(local)
             outcome.batches_computed += 1
@@ -442,12 +394,7 @@ class Extraction:
     def stored_projection(self) -> str | None:
         """The projection digest of the finished units (None when there are none); raises
         :class:`StoreMismatchError` when they disagree."""
-        digests = {m["projection_sha256"] for m in self.markers() if m is not None}
-        if len(digests) > 1:
-            raise StoreMismatchError(
-                f"units of {self.out_dir} were computed with different projection matrices "
-                f"({', '.join(sorted(d[:12] for d in digests))}); rebuild it with --overwrite")
-        return next(iter(digests), None)
+        return unit_projection(self.out_dir, self.markers())
 
     def check_projection(self, digest: str) -> None:
         """Refuse to add units drawn with other projection matrices than the finished ones."""
@@ -468,7 +415,7 @@ class Extraction:
     def finish(self, stats: dict) -> FeatureStore:
         """Assemble the store from the units' shards (every unit must have its marker)."""
         try:
-            _assemble(self, stats)
+            assemble(self.out_dir, self.manifest, self.examples, self.markers(), stats)
         except OSError as err:
             raise ConfigError(
                 f"cannot write to the feature store {self.out_dir}: {err.strerror or err}; the "
@@ -483,15 +430,6 @@ def _model_shape(loaded: LoadedModel) -> tuple[int | None, int]:
     return int(head.weight.shape[1]), int(head.weight.shape[0])
 
 
-def check_out_dir(out_dir: str | os.PathLike) -> Path:
-    """``out_dir`` as a Path; a ConfigError when it is a file (checked before loading)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir} is a file, not a directory: a feature store is a "
-                          "directory; choose another --out (nothing was changed)")
-    return out_dir
-
-
 def prepare_extraction(examples: list[Example], config: EncodeConfig,
                        out_dir: str | os.PathLike, *, loaded: LoadedModel, dim: int,
                        dataset_source: str, content_hash: str,
@@ -504,37 +442,13 @@ def prepare_extraction(examples: list[Example], config: EncodeConfig,
     created = not out_dir.exists() or overwrite
     info, sites = loaded.info, loaded.sites
     units = plan_units(len(examples), config.unit_size)
-    fingerprint = {
-        "format": STORE_FORMAT,
-        "tool_version": __version__,
-        "config": config.to_dict(),
-        "model": {k: info[k] for k in ("name", "revision", "architecture", "weights")},
-        "adapter": {"config": info["adapter_config"],
-                    "weights_sha256": info["adapter_weights_sha256"]},
-        "projection": {"kind": config.projection, "k": config.k, "seed": config.seed},
-        "dataset": {"content_hash": content_hash, "n_examples": len(examples)},
-        "n_params": loaded.n_params,
-    }
     d_model, vocab_size = _model_shape(loaded)
-    manifest = {
-        "format": STORE_FORMAT,
-        "fingerprint": fingerprint,
-        "tool_version": __version__,
-        "config": config.to_dict(),
-        "model": info,
-        "adapter_config": info["adapter_config"],
-        "projection": fingerprint["projection"],
-        "dataset": {"path": str(dataset_source), "content_hash": content_hash,
-                    "n_examples": len(examples)},
-        "n_params": loaded.n_params,
-        "dim": dim,
-        "d_model": d_model,
-        "vocab_size": vocab_size,
-        "modules": [{"name": s.name, "layer": s.layer, "kind": s.kind, "n_params": s.n_params,
-                     "column": s.column} for s in sites],
-        "n_units": len(units),
-        "complete": False,
-    }
+    manifest = new_manifest(
+        config, info, n_params=loaded.n_params, dim=dim, d_model=d_model,
+        vocab_size=vocab_size, n_units=len(units), dataset_source=dataset_source,
+        content_hash=content_hash, n_examples=len(examples),
+        modules=[{"name": s.name, "layer": s.layer, "kind": s.kind, "n_params": s.n_params,
+                  "column": s.column} for s in sites])
     complete = prepare_dir(out_dir, manifest, overwrite=overwrite)
     return Extraction(out_dir=out_dir, manifest=manifest, examples=examples, units=units,
                       complete=complete, created=created and not complete)
@@ -637,137 +551,3 @@ def extract_local(examples: Iterable[Example], config: EncodeConfig | None = Non
     return job.finish({"seconds": round(elapsed, 3), "examples_computed": n_new,
                        "examples_per_s": round(n_new / elapsed, 3) if elapsed > 0 else None,
                        "units_computed": len(todo), "mode": "local", "workers": 1})
-
-
-def _assemble(job: Extraction, stats: dict) -> None:
-    out_dir, given = job.out_dir, job.examples
-    markers = job.markers()
-    missing = [u for u, m in enumerate(markers) if m is None]
-    if missing:
-        raise ConfigError(f"{len(missing)} work unit(s) of {out_dir} are unfinished (first: "
-                          f"{missing[0]}); run the same extract command again")
-    projection = job.stored_projection()
-    skipped = [finding_from_dict(f) for m in markers for f in m.get("skipped", [])]
-    skipped_pos = {p for m in markers for p in m.get("skipped_positions", [])}
-    row_of = np.full(len(given), -1, dtype=np.int64)
-    kept = [p for p in range(len(given)) if p not in skipped_pos]
-    row_of[kept] = np.arange(len(kept))
-    if not kept:
-        raise InputError(skipped)
-    if skipped:
-        logger.warning("skipped %d of %d example(s) the encoder cannot use (e.g. %s)",
-                       len(skipped), len(given), skipped[0])
-    examples = [given[p] for p in kept]
-    manifest = dict(job.manifest)
-    n = len(examples)
-    dim, d = manifest["dim"], manifest["d_model"]
-    sites = manifest["modules"]
-    tmp = {name: out_dir / f"{name}.npy.tmp" for name in
-           ("features", "input_factors", "output_factors")}
-    feats = np.lib.format.open_memmap(tmp["features"], mode="w+", dtype=np.float32,
-                                      shape=(n, dim))
-    inp = np.lib.format.open_memmap(tmp["input_factors"], mode="w+", dtype=np.float32,
-                                    shape=(n, d))
-    outp = np.lib.format.open_memmap(tmp["output_factors"], mode="w+", dtype=np.float32,
-                                     shape=(n, d))
-    energy = np.zeros((n, len(sites)))
-    grad_norm, loss, loss_noinput = np.zeros(n), np.zeros(n), np.zeros(n)
-    counts = {name: np.zeros(n, dtype=np.int64) for name in
-              ("n_tokens", "n_input_tokens", "n_target_tokens", "n_truncated")}
-    template: list[str] = [""] * n
-    tok: dict[str, list] = {name: [None] * n for name in ("nll", "rank", "ids", "noinput")}
-    lines: list[str] = ["[]"] * n
-    for u, marker in enumerate(markers):
-        for j in range(marker["n_batches"]):
-            shard = read_shard(out_dir, shard_key(u, j), SHARD_KEYS)
-            if shard is None:
-                unit_marker_path(out_dir, u).unlink(missing_ok=True)   # recompute the unit
-                raise ConfigError(f"shard {shard_key(u, j)} of {out_dir} is missing or "
-                                  "damaged; run the same extract command again (it "
-                                  "recomputes that batch)")
-            rows = row_of[shard["positions"]]
-            feats[rows] = shard["features"]
-            inp[rows] = shard["input_factors"]
-            outp[rows] = shard["output_factors"]
-            energy[rows] = shard["energy"]
-            grad_norm[rows] = shard["grad_norm"]
-            loss[rows] = shard["loss"]
-            loss_noinput[rows] = shard["loss_noinput"]
-            for name, arr in counts.items():
-                arr[rows] = shard[name]
-            bounds = np.concatenate([[0], np.cumsum(shard["token_counts"])])
-            for i, r in enumerate(rows.tolist()):
-                sl = slice(bounds[i], bounds[i + 1])
-                tok["nll"][r] = shard["token_nll"][sl]
-                tok["rank"][r] = shard["token_rank"][sl]
-                tok["ids"][r] = shard["target_ids"][sl]
-                tok["noinput"][r] = shard["token_nll_noinput"][sl]
-                lines[r] = str(shard["target_pieces"][i])
-                template[r] = str(shard["template"][i])
-    for arr in (feats, inp, outp):
-        arr.flush()
-    del feats, inp, outp
-    offsets = np.concatenate([[0], np.cumsum([len(x) for x in tok["nll"]])]).astype(np.int64)
-
-    def cat(parts: list, dtype) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-    TokenProfiles(offsets, cat(tok["nll"], np.float32), cat(tok["rank"], np.int32),
-                  cat(tok["ids"], np.int32), lines,
-                  cat(tok["noinput"], np.float32)).save(out_dir, suffix=".tmp")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ifd = np.where(loss_noinput > 0, loss / loss_noinput, np.nan)
-    table = pd.DataFrame({
-        "index": [ex.index for ex in examples],
-        "line": [ex.line for ex in examples],
-        "schema": [ex.schema for ex in examples],
-        "template": template,
-        "n_tokens": counts["n_tokens"],
-        "n_input_tokens": counts["n_input_tokens"],
-        "n_target_tokens": counts["n_target_tokens"],
-        "n_truncated": counts["n_truncated"],
-        "truncated": counts["n_truncated"] > 0,
-        "loss": loss,
-        "nll_noinput": loss_noinput,
-        "input_gain": loss_noinput - loss,
-        "ifd": ifd,
-        "grad_norm": grad_norm,
-    })
-    for j, site in enumerate(sites):
-        table[site["column"]] = energy[:, j]
-    table.to_csv(out_dir / "examples.csv.tmp", index=False, float_format="%.17g")
-    for name, path in tmp.items():
-        os.replace(path, out_dir / f"{name}.npy")
-    TokenProfiles.commit(out_dir, suffix=".tmp")
-    os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
-    n_trunc = int(table["truncated"].sum())
-    if n_trunc:
-        logger.warning("%d of %d examples were truncated to max_length, or to the model's "
-                       "positions where those are fewer (%d tokens dropped)",
-                       n_trunc, n, int(table["n_truncated"].sum()))
-    runs: dict[str, dict] = {}
-    for m in markers:
-        r = runs.setdefault(m["run"], {"run": m["run"], "mode": m["mode"], "units": 0,
-                                       "examples_computed": 0, "worker_seconds": 0.0,
-                                       "finished": m["finished"]})
-        r["units"] += 1
-        r["examples_computed"] += m["examples_computed"]
-        r["worker_seconds"] = round(r["worker_seconds"] + m["seconds"], 3)
-        r["finished"] = max(r["finished"], m["finished"])
-    manifest["n_rows"] = n
-    manifest["skipped"] = [finding_dict(f) for f in skipped]
-    manifest["n_batches"] = sum(m["n_batches"] for m in markers)
-    manifest["plan_sha256"] = _sha([m["plan_sha256"] for m in markers])
-    manifest["projection_sha256"] = projection
-    manifest["stats"] = {
-        **stats,
-        # what each run (this one and any interrupted one before it) computed, by its units
-        "runs": sorted(runs.values(), key=lambda r: r["finished"]),
-        "n_truncated_examples": n_trunc,
-        "n_truncated_tokens": int(table["n_truncated"].sum()),
-        "n_target_tokens": int(table["n_target_tokens"].sum()),
-        "n_tokens": int(table["n_tokens"].sum()),
-    }
-    manifest["complete"] = True
-    write_json_atomic(out_dir / MANIFEST, manifest)
-    shutil.rmtree(out_dir / SHARDS, ignore_errors=True)

@@ -518,23 +518,6 @@ class GradientEngine:
             out[dest] = scored
         return out
 
-    def noinput_nll(self, batch: list[Encoded], token_nll: torch.Tensor) -> np.ndarray:
-        """NLL of every predicted target token with the input removed: one forward pass.
-
-        Parameters
-        ----------
-        batch : b examples with ``noinput_ids`` (:meth:`Renderer.encode`).
-        token_nll : (T,) the with-input NLL in batch order (copied for examples without input).
-
-        Returns
-        -------
-        (T,) float64, ``token_nll`` order; NaN where a token is not scored without input.
-        """
-        nll, dest = self._noinput_device(self._noinput_inputs(list(batch)))
-        with_input = torch.as_tensor(token_nll).detach().cpu().double().numpy()
-        scored = None if nll is None else nll.cpu().double().numpy()
-        return self._noinput_assemble(list(batch), with_input, scored, dest)
-
     # -- LM head ------------------------------------------------------------------------------
     @property
     def _scratch(self) -> dict:

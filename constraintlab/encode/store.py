@@ -1,14 +1,29 @@
-"""The feature store: one directory per extraction, written in shards, resumable.
+"""The feature store: its format, written and read here and nowhere else.
+
+One directory per extraction, written in shards by work units, resumable. The encoder
+(:mod:`.extraction`, :mod:`.distributed`) computes; this module decides every file name, array,
+column and manifest key: :func:`new_manifest` and :func:`prepare_dir` open a store,
+:func:`shard_arrays` / :func:`write_shard` / :func:`write_unit_marker` write a unit,
+:func:`assemble` turns the shards into the files below, and :class:`FeatureStore` reads them.
 
 Layout
 ------
 ``manifest.json``
-    ``fingerprint`` (everything that determines the numbers: tool version, full EncodeConfig,
-    model name/revision/weights digest, adapter config and weights digest, projection
-    kind/seed/k, dataset content hash and size, batch plan digest), plus dataset path, module
-    list, statistics and ``complete``.
+    Written when the store is opened (``complete`` false) and rewritten, complete, by
+    :func:`assemble`. ``format`` (:data:`STORE_FORMAT`), ``fingerprint`` (everything that
+    determines the numbers: format, tool version, full EncodeConfig, model
+    name/revision/architecture/weights digest, adapter config and weights digest, projection
+    kind/k/seed, dataset content hash and size, ``n_params``; a store is reused only when it is
+    the same), ``tool_version``, ``config``, ``model`` (what the loader reported),
+    ``adapter_config``, ``projection``, ``dataset`` (``path``, ``content_hash``,
+    ``n_examples``), ``n_params`` (P), ``dim`` (k, or P without projection), ``d_model``,
+    ``vocab_size``, ``modules`` (one ``{name, layer, kind, n_params, column}`` per LoRA site),
+    ``n_units``, ``complete``; once complete also ``n_rows``, ``skipped`` (the records left out,
+    :func:`finding_dict`), ``n_batches``, ``plan_sha256`` (of the units' batch plans),
+    ``projection_sha256`` (of the projection matrices) and ``stats`` (timings, the runs that
+    computed the units, token counts).
 ``features.npy``
-    (N, k) float32, memory-mappable; row n is the n-th example given to ``extract``.
+    (N, k) float32, memory-mappable; row n is the n-th usable example given to ``extract``.
 ``input_factors.npy`` / ``output_factors.npy``
     (N, d) float32; see :class:`constraintlab.encode.gradients.BatchResult`.
 ``examples.csv``
@@ -31,14 +46,17 @@ Layout
     holds one JSON list of the tokens' text pieces per example.
 ``shards/``
     While running, per work unit ``UUUUUU`` (``EncodeConfig.unit_size`` consecutive examples):
-    one ``UUUUUU-BBBBBB.npz`` per batch (results and the examples' token metadata), fsynced
-    and renamed into place, then its marker ``UUUUUU-BBBBBB.ok`` (size and sha256 of the
-    shard, written the same way); after the unit's last batch, ``UUUUUU.done`` (JSON: the
-    unit's plan digest, projection digest, skipped records, who computed it). On resume a unit
-    with a ``.done`` is skipped and a shard counts as done only when its marker matches it;
-    any other shard (killed mid-write, truncated, no marker) is recomputed. The same files
-    are written by one process and by Ray workers (:mod:`constraintlab.encode.distributed`),
-    so either resumes what the other started. Removed when complete.
+    one ``UUUUUU-BBBBBB.npz`` per batch (the arrays :data:`SHARD_KEYS`, made by
+    :func:`shard_arrays`: results and the examples' token metadata), fsynced and renamed into
+    place, then its marker ``UUUUUU-BBBBBB.ok`` (size and sha256 of the shard, written the
+    same way); after the unit's last batch, ``UUUUUU.done`` (JSON: ``n_batches``, the unit's
+    ``plan_sha256`` and ``projection_sha256``, ``skipped`` and ``skipped_positions``, and who
+    computed it: ``run``, ``mode``, ``examples_computed``, ``seconds``, ``finished``...). On
+    resume a unit with a ``.done`` is skipped and a shard counts as done only when its marker
+    matches it; any other shard (killed mid-write, truncated, no marker) is recomputed. The
+    same files are written by one process and by Ray workers
+    (:mod:`constraintlab.encode.distributed`), so either resumes what the other started.
+    Removed when complete.
 
 Records the encoder could not use (``--on-invalid skip``: a target truncated away by
 ``max_length``, a template that cannot render the record) are not rows: they are listed in the
@@ -47,7 +65,6 @@ manifest's ``skipped`` and in :attr:`FeatureStore.skipped`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -55,13 +72,21 @@ import re
 import shutil
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from constraintlab._hashing import file_sha256, json_sha256
 from constraintlab._version import __version__
-from constraintlab.errors import ConfigError, Finding, StoreMismatchError
+from constraintlab.errors import ConfigError, Finding, InputError, StoreMismatchError
+
+if TYPE_CHECKING:
+    from constraintlab.encode.gradients import BatchResult
+    from constraintlab.encode.tokenize import Encoded
+    from constraintlab.io.example import Example
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +98,8 @@ SHARDS = "shards"
 #: examples; per-unit markers), ``plan_sha256``/``projection_sha256`` in the manifest.
 STORE_FORMAT = "constraintlab.features/4"
 
+
+# ---- writing: the manifest, shards and unit markers, then the assembled store -------------
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -148,16 +175,71 @@ def _comparable(fingerprint: object) -> object:
     return {**fingerprint, "adapter": adapter}
 
 
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path; a ConfigError when it is a file (checked before loading)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file, not a directory: a feature store is a "
+                          "directory; choose another --out (nothing was changed)")
+    return out_dir
+
+
+def new_manifest(config, info: dict[str, Any], *, n_params: int, dim: int,
+                 d_model: int | None, vocab_size: int, modules: list[dict[str, Any]],
+                 n_units: int, dataset_source: str, content_hash: str,
+                 n_examples: int) -> dict[str, Any]:
+    """The manifest of a store being opened (``complete`` False; the keys are in the module
+    docstring).
+
+    Parameters
+    ----------
+    config : EncodeConfig
+    info : what the model loader reports (``LoadedModel.info``: ``name``, ``revision``,
+        ``architecture``, ``weights``, ``adapter_config``, ``adapter_weights_sha256``...)
+    n_params, dim, d_model, vocab_size : P, the feature width, the model's hidden size (None
+        when it has no output embedding) and vocabulary size
+    modules : one ``{name, layer, kind, n_params, column}`` per LoRA site
+    n_units : work units of the extraction
+    dataset_source, content_hash, n_examples : the dataset's path, identity and size
+    """
+    fingerprint = {
+        "format": STORE_FORMAT,
+        "tool_version": __version__,
+        "config": config.to_dict(),
+        "model": {k: info[k] for k in ("name", "revision", "architecture", "weights")},
+        "adapter": {"config": info["adapter_config"],
+                    "weights_sha256": info["adapter_weights_sha256"]},
+        "projection": {"kind": config.projection, "k": config.k, "seed": config.seed},
+        "dataset": {"content_hash": content_hash, "n_examples": n_examples},
+        "n_params": n_params,
+    }
+    return {
+        "format": STORE_FORMAT,
+        "fingerprint": fingerprint,
+        "tool_version": __version__,
+        "config": config.to_dict(),
+        "model": info,
+        "adapter_config": info["adapter_config"],
+        "projection": fingerprint["projection"],
+        "dataset": {"path": str(dataset_source), "content_hash": content_hash,
+                    "n_examples": n_examples},
+        "n_params": n_params,
+        "dim": dim,
+        "d_model": d_model,
+        "vocab_size": vocab_size,
+        "modules": modules,
+        "n_units": n_units,
+        "complete": False,
+    }
+
+
 def prepare_dir(out_dir: Path, manifest: dict, *, overwrite: bool) -> bool:
     """Create, reuse or refuse ``out_dir``.
 
     Returns True when the directory already holds a complete store with the same fingerprint.
     Raises :class:`StoreMismatchError` when it holds anything built otherwise.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir} is a file, not a directory: a feature store is a "
-                          "directory; choose another --out (nothing was changed)")
+    out_dir = check_out_dir(out_dir)
     try:
         if overwrite and out_dir.exists():
             if (out_dir / MANIFEST).exists() or (out_dir / SHARDS).exists():
@@ -225,12 +307,73 @@ def read_unit_marker(out_dir: Path, unit: int) -> dict | None:
     return out if isinstance(out, dict) and "n_batches" in out else None
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def unit_projection(out_dir: Path, markers: Sequence[dict | None]) -> str | None:
+    """The projection digest of the finished units (``markers``, None for an unfinished one),
+    None when there are none; :class:`StoreMismatchError` when they disagree."""
+    digests = {m["projection_sha256"] for m in markers if m is not None}
+    if len(digests) > 1:
+        raise StoreMismatchError(
+            f"units of {out_dir} were computed with different projection matrices "
+            f"({', '.join(sorted(d[:12] for d in digests))}); rebuild it with --overwrite")
+    return next(iter(digests), None)
+
+
+def finding_dict(f: Finding) -> dict:
+    """A finding as the manifest (and a unit marker) records it."""
+    return {"source": f.source, "line": f.line, "message": f.message,
+            "code": getattr(f, "code", "invalid"), "index": getattr(f, "index", None)}
+
+
+def finding_from_dict(d: dict) -> Finding:
+    """The finding :func:`finding_dict` recorded."""
+    return Finding(str(d.get("source", "")), int(d.get("line", 0)), str(d.get("message", "")),
+                   code=str(d.get("code", "invalid")), index=d.get("index"))
+
+
+#: arrays every shard holds (a shard lacking one is recomputed): results, then the examples'
+#: token metadata (the assembled table and token profiles come from shards only)
+SHARD_KEYS = ("positions", "features", "input_factors", "output_factors", "energy",
+              "grad_norm", "loss", "token_nll", "token_rank", "token_counts",
+              "token_nll_noinput", "loss_noinput", "plan_sha256", "n_tokens", "n_input_tokens",
+              "n_target_tokens", "n_truncated", "template", "target_ids", "target_pieces")
+
+
+def shard_arrays(positions: np.ndarray, plan: np.ndarray, batch: Sequence[Encoded],
+                 res: BatchResult) -> dict[str, np.ndarray]:
+    """Everything the store keeps of one batch (:data:`SHARD_KEYS`).
+
+    Parameters
+    ----------
+    positions : (B,) int64
+        Each row's position among the examples given to ``extract``.
+    plan : (32,) uint8
+        The unit's plan digest (sha256 bytes).
+    batch : B tokenised examples, in row order
+    res : their :class:`~constraintlab.encode.gradients.BatchResult`
+    """
+    return {
+        "positions": positions, "plan_sha256": plan,
+        "features": res.features.astype(np.float32),
+        "input_factors": res.input_factors.astype(np.float32),
+        "output_factors": res.output_factors.astype(np.float32),
+        "energy": res.energy, "grad_norm": res.grad_norm, "loss": res.loss,
+        "token_nll": res.token_nll.astype(np.float32),
+        "token_rank": res.token_rank.astype(np.int32),
+        "token_counts": res.token_counts,
+        "token_nll_noinput": res.token_nll_noinput.astype(np.float32),
+        "loss_noinput": res.loss_noinput,
+        "n_tokens": np.asarray([e.n_tokens for e in batch], dtype=np.int64),
+        "n_input_tokens": np.asarray([e.n_input_tokens for e in batch], dtype=np.int64),
+        "n_target_tokens": np.asarray([e.n_target_tokens for e in batch], dtype=np.int64),
+        "n_truncated": np.asarray([e.n_truncated for e in batch], dtype=np.int64),
+        "template": np.asarray([e.template for e in batch], dtype=str),
+        "target_ids": np.concatenate(
+            [e.input_ids[e.predicted_targets()] for e in batch]).astype(np.int32),
+        # one JSON list per example (JSON escapes control characters, so NumPy's unicode
+        # arrays, which drop trailing NULs, keep every piece)
+        "target_pieces": np.asarray(
+            [json.dumps(e.target_pieces(), ensure_ascii=False) for e in batch], dtype=str),
+    }
 
 
 def write_shard(out_dir: Path, batch_id: int | str, arrays: dict[str, np.ndarray]) -> None:
@@ -246,7 +389,7 @@ def write_shard(out_dir: Path, batch_id: int | str, arrays: dict[str, np.ndarray
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     _fsync_dir(final.parent)
-    write_json_atomic(marker, {"size": final.stat().st_size, "sha256": _file_sha256(final),
+    write_json_atomic(marker, {"size": final.stat().st_size, "sha256": file_sha256(final),
                                "arrays": sorted(arrays)})
 
 
@@ -262,7 +405,7 @@ def verify_shard(out_dir: Path, batch_id: int | str) -> bool:
             why = "its marker is not a JSON object"
         elif meta.get("size") != path.stat().st_size:
             why = f"{path.stat().st_size} bytes, its marker says {meta.get('size')}"
-        elif meta.get("sha256") != _file_sha256(path):
+        elif meta.get("sha256") != file_sha256(path):
             why = "its content does not match the sha256 in its marker"
     except FileNotFoundError:
         why = "it has no marker (the run stopped while writing it)"
@@ -295,6 +438,201 @@ def read_shard(out_dir: Path, batch_id: int | str, keys: Sequence[str] = ()
         return None
     return out
 
+
+def assemble(out_dir: Path, manifest: dict, given: Sequence[Example],
+             markers: Sequence[dict | None], stats: dict) -> None:
+    """Turn the finished units' shards into the complete store (the files of the module
+    docstring), write its manifest, complete, and remove ``shards/``.
+
+    Parameters
+    ----------
+    out_dir : the store directory
+    manifest : the manifest written when the store was opened (:func:`new_manifest`)
+    given : everything given to ``extract`` (shard ``positions`` index it; rows are the usable
+        examples, in this order)
+    markers : each unit's marker (:func:`read_unit_marker`); every unit must be finished
+    stats : the run's statistics, recorded under the manifest's ``stats``
+
+    Raises
+    ------
+    ConfigError
+        A unit is unfinished, or a shard is missing or damaged (its unit's marker is removed,
+        so the same command recomputes it).
+    InputError
+        Every example was skipped.
+    StoreMismatchError
+        The units were computed with different projection matrices.
+    """
+    out_dir = Path(out_dir)
+    missing = [u for u, m in enumerate(markers) if m is None]
+    if missing:
+        raise ConfigError(f"{len(missing)} work unit(s) of {out_dir} are unfinished (first: "
+                          f"{missing[0]}); run the same extract command again")
+    projection = unit_projection(out_dir, markers)
+    skipped = [finding_from_dict(f) for m in markers for f in m.get("skipped", [])]
+    skipped_pos = {p for m in markers for p in m.get("skipped_positions", [])}
+    row_of = np.full(len(given), -1, dtype=np.int64)
+    kept = [p for p in range(len(given)) if p not in skipped_pos]
+    row_of[kept] = np.arange(len(kept))
+    if not kept:
+        raise InputError(skipped)
+    if skipped:
+        logger.warning("skipped %d of %d example(s) the encoder cannot use (e.g. %s)",
+                       len(skipped), len(given), skipped[0])
+    examples = [given[p] for p in kept]
+    manifest = dict(manifest)
+    n = len(examples)
+    tmp = {name: out_dir / f"{name}.npy.tmp" for name in
+           ("features", "input_factors", "output_factors")}
+    shapes = {"features": (n, manifest["dim"]), "input_factors": (n, manifest["d_model"]),
+              "output_factors": (n, manifest["d_model"])}
+    rows = _gather(out_dir, markers, row_of, tmp, shapes, len(manifest["modules"]))
+    rows.tokens.save(out_dir, suffix=".tmp")
+    table = _examples_table(examples, rows, manifest["modules"])
+    table.to_csv(out_dir / "examples.csv.tmp", index=False, float_format="%.17g")
+    for name, path in tmp.items():
+        os.replace(path, out_dir / f"{name}.npy")
+    TokenProfiles.commit(out_dir, suffix=".tmp")
+    os.replace(out_dir / "examples.csv.tmp", out_dir / "examples.csv")
+    n_trunc = int(table["truncated"].sum())
+    if n_trunc:
+        logger.warning("%d of %d examples were truncated to max_length, or to the model's "
+                       "positions where those are fewer (%d tokens dropped)",
+                       n_trunc, n, int(table["n_truncated"].sum()))
+    manifest["n_rows"] = n
+    manifest["skipped"] = [finding_dict(f) for f in skipped]
+    manifest["n_batches"] = sum(m["n_batches"] for m in markers)
+    manifest["plan_sha256"] = json_sha256([m["plan_sha256"] for m in markers])
+    manifest["projection_sha256"] = projection
+    manifest["stats"] = {
+        **stats,
+        # what each run (this one and any interrupted one before it) computed, by its units
+        "runs": _runs(markers),
+        "n_truncated_examples": n_trunc,
+        "n_truncated_tokens": int(table["n_truncated"].sum()),
+        "n_target_tokens": int(table["n_target_tokens"].sum()),
+        "n_tokens": int(table["n_tokens"].sum()),
+    }
+    manifest["complete"] = True
+    write_json_atomic(out_dir / MANIFEST, manifest)
+    shutil.rmtree(out_dir / SHARDS, ignore_errors=True)
+
+
+#: per-example numbers of a shard that become columns of ``examples.csv`` as they are
+_COUNTS = ("n_tokens", "n_input_tokens", "n_target_tokens", "n_truncated")
+
+
+@dataclass
+class _Rows:
+    """The per-example results of every shard, in row order (what :func:`_gather` collects)."""
+
+    energy: np.ndarray          # (N, M) float64
+    grad_norm: np.ndarray       # (N,) float64
+    loss: np.ndarray            # (N,) float64
+    loss_noinput: np.ndarray    # (N,) float64
+    counts: dict[str, np.ndarray]   # _COUNTS, each (N,) int64
+    template: list[str]
+    tokens: TokenProfiles
+
+
+def _gather(out_dir: Path, markers: Sequence[dict], row_of: np.ndarray,
+            tmp: dict[str, Path], shapes: dict[str, tuple[int, int]], n_sites: int) -> _Rows:
+    """Read every unit's shards in order: the (N, k) and (N, d) arrays go straight into the
+    memory-mapped files ``tmp`` (flushed and closed here), the rest is returned.
+
+    ``row_of`` : (len(given),) int64, each position's row (-1: skipped).
+    """
+    n = shapes["features"][0]
+    big = {name: np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                           shape=shapes[name]) for name, path in tmp.items()}
+    energy = np.zeros((n, n_sites))
+    grad_norm, loss, loss_noinput = np.zeros(n), np.zeros(n), np.zeros(n)
+    counts = {name: np.zeros(n, dtype=np.int64) for name in _COUNTS}
+    template: list[str] = [""] * n
+    tok: dict[str, list] = {name: [None] * n for name in ("nll", "rank", "ids", "noinput")}
+    lines: list[str] = ["[]"] * n
+    for u, marker in enumerate(markers):
+        for j in range(marker["n_batches"]):
+            shard = read_shard(out_dir, shard_key(u, j), SHARD_KEYS)
+            if shard is None:
+                unit_marker_path(out_dir, u).unlink(missing_ok=True)   # recompute the unit
+                raise ConfigError(f"shard {shard_key(u, j)} of {out_dir} is missing or "
+                                  "damaged; run the same extract command again (it "
+                                  "recomputes that batch)")
+            rows = row_of[shard["positions"]]
+            for name, arr in big.items():
+                arr[rows] = shard[name]
+            energy[rows] = shard["energy"]
+            grad_norm[rows] = shard["grad_norm"]
+            loss[rows] = shard["loss"]
+            loss_noinput[rows] = shard["loss_noinput"]
+            for name, arr in counts.items():
+                arr[rows] = shard[name]
+            bounds = np.concatenate([[0], np.cumsum(shard["token_counts"])])
+            for i, r in enumerate(rows.tolist()):
+                sl = slice(bounds[i], bounds[i + 1])
+                tok["nll"][r] = shard["token_nll"][sl]
+                tok["rank"][r] = shard["token_rank"][sl]
+                tok["ids"][r] = shard["target_ids"][sl]
+                tok["noinput"][r] = shard["token_nll_noinput"][sl]
+                lines[r] = str(shard["target_pieces"][i])
+                template[r] = str(shard["template"][i])
+    for mm in big.values():
+        mm.flush()
+    del big, mm                                 # close the maps before they are renamed
+    offsets = np.concatenate([[0], np.cumsum([len(x) for x in tok["nll"]])]).astype(np.int64)
+
+    def cat(parts: list, dtype) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    tokens = TokenProfiles(offsets, cat(tok["nll"], np.float32), cat(tok["rank"], np.int32),
+                           cat(tok["ids"], np.int32), lines, cat(tok["noinput"], np.float32))
+    return _Rows(energy=energy, grad_norm=grad_norm, loss=loss, loss_noinput=loss_noinput,
+                 counts=counts, template=template, tokens=tokens)
+
+
+def _examples_table(examples: Sequence[Example], rows: _Rows,
+                    sites: list[dict[str, Any]]) -> pd.DataFrame:
+    """``examples.csv``: one row per example (the columns of the module docstring)."""
+    loss, loss_noinput, counts = rows.loss, rows.loss_noinput, rows.counts
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ifd = np.where(loss_noinput > 0, loss / loss_noinput, np.nan)
+    table = pd.DataFrame({
+        "index": [ex.index for ex in examples],
+        "line": [ex.line for ex in examples],
+        "schema": [ex.schema for ex in examples],
+        "template": rows.template,
+        "n_tokens": counts["n_tokens"],
+        "n_input_tokens": counts["n_input_tokens"],
+        "n_target_tokens": counts["n_target_tokens"],
+        "n_truncated": counts["n_truncated"],
+        "truncated": counts["n_truncated"] > 0,
+        "loss": loss,
+        "nll_noinput": loss_noinput,
+        "input_gain": loss_noinput - loss,
+        "ifd": ifd,
+        "grad_norm": rows.grad_norm,
+    })
+    for j, site in enumerate(sites):
+        table[site["column"]] = rows.energy[:, j]
+    return table
+
+
+def _runs(markers: Sequence[dict]) -> list[dict[str, Any]]:
+    """What each run computed, by the units' markers, in the order the runs finished."""
+    runs: dict[str, dict] = {}
+    for m in markers:
+        r = runs.setdefault(m["run"], {"run": m["run"], "mode": m["mode"], "units": 0,
+                                       "examples_computed": 0, "worker_seconds": 0.0,
+                                       "finished": m["finished"]})
+        r["units"] += 1
+        r["examples_computed"] += m["examples_computed"]
+        r["worker_seconds"] = round(r["worker_seconds"] + m["seconds"], 3)
+        r["finished"] = max(r["finished"], m["finished"])
+    return sorted(runs.values(), key=lambda r: r["finished"])
+
+
+# ---- reading (and the profiles' own files) -----------------------------------------------
 
 class TokenProfiles:
     """Per-token profiles of the target tokens of N examples (ragged, concatenated).
@@ -347,12 +685,6 @@ class TokenProfiles:
         lines = [json.dumps(list(p), ensure_ascii=False) for p in pieces]
         return cls(offsets, cat(nll, np.float32), cat(rank, np.int32), cat(ids, np.int32),
                    lines, None if nll_noinput is None else cat(nll_noinput, np.float32))
-
-    @property
-    def input_gain(self) -> np.ndarray | None:
-        """(T,) float32 ``nll_noinput - nll``: nats the input explains of each target token
-        (NaN where not scored without input); None without ``nll_noinput``."""
-        return None if self.nll_noinput is None else self.nll_noinput - self.nll
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -468,10 +800,8 @@ class FeatureStore:
             raise StoreMismatchError(
                 f"{self.path} is damaged (its files hold different numbers of examples); "
                 "rebuild it with --overwrite or choose another --out")
-        self.skipped = [Finding(str(f.get("source", "")), int(f.get("line", 0)),
-                                str(f.get("message", "")), code=str(f.get("code", "invalid")),
-                                index=f.get("index"))
-                        for f in manifest.get("skipped", []) if isinstance(f, dict)]
+        self.skipped = [finding_from_dict(f) for f in manifest.get("skipped", [])
+                        if isinstance(f, dict)]
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> FeatureStore:
@@ -535,9 +865,7 @@ def store_key(config, content_hash: str) -> str:
 
     ``config`` is an :class:`~constraintlab.encode.EncodeConfig`.
     """
-    blob = json.dumps({"config": config.to_dict(), "data": content_hash, "v": __version__},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_sha256({"config": config.to_dict(), "data": content_hash, "v": __version__})[:16]
 
 
 def open_matching_store(directory: str | os.PathLike, config, content_hash: str,

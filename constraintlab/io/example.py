@@ -137,8 +137,3 @@ class Example:
         (just the target when there is no input). What the lexical analyses compare."""
         inp = self.input_text
         return f"{inp}\n\n{self.target_text}" if inp else self.target_text
-
-    @property
-    def location(self) -> str:
-        """``source:line``, the way problems and reports point at a record."""
-        return f"{self.source}:{self.line}"

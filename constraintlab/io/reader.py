@@ -41,23 +41,22 @@ note (used)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from constraintlab._hashing import json_sha256
 from constraintlab.errors import Finding, InputError, Problem
 from constraintlab.io._json import key_list
 from constraintlab.io.config import ReadConfig
 from constraintlab.io.example import Example
-from constraintlab.io.records import read_raw
+from constraintlab.io.records import RawFile, read_raw, record_bytes
 from constraintlab.io.schemas import (
     Note,
     RecordProblem,
@@ -100,6 +99,9 @@ class ExampleSet:
         feature store of one reading is never reused for another.
     config : ReadConfig
         The settings it was read with.
+    raw : RawFile
+        The records as parsed (:func:`~constraintlab.io.records.read_raw`): what
+        :meth:`record_bytes` writes back, so nothing reads the data a second time.
     """
 
     examples: list[Example]
@@ -108,6 +110,7 @@ class ExampleSet:
     n_records: int
     content_hash: str
     config: ReadConfig
+    raw: RawFile = field(repr=False)
     skipped: list[Finding] = field(default_factory=list)
     notes: list[Finding] = field(default_factory=list)
 
@@ -131,6 +134,12 @@ class ExampleSet:
 
     def __getitem__(self, i: int) -> Example:
         return self.examples[i]
+
+    def record_bytes(self, ids: Sequence[int]) -> tuple[list[bytes], str]:
+        """The records of the examples ``ids`` (``Example.index``), in that order, as they are
+        written back: the original lines of a JSON Lines file, else one JSON object per line
+        (:func:`~constraintlab.io.records.record_bytes`). Nothing is read again."""
+        return record_bytes(self.raw, ids)
 
     def reading(self) -> str:
         """How the records were read, in one sentence: the schema and what is the target."""
@@ -231,7 +240,7 @@ def read_examples(data: Any, config: ReadConfig | None = None, **settings: Any) 
     assert schema is not None
     return ExampleSet(examples=examples, source=raw.source, schema=schema,
                       n_records=len(chosen), content_hash=_examples_hash(content_hash, config),
-                      config=config,
+                      config=config, raw=raw,
                       skipped=problems, notes=notes)
 
 
@@ -242,8 +251,7 @@ def _examples_hash(raw_hash: str, config: ReadConfig) -> str:
              if getattr(config, k) != getattr(ReadConfig, k)}
     if not picks:
         return raw_hash
-    blob = json.dumps({"data": raw_hash, "read": picks}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return json_sha256({"data": raw_hash, "read": picks})
 
 
 def _one_format_problem(problems: list[Finding], records: list, schema: str | None,
@@ -324,8 +332,7 @@ def _selection(n: int, content_hash: str, config: ReadConfig) -> tuple[range | l
         return range(n), content_hash
     logger.info("reading %d of %d records (%s)", len(chosen), n,
                 ", ".join(f"{k} {v}" for k, v in what.items()))
-    blob = json.dumps({"data": content_hash, **what}, sort_keys=True).encode()
-    return chosen, hashlib.sha256(blob).hexdigest()
+    return chosen, json_sha256({"data": content_hash, **what})
 
 
 def _counts(findings: list[Finding]) -> str:

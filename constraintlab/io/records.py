@@ -53,13 +53,15 @@ import re
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from constraintlab._hashing import file_sha256
+from constraintlab._text import type_name
 from constraintlab.errors import ConstraintlabError, InputError, Problem
-from constraintlab.io._json import key_list, type_name
+from constraintlab.io._json import key_list
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +119,16 @@ class RawRecord:
 
     ``value`` is the parsed JSON value (a dict when the file is well formed), or ``None`` with
     ``problem`` (and its reason ``code``) set when this record could not be parsed or is
-    hostile (too large, too deep, ...) but the rest of the file can be read.
+    hostile (too large, too deep, ...) but the rest of the file can be read. ``text`` is a
+    JSON Lines record's line as stored, ending in a newline (a UTF-8 byte-order mark at the
+    start of the file is not part of it); None for other formats and for problem lines.
     """
 
     line: int
     value: Any = None
     problem: str | None = None
     code: str | None = None
+    text: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,29 @@ def _open_regular(path: Path, source: str) -> tuple[IO[bytes], int]:
     return os.fdopen(fd, "rb"), st.st_size
 
 
+def record_bytes(raw: RawFile, indices: Sequence[int]) -> tuple[list[bytes], str]:
+    """The bytes to write back for the records ``indices``, in that order, one line each.
+
+    Parameters
+    ----------
+    raw : what :func:`read_raw` read
+    indices : 0-based record indices (``Example.index``) of readable records
+
+    Returns
+    -------
+    chunks : list of bytes
+        Each ending in ``\\n``. For an uncompressed JSON Lines source, the original line
+        bytes, unchanged; otherwise (``.json`` document, ``.csv``, ``.parquet``, ``.gz``,
+        records in memory) one ``json.dumps(record, ensure_ascii=False)`` object per line.
+    mode : str
+        ``"original lines"`` or ``"json objects"``.
+    """
+    if raw.original_lines:
+        return [raw.records[i].text for i in indices], "original lines"
+    return [(json.dumps(raw.records[i].value, ensure_ascii=False, default=str) + "\n")
+            .encode("utf-8") for i in indices], "json objects"
+
+
 def _read_path(path: Path) -> RawFile:
     source = str(path)
     fh, size = _open_regular(path, source)
@@ -351,7 +379,7 @@ def _read_path(path: Path) -> RawFile:
                                       f"{suffix or '(none)'!r}: constraintlab reads {_READS}")])
         try:
             if suffix == ".parquet":
-                digest = _hash_file(fh)
+                digest = file_sha256(fh)
                 return RawFile(source, _parquet_records(path), digest)
             if gzipped:
                 with _gunzip(fh, source) as plain:
@@ -404,7 +432,7 @@ def _read_csv_file(fh: IO[bytes], source: str) -> RawFile:
     head = fh.read(_HEAD_BYTES)
     _check_head(head, source)
     fh.seek(0)
-    digest = _hash_file(fh)
+    digest = file_sha256(fh)
     fh.seek(0)
     text: io.TextIOWrapper | None = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
     limit = csv.field_size_limit()
@@ -463,13 +491,6 @@ def _first_bad_utf8(fh: IO[bytes], source: str) -> Problem:
         except UnicodeDecodeError as err:
             return Problem(source, lineno, _bad_byte(line, err))
     return Problem(source, 1, "not valid UTF-8")  # pragma: no cover - the decoder said so
-
-
-def _hash_file(fh: IO[bytes]) -> str:
-    hasher = hashlib.sha256()
-    while chunk := fh.read(_SKIP_CHUNK):
-        hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def _read_json_file(fh: IO[bytes], size: int, source: str, suffix: str) -> RawFile:
@@ -622,7 +643,7 @@ def _parse_line(lineno: int, line: bytes) -> RawRecord:
     found = check_value(value)
     if found is not None:
         return RawRecord(lineno, problem=found[1], code=found[0])
-    return RawRecord(lineno, value=value)
+    return RawRecord(lineno, value=value, text=line if line.endswith(b"\n") else line + b"\n")
 
 
 def _long_number(digits: int) -> str:
@@ -688,7 +709,8 @@ def _json_document_records(raw: bytes, source: str) -> list[RawRecord]:
                                   f'{key_list(value)})')])
     else:
         raise InputError([Problem(source, 1, "the JSON document must be an array of records "
-                                  f"or an object with \"data\", not {type_name(value)}")])
+                                  "or an object with \"data\", not "
+                                  f"{type_name(value, json=True)}")])
     if not value:
         raise InputError([Problem(source, 1, "no records: the array is empty")])
     lines = _line_numbers(text, [a for a, _ in spans])

@@ -53,7 +53,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from constraintlab.io._json import key_list, type_name
+from constraintlab._text import type_name
+from constraintlab.io._json import key_list
 from constraintlab.io.example import ROLES, Message
 
 #: Keys that identify each schema, checked in this order.
@@ -105,7 +106,7 @@ TARGET_NAMES = ("response", "output", "answer", "completion", "solution", "targe
 def describe_unknown(record: Any) -> str:
     """The message for a record that matches no schema."""
     if not isinstance(record, dict):
-        return f"record must be a JSON object, not {type_name(record)}"
+        return f"record must be a JSON object, not {type_name(record, json=True)}"
     return ("no known schema: expected messages, conversations, prompt+completion, "
             "chosen+rejected, instruction+output, question+answer or text (found keys: "
             f"{key_list(record)})")
@@ -138,7 +139,7 @@ def convert(record: Any, schema: str, *, all_assistant: bool, notes: list[Note] 
     """
     notes = [] if notes is None else notes
     if not isinstance(record, dict):
-        raise RecordProblem(f"record must be a JSON object, not {type_name(record)}",
+        raise RecordProblem(f"record must be a JSON object, not {type_name(record, json=True)}",
                             "not_object")
     if schema == "chat":
         messages = _chat_messages(_field(record, "messages", list), "messages", notes)
@@ -167,8 +168,8 @@ def convert(record: Any, schema: str, *, all_assistant: bool, notes: list[Note] 
         instruction = _field(record, "instruction", str)
         extra = record.get("input")
         if extra is not None and not isinstance(extra, str):
-            raise RecordProblem(f"field 'input' must be a string, not {type_name(extra)}",
-                                "wrong_type")
+            raise RecordProblem("field 'input' must be a string, not "
+                                f"{type_name(extra, json=True)}", "wrong_type")
         target = _target(record, "output")
         has_extra = bool(extra and extra.strip())
         if not instruction.strip():
@@ -204,8 +205,8 @@ def _field(record: dict, name: str, kind: type) -> Any:
         raise RecordProblem(f"missing field '{name}'", "missing_field")
     value = record[name]
     if not isinstance(value, kind):
-        raise RecordProblem(f"field '{name}' must be {_KIND[kind]}, not {type_name(value)}",
-                            "wrong_type")
+        raise RecordProblem(f"field '{name}' must be {_KIND[kind]}, not "
+                            f"{type_name(value, json=True)}", "wrong_type")
     return value
 
 
@@ -227,7 +228,7 @@ def _content(value: Any, where: str, notes: list[Note]) -> str:
                     part.get("text"), str):
                 parts.append(part["text"])
             else:
-                kind = part.get("type") if isinstance(part, dict) else type_name(part)
+                kind = part.get("type") if isinstance(part, dict) else type_name(part, json=True)
                 raise RecordProblem(f"{where} has a content part of type {kind!r}; only text "
                                     "parts are supported", "bad_content")
         if not any(code == "content_parts" for code, _ in notes):
@@ -236,7 +237,7 @@ def _content(value: Any, where: str, notes: list[Note]) -> str:
         return "".join(parts)
     if value is None:
         raise RecordProblem(f"{where} has no content", "bad_content")
-    raise RecordProblem(f"{where} content must be a string, not {type_name(value)}",
+    raise RecordProblem(f"{where} content must be a string, not {type_name(value, json=True)}",
                         "bad_content")
 
 
@@ -250,7 +251,7 @@ def _tool_calls(item: dict, role: str, where: str) -> tuple[dict[str, Any], ...]
         raise RecordProblem(f"{where} has tool_calls but role {role!r}; only assistant turns "
                             "call tools", "bad_tool_call")
     if not isinstance(calls, list):
-        raise RecordProblem(f"{where} tool_calls must be a list, not {type_name(calls)}",
+        raise RecordProblem(f"{where} tool_calls must be a list, not {type_name(calls, json=True)}",
                             "bad_tool_call")
     for j, call in enumerate(calls):
         fn = call.get("function", call) if isinstance(call, dict) else None
@@ -261,7 +262,7 @@ def _tool_calls(item: dict, role: str, where: str) -> tuple[dict[str, Any], ...]
         args = fn.get("arguments")
         if args is not None and not isinstance(args, (str, dict)):
             raise RecordProblem(f"{where} tool_calls[{j}] arguments must be a string or an "
-                                f"object, not {type_name(args)}", "bad_tool_call")
+                                f"object, not {type_name(args, json=True)}", "bad_tool_call")
     return tuple(calls)
 
 
@@ -282,7 +283,7 @@ def _chat_messages(items: list, name: str, notes: list[Note]) -> tuple[Message, 
         where = f"{name}[{i}]"
         if not isinstance(item, dict):
             raise RecordProblem(f"{where} must be an object with role and content, not "
-                                f"{type_name(item)}", "bad_turn")
+                                f"{type_name(item, json=True)}", "bad_turn")
         if "role" not in item:
             raise RecordProblem(f"{where} has no 'role'", "bad_turn")
         role = item["role"]
@@ -301,7 +302,7 @@ def _sharegpt_messages(items: list, notes: list[Note]) -> tuple[Message, ...]:
         where = f"conversations[{i}]"
         if not isinstance(item, dict):
             raise RecordProblem(f"{where} must be an object with from and value, not "
-                                f"{type_name(item)}", "bad_turn")
+                                f"{type_name(item, json=True)}", "bad_turn")
         speaker = item.get("from", item.get("role"))
         if speaker is None:
             raise RecordProblem(f"{where} has no 'from'", "bad_turn")
@@ -360,8 +361,8 @@ def _prompt_completion(record: dict, notes: list[Note]
         # The whole completion is the target (TRL's completion-only loss).
         return messages, _assistant_targets(messages, True, start=len(head), notes=notes), True
     raise RecordProblem("fields 'prompt' and 'completion' must both be strings or both be "
-                        f"lists of messages (got {type_name(prompt)} and "
-                        f"{type_name(completion)})", "wrong_type")
+                        f"lists of messages (got {type_name(prompt, json=True)} and "
+                        f"{type_name(completion, json=True)})", "wrong_type")
 
 
 # An Anthropic-HH transcript: turns marked "Human:" / "Assistant:" at the start or after a
@@ -393,7 +394,7 @@ def _preference(record: dict, side: str, all_assistant: bool, notes: list[Note]
     reply, prompt = record[side], record.get("prompt")
     if prompt is not None and not isinstance(prompt, (str, list)):
         raise RecordProblem(f"field 'prompt' must be a string or a list of messages, not "
-                            f"{type_name(prompt)}", "wrong_type")
+                            f"{type_name(prompt, json=True)}", "wrong_type")
     head: tuple[Message, ...] = ()
     hh_prompt = isinstance(prompt, str) and _HH_MARK.match(prompt) is not None
     if isinstance(prompt, list):
@@ -425,7 +426,7 @@ def _preference(record: dict, side: str, all_assistant: bool, notes: list[Note]
         messages = tail if _starts_with(tail, head) else head + tail
     else:
         raise RecordProblem(f"field '{side}' must be a string or a list of messages, not "
-                            f"{type_name(reply)}", "wrong_type")
+                            f"{type_name(reply, json=True)}", "wrong_type")
     if not messages:
         raise RecordProblem(f"field '{side}' holds no turns", "empty_conversation")
     return messages, _assistant_targets(messages, all_assistant, notes=notes), True

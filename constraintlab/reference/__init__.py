@@ -13,11 +13,12 @@ Reports name it through :func:`model_info`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from constraintlab._hashing import file_sha256
 
 REFERENCE_MODEL_NAME = "constraintlab-reference"
 REFERENCE_MODEL_VERSION = "1"
@@ -50,11 +51,9 @@ def is_installed() -> bool:
 
 @lru_cache(maxsize=4)
 def _sha256(path: Path, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """:func:`~constraintlab._hashing.file_sha256` of ``path``, once per version of the file
+    (its modification time and size are the cache key)."""
+    return file_sha256(path)
 
 
 def model_info() -> dict[str, Any]:

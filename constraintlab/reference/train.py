@@ -39,7 +39,6 @@ nats/token (first 400 problems, plain rendering) against 5.565 for the unigram b
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -49,6 +48,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from constraintlab._hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +121,6 @@ def read_jsonl(path: Path) -> list[dict]:
     """Read a JSON-lines file into a list of dicts."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def plain_text(question: str, answer: str, sep: str = "\n\n") -> str:
@@ -529,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "chat_template": "ChatML with {% generation %} around assistant contents",
         },
         "data": [
-            {**src, "sha256": sha256_file(args.data_dir / src["file"])}
+            {**src, "sha256": file_sha256(args.data_dir / src["file"])}
             if src["file"].endswith(".jsonl") else src
             for src in DATA_SOURCES
         ],

@@ -85,3 +85,9 @@ def _diff(a: str, b: str) -> tuple[str, str]:
             if tb:
                 right.append(f"<ins>{tb}</ins>")
     return " ".join(left), " ".join(right)
+
+
+def number_line(label: str, value: str, text: str) -> str:
+    """A line of the terminal summary's numbers: ``label`` from column 2, ``value``
+    right-aligned to column 29 (a wider one pushes on), three spaces, ``text``."""
+    return f"  {label:<17}{value:>10}   {text}"

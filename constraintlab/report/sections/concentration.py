@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from constraintlab.report._format import _e, _num, _text
+from constraintlab.report._format import _e, _num, _text, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -44,9 +44,9 @@ def _line(v: View) -> list[str]:
     c = v.data.get("concentration")
     if not c:
         return []
-    return [f"  concentration    {c['half_energy_share']:>10.1%}   of the examples hold half "
-            f"the squared gradient norm (effective examples {c['effective_examples']:.0f} of "
-            f"{c['n']})"]
+    return [number_line("concentration", f"{c['half_energy_share']:.1%}",
+                        f"of the examples hold half the squared gradient norm (effective "
+                        f"examples {c['effective_examples']:.0f} of {c['n']})")]
 
 
 SECTION = Section(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from constraintlab.report._format import _diff, _e, _text
+from constraintlab.report._format import _diff, _e, _text, number_line
 from constraintlab.report.sections import Fix, Part, Section, View
 
 _TITLE = "Contradictions: same input, different target"
@@ -48,8 +48,8 @@ def _html(v: View, limit: int = 10) -> list[str]:
 
 
 def _line(v: View) -> list[str]:
-    return [f"  contradictions   {v.metrics['contradictions']:>10d}   pairs (same input, "
-            "different target)"]
+    return [number_line("contradictions", f"{v.metrics['contradictions']:d}",
+                        "pairs (same input, different target)")]
 
 
 SECTION = Section(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from constraintlab.report._format import _e, _num
+from constraintlab.report._format import _e, _num, number_line
 from constraintlab.report.sections import Fix, Part, Section, View
 
 
@@ -100,8 +100,9 @@ def _line(v: View) -> list[str]:
     if not v.data.get("families"):
         return []
     m = v.metrics
-    return [f"  variant families {m['families']:>10d}   {m['incoherent_families']} "
-            f"incoherent ({m['family_members']} examples)"]
+    return [number_line("variant families", f"{m['families']:d}",
+                        f"{m['incoherent_families']} incoherent ({m['family_members']} "
+                        "examples)")]
 
 
 SECTION = Section(

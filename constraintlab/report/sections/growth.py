@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 
 from constraintlab._text import visible
 from constraintlab.report import plots
-from constraintlab.report._format import _e, _img, _num
+from constraintlab.report._format import _e, _img, _num, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -43,10 +43,10 @@ def _line(v: View) -> list[str]:
     if not g:
         return []
     slope = g.get("slope_per_100")
-    return [f"  growth           {g['verdict']!s:>10}   "
-            + (f"+{slope:.1f} directions per 100 examples, elasticity "
-               f"{g['elasticity']:.2f}" if slope is not None and g.get("elasticity")
-               is not None else visible(g["reason"]))]
+    return [number_line("growth", str(g["verdict"]),
+                        f"+{slope:.1f} directions per 100 examples, elasticity "
+                        f"{g['elasticity']:.2f}" if slope is not None and g.get("elasticity")
+                        is not None else visible(g["reason"]))]
 
 
 SECTION = Section(

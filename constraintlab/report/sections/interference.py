@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from constraintlab.report._format import _e, _num
+from constraintlab.report._format import _e, _num, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -47,11 +47,11 @@ def _line(v: View) -> list[str]:
     if _measured(v) is None:
         return []
     m = v.metrics
-    return [f"  interference     {m['interference_excess']:>9.2f}x   its null "
-            f"({'above' if m['interference_above_null'] else 'near'} the data's own "
-            "baseline" + ("; from a model that barely conditions on the input, it "
-                          "restates that the model does not know this data)"
-                          if _limited(v) else ")")]
+    return [number_line("interference", f"{m['interference_excess']:.2f}x",
+                        f"its null ({'above' if m['interference_above_null'] else 'near'} "
+                        "the data's own baseline"
+                        + ("; from a model that barely conditions on the input, it restates "
+                           "that the model does not know this data)" if _limited(v) else ")"))]
 
 
 SECTION = Section(

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from constraintlab.errors import ConstraintlabError
 from constraintlab.report import plots
-from constraintlab.report._format import _e, _img, _num
+from constraintlab.report._format import _e, _img, _num, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -124,9 +124,9 @@ def _line(v: View) -> list[str]:
         return []
     ds = lm["dataset"]
     layer_share, kind_share = _top(lm, ds)
-    top = f"layer {ds['top_layer']}"
-    return [f"  layer map        {top:>10}   {layer_share:.0%} of the squared gradient "
-            f"norm; {ds['top_kind']} {kind_share:.0%}"]
+    return [number_line("layer map", f"layer {ds['top_layer']}",
+                        f"{layer_share:.0%} of the squared gradient norm; {ds['top_kind']} "
+                        f"{kind_share:.0%}")]
 
 
 SECTION = Section(

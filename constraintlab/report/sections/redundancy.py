@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from constraintlab.report._format import _e, _text
+from constraintlab.report._format import _e, _text, number_line
 from constraintlab.report.sections import Fix, Part, Section, View
 
 
@@ -36,8 +36,8 @@ def _html(v: View, limit: int = 10) -> list[str]:
 
 def _line(v: View) -> list[str]:
     m = v.metrics
-    return [f"  duplicates       {m['duplicates']:>10d}   {m['exact_duplicates']} exact, "
-            f"{m['near_duplicates']} near"]
+    return [number_line("duplicates", f"{m['duplicates']:d}",
+                        f"{m['exact_duplicates']} exact, {m['near_duplicates']} near")]
 
 
 SECTION = Section(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from constraintlab._text import visible
-from constraintlab.report._format import _clip, _e, _text
+from constraintlab.report._format import _clip, _e, _text, number_line
 from constraintlab.report.sections import Fix, Part, Section, View
 
 
@@ -135,8 +135,8 @@ def _line(v: View) -> list[str]:
         return [f"  suspects     {'not measured':>14}   the model cannot judge this "
                 f"data (capability above); {sus.get('flagged', 0)} flagged by the "
                 f"checks that ran{' (' + why + ')' if why else ''}"]
-    return [f"  suspects         {m['suspects']:>10d}   {m['suspect_share']:.1%} "
-            f"of the examples{' (' + why + ')' if why else ''}"]
+    return [number_line("suspects", f"{m['suspects']:d}", f"{m['suspect_share']:.1%} of the "
+                        f"examples{' (' + why + ')' if why else ''}")]
 
 
 SECTION = Section(

@@ -8,7 +8,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from constraintlab.report import plots
-from constraintlab.report._format import _img
+from constraintlab.report._format import _img, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -54,9 +54,10 @@ def _html(v: View) -> list[str]:
 
 def _line(v: View) -> list[str]:
     m = v.metrics
-    return [f"  effective rank   {m['effective_rank']:>10.1f}   of {m['examples']} examples "
-            f"(rank {m['rank']}{', lower bound' if m['rank_is_lower_bound'] else ''}; "
-            f"P = {m['unknowns']:,} unknowns)"]
+    return [number_line("effective rank", f"{m['effective_rank']:.1f}",
+                        f"of {m['examples']} examples (rank {m['rank']}"
+                        f"{', lower bound' if m['rank_is_lower_bound'] else ''}; "
+                        f"P = {m['unknowns']:,} unknowns)")]
 
 
 SECTION = Section(

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from constraintlab.report._format import _e, _num, _text
+from constraintlab.report._format import _e, _num, _text, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -103,10 +103,10 @@ def _line(v: View) -> list[str]:
     if not v.data.get("volatility"):
         return []
     m = v.metrics
-    return [f"  volatility p99   {m['volatility_p99']:>10.3f}   max "
-            f"{m['max_volatility']:.3f} (0 = predicted, 1 = unknown to the model"
-            + ("; here it restates that the model does not know this text)"
-               if _predicts_targets_false(v) else ")")]
+    return [number_line("volatility p99", f"{m['volatility_p99']:.3f}",
+                        f"max {m['max_volatility']:.3f} (0 = predicted, 1 = unknown to the model"
+                        + ("; here it restates that the model does not know this text)"
+                           if _predicts_targets_false(v) else ")"))]
 
 
 SECTION = Section(

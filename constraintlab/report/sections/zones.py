@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from constraintlab.errors import ConfigError
 from constraintlab.report import plots
-from constraintlab.report._format import _e, _img, _num, _text
+from constraintlab.report._format import _e, _img, _num, _text, number_line
 from constraintlab.report.sections import Part, Section, View
 
 
@@ -124,7 +124,7 @@ def _html(v: View, shown: int = 4) -> list[str]:
 
 def _line(v: View) -> list[str]:
     m = v.metrics
-    return [f"  pressure zones   {m['pressure_zones']:>10d}   of {m['zones']} zones"]
+    return [number_line("pressure zones", f"{m['pressure_zones']:d}", f"of {m['zones']} zones")]
 
 
 SECTION = Section(

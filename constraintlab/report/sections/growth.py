@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
 from matplotlib.figure import Figure
 
 from constraintlab._text import visible
-from constraintlab.report import plots
 from constraintlab.report._format import _e, _img, _num, number_line
+from constraintlab.report.plots import OKABE_ITO, STYLE
 from constraintlab.report.sections import Part, Section, View
 
 
+def growth_figure(growth: Mapping[str, Any]) -> Figure:
+    """The saturation curve: independent directions against examples, on nested subsamples.
+
+    Parameters
+    ----------
+    growth : dict
+        ``report["growth"]``: ``curve`` (``n``, ``rank``, ``effective_rank``, ``energy_rank``,
+        ``energy``), ``verdict``, ``slope_per_100``; ``capacity`` when known.
+    """
+    c = growth["curve"]
+    n = [int(v) for v in c["n"]]
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(6.4, 3.4))
+        ax = fig.subplots()
+        ax.plot(n, n, color=OKABE_ITO["black"], ls=":", lw=1,
+                label="one new direction per example")
+        ax.plot(n, c["rank"], color=OKABE_ITO["vermillion"], ls="--", marker="s", ms=3,
+                lw=1.2, label="rank")
+        ax.plot(n, c["effective_rank"], color=OKABE_ITO["green"], ls="-.", marker="^", ms=3,
+                lw=1.2, label="effective rank")
+        ax.plot(n, c["energy_rank"], color=OKABE_ITO["blue"], ls="-", marker="o", ms=4,
+                lw=2.0, label=f"directions carrying {100 * float(c['energy']):.0f} % of the "
+                              "energy (the verdict's curve)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("examples (seeded nested subsamples)")
+        ax.set_ylabel("independent directions")
+        slope = growth.get("slope_per_100")
+        ax.set_title(f"{str(growth['verdict']).replace('_', ' ')}"
+                     + (f": about {slope:.1f} new directions per 100 more examples"
+                        if slope is not None else ""))
+        ax.legend(loc="upper left", frameon=False, fontsize=8)
+        fig.tight_layout()
+    return fig
+
 def plot_growth(report) -> Figure:
     """The saturation curve: independent directions against examples (nested subsamples)."""
-    return plots.growth_figure(report._section("growth"))
+    return growth_figure(report._section("growth"))
 
 
 def _figure(report) -> Figure | None:

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from constraintlab.errors import ConstraintlabError
-from constraintlab.report import plots
 from constraintlab.report._format import _e, _img, _num, number_line
+from constraintlab.report.plots import STYLE
 from constraintlab.report.sections import Part, Section, View
 
+
+def layer_map_figure(share: Sequence[Sequence[float]], layers: Sequence[int],
+                     kinds: Sequence[str], *, title: str = "Layer map") -> Figure:
+    """Heatmap of a layer map: the share of the squared gradient norm on each LoRA site.
+
+    Sequential ``cividis`` colormap (readable with the common colour-vision deficiencies and in
+    grey-scale); each cell is annotated with its share when the map has at most 300 cells.
+
+    Parameters
+    ----------
+    share : (L, K) nested lists of float
+        Share of each (layer, module kind) cell (sums to 1; all 0 when the map is empty).
+    layers : (L,) int
+        Row labels (layer index; -1 outside the numbered blocks).
+    kinds : (K,) str
+        Column labels (module kinds, e.g. ``self_attn.q_proj``).
+    title : str
+    """
+    values = [[float(v) for v in row] for row in share]
+    n_l, n_k = len(values), len(values[0]) if values else 0
+    top = max((v for row in values for v in row), default=0.0)
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(max(4.0, min(1.0 * n_k + 2.4, 10.0)),
+                              max(3.0, min(0.32 * n_l + 1.8, 12.0))))
+        ax = fig.subplots()
+        image = ax.imshow(values if n_l and n_k else [[0.0]], cmap="cividis", aspect="auto",
+                          vmin=0.0, vmax=top if top > 0 else 1.0, interpolation="nearest")
+        if n_l * n_k <= 300:
+            for i, row in enumerate(values):
+                for j, v in enumerate(row):
+                    # cividis is dark at the bottom of the scale: light text there
+                    ax.text(j, i, f"{v:.0%}" if v >= 0.005 or v == 0 else "<1%",
+                            ha="center", va="center", fontsize=7,
+                            color="white" if top <= 0 or v / top < 0.55 else "black")
+        ax.set_xticks(range(n_k), [str(k) for k in kinds], rotation=30, ha="right")
+        ax.set_yticks(range(n_l), [str(layer) for layer in layers])
+        ax.set_xlabel("module kind")
+        ax.set_ylabel("layer")
+        ax.set_title(title)
+        bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02,
+                           format=PercentFormatter(1.0, decimals=0))
+        bar.set_label("share of squared grad norm")
+        fig.tight_layout()
+    return fig
 
 def layer_map(report, example: int | None = None, zone: int | None = None,
               share: bool = False) -> pd.DataFrame:
@@ -73,7 +121,7 @@ def plot_layer_map(report, zone: int | None = None, example: int | None = None) 
     what = ("the dataset" if zone is None and example is None
             else f"zone {zone}" if zone is not None else f"record {example}")
     table = layer_map(report, example=example, zone=zone, share=True)
-    return plots.layer_map_figure(table.to_numpy().tolist(), list(table.index),
+    return layer_map_figure(table.to_numpy().tolist(), list(table.index),
                                   list(table.columns), title=f"Layer map of {what}")
 
 

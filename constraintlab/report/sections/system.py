@@ -5,12 +5,46 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import matplotlib
 from matplotlib.figure import Figure
 
-from constraintlab.report import plots
 from constraintlab.report._format import _img, number_line
+from constraintlab.report.plots import OKABE_ITO, STYLE
 from constraintlab.report.sections import Part, Section, View
 
+
+def spectrum_figure(system: Mapping[str, Any]) -> Figure:
+    """Singular values (log scale) with the numerical rank and effective rank marked.
+
+    Parameters
+    ----------
+    system : dict
+        ``report["system"]``: needs ``singular_values`` (descending), ``rank``,
+        ``effective_rank``, ``rank_tolerance``.
+    """
+    s = [float(v) for v in system["singular_values"]]
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(6.4, 3.4))
+        ax = fig.subplots()
+        xs = range(1, len(s) + 1)
+        positive = [(x, v) for x, v in zip(xs, s, strict=True) if v > 0]
+        if positive:
+            ax.semilogy(*zip(*positive, strict=True), color=OKABE_ITO["blue"], lw=1.6,
+                        label="singular values")
+        tol = system.get("rank_tolerance")
+        if tol:
+            ax.axhline(tol, color=OKABE_ITO["black"], ls=":", lw=1,
+                       label=f"rank tolerance {tol:.3g}")
+        ax.axvline(system["rank"], color=OKABE_ITO["vermillion"], ls="--", lw=1.4,
+                   label=f"rank {system['rank']}")
+        ax.axvline(system["effective_rank"], color=OKABE_ITO["green"], ls="-.", lw=1.4,
+                   label=f"effective rank {system['effective_rank']:.1f}")
+        ax.set_xlabel("direction (sorted by strength)")
+        ax.set_ylabel("singular value")
+        ax.set_title("How many independent constraints the data imposes")
+        ax.legend(loc="upper right", frameon=False)
+        fig.tight_layout()
+    return fig
 
 def verdict_sentence(report: Mapping[str, Any]) -> str:
     """The verdict in one sentence with its numbers (plain text; used by the terminal too):
@@ -31,7 +65,7 @@ def verdict(report) -> str:
 
 def plot_spectrum(report) -> Figure:
     """Singular values with rank and effective rank marked."""
-    return plots.spectrum_figure(report.data["system"])
+    return spectrum_figure(report.data["system"])
 
 
 def _kpi(v: View) -> list[str]:

@@ -2,14 +2,133 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import networkx as nx
 import pandas as pd
 from matplotlib.figure import Figure
 
 from constraintlab.errors import ConfigError
-from constraintlab.report import plots
 from constraintlab.report._format import _e, _img, _num, _text, number_line
+from constraintlab.report.plots import OKABE_ITO, STYLE
 from constraintlab.report.sections import Part, Section, View
 
+
+def zones_figure(nodes: Iterable[int], edges: Iterable[tuple[int, int, float]],
+                 zone_of: Mapping[int, int], ranked_zones: Sequence[int],
+                 seed: int = 0) -> Figure:
+    """The constraint graph, nodes coloured by zone, conflict edges dashed.
+
+    Only examples with at least one edge are drawn (outliers are listed in the report).
+
+    Parameters
+    ----------
+    nodes : iterable of int
+        Example indices.
+    edges : iterable of (a, b, cos)
+        Signed edges of the constraint graph.
+    zone_of : mapping index -> zone id
+    ranked_zones : sequence of zone ids, highest pressure first (the first five get colours).
+    seed : int
+        Seed of the (spring) layout, so the drawing is the same every time.
+    """
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    g.add_weighted_edges_from((int(a), int(b), float(w)) for a, b, w in edges)
+    g.remove_nodes_from([n for n in list(g) if g.degree(n) == 0])
+    positions = nx.spring_layout(g, seed=seed, weight=None) if len(g) else {}
+    palette = [OKABE_ITO[c] for c in ("vermillion", "blue", "green", "orange", "purple")]
+    markers = ["o", "s", "^", "D", "v"]
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(6.4, 4.6))
+        ax = fig.subplots()
+        for a, b, w in g.edges(data="weight"):
+            (xa, ya), (xb, yb) = positions[a], positions[b]
+            ax.plot([xa, xb], [ya, yb], lw=0.4 + 1.2 * abs(w),
+                    color=OKABE_ITO["vermillion"] if w < 0 else "#BBBBBB",
+                    ls="--" if w < 0 else "-", alpha=0.7, zorder=1)
+        style = {z: (palette[i], markers[i]) for i, z in enumerate(ranked_zones[:5])}
+        labels = {st: f"zone {z}" for z, st in style.items()}
+        groups: dict[tuple[str, str], list[int]] = {}
+        for n in g:
+            groups.setdefault(style.get(zone_of.get(n, -1), ("#999999", ".")), []).append(n)
+        for (colour, marker), members in groups.items():
+            xs, ys = zip(*(positions[n] for n in members), strict=True)
+            ax.scatter(xs, ys, s=18, c=colour, marker=marker, zorder=2, edgecolors="white",
+                       linewidths=0.3, label=labels.get((colour, marker), "other zones"))
+        if not len(g):
+            ax.text(0.5, 0.5, "no edges above the noise floor", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title("Constraint graph: top zones by pressure; conflicts dashed red")
+        if len(g):
+            ax.legend(loc="best", frameon=False, fontsize=7)
+        fig.tight_layout()
+    return fig
+
+
+def zone_map_figure(zones: Sequence[Mapping[str, Any]],
+                    edges: Iterable[tuple[int, int, float]], zone_of: Mapping[int, int],
+                    limit: int = 15, seed: int = 0) -> Figure:
+    """The zones as one node each (area ~ members, pressure zones vermillion), joined by the
+    constraint-graph links between their members: line width ~ links, dashed red where most of
+    them conflict. A map of the data's regions, not of its examples.
+
+    Parameters
+    ----------
+    zones : report.json ``zones.zones`` entries (``id``, ``size``, ``label``,
+        ``is_pressure_zone``), most pressing first; the first ``limit`` are drawn.
+    edges : iterable of (a, b, cos) between examples.
+    zone_of : mapping example index -> zone id.
+    seed : seed of the spring layout.
+    """
+    shown = list(zones[:limit])
+    ids = {int(z["id"]) for z in shown}
+    links: dict[tuple[int, int], list[int]] = {}
+    for a, b, w in edges:
+        za, zb = zone_of.get(int(a), -1), zone_of.get(int(b), -1)
+        if za == zb or za not in ids or zb not in ids:
+            continue
+        entry = links.setdefault((min(za, zb), max(za, zb)), [0, 0])
+        entry[0] += 1
+        entry[1] += float(w) < 0
+    g = nx.Graph()
+    g.add_nodes_from(int(z["id"]) for z in shown)
+    for (za, zb), (n, bad) in links.items():
+        g.add_edge(za, zb, n=n, bad=bad, weight=float(n))
+    positions = nx.spring_layout(g, seed=seed, weight="weight") if len(g) else {}
+    most = max((d["n"] for *_, d in g.edges(data=True)), default=1)
+    with matplotlib.rc_context({**STYLE, "axes.grid": False}):
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.subplots()
+        for za, zb, d in g.edges(data=True):
+            (xa, ya), (xb, yb) = positions[za], positions[zb]
+            conflict = d["bad"] > d["n"] / 2
+            ax.plot([xa, xb], [ya, yb], lw=0.5 + 4.0 * d["n"] / most, zorder=1, alpha=0.7,
+                    color=OKABE_ITO["vermillion"] if conflict else "#AAAAAA",
+                    ls="--" if conflict else "-")
+        for z in shown:
+            x, y = positions[int(z["id"])]
+            ax.scatter([x], [y], s=60 + 25 * z["size"], zorder=2, edgecolors="white",
+                       c=OKABE_ITO["vermillion"] if z["is_pressure_zone"] else OKABE_ITO["blue"],
+                       marker="s" if z["is_pressure_zone"] else "o", alpha=0.85)
+            ax.annotate(f"zone {z['id']} ({z['size']})\n{str(z['label'])[:28]}", (x, y),
+                        xytext=(0, 12), textcoords="offset points", ha="center", fontsize=7,
+                        zorder=3)
+        if not shown:
+            ax.text(0.5, 0.5, "no zones", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.margins(0.18)
+        for side in ("left", "bottom"):
+            ax.spines[side].set_visible(False)
+        ax.set_title("Zones: size = members; red squares = pressure zones;\n"
+                     "line width = links between them, dashed red = mostly conflicts")
+        fig.tight_layout()
+    return fig
 
 def zones(report) -> pd.DataFrame:
     """The zones, ranked by pressure (highest first), index = zone id."""
@@ -55,13 +174,13 @@ def _zone_of(report) -> dict[int, int]:
 def plot_zones(report) -> Figure:
     """The constraint graph coloured by zone (highest-pressure zones first)."""
     ranked = [z["id"] for z in report.data["zones"]["zones"]]
-    return plots.zones_figure(list(report.examples.index),
+    return zones_figure(list(report.examples.index),
                               report.edges.itertuples(index=False), _zone_of(report), ranked)
 
 
 def plot_zone_map(report) -> Figure:
     """One node per zone (the 15 most pressing), joined by the links between members."""
-    return plots.zone_map_figure(report.data["zones"]["zones"],
+    return zone_map_figure(report.data["zones"]["zones"],
                                  report.edges.itertuples(index=False), _zone_of(report))
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from constraintlab.encode.store import parse_energy_column
 from constraintlab.errors import ConstraintlabError
 from constraintlab.report._format import _e, _img, _num, number_line
 from constraintlab.report.plots import STYLE
@@ -81,13 +82,13 @@ def layer_map(report, example: int | None = None, zone: int | None = None,
     if example is not None and zone is not None:
         raise ConstraintlabError("layer_map: give example or zone, not both")
     section = report.data.get("layer_map")
+    if example is not None:
+        return _example_map(report, example, section, share)
     if not section:
         raise ConstraintlabError("this report has no layer map (the feature store has no "
                                  "per-site energies)")
     index = pd.Index(section["layers"], name="layer")
     columns = pd.Index(section["kinds"], name="kind")
-    if example is not None:
-        return _example_map(report, example, index, columns, share)
     if zone is None:
         cell = section["dataset"]
     elif str(zone) in section["zones"]:
@@ -100,16 +101,22 @@ def layer_map(report, example: int | None = None, zone: int | None = None,
                         dtype=float)
 
 
-def _example_map(report, example: int, index: pd.Index, columns: pd.Index,
-                 share: bool) -> pd.DataFrame:
+def _example_map(report, example: int, section: dict | None, share: bool) -> pd.DataFrame:
     """Example ``example``'s row of the analyzer's table laid out on the map's grid: cell
-    (layer, kind) is column ``energy:<layer>:<kind>`` (0 where the model has no such site)."""
+    (layer, kind) is its column ``energy:<layer>:<kind>`` (one column per cell; 0 where the
+    model has no such site). The grid is the section's, or read off the column names of a
+    report without one."""
     row = report.examples.iloc[report._row(example)]
-    if not any(str(c).startswith("energy:") for c in report.examples.columns):
+    sites = {c: parse_energy_column(c) for c in report.examples.columns}
+    sites = {c: site for c, site in sites.items() if site is not None}
+    if not sites:
         raise ConstraintlabError("this report has no per-site energies "
                                  "(energy:<layer>:<kind> columns in examples)")
-    table = pd.DataFrame([[float(row.get(f"energy:{layer}:{kind}", 0.0)) for kind in columns]
-                          for layer in index], index=index, columns=columns, dtype=float)
+    layers = section["layers"] if section else sorted({layer for layer, _ in sites.values()})
+    kinds = section["kinds"] if section else list(dict.fromkeys(k for _, k in sites.values()))
+    table = pd.DataFrame([[float(row.get(f"energy:{layer}:{kind}", 0.0)) for kind in kinds]
+                          for layer in layers], index=pd.Index(layers, name="layer"),
+                         columns=pd.Index(kinds, name="kind"), dtype=float)
     if share:
         total = float(table.to_numpy().sum())
         table = table / total if total > 0 else table * 0.0

@@ -32,17 +32,17 @@ from typing import Any
 
 import networkx as nx
 import pandas as pd
-from matplotlib.figure import Figure
 
 from constraintlab._text import csv_escape_frame, csv_unescape_frame
 from constraintlab._text import cut as _cut
 from constraintlab._text import type_name as _type_name
 from constraintlab.analysis.registry import lookup
 from constraintlab.analysis.registry import metric_table as analysis_metric_table
-from constraintlab.encode.store import TokenProfiles, parse_energy_column
-from constraintlab.errors import ConfigError, ConstraintlabError
+from constraintlab.encode.store import TokenProfiles
+from constraintlab.errors import ConstraintlabError
 from constraintlab.report import plots
-from constraintlab.report.html import render_html, verdict_sentence
+from constraintlab.report.html import render_html
+from constraintlab.report.sections import install, sections
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,6 @@ def required_sections() -> tuple[str, ...]:
     return tuple(sections)
 
 
-def nx_errors() -> type[Exception]:
-    """networkx's base exception (graphml files the reader refuses)."""
-    import networkx as nx
-
-    return nx.NetworkXException
-
-
 def _read_report_json(json_path: Path) -> dict:
     try:
         info = json_path.stat()
@@ -125,7 +118,13 @@ def _read_report_json(json_path: Path) -> dict:
 
 
 class Report:
-    """Everything one ``analyze`` found.
+    """Everything one ``analyze`` found: it formats and files (load, save, paths, the gate's
+    metrics), and computes nothing.
+
+    Each section's accessors (``zones``, ``suspects()``, ``layer_map()``, ``plot_growth()``,
+    ``verdict()``...) and its part of ``report.html`` and of the terminal summary are declared
+    beside that section, in :mod:`constraintlab.report.sections`, and added to this class when
+    the module loads.
 
     Parameters
     ----------
@@ -173,185 +172,6 @@ class Report:
         """:meth:`metrics` as a one-column DataFrame (index = metric)."""
         return pd.DataFrame({"value": pd.Series(self.metrics(), dtype=object)})
 
-    @property
-    def pairs(self) -> pd.DataFrame:
-        """Every pair (kind, a, b, score, detail), one row each."""
-        return pd.DataFrame(self.data["pairs"], columns=["kind", "a", "b", "score", "detail"])
-
-    @property
-    def zones(self) -> pd.DataFrame:
-        """The zones, ranked by pressure (highest first), index = zone id."""
-        cols = ["id", "rank", "label", "size", "pressure", "internal_conflict_share",
-                "mean_alignment", "density", "is_pressure_zone", "members"]
-        return pd.DataFrame(self.data["zones"]["zones"], columns=cols).set_index("id")
-
-    def zone_examples(self, zone: int) -> pd.DataFrame:
-        """The examples of one zone (rows of :attr:`examples`)."""
-        return self.examples[self.examples["zone"] == zone]
-
-    def zone_members(self, zone: int) -> list[int]:
-        """Example indices of zone ``zone`` (``zones.zones[*].id``), as listed in report.json.
-
-        Raises
-        ------
-        ConfigError
-            The report has no zones section, no such zone, or the zone is empty.
-        """
-        try:
-            zones = self.data["zones"]["zones"]
-        except (KeyError, TypeError):
-            raise ConfigError("the report has no zones section (zones.zones)") from None
-        for z in zones:
-            if z.get("id") == zone:
-                members = [int(m) for m in z.get("members", [])]
-                if not members:
-                    raise ConfigError(f"zone {zone} has no members")
-                return members
-        if not zones:
-            raise ConfigError(f"zone {zone} not found: the report has no zones (no group of "
-                              "examples was coupled strongly enough); choose examples instead")
-        ids = ", ".join(str(z.get("id")) for z in zones)
-        raise ConfigError(f"zone {zone} not found in the report (zones: {ids})")
-
-    def suspects(self) -> pd.DataFrame:
-        """The suspect examples, most suspect first (index = example index).
-
-        Columns: ``suspect_rank``, ``suspect_p`` (the combined p-value: it ranks where the
-        score rounds to 1), ``suspect_score`` (in [0, 1]; ``is_suspect`` when it reaches
-        ``suspects.threshold``), ``suspect_reasons`` (``;``-separated codes),
-        ``suspect_detail`` (what a rule judged false), ``input_dependence`` (nats of the
-        target its input explains), ``ending_surprise``,
-        ``loss`` (the ``target_surprise`` signal, nats/token), ``input``, ``target``. Every
-        flagged example, not only the listed ones (:mod:`constraintlab.analysis.suspects` says
-        how the score is calibrated).
-        """
-        self._section("suspects")
-        cols = ["suspect_rank", "suspect_p", "suspect_score", "suspect_reasons",
-                "suspect_detail", "input_dependence", "ending_surprise", "loss", "input",
-                "target"]
-        t = self.examples
-        flagged = t[t["is_suspect"].astype(bool)]
-        order = flagged.sort_values(["suspect_evidence", "suspect_score"], ascending=False,
-                                    kind="stable")
-        return order[[c for c in cols if c in order.columns]]
-
-    def contradictions(self) -> pd.DataFrame:
-        """Contradiction pairs with both inputs and targets side by side."""
-        rows = []
-        for p in self.data["pairs"]:
-            if p["kind"] != "contradiction":
-                continue
-            a, b = self.examples.loc[p["a"]], self.examples.loc[p["b"]]
-            rows.append({"a": p["a"], "b": p["b"], "score": p["score"], "input_a": a["input"],
-                         "target_a": a["target"], "input_b": b["input"],
-                         "target_b": b["target"], "diff": p["detail"].get("diff")})
-        return pd.DataFrame(rows, columns=["a", "b", "score", "input_a", "target_a", "input_b",
-                                           "target_b", "diff"])
-
-    def volatile_examples(self) -> pd.DataFrame:
-        """The most volatile examples (highest score first), index = example index.
-
-        Columns: ``volatility``, ``percentile`` (share of examples scoring as low or lower),
-        ``mean_nll``, ``max_nll``, ``topk_miss_share``, ``grad_norm``, ``n_tokens`` and
-        ``worst_tokens`` (the most surprising target tokens as ``"piece" nll``).
-        """
-        cols = ["volatility", "percentile", "mean_nll", "max_nll", "topk_miss_share",
-                "grad_norm", "n_tokens", "worst_tokens"]
-        rows = [{**{k: v[k] for k in cols[:-1]}, "index": v["id"],
-                 "worst_tokens": ", ".join(f"{json.dumps(t['text'], ensure_ascii=False)} "
-                                           f"{t['nll']:.2f}" for t in v["tokens"])}
-                for v in self._section("volatility")["most_volatile"]]
-        return pd.DataFrame(rows, columns=["index", *cols]).set_index("index")
-
-    @property
-    def families(self) -> pd.DataFrame:
-        """The variant families, index = family id.
-
-        Columns: ``size``, ``n_variants``, ``base`` (the member the others are compared with),
-        ``coherent`` (None when not measured), ``reasons`` (why not, comma-separated),
-        ``mean_cos``, ``first_direction_share``, ``opposing_pairs``, ``contradicting_pairs``,
-        ``volatility_spread`` (max - min score of the members), ``label``, ``members``.
-        """
-        cols = ["size", "n_variants", "base", "coherent", "reasons", "mean_cos",
-                "first_direction_share", "opposing_pairs", "contradicting_pairs",
-                "volatility_spread", "label", "members"]
-        rows = []
-        for f in self._section("families")["families"]:
-            coh = f.get("coherence") or {}
-            rows.append({"id": f["id"], "size": f["size"], "n_variants": f["n_variants"],
-                         "base": f["base"], "coherent": f["coherent"],
-                         "reasons": ", ".join(f["reasons"]),
-                         "mean_cos": coh.get("mean_cos", math.nan),
-                         "first_direction_share": coh.get("first_direction_share", math.nan),
-                         "opposing_pairs": coh.get("opposing_pairs"),
-                         "contradicting_pairs": f.get("contradicting_pairs"),
-                         "volatility_spread": (f.get("volatility") or {}).get("spread",
-                                                                               math.nan),
-                         "label": f["label"], "members": f["members"]})
-        return pd.DataFrame(rows, columns=["id", *cols]).set_index("id")
-
-    def layer_map(self, example: int | None = None, zone: int | None = None,
-                  share: bool = False) -> pd.DataFrame:
-        """Where the constraints land: squared gradient norm per (layer, module kind).
-
-        Parameters
-        ----------
-        example : int, optional
-            One example's map (its ``energy:<layer>:<kind>`` columns; the cells sum to its
-            ``grad_norm ** 2``).
-        zone : int, optional
-            A zone's map (kept for the highest-pressure zones, see ``report.json``).
-        share : bool
-            Divide by the total, so the cells sum to 1.
-
-        Returns
-        -------
-        DataFrame (layers, kinds)
-            Index ``layer``, columns ``kind``; the dataset's map unless ``example`` or ``zone``.
-        """
-        if example is not None and zone is not None:
-            raise ConstraintlabError("layer_map: give example or zone, not both")
-        section = self.data.get("layer_map")
-        if example is not None:
-            return self._example_layer_map(example, section, share)
-        if not section:
-            raise ConstraintlabError("this report has no layer map (the feature store has no "
-                                     "per-site energies)")
-        if zone is None:
-            cell = section["dataset"]
-        elif str(zone) in section["zones"]:
-            cell = section["zones"][str(zone)]
-        else:
-            raise ConstraintlabError(
-                f"no layer map for zone {zone}; the report keeps maps for zones "
-                f"{', '.join(section['zones']) or '(none)'} (AnalysisConfig.layer_map_zones)")
-        return pd.DataFrame(cell["share" if share else "energy"],
-                            index=pd.Index(section["layers"], name="layer"),
-                            columns=pd.Index(section["kinds"], name="kind"), dtype=float)
-
-    def _example_layer_map(self, example: int, section: dict | None, share: bool
-                           ) -> pd.DataFrame:
-        row = self._row(example)
-        sites = {c: parse_energy_column(c) for c in self.examples.columns}
-        sites = {c: site for c, site in sites.items() if site is not None}
-        if not sites:
-            raise ConstraintlabError("this report has no per-site energies "
-                                     "(energy:<layer>:<kind> columns in examples)")
-        values = self.examples.iloc[row][list(sites)].astype(float)
-        cells = pd.DataFrame({"layer": [s[0] for s in sites.values()],
-                              "kind": [s[1] for s in sites.values()],
-                              "energy": values.to_numpy()})
-        table = cells.pivot_table(index="layer", columns="kind", values="energy",
-                                  aggfunc="sum", fill_value=0.0, sort=False)
-        layers = section["layers"] if section else sorted(table.index)
-        kinds = section["kinds"] if section else list(dict.fromkeys(cells["kind"]))
-        table = table.reindex(index=layers, columns=kinds, fill_value=0.0).astype(float)
-        table.index.name, table.columns.name = "layer", "kind"
-        if share:
-            total = float(table.to_numpy().sum())
-            table = table / total if total > 0 else table * 0.0
-        return table
-
     def token_profile(self, example: int) -> pd.DataFrame:
         """One row per target token of ``example`` (index = position): ``token`` (text piece),
         ``id``, ``nll`` (``-log p``, nats) and ``rank`` (0 = the model's top prediction)."""
@@ -381,59 +201,15 @@ class Report:
                                      "report.json)")
         return section
 
-    # -- words ------------------------------------------------------------------------------
-    def verdict(self) -> str:
-        """The verdict in one sentence with its numbers."""
-        return verdict_sentence(self.data)
-
-    def advice(self) -> list[str]:
-        """What to do next, from the numbers (one sentence each, most pressing first;
-        :mod:`constraintlab.analysis.advice`)."""
-        return list((self.data.get("advice") or {}).get("items", []))
-
     # -- figures ------------------------------------------------------------------------------
-    def plot_spectrum(self) -> Figure:
-        """Singular values with rank and effective rank marked."""
-        return plots.spectrum_figure(self.data["system"])
-
-    def plot_growth(self) -> Figure:
-        """The saturation curve: independent directions against examples (nested subsamples)."""
-        return plots.growth_figure(self._section("growth"))
-
-    def plot_cosines(self) -> Figure:
-        """Histogram of pair cosines with the conflict threshold."""
-        return plots.cosine_histogram_figure(self.data["conflict"])
-
-    def plot_zones(self) -> Figure:
-        """The constraint graph coloured by zone (highest-pressure zones first)."""
-        zone_of = {int(i): int(z) for i, z in self.examples["zone"].items() if z == z}
-        ranked = [z["id"] for z in self.data["zones"]["zones"]]
-        return plots.zones_figure(list(self.examples.index), self.edges.itertuples(index=False),
-                                  zone_of, ranked)
-
-    def plot_zone_map(self) -> Figure:
-        """One node per zone (the 15 most pressing), joined by the links between members."""
-        zone_of = {int(i): int(z) for i, z in self.examples["zone"].items() if z == z}
-        return plots.zone_map_figure(self.data["zones"]["zones"],
-                                     self.edges.itertuples(index=False), zone_of)
-
-    def plot_layer_map(self, zone: int | None = None, example: int | None = None) -> Figure:
-        """Heatmap of the layer map's shares (the dataset's, a zone's or an example's)."""
-        what = ("the dataset" if zone is None and example is None
-                else f"zone {zone}" if zone is not None else f"record {example}")
-        table = self.layer_map(example=example, zone=zone, share=True)
-        return plots.layer_map_figure(table.to_numpy().tolist(), list(table.index),
-                                      list(table.columns), title=f"Layer map of {what}")
-
     def _figures(self) -> dict[str, bytes]:
-        figures = {"spectrum": plots.figure_to_png(self.plot_spectrum()),
-                   "cosines": plots.figure_to_png(self.plot_cosines()),
-                   "zones": plots.figure_to_png(self.plot_zones()),
-                   "zone_map": plots.figure_to_png(self.plot_zone_map())}
-        if self.data.get("growth"):
-            figures["growth"] = plots.figure_to_png(self.plot_growth())
-        if self.data.get("layer_map"):
-            figures["layer_map"] = plots.figure_to_png(self.plot_layer_map())
+        """The page's figures as PNG, each drawn by the section that declares it."""
+        figures = {}
+        for section in sections():
+            for name, draw in section.figures.items():
+                fig = draw(self)
+                if fig is not None:
+                    figures[name] = plots.figure_to_png(fig)
         return figures
 
     # -- files ------------------------------------------------------------------------------
@@ -443,7 +219,7 @@ class Report:
 
     def to_html(self) -> str:
         """``report.html`` text."""
-        return render_html(self.data, self.examples, self._figures(), self.advice())
+        return render_html(self.data, self.examples, self._figures())
 
     def graph(self) -> nx.Graph:
         """The constraint graph (nodes = example indices with ``zone``; edges with ``cos``)."""
@@ -522,7 +298,7 @@ class Report:
             report = cls._load_files(json_path, data)
         except ConstraintlabError:
             raise
-        except (SyntaxError, nx_errors()) as err:     # xml's ParseError is a SyntaxError
+        except (SyntaxError, nx.NetworkXException) as err:     # xml's ParseError is a SyntaxError
             raise ConstraintlabError(f"{json_path.parent / FILES['graph']}: cannot read the "
                                      f"constraint graph: {type(err).__name__}: {_cut(str(err))}") \
                 from None
@@ -580,3 +356,9 @@ class Report:
 
     def __repr__(self) -> str:
         return f"<Report {self.data['dataset']['source']}: {self.verdict()}>"
+
+
+#: Each section's accessors (``report.zones``, ``report.suspects()``, ``report.plot_growth()``,
+#: ``report.verdict()``...), declared beside its presentation in
+#: :mod:`constraintlab.report.sections`.
+install(Report)

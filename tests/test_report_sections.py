@@ -1,0 +1,62 @@
+"""Each report section's presentation lives in one module of ``constraintlab.report.sections``:
+every analyzer's section has one, every one presents a section of the contract, and what they
+declare (gate metrics in "To fix", accessors, slots) exists."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import constraintlab.report.sections as pkg
+from constraintlab.analysis.registry import analyzers
+from constraintlab.report.report import Report, metric_table
+from constraintlab.report.sections import Part, Section, install, parts, sections
+
+SCHEMA = Path(pkg.__file__).resolve().parents[1] / "report.schema.json"
+
+
+def test_every_analyzer_section_has_a_presentation_module() -> None:
+    presented = {s.name for s in sections()}
+    reported = {a.section for a in analyzers() if a.section}
+    assert reported, "the analysis registry found no analyzer"
+    assert reported <= presented, f"no presentation for {sorted(reported - presented)}"
+
+
+def test_every_presentation_module_names_a_section_of_the_contract() -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert {s.name for s in sections()} <= set(schema["required"])
+
+
+def test_every_module_of_the_package_declares_its_section() -> None:
+    here = Path(pkg.__file__).resolve().parent
+    for info in pkgutil.iter_modules([str(here)]):
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        assert isinstance(getattr(module, "SECTION", None), Section), info.name
+        assert module.SECTION.name == info.name, \
+            f"{info.name}.py presents {module.SECTION.name!r}: one module per section, named so"
+
+
+def test_declared_fixes_and_accessors_exist() -> None:
+    metrics = metric_table()
+    for s in sections():
+        for fix in s.fixes:
+            assert fix.metric in metrics, (s.name, fix.metric)
+        for name in [*s.methods, *s.properties]:
+            assert callable(getattr(Report, name)) or isinstance(vars(Report)[name], property)
+
+
+def test_parts_are_ordered_and_an_accessor_cannot_shadow_report() -> None:
+    body = parts("body")
+    assert [p.order for p in body] == sorted(p.order for p in body)
+    with pytest.raises(ValueError, match="unknown slot"):
+        Part("sidebar", 1, lambda v: [])
+
+    class Clash:
+        verdict = None     # system declares Report.verdict
+
+    with pytest.raises(ValueError, match="exists already"):
+        install(Clash)

@@ -268,7 +268,7 @@ def test_within_group_factor_pairs_equal_the_all_pairs_path_on_same_inputs():
     """Issue 26: the factor signal compares only same-input pairs; it finds exactly what the
     all-pairs pass found among them (cosines, counts, proposals, signals)."""
     exs, fin, fout = _grouped_set()
-    cfg = AnalysisConfig(max_group=4)
+    cfg = AnalysisConfig(max_group=4, block_size=16)   # 80 members: 5 x 5 tiles
     ref, edge, Ci, _ = _brute_force_factor_pairs(exs, fin, fout, cfg)
     keys = input_keys(exs)
     all_pairs = [(a, b) for a in range(len(exs)) for b in range(a + 1, len(exs))]
@@ -307,7 +307,7 @@ def test_within_group_factor_pairs_equal_the_all_pairs_path_on_same_inputs():
             assert sig[pair] == want, pair
     # at most max_pairs input-aligned pairs, the most aligned
     capped = _same_input_factor_pairs(list(groups.values()), Fi, Fo,
-                                      AnalysisConfig(max_pairs=50))
+                                      AnalysisConfig(max_pairs=50, block_size=16))
     fi_all = [Ci[x, y] for x, y in [(x, y) for g in groups.values() for i, x in enumerate(g)
                                     for y in g[i + 1:]] if Ci[x, y] > 0.95]
     assert len(capped[0]) <= 50

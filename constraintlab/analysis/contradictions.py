@@ -57,6 +57,7 @@ Factor signal (when the encoder's factors are given)
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -175,24 +176,58 @@ def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
 _SMALL_GROUP = 64
 
 
-def _group_pair_blocks(groups: Sequence[Sequence[int]], width: int):
-    """Every pair ``(a, b)`` inside each group of at most ``_SMALL_GROUP`` members, ``a``
-    before ``b`` in the group, batched over the groups of one size.
+def _small_group_hits(groups: Sequence[Sequence[int]], Fi: np.ndarray, fmin: float):
+    """The pairs inside each group of at most ``_SMALL_GROUP`` members with ``cos > fmin``,
+    gathered row pairs batched over the groups of one size (``a`` before ``b`` in the group).
 
-    Yields ``(a, b)``, two (P,) int64 arrays, P at most about ``2**22 / width`` (the gathered
-    ``(P, width)`` float32 rows stay near 16 MB) or one size's ``g (g - 1) / 2`` pairs.
+    Yields ``(a, b, cos)``: (P,) int64, int64, float32; each batch gathers at most about
+    ``2**22 / width`` pairs (``(P, width)`` float32 rows near 16 MB) or one group's pairs.
     """
     by_size: dict[int, list[Sequence[int]]] = {}
     for members in groups:
         if 2 <= len(members) <= _SMALL_GROUP:
             by_size.setdefault(len(members), []).append(members)
-    budget = max(1, 2**22 // max(1, width))
+    budget = max(1, 2**22 // max(1, Fi.shape[1]))
     for g, gs in sorted(by_size.items()):
         iu, ju = np.triu_indices(g, 1)
         M = np.asarray(gs, dtype=np.int64)                      # (n_groups, g)
         step = max(1, budget // len(iu))
         for s in range(0, len(M), step):
-            yield M[s:s + step, iu].ravel(), M[s:s + step, ju].ravel()
+            a, b = M[s:s + step, iu].ravel(), M[s:s + step, ju].ravel()
+            c = np.einsum("ij,ij->i", Fi[a], Fi[b])
+            keep = c > fmin
+            yield a[keep], b[keep], c[keep]
+
+
+def _parts_cat(parts):
+    """The concatenated ``(a, b, c)`` of a list of such triples."""
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _most_aligned(a: np.ndarray, b: np.ndarray, c: np.ndarray, cap: int):
+    """The pairs ordered by decreasing cosine then ``(a, b)`` (``a < b``), at most ``cap``."""
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((b, a, -c))[:cap]
+    return a[order], b[order], c[order]
+
+
+def _large_group_hits(m: np.ndarray, Fi: np.ndarray, block: int, fmin: float):
+    """The pairs of one large group (positions ``m``, ascending) with ``cos > fmin``, one
+    ``(block, block)`` tile of its Gram matrix at a time (upper triangle only).
+
+    Yields ``(a, b, cos)``: (P,) int64, int64, float32.
+    """
+    for r0 in range(0, len(m), block):
+        rows = m[r0:r0 + block]
+        Xr = Fi[rows]
+        for c0 in range(r0, len(m), block):
+            cols = m[c0:c0 + block]
+            C = Xr @ Fi[cols].T                                   # (R, Q)
+            hit = C > fmin
+            if c0 == r0:
+                hit = np.triu(hit, 1)
+            i, j = np.nonzero(hit)
+            yield rows[i], cols[j], C[i, j]
 
 
 def _same_input_factor_pairs(groups: Sequence[Sequence[int]], Fi: np.ndarray, Fo: np.ndarray,
@@ -203,7 +238,9 @@ def _same_input_factor_pairs(groups: Sequence[Sequence[int]], Fi: np.ndarray, Fo
 
     Pairs of different inputs are never compared: they can never be contradictions, and
     comparing them would be a second all-pairs pass (issue 26). Cost: the sum over groups of
-    the squared group size times the factor width.
+    the squared group size times the factor width (N^2 only when nearly all rows share one
+    input, what the all-pairs pass cost on any data); memory: one ``block_size`` tile and at
+    most ``2 * max_pairs`` kept pairs.
 
     Parameters
     ----------
@@ -224,33 +261,30 @@ def _same_input_factor_pairs(groups: Sequence[Sequence[int]], Fi: np.ndarray, Fo
     cin, cout : (P,) float64
         Their input and output factor cosines (float32 products).
     """
-    fmin, block = config.factor_input_min, config.block_size
+    fmin, block, cap = config.factor_input_min, config.block_size, config.max_pairs
+    hits = itertools.chain(
+        _small_group_hits(groups, Fi, fmin),
+        *(_large_group_hits(np.asarray(m, dtype=np.int64), Fi, block, fmin)
+          for m in groups if len(m) > _SMALL_GROUP))
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for a, b in _group_pair_blocks(groups, Fi.shape[1]):
-        c = np.einsum("ij,ij->i", Fi[a], Fi[b])
-        keep = c > fmin
-        parts.append((a[keep], b[keep], c[keep]))
-    for members in groups:
-        if len(members) <= _SMALL_GROUP:
+    n_kept = n_seen = 0
+    for a, b, c in hits:
+        if not len(a):
             continue
-        m = np.asarray(members, dtype=np.int64)
-        for r0 in range(0, len(m), block):
-            rows = m[r0:r0 + block]
-            C = Fi[rows] @ Fi[m[r0:]].T                           # (R, g - r0)
-            i, j = np.nonzero(np.triu(C > fmin, 1))
-            parts.append((rows[i], m[r0 + j], C[i, j]))
+        parts.append((a, b, c))
+        n_kept += len(a)
+        n_seen += len(a)
+        if n_kept > 2 * cap:          # bounded memory: keep the most aligned, as at the end
+            parts = [_most_aligned(*_parts_cat(parts), cap)]
+            n_kept = len(parts[0][0])
     if not parts:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), np.zeros(0)
-    a, b, cin = (np.concatenate(x) for x in zip(*parts, strict=True))
-    a, b = np.minimum(a, b), np.maximum(a, b)
-    order = np.lexsort((b, a, -cin))
-    if len(order) > config.max_pairs:
+    a, b, cin = _most_aligned(*_parts_cat(parts), cap)
+    if n_seen > cap:
         logger.warning("contradictions: %d same-input pairs with aligned input factors; the "
-                       "factor signal keeps the %d most aligned (max_pairs)", len(order),
-                       config.max_pairs)
-        order = order[: config.max_pairs]
-    a, b, cin = a[order], b[order], cin[order].astype(np.float64)
+                       "factor signal keeps the %d most aligned (max_pairs)", n_seen, cap)
+    cin = cin.astype(np.float64)
     cout = np.einsum("ij,ij->i", Fo[a], Fo[b]).astype(np.float64)
     keep = cout < config.factor_output_max
     return a[keep], b[keep], cin[keep], cout[keep]

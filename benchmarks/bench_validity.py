@@ -367,10 +367,11 @@ def evaluate_chat_sets(args, table: dict) -> None:
             sig = con.summary.get("factor_signal") or {}
             cap = (res.suspects.summary["capability"] if res.suspects is not None else {})
             gain = cap.get("relative_input_gain")
-            add(case, f"{con.summary.get('factor_pairs', 0)} raw, proposes "
+            same = con.summary.get("factor_pairs_same_input")
+            add(case, f"{same if same is not None else 'not measured'} same-input, proposes "
                 f"{sig.get('proposes')}; input gain "
                 + (f"{100 * gain:.1f} %" if gain is not None else "n/a"),
-                "(factor signal: candidate pairs, allowed to propose)", None)
+                "(factor signal: same-input candidate pairs, allowed to propose)", None)
             for p in sorted(false)[:5]:
                 print(f"  false pair {name} seed {seed}: {p}", file=sys.stderr)
             for p in sorted(real)[:5]:

@@ -13,7 +13,7 @@ from constraintlab.analysis import (
     analyze_contradictions,
     compare_targets,
 )
-from constraintlab.analysis.contradictions import input_keys
+from constraintlab.analysis.contradictions import _same_input_factor_pairs, input_keys
 from constraintlab.analysis.text import final_answer, normalize, numbers, short_diff
 from constraintlab.io.example import Example, Message
 
@@ -124,8 +124,12 @@ def test_factor_signal_needs_same_input_and_a_model_that_conditions():
     fin, fout = _factors(N, d, planted)
     # without texts the input cannot be checked: nothing is proposed, the pairs are counted
     res = analyze_contradictions(input_factors=fin, output_factors=fout, model_conditions=True)
-    assert res.pairs == [] and res.summary["factor_pairs"] == len(planted)
-    assert res.summary["factor_pairs_other_input"] == len(planted)
+    assert res.pairs == []
+    # no input keys, so no pair is compared: the counts are not measured (null, not 0)
+    for key in ("factor_pairs", "factor_pairs_other_input", "factor_pairs_same_input",
+                "factor_pairs_without_text_support"):
+        assert res.summary[key] is None, key
+    assert "not measured" in res.summary["factor_pairs_scope"]
     assert res.summary["factor_signal"]["proposes"] is False
     exs = [qa(i, f"question number {i} about topic {i * 7}", f"answer {i}") for i in range(N)]
     exs[8] = qa(8, exs[7].input_text, exs[7].target_text)        # same text as 7
@@ -143,7 +147,10 @@ def test_factor_signal_needs_same_input_and_a_model_that_conditions():
         # (20, 59) and (30, 31): the same input up to case and spaces, other targets: text pairs
         assert set(got) == {(20, 59), (30, 31)}
         assert got[(20, 59)]["detail"]["signal"] == "text+factors"
-        assert res.summary["factor_pairs_other_input"] == 2        # (4, 40), (12, 50)
+        # pairs of other inputs ((4, 40), (12, 50)) are not compared: not measured
+        assert res.summary["factor_pairs_other_input"] is None
+        assert res.summary["factor_pairs"] is None
+        assert res.summary["factor_pairs_same_input"] == 3    # (7, 8), (20, 59), (30, 31)
         assert res.summary["factor_pairs_without_text_support"] == 1   # (7, 8): equal targets
         assert res.summary["factor_signal"]["proposes"] is (cond is True)
     # the factor signal's own proposals: only inside a same-input group beyond max_group
@@ -211,3 +218,97 @@ def test_config_controls_the_rules():
     assert len(analyze_contradictions(exs).pairs) == 0  # Jaccard 0.67 >= 0.5: a variant
     strict = AnalysisConfig(contradiction_jaccard=0.8)
     assert len(analyze_contradictions(exs, config=strict).pairs) == 1
+
+
+def _grouped_set(seed: int = 0, d: int = 16):
+    """Same-input groups of many sizes (one beyond the small-group batching, 80 members),
+    singletons, groups of other inputs sharing a factor centre (aligned but never the same
+    input), targets drawn from 3 answers (equal ones: no contradiction)."""
+    rng = np.random.default_rng(seed)
+    sizes = [80, 2, 2, 3, 5, 7, 12, 30, 65, 2, 4] + [1] * 40
+    exs, fin, fout = [], [], []
+    centres = rng.standard_normal((len(sizes), d))
+    centres[3] = centres[2]                   # two other inputs with one factor centre
+    out_c = rng.standard_normal((len(sizes), d))
+    for g, size in enumerate(sizes):
+        q = f"Question {g}: how many apples are in basket {g}?"
+        for _ in range(size):
+            i = len(exs)
+            exs.append(qa(i, q.upper() if rng.random() < 0.3 else q,
+                          f"Count them. #### {rng.integers(1, 4)}"))
+            fin.append(centres[g] + rng.uniform(0.0, 0.45) * rng.standard_normal(d))
+            fout.append(rng.uniform(0, 1.5) * out_c[g] + rng.standard_normal(d))
+    perm = rng.permutation(len(exs))          # groups interleaved in row order
+    exs = [qa(j, exs[p].input_text, exs[p].target_text) for j, p in enumerate(perm)]
+    return exs, np.asarray(fin)[perm], np.asarray(fout)[perm]
+
+
+def _brute_force_factor_pairs(exs, fin, fout, config):
+    """The old all-pairs factor path restricted to same-input pairs: every pair's cosines in
+    float64, filtered by key and thresholds; plus the pairs within 1e-5 of a threshold (their
+    side depends on float32 rounding)."""
+    keys = input_keys(exs)
+    Fi = fin / np.linalg.norm(fin, axis=1, keepdims=True)
+    Fo = fout / np.linalg.norm(fout, axis=1, keepdims=True)
+    Ci, Co = Fi @ Fi.T, Fo @ Fo.T
+    ref, edge = {}, set()
+    for a in range(len(exs)):
+        for b in range(a + 1, len(exs)):
+            if not keys[a] or keys[a] != keys[b]:
+                continue
+            if (abs(Ci[a, b] - config.factor_input_min) < 1e-5
+                    or abs(Co[a, b] - config.factor_output_max) < 1e-5):
+                edge.add((a, b))
+            elif Ci[a, b] > config.factor_input_min and Co[a, b] < config.factor_output_max:
+                ref[(a, b)] = (Ci[a, b], Co[a, b])
+    return ref, edge, Ci, Co
+
+
+def test_within_group_factor_pairs_equal_the_all_pairs_path_on_same_inputs():
+    """Issue 26: the factor signal compares only same-input pairs; it finds exactly what the
+    all-pairs pass found among them (cosines, counts, proposals, signals)."""
+    exs, fin, fout = _grouped_set()
+    cfg = AnalysisConfig(max_group=4, block_size=16)   # 80 members: 5 x 5 tiles
+    ref, edge, Ci, _ = _brute_force_factor_pairs(exs, fin, fout, cfg)
+    keys = input_keys(exs)
+    all_pairs = [(a, b) for a in range(len(exs)) for b in range(a + 1, len(exs))]
+    n_same = sum(1 for a, b in all_pairs if keys[a] == keys[b])
+    assert 200 < len(ref) < n_same - 200     # thresholds cut inside the groups
+    # other inputs with aligned factors exist (and are never compared)
+    assert any(Ci[a, b] > cfg.factor_input_min for a, b in all_pairs if keys[a] != keys[b])
+    groups: dict = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    Fi = (fin / np.linalg.norm(fin, axis=1, keepdims=True)).astype(np.float32)
+    Fo = (fout / np.linalg.norm(fout, axis=1, keepdims=True)).astype(np.float32)
+    a, b, cin, cout = _same_input_factor_pairs(list(groups.values()), Fi, Fo, cfg)
+    got = {(x, y): (ci, co) for x, y, ci, co in zip(a.tolist(), b.tolist(), cin, cout,
+                                                     strict=True)}
+    assert len(got) == len(a) and (a < b).all()
+    assert set(got) - edge == set(ref)
+    for pair, (ci, co) in ref.items():
+        np.testing.assert_allclose(got[pair], (ci, co), atol=1e-5)
+    assert list(cin) == sorted(cin, reverse=True)
+    # the whole analyzer: text pairs (head-capped groups) + the factor signal's own pairs
+    for cond in (True, False):
+        res = analyze_contradictions(exs, input_factors=fin, output_factors=fout,
+                                     model_conditions=cond, config=cfg)
+        text = analyze_contradictions(exs, config=cfg).positions
+        differ = {p for p in ref if cmp(exs[p[0]].target_text, exs[p[1]].target_text)}
+        assert res.summary["factor_pairs_same_input"] == len(got)
+        assert res.summary["factor_pairs_without_text_support"] == len(
+            [p for p in got if not cmp(exs[p[0]].target_text, exs[p[1]].target_text)])
+        assert res.positions == text | (differ if cond else set())
+        assert differ - text                  # pairs beyond the max_group head exist
+        sig = {(p["a"], p["b"]): p["detail"]["signal"] for p in res.pairs}
+        for pair in res.positions:
+            want = ("text+factors" if pair in text and pair in got else
+                    "text" if pair in text else "factors")
+            assert sig[pair] == want, pair
+    # at most max_pairs input-aligned pairs, the most aligned
+    capped = _same_input_factor_pairs(list(groups.values()), Fi, Fo,
+                                      AnalysisConfig(max_pairs=50, block_size=16))
+    fi_all = [Ci[x, y] for x, y in [(x, y) for g in groups.values() for i, x in enumerate(g)
+                                    for y in g[i + 1:]] if Ci[x, y] > 0.95]
+    assert len(capped[0]) <= 50
+    assert capped[2].min() >= sorted(fi_all, reverse=True)[49] - 1e-5

@@ -42,11 +42,22 @@ Factor signal (when the encoder's factors are given)
     be checked). A text pair that the factors corroborate is reported once with
     ``signal = "text+factors"`` and the cosines. With texts, every pair the factor signal could
     propose is a text pair as well, so it adds no recall; it stays as a second opinion.
+
+    Cost (issue 26): since the factor signal may only propose pairs with the same input key,
+    its cosines are taken only inside the same-input groups (every pair of a group, also
+    those beyond the text path's ``max_group`` head; at most ``max_pairs`` input-aligned
+    pairs, the most aligned) and for the text pairs ("does the factor signal agree"): the sum
+    of the squared group sizes, never a second pass over all pairs. The summary counts
+    ``factor_pairs_same_input`` (same-input pairs with aligned inputs and apart outputs) and
+    ``factor_pairs_without_text_support`` (those of them whose targets do not differ in
+    substance); the counts over all pairs (``factor_pairs``, ``factor_pairs_other_input``)
+    are not measured (null, ``factor_pairs_scope`` says why).
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -56,8 +67,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from constraintlab.analysis.blocks import unit_rows
 from constraintlab.analysis.config import AnalysisConfig
-from constraintlab.analysis.pairs import blocked_pairs, unit_rows
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult, make_pair
 from constraintlab.analysis.text import (
@@ -160,21 +171,123 @@ def compare_targets(t_a: str, t_b: str, n_a: str, n_b: str,
             "substitutions": [list(x) for x in subs[:5]]}
 
 
-def _factor_candidates(input_factors, output_factors, config: AnalysisConfig):
-    """Pairs (row positions) with aligned inputs and apart outputs, with both cosines."""
-    Fi, _ = unit_rows(input_factors)
-    Fo, _ = unit_rows(output_factors)
-    k = Fi.shape[1]
-    st = blocked_pairs(Fi, tau=config.tau_for(k), near=config.factor_input_min,
-                       hi_collect=config.factor_input_min, top_m=1,
-                       block_size=config.block_size, hist_bins=2, max_pairs=config.max_pairs,
-                       collect_low=False, desc="input factors")
-    a, b, cin = st.hi_pairs
-    if not len(a):
-        return a, b, cin.astype(np.float64), np.zeros(0)
+#: Groups up to this size are compared by gathered row pairs, batched over the groups of one
+#: size; larger groups by a blocked Gram product.
+_SMALL_GROUP = 64
+
+
+def _small_group_hits(groups: Sequence[Sequence[int]], Fi: np.ndarray, fmin: float):
+    """The pairs inside each group of at most ``_SMALL_GROUP`` members with ``cos > fmin``,
+    gathered row pairs batched over the groups of one size (``a`` before ``b`` in the group).
+
+    Yields ``(a, b, cos)``: (P,) int64, int64, float32; each batch gathers at most about
+    ``2**22 / width`` pairs (``(P, width)`` float32 rows near 16 MB) or one group's pairs.
+    """
+    by_size: dict[int, list[Sequence[int]]] = {}
+    for members in groups:
+        if 2 <= len(members) <= _SMALL_GROUP:
+            by_size.setdefault(len(members), []).append(members)
+    budget = max(1, 2**22 // max(1, Fi.shape[1]))
+    for g, gs in sorted(by_size.items()):
+        iu, ju = np.triu_indices(g, 1)
+        M = np.asarray(gs, dtype=np.int64)                      # (n_groups, g)
+        step = max(1, budget // len(iu))
+        for s in range(0, len(M), step):
+            a, b = M[s:s + step, iu].ravel(), M[s:s + step, ju].ravel()
+            c = np.einsum("ij,ij->i", Fi[a], Fi[b])
+            keep = c > fmin
+            yield a[keep], b[keep], c[keep]
+
+
+def _parts_cat(parts):
+    """The concatenated ``(a, b, c)`` of a list of such triples."""
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
+
+
+def _most_aligned(a: np.ndarray, b: np.ndarray, c: np.ndarray, cap: int):
+    """The pairs ordered by decreasing cosine then ``(a, b)`` (``a < b``), at most ``cap``."""
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((b, a, -c))[:cap]
+    return a[order], b[order], c[order]
+
+
+def _large_group_hits(m: np.ndarray, Fi: np.ndarray, block: int, fmin: float):
+    """The pairs of one large group (positions ``m``, ascending) with ``cos > fmin``, one
+    ``(block, block)`` tile of its Gram matrix at a time (upper triangle only).
+
+    Yields ``(a, b, cos)``: (P,) int64, int64, float32.
+    """
+    for r0 in range(0, len(m), block):
+        rows = m[r0:r0 + block]
+        Xr = Fi[rows]
+        for c0 in range(r0, len(m), block):
+            cols = m[c0:c0 + block]
+            C = Xr @ Fi[cols].T                                   # (R, Q)
+            hit = C > fmin
+            if c0 == r0:
+                hit = np.triu(hit, 1)
+            i, j = np.nonzero(hit)
+            yield rows[i], cols[j], C[i, j]
+
+
+def _same_input_factor_pairs(groups: Sequence[Sequence[int]], Fi: np.ndarray, Fo: np.ndarray,
+                             config: AnalysisConfig):
+    """The factor signal's candidates: pairs inside one same-input group (every pair of the
+    group, the ``max_group`` cap of the text path not applied) whose input factors are aligned
+    (``cos > factor_input_min``) and output factors apart (``cos < factor_output_max``).
+
+    Pairs of different inputs are never compared: they can never be contradictions, and
+    comparing them would be a second all-pairs pass (issue 26). Cost: the sum over groups of
+    the squared group size times the factor width (N^2 only when nearly all rows share one
+    input, what the all-pairs pass cost on any data); memory: one ``block_size`` tile and at
+    most ``2 * max_pairs`` kept pairs.
+
+    Parameters
+    ----------
+    groups : sequence of sequences of int
+        Row positions of each same-input group, ascending.
+    Fi : (N, d_in) float32
+        Unit input factors.
+    Fo : (N, d_out) float32
+        Unit output factors.
+    config : AnalysisConfig
+        ``factor_input_min``, ``factor_output_max``, ``block_size``, ``max_pairs`` (at most
+        that many input-aligned pairs are kept, the most aligned, before the output test).
+
+    Returns
+    -------
+    a, b : (P,) int64
+        Row positions, ``a < b``, ordered by decreasing ``cos_input`` then ``(a, b)``.
+    cin, cout : (P,) float64
+        Their input and output factor cosines (float32 products).
+    """
+    fmin, block, cap = config.factor_input_min, config.block_size, config.max_pairs
+    hits = itertools.chain(
+        _small_group_hits(groups, Fi, fmin),
+        *(_large_group_hits(np.asarray(m, dtype=np.int64), Fi, block, fmin)
+          for m in groups if len(m) > _SMALL_GROUP))
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_kept = n_seen = 0
+    for a, b, c in hits:
+        if not len(a):
+            continue
+        parts.append((a, b, c))
+        n_kept += len(a)
+        n_seen += len(a)
+        if n_kept > 2 * cap:          # bounded memory: keep the most aligned, as at the end
+            parts = [_most_aligned(*_parts_cat(parts), cap)]
+            n_kept = len(parts[0][0])
+    if not parts:
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(0), np.zeros(0)
+    a, b, cin = _most_aligned(*_parts_cat(parts), cap)
+    if n_seen > cap:
+        logger.warning("contradictions: %d same-input pairs with aligned input factors; the "
+                       "factor signal keeps the %d most aligned (max_pairs)", n_seen, cap)
+    cin = cin.astype(np.float64)
     cout = np.einsum("ij,ij->i", Fo[a], Fo[b]).astype(np.float64)
     keep = cout < config.factor_output_max
-    return a[keep], b[keep], cin[keep].astype(np.float64), cout[keep]
+    return a[keep], b[keep], cin[keep], cout[keep]
 
 
 def input_keys(examples: Sequence, norm_input: Sequence[str] | None = None) -> list[tuple]:
@@ -243,7 +356,10 @@ def analyze_contradictions(
         ``signal``, ``reasons``, ``input_similarity`` (1: the same input), ``target_jaccard``,
         ``final_answers``, ``diff`` (word diff of the two targets) and, with factors,
         ``cos_input``/``cos_output``. ``positions``: the pairs as row positions. Summary:
-        ``factor_signal`` says whether the factor signal could propose pairs and why.
+        ``factor_signal`` says whether the factor signal could propose pairs and why;
+        ``factor_pairs_same_input``, ``factor_pairs_without_text_support`` (None without
+        texts), ``factor_pairs`` and ``factor_pairs_other_input`` (always None: pairs of other
+        inputs are not compared), ``factor_pairs_scope`` (why).
 
     The inputs are taken as checked (:class:`constraintlab.analysis.system.ConstraintSystem`
     checks shapes and values once, at the boundary).
@@ -259,14 +375,13 @@ def analyze_contradictions(
     ids = np.asarray(ids)
     found: dict[tuple[int, int], dict] = {}
     summary: dict = {"n": N, "signals": []}
-    keys: list[tuple] = []
+    groups: dict[tuple, list[int]] = {}
     if examples is not None:
         summary["signals"].append("text")
         text = text if text is not None else TextView(examples, config)
         targets, n_tg = text.target, text.norm_target
         keys = input_keys(text.examples, text.norm_input)
         cands: set[tuple[int, int]] = set()
-        groups: dict[tuple, list[int]] = {}
         for i, key in enumerate(keys):
             if key:
                 groups.setdefault(key, []).append(i)
@@ -308,37 +423,46 @@ def analyze_contradictions(
             why = ("the model conditions on the input: the factor signal proposes pairs with the "
                    "same input (up to formatting)")
         summary["factor_signal"] = {"proposes": may_propose, "why": why}
-        fa, fb, cin, cout = _factor_candidates(input_factors, output_factors, config)
-        summary["factor_pairs"] = len(fa)
-        n_other_input = n_same_target = 0
-        for x, y, ci, co in zip(fa.tolist(), fb.tolist(), cin.tolist(), cout.tolist(), strict=True):
-            x, y = min(x, y), max(x, y)
-            fscore = float(np.clip((ci - co) / 2.0, 0.0, 1.0))
-            if (x, y) in found:
-                f = found[(x, y)]
-                f["detail"].update({"signal": "text+factors", "cos_input": ci, "cos_output": co})
-                continue
-            if examples is None or not keys[x] or keys[x] != keys[y]:
-                n_other_input += 1      # another input (or unknown): never a contradiction
-                continue
-            cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
-            if cmp is None:
-                n_same_target += 1
-                continue
-            if not may_propose:
-                continue
-            found[(x, y)] = {"score": max(cmp["strength"], fscore), "detail": {
-                "signal": "factors", "cos_input": ci, "cos_output": co,
-                "reasons": cmp["reasons"], "input_similarity": 1.0,
-                "target_jaccard": cmp["target_jaccard"], "final_answers": cmp["final_answers"],
-                "substitutions": cmp["substitutions"],
-                "diff": short_diff(targets[x], targets[y])}}
-        summary["factor_pairs_other_input"] = n_other_input
-        summary["factor_pairs_without_text_support"] = n_same_target
-        if examples is not None:  # text pairs: does the factor signal agree?
+        summary.update({"factor_pairs": None, "factor_pairs_other_input": None,
+                        "factor_pairs_same_input": None,
+                        "factor_pairs_without_text_support": None})
+        if examples is None:
+            summary["factor_pairs_scope"] = (
+                "no texts, so no input keys: no pair is compared and the factor pair counts "
+                "are not measured")
+        else:
+            summary["factor_pairs_scope"] = (
+                "only pairs with the same input (key) are compared: pairs of other inputs are "
+                "never contradictions, and counting them would take a second all-pairs pass, "
+                "so factor_pairs and factor_pairs_other_input are not measured")
             Fi, _ = unit_rows(input_factors)
             Fo, _ = unit_rows(output_factors)
-            for (x, y), f in found.items():
+            fa, fb, cin, cout = _same_input_factor_pairs(
+                [m for m in groups.values() if len(m) > 1], Fi, Fo, config)
+            n_same_target = 0
+            for x, y, ci, co in zip(fa.tolist(), fb.tolist(), cin.tolist(), cout.tolist(),
+                                    strict=True):
+                if (x, y) in found:
+                    found[(x, y)]["detail"].update({"signal": "text+factors", "cos_input": ci,
+                                                    "cos_output": co})
+                    continue
+                cmp = compare_targets(targets[x], targets[y], n_tg[x], n_tg[y], config)
+                if cmp is None:
+                    n_same_target += 1
+                    continue
+                if not may_propose:
+                    continue
+                fscore = float(np.clip((ci - co) / 2.0, 0.0, 1.0))
+                found[(x, y)] = {"score": max(cmp["strength"], fscore), "detail": {
+                    "signal": "factors", "cos_input": ci, "cos_output": co,
+                    "reasons": cmp["reasons"], "input_similarity": 1.0,
+                    "target_jaccard": cmp["target_jaccard"],
+                    "final_answers": cmp["final_answers"],
+                    "substitutions": cmp["substitutions"],
+                    "diff": short_diff(targets[x], targets[y])}}
+            summary["factor_pairs_same_input"] = len(fa)
+            summary["factor_pairs_without_text_support"] = n_same_target
+            for (x, y), f in found.items():  # text pairs: does the factor signal agree?
                 if f["detail"]["signal"] == "text":
                     ci = float(Fi[x] @ Fi[y])
                     co = float(Fo[x] @ Fo[y])

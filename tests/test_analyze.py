@@ -20,9 +20,10 @@ from tiny_models import build_model, gsm8k_records
 import constraintlab
 from constraintlab.errors import ConstraintlabError
 from constraintlab.report.report import METRICS, Report
+from constraintlab.report.schema import report_schema
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((REPO / "constraintlab" / "report" / "report.schema.json").read_text())
+SCHEMA = report_schema()
 XSS_Q = "<script>alert(1)</script> Tom has 3 apples and buys 2 more. How many apples?"
 XSS_A = "3 + 2 = <<3+2=5>>5 <img src=x onerror=alert(2)> #### 5"
 N_BASE = 40

@@ -18,11 +18,12 @@ import pytest
 from constraintlab.analysis.registry import analyzers, lookup
 from constraintlab.api import _pipeline
 from constraintlab.report.report import METRICS, SCHEMA_VERSION, Report, metric_table
+from constraintlab.report.schema import report_schema
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "gsm8k_sample.jsonl"
 V1 = json.loads((REPO / "tests" / "fixtures" / "report_v1_sample.json").read_text())
-SCHEMA = json.loads((REPO / "constraintlab" / "report" / "report.schema.json").read_text())
+SCHEMA = report_schema()
 
 #: report.json keys of schema 1 -> schema 2 (those not listed kept their name and value).
 RENAMED_KEYS: dict[str, str] = {"schema_version": "schema_version"}

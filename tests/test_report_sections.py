@@ -14,9 +14,8 @@ import pytest
 import constraintlab.report.sections as pkg
 from constraintlab.analysis.registry import analyzers
 from constraintlab.report.report import Report, metric_table
+from constraintlab.report.schema import FRAME, report_schema
 from constraintlab.report.sections import Part, Section, install, parts, sections
-
-SCHEMA = Path(pkg.__file__).resolve().parents[1] / "report.schema.json"
 
 
 def test_every_analyzer_section_has_a_presentation_module() -> None:
@@ -27,8 +26,13 @@ def test_every_analyzer_section_has_a_presentation_module() -> None:
 
 
 def test_every_presentation_module_names_a_section_of_the_contract() -> None:
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    schema = report_schema()
     assert {s.name for s in sections()} <= set(schema["required"])
+    frame = json.loads(FRAME.read_text(encoding="utf-8"))
+    # each section's contract lives in its module, the frame holds only the run's own keys
+    assert not {s.name for s in sections()} & set(frame["properties"])
+    for s in sections():
+        assert schema["properties"][s.name] == s.schema, s.name
 
 
 def test_every_module_of_the_package_declares_its_section() -> None:

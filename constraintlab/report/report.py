@@ -15,6 +15,7 @@ Files written by :meth:`Report.save` (and read back by :meth:`Report.load`):
 ``examples.parquet``      the same, when pyarrow is installed
 ``report.html``           self-contained page (figures embedded, dataset text escaped)
 ``constraint_graph.graphml``  the constraint graph (edge ``cos``, node ``zone``)
+``report.schema.json``    the JSON Schema ``report.json`` follows (``report_schema()``)
 ``tokens.npz``, ``tokens.jsonl``  per-token profiles of every example's target (NLL, rank, id,
                           text piece; :class:`~constraintlab.encode.store.TokenProfiles`), when
                           the report has them
@@ -42,6 +43,7 @@ from constraintlab.encode.store import TokenProfiles
 from constraintlab.errors import ConstraintlabError
 from constraintlab.report import plots
 from constraintlab.report.html import render_html
+from constraintlab.report.schema import report_schema
 from constraintlab.report.sections import install, sections
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,8 @@ def metric_table() -> dict[str, tuple[str, str, str]]:
 #: The flat metrics of :meth:`Report.metrics` (what gate conditions can name), documented once.
 METRICS: dict[str, str] = {name: desc for name, (_, _, desc) in metric_table().items()}
 FILES = {"json": "report.json", "csv": "examples.csv", "parquet": "examples.parquet",
-         "html": "report.html", "graph": "constraint_graph.graphml"}
+         "html": "report.html", "graph": "constraint_graph.graphml",
+         "schema": "report.schema.json"}
 
 
 def required_sections() -> tuple[str, ...]:
@@ -244,6 +247,8 @@ class Report:
             pass
         (out / FILES["html"]).write_text(self.to_html(), encoding="utf-8")
         nx.write_graphml(self.graph(), out / FILES["graph"])
+        (out / FILES["schema"]).write_text(json.dumps(report_schema(), indent=2,
+                                                      ensure_ascii=False) + "\n", encoding="utf-8")
         if self.tokens is not None:
             self.tokens.save(out)
         else:   # never leave another report's profiles beside this one

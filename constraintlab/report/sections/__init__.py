@@ -108,6 +108,10 @@ class Section:
         Accessors it adds to :class:`~constraintlab.report.report.Report` (a name must be new).
     kpi_links : mapping card label -> anchor
         The section a KPI card of its links to (the slug of that section's ``<h2>``).
+    schema : mapping or None
+        The JSON Schema of ``report.json[name]``: the section's contract, assembled into the
+        whole report's by :func:`constraintlab.report.schema.report_schema` (``$ref`` may
+        point into the frame's ``$defs``).
     """
 
     name: str
@@ -117,6 +121,7 @@ class Section:
     methods: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     properties: Mapping[str, Callable[[Any], Any]] = field(default_factory=dict)
     kpi_links: Mapping[str, str] = field(default_factory=dict)
+    schema: Mapping[str, Any] | None = None
 
 
 @functools.cache

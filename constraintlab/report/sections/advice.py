@@ -69,7 +69,17 @@ def _action_lines(v: View) -> list[str]:
     return lines
 
 
+#: The contract of ``report.json["advice"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {"items": {"type": "array", "items": {"type": "string"}}},
+    "description": "what to do next, most pressing first (constraintlab.analysis.advice)",
+}
+
+
 SECTION = Section(
-    "advice",
+    "advice", schema=SCHEMA,
     parts=(Part("top", 10, _box), Part("end", 10, _records), Part("actions", 10, _action_lines)),
     methods={"advice": advice})

@@ -49,7 +49,50 @@ def _line(v: View) -> list[str]:
                         f"examples {c['effective_examples']:.0f} of {c['n']})")]
 
 
+#: The contract of ``report.json["concentration"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "Do a few examples carry the update? How the examples' squared gradient norms (energy e_i "
+        "= grad_norm_i^2) share the total; null when the store has no gradient norms or every "
+        "gradient is zero."
+    ),
+    "required": [
+        "n",
+        "total_energy",
+        "half_energy_examples",
+        "half_energy_share",
+        "effective_examples",
+        "effective_share",
+        "largest",
+        "formula",
+    ],
+    "properties": {
+        "n": {"type": "integer", "minimum": 1},
+        "total_energy": {"type": "number", "exclusiveMinimum": 0},
+        "half_energy_examples": {"type": "integer", "minimum": 1},
+        "half_energy_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "effective_examples": {"type": "number", "minimum": 1},
+        "effective_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "largest": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "grad_norm", "share"],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 0},
+                    "grad_norm": {"type": "number", "minimum": 0},
+                    "share": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+            },
+        },
+        "formula": {"type": "string"},
+    },
+}
+
+
 SECTION = Section(
-    "concentration",
+    "concentration", schema=SCHEMA,
     parts=(Part("body", 125, _html), Part("numbers", 95, _line)),
     methods={"concentration": concentration})

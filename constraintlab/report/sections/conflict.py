@@ -65,8 +65,44 @@ def _html(v: View) -> list[str]:
             f"{c['conflicted_examples']} examples have at least one conflicting partner.</p>"]
 
 
+#: The contract of ``report.json["conflict"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": [
+        "tau",
+        "method",
+        "n_pairs",
+        "conflicting_pairs",
+        "conflict_density",
+        "aligned_pairs",
+        "alignment_density",
+        "conflicted_examples",
+        "histogram",
+    ],
+    "properties": {
+        "tau": {"type": "number"},
+        "method": {"enum": ["exact", "sampled"]},
+        "n_pairs": {"type": "integer", "minimum": 0},
+        "conflicting_pairs": {"type": "integer", "minimum": 0},
+        "conflict_density": {"type": "number", "minimum": 0, "maximum": 1},
+        "aligned_pairs": {"type": "integer", "minimum": 0},
+        "alignment_density": {"type": "number", "minimum": 0, "maximum": 1},
+        "conflicted_examples": {"type": "integer", "minimum": 0},
+        "histogram": {
+            "type": "object",
+            "required": ["edges", "counts"],
+            "properties": {
+                "edges": {"type": "array", "items": {"type": "number"}},
+                "counts": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            },
+        },
+    },
+}
+
+
 SECTION = Section(
-    "conflict",
+    "conflict", schema=SCHEMA,
     parts=(Part("body", 40, _html),),
     figures={"cosines": plot_cosines},
     methods={"plot_cosines": plot_cosines})

@@ -52,8 +52,60 @@ def _line(v: View) -> list[str]:
                         "pairs (same input, different target)")]
 
 
+#: The contract of ``report.json["contradictions"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["count", "examples"],
+    "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "examples": {"type": "integer", "minimum": 0},
+        "factor_pairs_same_input": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": (
+                "pairs with the same input (key: normalised text, roles, numbers) whose input "
+                "factors are aligned (cos > factor_input_min) and output factors apart (cos < "
+                "factor_output_max): every pair of every same-input group, also beyond max_group "
+                "(at most max_pairs input-aligned pairs, the most aligned); null without texts or "
+                "without factors"
+            ),
+        },
+        "factor_pairs_without_text_support": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": (
+                "of factor_pairs_same_input, those whose targets do not differ in substance (not a"
+                " contradiction); null without texts or without factors"
+            ),
+        },
+        "factor_pairs": {
+            "type": ["integer", "null"],
+            "description": (
+                "not measured since issue 26 (always null when present): the factor signal no "
+                "longer compares pairs of other inputs (that took a second all-pairs pass), see "
+                "factor_pairs_scope"
+            ),
+        },
+        "factor_pairs_other_input": {
+            "type": ["integer", "null"],
+            "description": (
+                "not measured since issue 26 (always null when present): pairs of other inputs are"
+                " never contradictions and are not compared, see factor_pairs_scope"
+            ),
+        },
+        "factor_pairs_scope": {
+            "type": "string",
+            "description": (
+                "which pairs the factor signal compared and why the counts over all pairs are null"
+            ),
+        },
+    },
+}
+
+
 SECTION = Section(
-    "contradictions",
+    "contradictions", schema=SCHEMA,
     parts=(Part("kpi", 70, _kpi), Part("body", 80, _html), Part("numbers", 50, _line)),
     fixes=(Fix(10, "contradictions", "contradiction pair", "contradiction pairs"),),
     methods={"contradictions": contradictions},

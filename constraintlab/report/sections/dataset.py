@@ -49,4 +49,56 @@ def _finding_lines(v: View, limit: int = 10) -> list[str]:
     return [*lines, ""]
 
 
-SECTION = Section("dataset", parts=(Part("body", 60, _html), Part("tail", 10, _finding_lines)))
+#: The contract of ``report.json["dataset"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": [
+        "source",
+        "sha256",
+        "schema",
+        "n_records",
+        "n_examples",
+        "invalid_records",
+        "findings",
+        "skipped",
+    ],
+    "properties": {
+        "source": {"type": "string"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "schema": {"enum": ["chat", "sharegpt", "prompt_completion", "alpaca", "qa", "text"]},
+        "n_records": {"type": "integer", "minimum": 0},
+        "n_examples": {"type": "integer", "minimum": 0},
+        "skipped": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the findings as 'path:line: message' strings",
+        },
+        "invalid_records": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "records that could not be used (len(findings)); metric invalid_records",
+        },
+        "truncated_examples": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "examples cut at max_length (kept; n_truncated in examples.csv)",
+        },
+        "findings": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/finding"},
+            "description": (
+                "one object per unusable record (io and encode), excluded from the analysis"
+            ),
+        },
+        "notes": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/finding"},
+            "description": "records that are odd but were used (empty input, content parts)",
+        },
+    },
+}
+
+
+SECTION = Section("dataset", schema=SCHEMA,
+                  parts=(Part("body", 60, _html), Part("tail", 10, _finding_lines)))

@@ -105,8 +105,121 @@ def _line(v: View) -> list[str]:
                         "examples)")]
 
 
+#: The contract of ``report.json["families"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "Variant families: deliberate near-variants of one text and whether their constraints "
+        "agree; null when the examples were not analysed."
+    ),
+    "required": [
+        "count",
+        "members",
+        "incoherent",
+        "incoherent_ids",
+        "coherence_rule",
+        "family_jaccard",
+        "min_size",
+        "families",
+    ],
+    "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "members": {"type": "integer", "minimum": 0},
+        "incoherent": {"type": "integer", "minimum": 0},
+        "incoherent_ids": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "coherence_rule": {"type": "string"},
+        "family_jaccard": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "min_size": {"type": "integer", "minimum": 2},
+        "families": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "size",
+                    "n_variants",
+                    "base",
+                    "members",
+                    "label",
+                    "varies",
+                    "reasons",
+                    "coherent",
+                ],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 0},
+                    "size": {"type": "integer", "minimum": 2},
+                    "n_variants": {"type": "integer", "minimum": 2},
+                    "base": {"type": "integer", "minimum": 0},
+                    "members": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 0},
+                        "minItems": 2,
+                    },
+                    "label": {"type": "string"},
+                    "varies": {
+                        "type": "object",
+                        "required": ["marked", "replaced", "added", "removed"],
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["members", "top"],
+                            "properties": {
+                                "members": {"type": "integer", "minimum": 0},
+                                "top": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "maxItems": 2,
+                                        "prefixItems": [
+                                            {"type": "string"},
+                                            {"type": "integer", "minimum": 0},
+                                        ],
+                                    },
+                                },
+                            },
+                        },
+                    },
+                    "volatility": {
+                        "type": "object",
+                        "required": ["min", "max", "spread", "std"],
+                        "properties": {
+                            "min": {"type": "number"},
+                            "max": {"type": "number"},
+                            "spread": {"type": "number"},
+                            "std": {"type": "number"},
+                        },
+                    },
+                    "coherence": {
+                        "type": "object",
+                        "required": [
+                            "mean_cos",
+                            "min_cos",
+                            "opposing_pairs",
+                            "first_direction_share",
+                        ],
+                        "properties": {
+                            "mean_cos": {"type": "number"},
+                            "min_cos": {"type": "number"},
+                            "opposing_pairs": {"type": "integer", "minimum": 0},
+                            "first_direction_share": {"type": "number", "minimum": 0, "maximum": 1},
+                        },
+                    },
+                    "contradicting_pairs": {"type": "integer", "minimum": 0},
+                    "reasons": {
+                        "type": "array",
+                        "items": {"enum": ["contradiction", "low_coherence", "opposing"]},
+                    },
+                    "coherent": {"type": ["boolean", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
 SECTION = Section(
-    "families",
+    "families", schema=SCHEMA,
     parts=(Part("kpi", 60, _kpi), Part("body", 100, _html), Part("numbers", 90, _line)),
     fixes=(Fix(40, "incoherent_families", "incoherent variant family",
                "incoherent variant families"),),

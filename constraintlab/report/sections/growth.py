@@ -88,8 +88,26 @@ def _line(v: View) -> list[str]:
                         is not None else visible(g["reason"]))]
 
 
+#: The contract of ``report.json["growth"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "rank, effective rank and energy rank on seeded nested subsamples N/16..N and the growth "
+        "verdict (constraintlab.analysis.growth)"
+    ),
+    "required": ["curve", "verdict", "reason", "rules", "slope_per_100", "elasticity"],
+    "properties": {
+        "curve": {
+            "type": "object",
+            "required": ["n", "rank", "effective_rank", "energy_rank", "energy"],
+        },
+    },
+}
+
+
 SECTION = Section(
-    "growth",
+    "growth", schema=SCHEMA,
     parts=(Part("body", 20, _html), Part("numbers", 20, _line)),
     figures={"growth": _figure},
     methods={"plot_growth": plot_growth})

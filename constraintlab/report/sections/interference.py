@@ -54,7 +54,27 @@ def _line(v: View) -> list[str]:
                            "that the model does not know this data)" if _limited(v) else ")"))]
 
 
+#: The contract of ``report.json["interference"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "cross-zone interference against the data's Gaussian null "
+        "(constraintlab.analysis.interference)"
+    ),
+    "required": [
+        "interference",
+        "null_interference",
+        "interference_excess",
+        "interference_above_null",
+        "rule",
+        "reason",
+        "null",
+    ],
+}
+
+
 SECTION = Section(
-    "interference",
+    "interference", schema=SCHEMA,
     parts=(Part("kpi", 20, _kpi), Part("body", 30, _html), Part("numbers", 30, _line)),
     kpi_links={"interference": "interference"})

@@ -184,8 +184,81 @@ def _line(v: View) -> list[str]:
                         f"{kind_share:.0%}")]
 
 
+#: The contract of ``report.json["layer_map"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "Layer map: each example's squared gradient norm split over the LoRA sites (rows = layers,"
+        " columns = module kinds), for the dataset and the highest-pressure zones; null when the "
+        "store has no per-site energies."
+    ),
+    "required": ["layers", "kinds", "dataset", "zones"],
+    "properties": {
+        "layers": {"type": "array", "items": {"type": "integer"}},
+        "kinds": {"type": "array", "items": {"type": "string"}},
+        "n_sites": {"type": "integer", "minimum": 0},
+        "dataset": {
+            "type": "object",
+            "required": [
+                "energy",
+                "share",
+                "total",
+                "by_layer",
+                "by_kind",
+                "top_layer",
+                "top_kind",
+            ],
+            "properties": {
+                "energy": {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "number"}},
+                },
+                "share": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                "total": {"type": "number", "minimum": 0},
+                "by_layer": {"type": "array", "items": {"type": "number"}},
+                "by_kind": {"type": "array", "items": {"type": "number"}},
+                "top_layer": {"type": ["integer", "null"]},
+                "top_kind": {"type": ["string", "null"]},
+            },
+        },
+        "zones": {
+            "type": "object",
+            "propertyNames": {"pattern": "^-?[0-9]+$"},
+            "additionalProperties": {
+                "type": "object",
+                "required": [
+                    "energy",
+                    "share",
+                    "total",
+                    "by_layer",
+                    "by_kind",
+                    "top_layer",
+                    "top_kind",
+                ],
+                "properties": {
+                    "energy": {
+                        "type": "array",
+                        "items": {"type": "array", "items": {"type": "number"}},
+                    },
+                    "share": {
+                        "type": "array",
+                        "items": {"type": "array", "items": {"type": "number"}},
+                    },
+                    "total": {"type": "number", "minimum": 0},
+                    "by_layer": {"type": "array", "items": {"type": "number"}},
+                    "by_kind": {"type": "array", "items": {"type": "number"}},
+                    "top_layer": {"type": ["integer", "null"]},
+                    "top_kind": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
 SECTION = Section(
-    "layer_map",
+    "layer_map", schema=SCHEMA,
     parts=(Part("body", 130, _html), Part("numbers", 100, _line)),
     figures={"layer_map": _figure},
     methods={"layer_map": layer_map, "plot_layer_map": plot_layer_map})

@@ -12,4 +12,22 @@ def pairs(report) -> pd.DataFrame:
     return pd.DataFrame(report.data["pairs"], columns=["kind", "a", "b", "score", "detail"])
 
 
-SECTION = Section("pairs", properties={"pairs": pairs})
+#: The contract of ``report.json["pairs"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["kind", "a", "b", "score"],
+        "properties": {
+            "kind": {"enum": ["exact_duplicate", "near_duplicate", "contradiction", "conflict"]},
+            "a": {"type": "integer", "minimum": 0},
+            "b": {"type": "integer", "minimum": 0},
+            "score": {"type": "number"},
+            "detail": {"type": "object"},
+        },
+    },
+}
+
+
+SECTION = Section("pairs", schema=SCHEMA, properties={"pairs": pairs})

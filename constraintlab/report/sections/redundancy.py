@@ -40,8 +40,74 @@ def _line(v: View) -> list[str]:
                         f"{m['exact_duplicates']} exact, {m['near_duplicates']} near")]
 
 
+#: The contract of ``report.json["redundancy"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": [
+        "exact_duplicates",
+        "exact_duplicate_sets",
+        "near_duplicates",
+        "near_duplicate_pairs",
+        "redundancy_ratio",
+        "sets",
+    ],
+    "properties": {
+        "exact_duplicates": {"type": "integer", "minimum": 0},
+        "exact_duplicate_sets": {"type": "integer", "minimum": 0},
+        "near_duplicates": {"type": "integer", "minimum": 0},
+        "near_duplicate_pairs": {"type": "integer", "minimum": 0},
+        "redundancy_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+        "sets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "kind", "keeper", "keeper_reason", "members"],
+                "properties": {
+                    "kind": {"enum": ["exact", "near"]},
+                    "keeper": {"type": "integer", "minimum": 0},
+                    "keeper_reason": {
+                        "enum": ["formatting", "loss", "file_order"],
+                        "description": (
+                            "The rule that chose the keeper: fewest formatting marks (whitespace, "
+                            "capitals, lower-case starts), else lowest mean target loss, else "
+                            "first in file order."
+                        ),
+                    },
+                    "keeper_detail": {
+                        "type": "string",
+                        "description": (
+                            "The keeper_reason in words, with the counts or losses compared."
+                        ),
+                    },
+                    "members": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 0},
+                        "minItems": 2,
+                    },
+                },
+            },
+        },
+        "keeper_rule": {"type": "string", "description": "How each set's keeper is chosen."},
+        "keeper_reasons": {
+            "type": "object",
+            "additionalProperties": {"type": "integer", "minimum": 0},
+            "description": "How many sets each keeper_reason decided.",
+        },
+        "near_duplicate_pairs_in_families": {
+            "type": "integer",
+            "minimum": 0,
+            "description": (
+                "Near-duplicate links between members of one variant family: intended variation, "
+                "not counted as duplicates (unless families_are_duplicates)."
+            ),
+        },
+    },
+}
+
+
 SECTION = Section(
-    "redundancy",
+    "redundancy", schema=SCHEMA,
     parts=(Part("kpi", 30, _kpi), Part("body", 90, _html), Part("numbers", 40, _line)),
     fixes=(Fix(20, "duplicates", "duplicate row", "duplicate rows"),),
     kpi_links={"duplicates": "duplicate-sets"})

@@ -35,4 +35,40 @@ def _html(v: View, limit: int = 5) -> list[str]:
     return out
 
 
-SECTION = Section("response", parts=(Part("body", 120, _html),))
+#: The contract of ``report.json["response"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "description": "First-order response map: loss changes per unit SGD step (negative = helps).",
+    "required": [
+        "sign_convention",
+        "units",
+        "total_effect",
+        "helpful_examples",
+        "harmful_examples",
+        "most_helpful",
+        "most_harmful",
+        "zone_ids",
+        "zone_matrix",
+    ],
+    "properties": {
+        "sign_convention": {"type": "string"},
+        "units": {"type": "string"},
+        "total_effect": {"type": "number"},
+        "helpful_examples": {"type": "integer", "minimum": 0},
+        "harmful_examples": {"type": "integer", "minimum": 0},
+        "most_helpful": {
+            "type": "array",
+            "items": {"type": "object", "required": ["index", "net_effect"]},
+        },
+        "most_harmful": {
+            "type": "array",
+            "items": {"type": "object", "required": ["index", "net_effect"]},
+        },
+        "zone_ids": {"type": "array", "items": {"type": "integer"}},
+        "zone_matrix": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+    },
+}
+
+
+SECTION = Section("response", schema=SCHEMA, parts=(Part("body", 120, _html),))

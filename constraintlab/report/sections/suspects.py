@@ -139,8 +139,79 @@ def _line(v: View) -> list[str]:
                         f"examples{' (' + why + ')' if why else ''}")]
 
 
+#: The contract of ``report.json["suspects"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "which examples are probably wrong (constraintlab.analysis.suspects): the flag, the "
+        "score's calibration, the signals, the listed suspects and what the model can judge; null "
+        "without token profiles"
+    ),
+    "required": [
+        "suspects",
+        "suspect_share",
+        "alpha",
+        "threshold",
+        "formula",
+        "calibration",
+        "signals",
+        "reasons",
+        "capability",
+        "listed",
+    ],
+    "properties": {
+        "suspects": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": (
+                "examples flagged; null when the model-based checks did not all run "
+                "(capability.limited): not measured"
+            ),
+        },
+        "suspect_share": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "measured": {
+            "type": "boolean",
+            "description": (
+                "true when every suspect check ran (suspects and suspect_share are then numbers)"
+            ),
+        },
+        "flagged": {
+            "type": "integer",
+            "minimum": 0,
+            "description": (
+                "examples flagged by the checks that did run (is_suspect), measured or not"
+            ),
+        },
+        "contradiction_pairs": {
+            "type": "array",
+            "description": (
+                "contradiction pairs to resolve ([a, b] ids): one side is wrong, the pair does not"
+                " say which"
+            ),
+            "items": {"type": "array"},
+        },
+        "alpha": {"type": "number"},
+        "threshold": {"type": "number"},
+        "capability": {
+            "type": "object",
+            "required": ["limited", "out_of_reach", "message"],
+            "properties": {
+                "limited": {"type": "boolean"},
+                "out_of_reach": {"type": "array", "items": {"type": "string"}},
+                "message": {"type": "string"},
+            },
+        },
+        "listed": {
+            "type": "array",
+            "items": {"type": "object", "required": ["id", "score", "reasons", "tokens"]},
+        },
+    },
+}
+
+
 SECTION = Section(
-    "suspects",
+    "suspects", schema=SCHEMA,
     parts=(Part("verdict", 10, _headline), Part("head", 10, _capability_lines),
            Part("kpi", 40, _kpi), Part("body", 50, _html), Part("numbers", 70, _line)),
     fixes=(Fix(30, "suspects", "likely wrong target", "likely wrong targets"),),

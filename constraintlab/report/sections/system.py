@@ -94,8 +94,66 @@ def _line(v: View) -> list[str]:
                         f"P = {m['unknowns']:,} unknowns)")]
 
 
+#: The contract of ``report.json["system"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": [
+        "n_equations",
+        "n_unknowns",
+        "rank",
+        "rank_is_lower_bound",
+        "rank_tolerance",
+        "effective_rank",
+        "stable_rank",
+        "energy_directions",
+        "singular_values",
+        "rule",
+        "rules",
+        "inconsistent_reasons",
+        "determinacy",
+        "consistency",
+        "sentence",
+    ],
+    "properties": {
+        "n_equations": {"type": "integer", "minimum": 0},
+        "n_unknowns": {"type": "integer", "minimum": 0},
+        "rank": {"type": "integer", "minimum": 0},
+        "rank_is_lower_bound": {"type": "boolean"},
+        "rank_tolerance": {"type": "number"},
+        "effective_rank": {"type": "number"},
+        "stable_rank": {"type": "number"},
+        "energy_directions": {
+            "type": "object",
+            "required": ["50", "90", "99"],
+            "additionalProperties": {"type": "integer", "minimum": 0},
+        },
+        "singular_values": {"type": "array", "items": {"type": "number"}},
+        "rule": {"type": "string"},
+        "rules": {"type": "array"},
+        "inconsistent_reasons": {"type": "array", "items": {"type": "string"}},
+        "determinacy": {
+            "enum": [
+                "too_few_examples",
+                "limited_by_sketch",
+                "limited_by_adapter",
+                "saturating",
+                "still_growing",
+                "slowing",
+            ],
+            "description": "how the directions grow with the data (the growth section's verdict)",
+        },
+        "consistency": {
+            "enum": ["consistent", "inconsistent", "unknown"],
+            "description": "inconsistent only by contradiction pairs",
+        },
+        "sentence": {"type": "string"},
+    },
+}
+
+
 SECTION = Section(
-    "system",
+    "system", schema=SCHEMA,
     parts=(Part("kpi", 10, _kpi), Part("body", 10, _html), Part("numbers", 10, _line)),
     figures={"spectrum": plot_spectrum},
     methods={"verdict": verdict, "plot_spectrum": plot_spectrum},

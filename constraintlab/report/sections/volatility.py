@@ -109,8 +109,109 @@ def _line(v: View) -> list[str]:
                            if _predicts_targets_false(v) else ")"))]
 
 
+#: The contract of ``report.json["volatility"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": ["object", "null"],
+    "description": (
+        "Token volatility: how far each target lies from what the model already predicts (0 = "
+        "predicted, 1 = unknown to the model); null when the feature store has no token profiles."
+    ),
+    "required": [
+        "formula",
+        "top_k",
+        "weights",
+        "ln_vocab",
+        "grad_norm_median",
+        "percentiles",
+        "most_volatile",
+    ],
+    "properties": {
+        "formula": {"type": "string"},
+        "top_k": {"type": "integer", "minimum": 1},
+        "weights": {
+            "type": "object",
+            "required": ["mean_nll", "max_nll", "topk_miss_share", "grad_norm"],
+            "additionalProperties": {"type": "number", "minimum": 0},
+        },
+        "ln_vocab": {"type": "number", "exclusiveMinimum": 0},
+        "vocab_size": {"type": "integer", "minimum": 2},
+        "grad_norm_median": {"type": "number", "minimum": 0},
+        "percentiles": {
+            "type": "object",
+            "required": ["volatility", "mean_nll", "max_nll", "topk_miss_share", "grad_norm"],
+            "additionalProperties": {
+                "type": "object",
+                "required": ["p50", "p90", "p95", "p99", "max", "mean"],
+                "properties": {
+                    "p50": {"type": "number"},
+                    "p90": {"type": "number"},
+                    "p95": {"type": "number"},
+                    "p99": {"type": "number"},
+                    "max": {"type": "number"},
+                    "mean": {"type": "number"},
+                },
+            },
+        },
+        "most_volatile": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "volatility",
+                    "percentile",
+                    "mean_nll",
+                    "max_nll",
+                    "topk_miss_share",
+                    "grad_norm",
+                    "n_tokens",
+                    "tokens",
+                    "profile",
+                    "profile_truncated",
+                ],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 0},
+                    "volatility": {"type": "number", "minimum": 0, "maximum": 1},
+                    "percentile": {"type": "number", "minimum": 0, "maximum": 1},
+                    "mean_nll": {"type": "number"},
+                    "max_nll": {"type": "number"},
+                    "topk_miss_share": {"type": "number", "minimum": 0, "maximum": 1},
+                    "grad_norm": {"type": "number", "minimum": 0},
+                    "n_tokens": {"type": "integer", "minimum": 1},
+                    "tokens": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["position", "text", "nll", "rank"],
+                            "properties": {
+                                "position": {"type": "integer", "minimum": 0},
+                                "text": {"type": "string"},
+                                "nll": {"type": "number"},
+                                "rank": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                    "profile": {
+                        "type": "array",
+                        "maxItems": 400,
+                        "items": {
+                            "type": "array",
+                            "prefixItems": [{"type": "string"}, {"type": "number"}],
+                            "minItems": 2,
+                            "maxItems": 2,
+                        },
+                    },
+                    "profile_truncated": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+
 SECTION = Section(
-    "volatility",
+    "volatility", schema=SCHEMA,
     parts=(Part("kpi", 50, _kpi), Part("body", 110, _html), Part("numbers", 80, _line)),
     methods={"volatile_examples": volatile_examples},
     kpi_links={"volatility p99": "token-volatility"})

@@ -246,8 +246,59 @@ def _line(v: View) -> list[str]:
     return [number_line("pressure zones", f"{m['pressure_zones']:d}", f"of {m['zones']} zones")]
 
 
+#: The contract of ``report.json["zones"]`` (JSON Schema), assembled into the report's
+#: by :func:`constraintlab.report.schema.report_schema`.
+SCHEMA: dict = {
+    "type": "object",
+    "required": ["count", "pressure_zones", "zones", "outliers"],
+    "properties": {
+        "refine_rule": {
+            "type": ["string", "null"],
+            "description": (
+                "which zones the refinement compared each row with (every zone, or above "
+                "zone_refine_exact_max_cells its own and its top-m neighbours' zones); null "
+                "without features"
+            ),
+        },
+        "count": {"type": "integer", "minimum": 0},
+        "pressure_zones": {"type": "integer", "minimum": 0},
+        "outliers": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "zones": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "rank",
+                    "label",
+                    "size",
+                    "members",
+                    "pressure",
+                    "internal_conflict_share",
+                    "mean_alignment",
+                    "density",
+                    "is_pressure_zone",
+                ],
+                "properties": {
+                    "id": {"type": "integer", "minimum": 0},
+                    "rank": {"type": "integer", "minimum": 0},
+                    "label": {"type": "string"},
+                    "size": {"type": "integer", "minimum": 0},
+                    "members": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "pressure": {"type": "number"},
+                    "internal_conflict_share": {"type": "number"},
+                    "mean_alignment": {"type": "number"},
+                    "density": {"type": "number"},
+                    "is_pressure_zone": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+
 SECTION = Section(
-    "zones",
+    "zones", schema=SCHEMA,
     parts=(Part("kpi", 80, _kpi), Part("body", 70, _html), Part("numbers", 60, _line)),
     figures={"zones": plot_zones, "zone_map": plot_zone_map},
     methods={"zone_examples": zone_examples, "zone_members": zone_members,

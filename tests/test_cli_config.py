@@ -82,3 +82,20 @@ def test_api_refuses_a_missing_device_before_reading(monkeypatch, no_model_load)
 
     with pytest.raises(ConfigError, match=r"^device 'cuda:9': this machine has"):
         constraintlab.analyze([{"question": "q", "answer": "a"}], device="cuda:9")
+
+
+@pytest.mark.parametrize("command", ["analyze", "gate"])
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--set", "factor_input_min=-5"], "--set factor_input_min: factor_input_min must be"),
+    (["--tau", "5"], "--tau: tau must be"),
+    (["--top-m", "0"], "--top-m: top_m must be"),
+], ids=["set", "tau", "top-m"])
+def test_an_analysis_setting_out_of_range_names_its_flag(command, flags, message, tmp_path,
+                                                         capsys, no_model_load) -> None:
+    extra = [a.format(tmp=tmp_path) for a in _NEEDS[command]]
+    code = main([command, str(SAMPLE), *extra, *flags, "--quiet"])
+    out = capsys.readouterr()
+    assert code == 2, out
+    lines = out.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"constraintlab {command}: error: {message}"), \
+        out.err

@@ -296,11 +296,19 @@ def analysis_config_from_args(args: argparse.Namespace) -> AnalysisConfig:
     from constraintlab.analysis.config import AnalysisConfig  # numba loads on first use
 
     settings = parse_set_options(getattr(args, "settings", []) or [], AnalysisConfig)
+    flags = {name: f"--set {name}" for name in settings}
     if getattr(args, "tau", None) is not None:
-        settings["tau"] = args.tau
+        settings["tau"], flags["tau"] = args.tau, "--tau"
     if getattr(args, "top_m", None) is not None:
-        settings["top_m"] = args.top_m
-    return AnalysisConfig(**settings)
+        settings["top_m"], flags["top_m"] = args.top_m, "--top-m"
+    try:
+        return AnalysisConfig(**settings)
+    except ConfigError as err:   # name the flag that set the refused field, not the class
+        message = str(err).removeprefix(f"{AnalysisConfig.__name__}: ")
+        field = message.split(" ", 1)[0]
+        if field in flags:
+            raise ConfigError(f"{flags[field]}: {message}") from None
+        raise
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[ReadConfig, EncodeConfig, AnalysisConfig]:

@@ -23,10 +23,10 @@ import numpy as np
 from constraintlab.analysis import AnalysisConfig
 from constraintlab.analysis.cleaning import CleanConfig, plan_cleaning
 from constraintlab.analysis.selection import SelectConfig, budget_count, rank_rows
-from constraintlab.api import _pipeline, record_lines, split_settings
+from constraintlab.api import _pipeline, record_lines, refuse_input, split_settings
 from constraintlab.encode import EncodeConfig, extract
 from constraintlab.encode.store import open_matching_store, store_key
-from constraintlab.errors import ConstraintlabError, StoreMismatchError
+from constraintlab.errors import StoreMismatchError
 from constraintlab.io import ExampleSet, ReadConfig, read_examples
 from constraintlab.report.report import Report
 
@@ -46,12 +46,6 @@ def selection_report_path(output: str | Path) -> Path:
     """``SUBSET.select.json`` beside ``SUBSET.jsonl``."""
     output = Path(output)
     return output.with_name(output.stem + ".select.json")
-
-
-def _refuse_input(output: Path, source: Any) -> None:
-    if source and Path(str(source)).is_file() and output.resolve() == Path(str(source)).resolve():
-        raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose another "
-                                 "output")
 
 
 def _source(data: Any, examples: ExampleSet) -> str:
@@ -92,7 +86,7 @@ class CleanResult:
         """Write :attr:`records` to ``output`` and the decisions, one JSON object a line, to
         ``output``'s ``.decisions.jsonl`` (:func:`decisions_path`); returns that path."""
         output = Path(output)
-        _refuse_input(output, self.summary.get("source"))
+        refuse_input(output, self.summary.get("source"))
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(b"".join(self.records))
         path = decisions_path(output)
@@ -186,7 +180,7 @@ class SelectResult:
         """Write :attr:`records` to ``output`` and the summary to ``output``'s
         ``.select.json`` (:func:`selection_report_path`); returns that path."""
         output = Path(output)
-        _refuse_input(output, self.summary.get("source"))
+        refuse_input(output, self.summary.get("source"))
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(b"".join(self.records))
         path = selection_report_path(output)

@@ -36,7 +36,7 @@ from constraintlab.report.report import Report
 logger = logging.getLogger(__name__)
 
 __all__ = ["STAGES", "OrderResult", "analyze", "default_out_dir", "order", "order_report_path",
-           "record_lines", "split_settings"]
+           "record_lines", "refuse_input", "split_settings"]
 
 STAGES: tuple[type, ...] = (ReadConfig, EncodeConfig, AnalysisConfig)
 
@@ -273,6 +273,19 @@ def record_lines(data: Any, ids: Sequence[int], split: str | None = None
     return record_bytes(read_raw(data, split), ids)
 
 
+def refuse_input(output: Path, source: Any) -> None:
+    """Refuse to write a result over the data file it was read from.
+
+    Raises
+    ------
+    ConstraintlabError
+        ``source`` is an existing file and ``output`` is that file.
+    """
+    if source and Path(str(source)).is_file() and output.resolve() == Path(str(source)).resolve():
+        raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose another "
+                                 "output")
+
+
 @dataclass
 class OrderResult:
     """The records of a dataset in a training order, and what that order looks like.
@@ -313,10 +326,7 @@ class OrderResult:
             When ``output`` is the source file itself.
         """
         output = Path(output)
-        source = self.summary.get("source")
-        if source and Path(source).is_file() and output.resolve() == Path(source).resolve():
-            raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose "
-                                     "another output")
+        refuse_input(output, self.summary.get("source"))
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(b"".join(self.records))
         doc: dict[str, Any] = {}

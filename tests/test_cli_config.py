@@ -99,3 +99,21 @@ def test_an_analysis_setting_out_of_range_names_its_flag(command, flags, message
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"constraintlab {command}: error: {message}"), \
         out.err
+
+
+@pytest.mark.parametrize("command", ["clean", "select", "order"])
+@pytest.mark.parametrize("where", ["input", "directory"])
+def test_an_output_over_the_input_or_a_directory_is_refused_first(command, where, tmp_path,
+                                                                   capsys, no_model_load) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(SAMPLE.read_bytes())
+    output = data if where == "input" else tmp_path
+    extra = ["--budget", "0.5"] if command == "select" else []
+    code = main([command, str(data), "-o", str(output), *extra, "--quiet"])
+    out = capsys.readouterr()
+    which = "an input" if command == "select" else "the input"   # select also reads --target
+    message = (f"{output}: refusing to overwrite {which}; choose another -o" if where == "input"
+               else f"-o {output}: is a directory; give a file name")
+    assert code == 2, out
+    assert out.err.splitlines() == [f"constraintlab {command}: error: {message}"], out.err
+    assert data.read_bytes() == SAMPLE.read_bytes()

@@ -15,12 +15,13 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from constraintlab._config import Options, base_type, coerce, field_types
 from constraintlab._text import json_visible, visible
 from constraintlab.encode.config import EncodeConfig, check_environment
-from constraintlab.errors import ConfigError
+from constraintlab.errors import ConfigError, ConstraintlabError
 from constraintlab.io import SCHEMAS, ReadConfig
 
 if TYPE_CHECKING:
@@ -279,6 +280,34 @@ def add_analyze_options(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                    help="any analysis setting, e.g. --set tau=0.2 (repeatable; see "
                         "constraintlab.analysis.AnalysisConfig)")
+
+
+def add_output_option(group: argparse._ArgumentGroup, metavar: str, what: str) -> None:
+    """``-o/--output FILE`` of a command that writes records (``clean``, ``select``, ``order``)."""
+    group.add_argument("-o", "--output", required=True, metavar=metavar,
+                       help=f"where to write the {what} records (JSON Lines)")
+
+
+def checked_output(output: str, *inputs: str | None) -> Path:
+    """``-o OUTPUT`` checked before anything is read or loaded: not one of the command's input
+    files (DATA, --target), not a directory.
+
+    Raises
+    ------
+    ConstraintlabError
+        ``output`` is one of ``inputs``.
+    ConfigError
+        ``output`` is a directory.
+    """
+    path = Path(output)
+    given = [g for g in inputs if g is not None]
+    for g in given:
+        if path.resolve() == Path(g).resolve():
+            which = "an input" if len(inputs) > 1 else "the input"
+            raise ConstraintlabError(f"{path}: refusing to overwrite {which}; choose another -o")
+    if path.is_dir():
+        raise ConfigError(f"-o {path}: is a directory; give a file name")
+    return path
 
 
 def cache_from_args(args: argparse.Namespace) -> str | bool | None:

@@ -15,18 +15,18 @@ results) and writes what it returns (:meth:`constraintlab.actions.CleanResult.wr
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    add_output_option,
     cache_from_args,
+    checked_output,
     configs_from_args,
     echo,
 )
-from constraintlab.errors import ConfigError, ConstraintlabError
 
 # = constraintlab.analysis.cleaning.{CONTRADICTION_POLICIES, FAMILY_POLICIES} (not imported:
 # numba would load at CLI start; tests/test_clean_select.py checks they agree)
@@ -63,8 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(row, line, action, reason, evidence).")
     add_analyze_options(parser)
     c = parser.add_argument_group("clean")
-    c.add_argument("-o", "--output", required=True, metavar="CLEAN.jsonl",
-                   help="where to write the kept records (JSON Lines)")
+    add_output_option(c, "CLEAN.jsonl", "kept")
     c.add_argument("--suspect-level", type=suspect_level, default=None, metavar="S|off",
                    help="drop an example whose suspect score (without the contradiction rule) "
                         "is at least S (default: the analysis' own flag level, 1 - "
@@ -115,11 +114,7 @@ def run(args: argparse.Namespace) -> int:
     import constraintlab
     from constraintlab.analysis.cleaning import CleanConfig
 
-    output = Path(args.output)
-    if output.resolve() == Path(args.data).resolve():
-        raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose another -o")
-    if output.is_dir():
-        raise ConfigError(f"-o {output}: is a directory; give a file name")
+    output = checked_output(args.output, args.data)
     drop_suspects = args.suspect_level != "off"
     level = args.suspect_level if drop_suspects else None
     cfg = CleanConfig(suspect_level=level, drop_suspects=drop_suspects,

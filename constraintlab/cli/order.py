@@ -15,18 +15,18 @@ results) and writes what it returns (:meth:`constraintlab.api.OrderResult.write`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from constraintlab._text import visible
 from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    add_output_option,
     cache_from_args,
+    checked_output,
     configs_from_args,
     echo,
 )
-from constraintlab.errors import ConstraintlabError
 
 # = constraintlab.analysis.order.STRATEGIES (not imported: numba would load at CLI start;
 # tests/test_order.py checks they agree)
@@ -46,8 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "order.")
     add_analyze_options(parser)
     o = parser.add_argument_group("order")
-    o.add_argument("-o", "--output", required=True, metavar="ORDERED.jsonl",
-                   help="where to write the reordered records (JSON Lines)")
+    add_output_option(o, "ORDERED.jsonl", "reordered")
     o.add_argument("--strategy", default="gradual", choices=STRATEGIES,
                    help="ordering strategy (default gradual)")
     o.add_argument("--order-seed", type=int, default=0, metavar="N",
@@ -81,9 +80,7 @@ def table_lines(rep: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import constraintlab
 
-    output = Path(args.output)
-    if output.resolve() == Path(args.data).resolve():
-        raise ConstraintlabError(f"{output}: refusing to overwrite the input; choose another -o")
+    output = checked_output(args.output, args.data)
     read, encode, analysis = configs_from_args(args)
     result = constraintlab.order(args.data, args.strategy, order_seed=args.order_seed, out=args.out,
                                  read=read, encode=encode, analysis=analysis,

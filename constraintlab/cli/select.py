@@ -25,11 +25,13 @@ from constraintlab.cli._common import (
     EXIT_OK,
     add_analyze_options,
     add_common_options,
+    add_output_option,
     cache_from_args,
+    checked_output,
     configs_from_args,
     echo,
 )
-from constraintlab.errors import ConfigError, ConstraintlabError
+from constraintlab.errors import ConfigError
 
 # = constraintlab.analysis.selection.{METHODS, TARGET_SCORES} (not imported: numba would load
 # at CLI start; tests/test_clean_select.py checks they agree)
@@ -73,8 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "and OUTPUT's .select.json.")
     add_analyze_options(parser)
     s = parser.add_argument_group("select")
-    s.add_argument("-o", "--output", required=True, metavar="SUBSET.jsonl",
-                   help="where to write the selected records (JSON Lines)")
+    add_output_option(s, "SUBSET.jsonl", "selected")
     s.add_argument("--budget", required=True, type=budget, metavar="F|N",
                    help="a fraction in (0, 1] (0.3 = 30 %% of the examples) or a count (200)")
     s.add_argument("--target", default=None, metavar="DEV",
@@ -91,13 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import constraintlab
 
-    output = Path(args.output)
-    for given in (args.data, args.target):
-        if given is not None and output.resolve() == Path(given).resolve():
-            raise ConstraintlabError(f"{output}: refusing to overwrite an input; choose "
-                                     "another -o")
-    if output.is_dir():
-        raise ConfigError(f"-o {output}: is a directory; give a file name")
+    output = checked_output(args.output, args.data, args.target)
     if args.target is not None and not Path(args.target).exists():
         raise ConfigError(f"--target {args.target}: no such file")
     read, encode, analysis = configs_from_args(args)

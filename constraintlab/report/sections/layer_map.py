@@ -184,6 +184,23 @@ def _line(v: View) -> list[str]:
                         f"{kind_share:.0%}")]
 
 
+_MATRIX = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+_VECTOR = {"type": "array", "items": {"type": "number"}}
+#: One map (the dataset's, or a zone's): energy and share by (layer, kind), their margins.
+_MAP = {
+    "type": "object",
+    "required": ["energy", "share", "total", "by_layer", "by_kind", "top_layer", "top_kind"],
+    "properties": {
+        "energy": _MATRIX,
+        "share": _MATRIX,
+        "total": {"type": "number", "minimum": 0},
+        "by_layer": _VECTOR,
+        "by_kind": _VECTOR,
+        "top_layer": {"type": ["integer", "null"]},
+        "top_kind": {"type": ["string", "null"]},
+    },
+}
+
 #: The contract of ``report.json["layer_map"]`` (JSON Schema), assembled into the report's
 #: by :func:`constraintlab.report.schema.report_schema`.
 SCHEMA: dict = {
@@ -198,64 +215,14 @@ SCHEMA: dict = {
         "layers": {"type": "array", "items": {"type": "integer"}},
         "kinds": {"type": "array", "items": {"type": "string"}},
         "n_sites": {"type": "integer", "minimum": 0},
-        "dataset": {
-            "type": "object",
-            "required": [
-                "energy",
-                "share",
-                "total",
-                "by_layer",
-                "by_kind",
-                "top_layer",
-                "top_kind",
-            ],
-            "properties": {
-                "energy": {
-                    "type": "array",
-                    "items": {"type": "array", "items": {"type": "number"}},
-                },
-                "share": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
-                "total": {"type": "number", "minimum": 0},
-                "by_layer": {"type": "array", "items": {"type": "number"}},
-                "by_kind": {"type": "array", "items": {"type": "number"}},
-                "top_layer": {"type": ["integer", "null"]},
-                "top_kind": {"type": ["string", "null"]},
-            },
-        },
+        "dataset": _MAP,
         "zones": {
             "type": "object",
             "propertyNames": {"pattern": "^-?[0-9]+$"},
-            "additionalProperties": {
-                "type": "object",
-                "required": [
-                    "energy",
-                    "share",
-                    "total",
-                    "by_layer",
-                    "by_kind",
-                    "top_layer",
-                    "top_kind",
-                ],
-                "properties": {
-                    "energy": {
-                        "type": "array",
-                        "items": {"type": "array", "items": {"type": "number"}},
-                    },
-                    "share": {
-                        "type": "array",
-                        "items": {"type": "array", "items": {"type": "number"}},
-                    },
-                    "total": {"type": "number", "minimum": 0},
-                    "by_layer": {"type": "array", "items": {"type": "number"}},
-                    "by_kind": {"type": "array", "items": {"type": "number"}},
-                    "top_layer": {"type": ["integer", "null"]},
-                    "top_kind": {"type": ["string", "null"]},
-                },
-            },
+            "additionalProperties": _MAP,
         },
     },
 }
-
 
 SECTION = Section(
     "layer_map", schema=SCHEMA,

@@ -3,7 +3,7 @@
 Built from ../shared/data at run time (:mod:`planted`, seeded; GSM8K **test** rows, which the
 reference model never trained on) and trained with the LoRA loop of
 ``benchmarks/bench_suspects.py --train`` (the reference model, LoRA r = 8 on q/v, AdamW
-lr 3e-3, 2 epochs of batch 8, sequences cut at 160 tokens). Every loss is the mean NLL per
+lr 1e-3, 2 epochs of batch 8, sequences cut at 160 tokens). Every loss is the mean NLL per
 target token on held-out clean GSM8K test rows never trained on.
 
 (a) clean
@@ -15,7 +15,8 @@ target token on held-out clean GSM8K test rows never trained on.
     noisy - oracle gap each recovers. No harm: the same on the clean rows alone (no planted
     noise): full vs cleaned, the difference against the seed spread.
 (b) select
-    Without a target, on the clean rows: ``constraintlab.select`` (``qr``) at each
+    Without a target, on the clean rows: ``constraintlab.select`` (``--methods``, default
+    herding and qr) at each
     ``--budgets`` vs a random subset of the same size (its own draw per seed) vs the full data.
     With a target: a pool of GSM8K and Alpaca rows (half each), the target set DEV =
     ``--dev-rows`` other GSM8K test rows; the held-out loss (GSM8K) of the subset chosen by
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -221,10 +223,12 @@ def part_select(args, trainer: Trainer, held: list, rows: list[dict]) -> None:
     n = len(rows)
     subsets: dict = {"full": [by_index[i] for i in range(n)]}
     for b in args.budgets:
-        res = constraintlab.select(path, b, out=cache / "clean-report", k=args.k,
-                                   max_length=args.max_length, device=args.device)
-        m = len(res.selected)
-        subsets[f"qr_{b:g}"] = [by_index[i] for i in res.selected]
+        for method in args.methods:
+            res = constraintlab.select(path, b, method=method, out=cache / "clean-report",
+                                       k=args.k, max_length=args.max_length,
+                                       device=args.device)
+            m = len(res.selected)
+            subsets[f"{method}_{b:g}"] = [by_index[i] for i in res.selected]
         subsets[f"random_{b:g}"] = (lambda seed, m=m: [
             by_index[int(i)] for i in np.sort(np.random.default_rng(200 + seed).choice(
                 n, size=m, replace=False))])
@@ -232,15 +236,19 @@ def part_select(args, trainer: Trainer, held: list, rows: list[dict]) -> None:
           f"{args.budgets} ===")
     T = run_table(trainer, subsets, held, args.seeds, "b")
     print(f"\nheld-out loss:\n{T.round(4).to_string()}\nmean over seeds:")
-    for b in args.budgets:
-        q, r = T[f"qr_{b:g}"], T[f"random_{b:g}"]
-        print(f"  budget {b:g}: qr {q.mean():.4f}, random {r.mean():.4f} (qr - random "
-              f"{(q - r).mean():+.4f} +- {(q - r).std(ddof=1):.4f}), full {T['full'].mean():.4f}"
-              f" (qr - full {(q - T['full']).mean():+.4f})")
     spread = T["full"].std(ddof=1)
-    match = [b for b in args.budgets if T[f"qr_{b:g}"].mean() <= T["full"].mean() + spread]
-    print(f"smallest budget whose qr subset is within one seed spread ({spread:.4f}) of the "
-          f"full data: {min(match) if match else 'none of ' + str(args.budgets)}")
+    for method in args.methods:
+        for b in args.budgets:
+            q, r = T[f"{method}_{b:g}"], T[f"random_{b:g}"]
+            print(f"  budget {b:g}: {method} {q.mean():.4f}, random {r.mean():.4f} ({method} - "
+                  f"random {(q - r).mean():+.4f} +- {(q - r).std(ddof=1):.4f}, better on "
+                  f"{int((q < r).sum())} of {len(q)} seeds), full {T['full'].mean():.4f} "
+                  f"({method} - full {(q - T['full']).mean():+.4f})")
+        match = [b for b in args.budgets
+                 if T[f"{method}_{b:g}"].mean() <= T["full"].mean() + spread]
+        print(f"smallest budget whose {method} subset is within one seed spread "
+              f"({spread:.4f}) of the full data: "
+              f"{min(match) if match else 'none of ' + str(args.budgets)}")
 
 
 def part_target(args, trainer: Trainer) -> None:
@@ -264,14 +272,19 @@ def part_target(args, trainer: Trainer) -> None:
     by_index = {ex.index: ex for ex in ds}
     is_gsm = {i: "####" in pool[i]["output"] for i in range(len(pool))}
     subsets: dict = {}
+    variants = [(how, bool(center)) for how in args.target_scores for center in args.target_center]
+    names = [f"{how}{'_c' if center else ''}" for how, center in variants]
     for b in args.target_budgets:
-        res = constraintlab.select(path, b, target=dev_path, out=cache / "mixed-report",
-                                   k=args.k, max_length=args.max_length,
-                                   device=args.device)
-        m = len(res.selected)
-        share = np.mean([is_gsm[i] for i in res.selected])
-        print(f"select --target at {b:g}: {m} rows, {share:.2f} of them GSM8K (pool 0.50)")
-        subsets[f"target_{b:g}"] = [by_index[i] for i in res.selected]
+        for (how, center), name in zip(variants, names, strict=True):
+            res = constraintlab.select(path, b, target=dev_path, target_score=how,
+                                       out=cache / "mixed-report", k=args.k,
+                                       max_length=args.max_length, device=args.device,
+                                       target_center=center)
+            m = len(res.selected)
+            share = np.mean([is_gsm[i] for i in res.selected])
+            print(f"select --target ({res.summary['method']}) at {b:g}: {m} rows, "
+                  f"{share:.2f} of them GSM8K (pool 0.50)")
+            subsets[f"{name}_{b:g}"] = [by_index[i] for i in res.selected]
         subsets[f"random_{b:g}"] = (lambda seed, m=m: [
             by_index[int(i)] for i in np.sort(np.random.default_rng(300 + seed).choice(
                 len(pool), size=m, replace=False))])
@@ -281,10 +294,12 @@ def part_target(args, trainer: Trainer) -> None:
     T = run_table(trainer, subsets, held, args.seeds, "t")
     print(f"\ntarget held-out loss:\n{T.round(4).to_string()}")
     for b in args.target_budgets:
-        d = T[f"target_{b:g}"] - T[f"random_{b:g}"]
-        print(f"  budget {b:g}: target {T[f'target_{b:g}'].mean():.4f}, random "
-              f"{T[f'random_{b:g}'].mean():.4f} (target - random {d.mean():+.4f} +- "
-              f"{d.std(ddof=1):.4f})")
+        for name in names:
+            q, r = T[f"{name}_{b:g}"], T[f"random_{b:g}"]
+            d = q - r
+            print(f"  budget {b:g}: {name} {q.mean():.4f}, random {r.mean():.4f} ({name} - "
+                  f"random {d.mean():+.4f} +- {d.std(ddof=1):.4f}, better on "
+                  f"{int((d < 0).sum())} of {len(d)} seeds)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,16 +307,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", default="/work/cache/act")
     ap.add_argument("--parts", nargs="+", default=["clean", "noharm", "select", "target"],
                     choices=["clean", "noharm", "select", "target"])
-    ap.add_argument("--rows", type=int, default=120)
-    ap.add_argument("--heldout", type=int, default=60)
+    ap.add_argument("--rows", type=int, default=200)
+    ap.add_argument("--heldout", type=int, default=100)
     ap.add_argument("--rate", type=float, default=0.25)
     ap.add_argument("--dup-rate", type=float, default=0.1)
     ap.add_argument("--data-seed", type=int, default=11)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--budgets", nargs="+", type=float, default=[0.25, 0.5])
-    ap.add_argument("--pool", type=int, default=160)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--budgets", nargs="+", type=float, default=[0.1, 0.25, 0.5, 0.75])
+    ap.add_argument("--methods", nargs="+", default=["herding", "qr"],
+                    choices=["herding", "qr", "leverage"], help="select methods compared")
+    ap.add_argument("--pool", type=int, default=200)
     ap.add_argument("--dev-rows", type=int, default=20)
     ap.add_argument("--target-budgets", nargs="+", type=float, default=[0.25])
+    ap.add_argument("--target-scores", nargs="+", default=["mean", "max"],
+                    choices=["mean", "max"])
+    ap.add_argument("--target-center", nargs="+", type=int, default=[0, 1], choices=[0, 1],
+                    help="1: target_center=True (the data's mean unit direction removed)")
     ap.add_argument("--k", type=int, default=512)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
@@ -309,7 +330,10 @@ def main(argv: list[str] | None = None) -> None:
                     "training (cpu, cuda)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="1e-3: of 3e-4, 1e-3, 3e-3 (2 epochs), the one whose training on "
+                    "200 clean rows gave the lowest held-out loss; at 3e-3 training on clean "
+                    "rows made the held-out loss worse than the untrained model")
     ap.add_argument("--lora-r", type=int, default=8)
     ap.add_argument("--train-max-length", type=int, default=160)
     args = ap.parse_args(argv)
@@ -327,7 +351,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"settings: reference model, LoRA r={args.lora_r} on q/v, AdamW lr {args.lr}, "
           f"{args.epochs} epochs, batch {args.batch}, {args.train_max_length} tokens; stores k "
           f"{args.k}, max_length {args.max_length}; seeds {args.seeds}; torch threads "
-          f"{args.threads}; measured under load (2 shared cores)", flush=True)
+          f"{args.threads}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+          flush=True)
+    untrained = Trainer(argparse.Namespace(**{**vars(args), "epochs": 0})).loss([], held, 0)
+    print(f"untrained reference model: held-out loss {untrained:.4f}", flush=True)
     if "clean" in args.parts:
         part_clean(args, trainer, held)
     if "noharm" in args.parts:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,7 @@ class SelectResult:
     written_as : str
     summary : dict
         ``method``, ``rule``, ``budget``, ``n_examples``, ``n_selected``, ``selected``,
-        ``ranking``, ``scores`` (by id; None for ``qr``), ``target`` (path or None),
+        ``ranking``, ``scores`` (by id; None for ``herding`` and ``qr``), ``target`` (path or None),
         ``source``, ``written``, ``written_as``, ``skipped``, ``report_dir``.
     report : Report
     """
@@ -202,8 +202,9 @@ def _target_features(target: ExampleSet, enc_cfg: EncodeConfig, root: Path) -> n
     return np.asarray(store.features, dtype=np.float64)
 
 
-def select(data: Any, budget: float | int, *, target: Any = None, method: str = "qr",
-           target_score: str = "mean", model: str | None = None,
+def select(data: Any, budget: float | int, *, target: Any = None, method: str = "herding",
+           target_score: str = "mean", target_center: bool | None = None,
+           model: str | None = None,
            out: str | Path | None = None, read: ReadConfig | None = None,
            encode: EncodeConfig | None = None, analysis: AnalysisConfig | None = None,
            save: bool = True, cache: str | Path | bool | None = None,
@@ -218,11 +219,15 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
     target : path | list[dict] | datasets.Dataset | ExampleSet, optional
         A target set: rank by gradient similarity to it (read with the same reading options,
         encoded with the same model, adapter and projection).
-    method : {"qr", "leverage"}
+    method : {"herding", "qr", "leverage"}
         Without a target; see :mod:`constraintlab.analysis.selection`.
     target_score : {"mean", "max"}
+    target_center : bool, optional
+        Remove the data's mean unit direction before the cosine (None: SelectConfig's
+        default).
     model, out, read, encode, analysis, save, cache, **settings
-        As for :func:`constraintlab.analyze`.
+        As for :func:`constraintlab.analyze`; a :class:`SelectConfig` field among
+        ``settings`` (``herding_block_rows``, ``select_seed``, ``leverage_energy``) sets it.
 
     Returns
     -------
@@ -232,7 +237,12 @@ def select(data: Any, budget: float | int, *, target: Any = None, method: str = 
         budget = int(budget)
     elif isinstance(budget, np.floating):
         budget = float(budget)
-    cfg = SelectConfig(budget=budget, method=method, target_score=target_score)
+    own = {f.name for f in fields(SelectConfig)}
+    select_settings = {k: settings.pop(k) for k in list(settings) if k in own}
+    if target_center is not None:
+        select_settings["target_center"] = target_center
+    cfg = SelectConfig(budget=budget, method=method, target_score=target_score,
+                       **select_settings)
     if model is not None:
         settings["model"] = model
     read_cfg, enc_cfg, ana_cfg = split_settings(settings, read=read, encode=encode,

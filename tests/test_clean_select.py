@@ -19,6 +19,7 @@ from constraintlab.analysis.cleaning import CleanConfig, model_evidence, plan_cl
 from constraintlab.analysis.selection import (
     SelectConfig,
     budget_count,
+    herding_ranking,
     leverage_scores,
     pivot_ranking,
     rank_rows,
@@ -146,6 +147,7 @@ def test_cli_choices_are_the_library_ones() -> None:
     assert clean_cli.FAMILY_POLICIES == cleaning.FAMILY_POLICIES
     assert select_cli.METHODS == selection.METHODS
     assert select_cli.TARGET_SCORES == selection.TARGET_SCORES
+    assert select_cli.DEFAULT_METHOD == selection.SelectConfig().method
 
 
 # -- selection against references --------------------------------------------------------------
@@ -194,6 +196,55 @@ def test_pivot_ranking_starts_a_new_round_past_the_rank() -> None:
     assert got[6:6 + r2].tolist() == rest[greedy_residual(unit(X[rest]), r2)].tolist()
 
 
+def brute_herding(U: np.ndarray, steps: int, mu: np.ndarray | None = None) -> list[int]:
+    """Kernel herding by its definition: each step the row (not yet taken) that brings the
+    mean of the taken rows closest to ``mu`` (ties: the first row)."""
+    mu = U.mean(0) if mu is None else mu
+    total = np.zeros(U.shape[1])
+    chosen: list[int] = []
+    for t in range(steps):
+        dist = [np.linalg.norm(mu - (total + U[j]) / (t + 1)) if j not in chosen else np.inf
+                for j in range(len(U))]
+        j = int(np.argmin(dist))
+        chosen.append(j)
+        total += U[j]
+    return chosen
+
+
+def test_herding_ranking_is_the_greedy_mean_matching_rule() -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 12)) * rng.uniform(0.1, 10.0, size=(60, 1)) + 0.3
+    X[7] = 0.0                                                  # a zero row stays zero
+    got = herding_ranking(X)
+    U = unit(np.where(np.linalg.norm(X, axis=1, keepdims=True) > 0, X, 1.0))
+    U[7] = 0.0
+    assert got.tolist() == brute_herding(U, 60)
+    # the point of it: the chosen mean is closer to the data's than a random subset's
+    mu = U.mean(0)
+    for b in (5, 15, 30):
+        rand = [np.linalg.norm(U[rng.choice(60, b, replace=False)].mean(0) - mu)
+                for _ in range(200)]
+        assert np.linalg.norm(U[got[:b]].mean(0) - mu) < np.quantile(rand, 0.05)
+
+
+def test_herding_in_blocks_herds_each_block_towards_the_global_mean() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 6)) + 0.5
+    U = unit(X)
+    got = herding_ranking(X, block_rows=16, seed=3)
+    assert sorted(got.tolist()) == list(range(50))
+    blocks = np.array_split(np.random.default_rng(3).permutation(50), 4)
+    mu = U.mean(0)
+    orders = []
+    for b, idx in enumerate(blocks):
+        idx = np.sort(idx)
+        o = idx[brute_herding(U[idx], len(idx), mu)]
+        orders += [((t + 0.5) / len(idx), b, int(r)) for t, r in enumerate(o)]
+    assert got.tolist() == [r for _, _, r in sorted(orders)]
+    assert herding_ranking(X, block_rows=16, seed=3).tolist() == got.tolist()   # seeded
+    assert herding_ranking(X, block_rows=16, seed=4).tolist() != got.tolist()
+
+
 def test_leverage_scores_match_the_hat_matrix_of_the_top_eigenvectors() -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(30, 8)) @ rng.normal(size=(8, 50)) + 0.05 * rng.normal(size=(30, 50))
@@ -223,9 +274,32 @@ def test_target_scores_are_the_mean_or_max_cosine_by_a_loop() -> None:
             cos = [float(x @ t / (np.linalg.norm(x) * np.linalg.norm(t))) for t in T]
             ref.append(np.mean(cos) if how == "mean" else max(cos))
         np.testing.assert_allclose(got, ref, atol=1e-12)
-        ranking, _score, info = rank_rows(X, target=T, config=SelectConfig(target_score=how))
+        ranking, _score, info = rank_rows(X, target=T, config=SelectConfig(
+            target_score=how, target_center=False))
         assert ranking.tolist() == sorted(range(25), key=lambda i: (-ref[i], i))
         assert info["method"] == f"target_{how}"
+
+
+def test_centered_target_scores_remove_the_data_mean_direction_by_a_loop() -> None:
+    rng = np.random.default_rng(6)
+    common = rng.normal(size=12) * 3.0                       # a direction every row shares
+    X, T = rng.normal(size=(25, 12)) + common, rng.normal(size=(5, 12)) + common
+    mu = np.mean([x / np.linalg.norm(x) for x in X], axis=0)
+    Xc = [x / np.linalg.norm(x) - mu for x in X]
+    Tc = [t / np.linalg.norm(t) - mu for t in T]
+    for how in ("mean", "max"):
+        ref = []
+        for x in Xc:
+            cos = [float(x @ t / (np.linalg.norm(x) * np.linalg.norm(t))) for t in Tc]
+            ref.append(np.mean(cos) if how == "mean" else max(cos))
+        np.testing.assert_allclose(target_scores(X, T, how, center=True), ref, atol=1e-12)
+        cfg = SelectConfig(target_score=how, target_center=True)
+        ranking, _score, info = rank_rows(X, target=T, config=cfg)
+        assert ranking.tolist() == sorted(range(25), key=lambda i: (-ref[i], i))
+        assert info["method"] == f"target_{how}_centered"
+    # uncentred, the shared direction makes every cosine large; centred, it is gone
+    assert target_scores(X, T).min() > 0.5
+    assert abs(np.mean(target_scores(X, T, center=True))) < 0.2
 
 
 def test_budget_count() -> None:
@@ -267,13 +341,15 @@ def cli_run(tmp_path_factory, shared_data) -> dict:
                  "drop", "--suspect-level", "off", *common]) == 0
     assert main(["select", str(data), "-o", str(root / "sub.jsonl"), "--budget", "0.25",
                  *common]) == 0
+    assert main(["select", str(data), "-o", str(root / "subqr.jsonl"), "--budget", "0.25",
+                 "--method", "qr", *common]) == 0
     assert main(["select", str(data), "-o", str(root / "near.jsonl"), "--budget", "5",
                  "--target", str(dev), *common]) == 0
     for name in ("clean", "strict"):
         p = root / f"{name}.jsonl"
         out[name] = (p.read_bytes(), [json.loads(x) for x in
                                       decisions_path(p).read_text().splitlines()])
-    for name in ("sub", "near"):
+    for name in ("sub", "subqr", "near"):
         p = root / f"{name}.jsonl"
         out[name] = (p.read_bytes(), json.loads(selection_report_path(p).read_text()))
     stores = {}
@@ -333,8 +409,20 @@ def test_clean_policies_from_the_command_line(cli_run):
     assert cli_run["lines"][42] + b"\n" not in blob
 
 
-def test_select_without_target_is_the_pivot_order_of_the_store(cli_run):
+def test_select_without_target_is_the_herding_order_of_the_store(cli_run):
     blob, rep = cli_run["out"]["sub"]
+    idx, X = cli_run["stores"][44]
+    n = round(0.25 * 44)
+    ref = idx[brute_herding(unit(X), n)]
+    assert rep["n_selected"] == n == 11 and rep["method"] == "herding"
+    assert rep["ranking"][:n] == ref.tolist()
+    assert rep["selected"] == sorted(ref.tolist())
+    lines = cli_run["lines"]
+    assert blob == b"".join(lines[i] + b"\n" for i in sorted(ref.tolist()))
+
+
+def test_select_method_qr_is_the_pivot_order_of_the_store(cli_run):
+    blob, rep = cli_run["out"]["subqr"]
     idx, X = cli_run["stores"][44]
     n = round(0.25 * 44)
     ref = idx[greedy_residual(unit(X), n)]
@@ -345,15 +433,18 @@ def test_select_without_target_is_the_pivot_order_of_the_store(cli_run):
     assert blob == b"".join(lines[i] + b"\n" for i in sorted(ref.tolist()))
 
 
-def test_select_with_a_target_is_the_mean_cosine_ranking(cli_run):
+def test_select_with_a_target_is_the_centred_mean_cosine_ranking(cli_run):
     _blob, rep = cli_run["out"]["near"]
     idx, X = cli_run["stores"][44]
     _, T = cli_run["stores"][6]
-    score = [float(np.mean([x @ t / (np.linalg.norm(x) * np.linalg.norm(t)) for t in T]))
-             for x in X]
+    mu = np.mean([x / np.linalg.norm(x) for x in X], axis=0)
+    Xc = [x / np.linalg.norm(x) - mu for x in X]
+    Tc = [t / np.linalg.norm(t) - mu for t in T]
+    score = [float(np.mean([x @ t / (np.linalg.norm(x) * np.linalg.norm(t)) for t in Tc]))
+             for x in Xc]
     ref = sorted(range(44), key=lambda i: (-score[i], i))[:5]
     assert rep["selected"] == sorted(int(idx[i]) for i in ref)
-    assert rep["method"] == "target_mean" and rep["target"] == str(cli_run["dev"])
+    assert rep["method"] == "target_mean_centered" and rep["target"] == str(cli_run["dev"])
     assert rep["scores"][str(int(idx[ref[0]]))] == pytest.approx(score[ref[0]], abs=1e-9)
 
 

@@ -7,7 +7,21 @@ is not preferred for its size.
 
 Without a target (the examples that keep the constraint matrix's directions)
 
-``qr`` (default)
+``herding`` (default)
+    Kernel herding with the linear kernel (Welling 2009; Chen, Welling & Smola 2010) on the
+    unit rows ``u_i``: each next example is the one that brings the mean of the chosen unit
+    rows closest to the mean ``mu`` of all of them, ``argmin_j ||mu - (s + u_j) / (t + 1)||``
+    (``s`` the sum of the ``t`` chosen; ties: the first row). The subset asks for the same
+    average direction as the whole data, to ``O(1 / B)`` where a random subset of size ``B``
+    matches it to ``O(1 / sqrt(B))``, while covering the directions it is made of.
+    Exact (one Gram matrix, then ``O(N)`` a step) for ``N <= herding_block_rows``
+    (8,192); above it the rows are split into seeded random blocks of at most that size
+    (``select_seed``), each block is herded towards the **global** mean, and the block
+    rankings are interleaved by their position share (``(t + 0.5) / n_block``; ties: the
+    lower block): cost linear in N, every prefix close to ``mu``.
+    Measured with real LoRA training (docs/clean-select.md): on clean GSM8K rows it beat a
+    random subset of the same size and matched the full data at half of it.
+``qr``
     Greedy volume maximisation by QR with column pivoting (Businger-Golub), the classic
     column-subset-selection heuristic, on the (k, N) matrix of unit rows: each next example is
     the one whose direction has the largest part outside the span of those already chosen
@@ -25,12 +39,17 @@ Without a target (the examples that keep the constraint matrix's directions)
     the first row): the rows that carry the dominant directions most on their own.
 
 With a target set (the examples whose constraints align with it: LESS, Xia et al. 2024)
-    ``s_i = mean_j cos(g_i, t_j)`` over the target rows ``t_j`` (``target_score="mean"``,
-    default; the cosine with the mean unit target direction, scaled), or ``max_j`` (``"max"``:
-    an example close to any one target example). The ranking is by ``s_i`` descending (ties:
-    the first row). Unlike LESS the gradients are taken once, at the base model with the fresh
-    adapter (B = 0, plain SGD gradients, no Adam preconditioning and no warm-up training), and
-    randomly projected (the same seeded projection for the data and the target).
+    ``s_i = mean_j cos(c_i, t_j)`` over the target rows (``target_score="mean"``, default),
+    or ``max_j`` (``"max"``: an example close to any one target example), where by default
+    (``target_center=True``) ``c_i = u_i - mu`` and ``t_j = v_j - mu`` are the unit rows of the
+    data and of the target minus the mean ``mu`` of the data's unit rows: the direction every
+    example shares (the template, the language) would otherwise decide the score. Measured
+    (docs/clean-select.md): uncentred, the ranking chose subsets worse than random on both
+    planted mixtures (0 of 10 seeded runs better); centred, better on 8 of 10. The ranking is
+    by ``s_i`` descending (ties: the first row). Unlike LESS the gradients are taken once, at
+    the base model with the fresh adapter (B = 0, plain SGD gradients, no Adam
+    preconditioning and no warm-up training), and randomly projected (the same seeded
+    projection for the data and the target).
 """
 
 from __future__ import annotations
@@ -39,13 +58,21 @@ import math
 
 import numpy as np
 
-from constraintlab._config import Interval, Options, Settings, check_fields, setting, settings_class
+from constraintlab._config import (
+    TYPE_ONLY,
+    Interval,
+    Options,
+    Settings,
+    check_fields,
+    setting,
+    settings_class,
+)
 from constraintlab.errors import ConfigError
 
-__all__ = ["METHODS", "TARGET_SCORES", "SelectConfig", "budget_count", "leverage_scores",
-           "pivot_ranking", "rank_rows", "target_scores"]
+__all__ = ["METHODS", "TARGET_SCORES", "SelectConfig", "budget_count", "herding_ranking",
+           "leverage_scores", "pivot_ranking", "rank_rows", "target_scores"]
 
-METHODS: tuple[str, ...] = ("qr", "leverage")
+METHODS: tuple[str, ...] = ("herding", "qr", "leverage")
 TARGET_SCORES: tuple[str, ...] = ("mean", "max")
 
 
@@ -55,10 +82,19 @@ class SelectConfig(Settings):
 
     budget: int | float = setting(0.5, Interval(0, None, "neither"), "A fraction of the examples "
                                   "in (0, 1] (a float) or a count >= 1 (an int).")
-    method: str = setting("qr", Options(METHODS), "Ranking without a target (ignored with a "
-                          "target).")
+    method: str = setting("herding", Options(METHODS), "Ranking without a target (ignored "
+                          "with a target).")
     target_score: str = setting("mean", Options(TARGET_SCORES), "With a target: mean or max "
                                 "cosine over the target rows.")
+    target_center: bool = setting(True, TYPE_ONLY, "With a target: remove the data's mean "
+                                  "unit direction from every row (data and target) before "
+                                  "the cosine, so that what all examples share does not "
+                                  "decide the score.")
+    herding_block_rows: int = setting(8192, Interval(2, None), "Herding is exact up to this "
+                                      "many rows (a Gram matrix of this size); above, "
+                                      "seeded random blocks of at most this many.")
+    select_seed: int = setting(0, Interval(0, None), "Seed of herding's random blocks (used "
+                               "only above herding_block_rows).")
     leverage_energy: float = setting(0.9, Interval(0, 1, "right"), "Share of the squared "
                                      "singular values the leverage rank keeps.")
 
@@ -140,6 +176,65 @@ def pivot_ranking(features: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
+def _herd_block(U: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Herding order of all rows of one block ``U`` (n, k) towards ``mu`` (k,).
+
+    Step t picks ``argmax_j 2 u_j . r - ||u_j||^2`` with ``r = (t + 1) mu - s``, which is
+    ``argmin_j ||r - u_j||``; after picking j the scores move by ``2 (U mu - U u_j)`` (a
+    column of the Gram matrix, formed once).
+    """
+    n = U.shape[0]
+    G = U @ U.T
+    c = U @ mu
+    g = 2.0 * c - np.diag(G)
+    order = np.empty(n, np.int64)
+    done = np.zeros(n, bool)
+    for t in range(n):
+        g_av = np.where(done, -np.inf, g)
+        j = int(np.argmax(g_av))
+        order[t] = j
+        done[j] = True
+        g += 2.0 * (c - G[:, j])
+    return order
+
+
+def herding_ranking(features: np.ndarray, block_rows: int = 8192, seed: int = 0) -> np.ndarray:
+    """All rows ranked by kernel herding on the unit rows (module docstring).
+
+    Parameters
+    ----------
+    features : (N, k) float
+    block_rows : int
+        Exact up to this many rows; above, seeded random blocks of at most this size, herded
+        towards the global mean and interleaved.
+    seed : int
+        Seed of the block split.
+
+    Returns
+    -------
+    (N,) int64
+        Row positions, first chosen first.
+    """
+    U = _unit(features)
+    N = U.shape[0]
+    if N == 0:
+        return np.zeros(0, np.int64)
+    mu = U.mean(0)
+    if N <= block_rows:
+        return _herd_block(U, mu)
+    n_blocks = -(-N // block_rows)
+    perm = np.random.default_rng(seed).permutation(N)
+    pos, blk, rows = [], [], []
+    for b, idx in enumerate(np.array_split(perm, n_blocks)):
+        idx = np.sort(idx)
+        o = _herd_block(U[idx], mu)
+        rows.append(idx[o])
+        pos.append((np.arange(len(o)) + 0.5) / len(o))
+        blk.append(np.full(len(o), b))
+    rows_a, pos_a, blk_a = map(np.concatenate, (rows, pos, blk))
+    return rows_a[np.lexsort((blk_a, pos_a))].astype(np.int64)
+
+
 def leverage_scores(features: np.ndarray, energy: float = 0.9) -> tuple[np.ndarray, int]:
     """Rank-r leverage of the unit rows (module docstring).
 
@@ -166,7 +261,8 @@ def leverage_scores(features: np.ndarray, energy: float = 0.9) -> tuple[np.ndarr
     return np.square(L[:, :r]).sum(1), r
 
 
-def target_scores(features: np.ndarray, target: np.ndarray, how: str = "mean") -> np.ndarray:
+def target_scores(features: np.ndarray, target: np.ndarray, how: str = "mean",
+                  center: bool = False) -> np.ndarray:
     """Cosine of each row with the target rows, averaged or maximised over the targets.
 
     Parameters
@@ -174,6 +270,9 @@ def target_scores(features: np.ndarray, target: np.ndarray, how: str = "mean") -
     features : (N, k) float
     target : (M, k) float
     how : {"mean", "max"}
+    center : bool
+        Subtract the mean of the data's unit rows from the unit rows of both, then take the
+        cosine of what is left (a row equal to the mean stays zero and scores 0).
 
     Returns
     -------
@@ -182,6 +281,9 @@ def target_scores(features: np.ndarray, target: np.ndarray, how: str = "mean") -
     X, T = _unit(features), _unit(target)
     if T.shape[0] == 0:
         raise ConfigError("the target set has no usable examples")
+    if center and X.shape[0]:
+        mu = X.mean(0)
+        X, T = _unit(X - mu), _unit(T - mu)
     C = X @ T.T
     return C.mean(1) if how == "mean" else C.max(1)
 
@@ -206,18 +308,20 @@ def rank_rows(features: np.ndarray, *, target: np.ndarray | None = None,
     ranking : (N,) int64
         Row positions, best first; the selection is its first :func:`budget_count` rows.
     score : (N,) float64 or None
-        The score ranked by (leverage, target similarity); None for ``qr`` (a pivot order).
+        The score ranked by (leverage, target similarity); None for ``qr`` and ``herding`` (orders).
     info : dict
         ``method``, ``rule`` and the method's numbers (``rank`` for leverage).
     """
     cfg = config if config is not None else SelectConfig()
     X = np.asarray(features)
     if target is not None:
-        s = target_scores(X, target, cfg.target_score)
+        s = target_scores(X, target, cfg.target_score, cfg.target_center)
         return _descending(s), s, {
-            "method": f"target_{cfg.target_score}",
+            "method": f"target_{cfg.target_score}" + ("_centered" if cfg.target_center else ""),
             "rule": f"{cfg.target_score} over the target rows of cos(example, target) on the "
-                    "projected gradients (LESS-style), highest first",
+                    "projected gradients (LESS-style)"
+                    + (", the data's mean unit direction removed first" if cfg.target_center
+                       else "") + ", highest first",
             "target_examples": int(np.asarray(target).shape[0])}
     if cfg.method == "leverage":
         s, r = leverage_scores(X, cfg.leverage_energy)
@@ -225,6 +329,16 @@ def rank_rows(features: np.ndarray, *, target: np.ndarray | None = None,
             "method": "leverage", "rank": r,
             "rule": f"rank-r leverage of the unit rows, r = energy rank at "
                     f"{cfg.leverage_energy:g}, highest first"}
+    if cfg.method == "herding":
+        return herding_ranking(X, cfg.herding_block_rows, cfg.select_seed), None, {
+            "method": "herding",
+            "rule": "kernel herding on the unit rows: each next example brings the mean of "
+                    "the chosen unit rows closest to the mean of all"
+                    + (f" (exact: N <= {cfg.herding_block_rows})"
+                       if len(X) <= cfg.herding_block_rows else
+                       f" (seeded blocks of at most {cfg.herding_block_rows} rows, "
+                       f"select_seed {cfg.select_seed}, herded towards the global mean "
+                       "and interleaved)")}
     return pivot_ranking(X), None, {
         "method": "qr",
         "rule": "QR with column pivoting on the unit rows (scipy.linalg.qr, pivoting=True): "

@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 
 #: Most (rows x zones) cells of one block of the refinement (float64: 8 bytes each).
 _CELLS = 4_000_000
+_ROW_BLOCK = 4096          # rows of one refinement block (neighbour rule)
 
 __all__ = ["ZonesResult", "analyze_zones", "build_graph", "centered_unit_rows",
            "cross_zone_interference", "internal_conflict", "merge_zones", "refine_zones",
@@ -249,18 +250,25 @@ def _best_among_neighbours(Ui: np.ndarray, sq: np.ndarray, own: np.ndarray, S: n
                           axis=1)
     cand = np.sort(cand, axis=1)                                # lowest first
     best = np.empty(len(inz), np.int64)
-    step = max(1, _CELLS // max(1, cand.shape[1] * Ui.shape[1]))
+    # rows in blocks of one zone at a time (sorted by their own zone): a block's candidates
+    # overlap, so one GEMM against the union of its candidate zones' sums replaces a gather
+    # of (rows, candidates, k) zone sums; the (rows, union) block holds <= _CELLS values
+    step = max(1, min(_ROW_BLOCK, _CELLS // max(1, len(ids) + 1)))
+    by_zone = np.argsort(own, kind="stable")
     Sx = np.vstack([S, np.zeros((1, S.shape[1]))])             # row len(ids): no candidate
     cnt_x = np.append(sizes, 0.0)
     for r0 in range(0, len(inz), step):
-        c = cand[r0:r0 + step]
-        o = own[r0:r0 + step, None]
-        A = np.einsum("rk,rck->rc", Ui[r0:r0 + step], Sx[c])    # (rows, c): sums of dots
+        rows = by_zone[r0:r0 + step]
+        c = cand[rows]
+        o = own[rows, None]
+        union = np.unique(c)
+        full = Ui[rows] @ Sx[union].T                           # (rows, union): sums of dots
+        A = np.take_along_axis(full, np.searchsorted(union, c), axis=1)
         mine = c == o
-        A = A - np.where(mine, sq[r0:r0 + step, None], 0.0)
+        A = A - np.where(mine, sq[rows, None], 0.0)
         cnt = cnt_x[c] - mine
         A = np.where((cnt > 0) & (c < len(ids)), A / np.maximum(cnt, 1.0), -np.inf)
-        best[r0:r0 + step] = c[np.arange(len(c)), np.argmax(A, axis=1)]
+        best[rows] = c[np.arange(len(c)), np.argmax(A, axis=1)]
     return best
 
 

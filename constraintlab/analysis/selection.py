@@ -19,8 +19,10 @@ Without a target (the examples that keep the constraint matrix's directions)
     (``select_seed``), each block is herded towards the **global** mean, and the block
     rankings are interleaved by their position share (``(t + 0.5) / n_block``; ties: the
     lower block): cost linear in N, every prefix close to ``mu``.
-    Measured with real LoRA training (docs/clean-select.md): on clean GSM8K rows it beat a
-    random subset of the same size and matched the full data at half of it.
+    Measured with real LoRA training (docs/clean-select.md), two sets of clean GSM8K rows:
+    on one it beat a random subset of the same size (budgets 0.1-0.5) and matched the full
+    data at half of it; on the other it tied random (never worse in the mean), where ``qr``
+    was worse than random on the first.
 ``qr``
     Greedy volume maximisation by QR with column pivoting (Businger-Golub), the classic
     column-subset-selection heuristic, on the (k, N) matrix of unit rows: each next example is

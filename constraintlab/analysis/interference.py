@@ -51,6 +51,9 @@ from constraintlab.analysis.zones import (
 
 logger = logging.getLogger(__name__)
 
+#: Most (rows x zones) values of one block of the per-row score (float64: 8 bytes each).
+_CELLS = 4_000_000
+
 __all__ = ["InterferenceResult", "analyze_interference", "bootstrap_interference"]
 
 
@@ -178,11 +181,16 @@ def analyze_interference(
     if len(zone_ids) >= 2 and len(inz):
         row = np.searchsorted(zone_ids, zones[inz])
         S = _zone_sums(U[inz], row, len(zone_ids))
-        mean_to = (U[inz] @ S.T) / sizes                          # (n, Z) mean cos per zone
-        mask = np.ones_like(mean_to, bool)
-        mask[np.arange(len(inz)), row] = False
-        w = np.where(mask, sizes, 0.0)
-        score[inz] = (np.maximum(0.0, -mean_to) * w).sum(1) / w.sum(1)
+        sz = sizes.astype(np.float64)
+        # in blocks of rows, (rows, Z) at most _CELLS values: the size-weighted mean of
+        # max(0, -mean cos to zone B) over the zones B other than the row's own
+        step = max(1, _CELLS // len(zone_ids))
+        for r0 in range(0, len(inz), step):
+            rows, own = inz[r0:r0 + step], row[r0:r0 + step]
+            push = np.maximum(0.0, -(U[rows] @ S.T) / sz)         # (rows, Z)
+            r = np.arange(len(rows))
+            score[rows] = ((push @ sz - push[r, own] * sz[own])
+                           / (sz.sum() - sz[own]))
     null_dens = float(np.mean(null.conflict_density)) if null.conflict_density else None
     reason = (f"cross-zone interference {value:.4f} is {excess:.2f}x its null's {base:.4f} "
               f"({'>=' if above else '<'} {config.interference_excess_min}): "

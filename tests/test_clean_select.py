@@ -459,6 +459,17 @@ def test_library_select_and_clean_match_the_command(cli_run):
     assert cres.decisions == cli_run["out"]["clean"][1]
 
 
+def test_library_select_takes_the_select_settings_by_name(cli_run):
+    root = cli_run["root"]
+    idx, X = cli_run["stores"][44]
+    res = constraintlab.select(cli_run["data"], 0.25, out=root / "report",
+                               model=str(root / "model"), k=128, on_invalid="skip",
+                               herding_block_rows=16, select_seed=3)
+    assert res.summary["select_config"]["herding_block_rows"] == 16
+    assert res.ranking == idx[herding_ranking(X, block_rows=16, seed=3)].tolist()
+    assert "seeded blocks of at most 16 rows, select_seed 3" in res.summary["rule"]
+
+
 def test_errors_exit_2_before_any_model_loads(cli_run, tmp_path, capsys):
     data = str(cli_run["data"])
     nomodel = ["--model", str(tmp_path / "no-such-model"), "-q"]

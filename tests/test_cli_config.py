@@ -42,17 +42,24 @@ def no_model_load(monkeypatch):
     monkeypatch.setattr(model, "_load", refuse)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize(("flags", "message"), BAD, ids=["device", "device-type", "model", "k"])
-def test_bad_configuration_is_one_line_naming_the_flag(command, flags, message, tmp_path,
-                                                       capsys, no_model_load) -> None:
-    extra = [a.format(tmp=tmp_path) for a in _NEEDS.get(command, ["-o", "{tmp}/out.jsonl"])]
+def _one_line_error(command: str, extra: list[str], flags: list[str], message: str,
+                    capsys) -> pytest.CaptureResult:
+    """Run ``command`` on the sample; exit 2 and one stderr line starting with ``message``."""
     code = main([command, str(SAMPLE), *extra, *flags, "--quiet"])
     out = capsys.readouterr()
     assert code == 2, out
     lines = out.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"constraintlab {command}: error: {message}"), \
         out.err
+    return out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(("flags", "message"), BAD, ids=["device", "device-type", "model", "k"])
+def test_bad_configuration_is_one_line_naming_the_flag(command, flags, message, tmp_path,
+                                                       capsys, no_model_load) -> None:
+    extra = [a.format(tmp=tmp_path) for a in _NEEDS.get(command, ["-o", "{tmp}/out.jsonl"])]
+    out = _one_line_error(command, extra, flags, message, capsys)
     assert out.out == "" and not any(tmp_path.iterdir())
 
 
@@ -93,12 +100,7 @@ def test_api_refuses_a_missing_device_before_reading(monkeypatch, no_model_load)
 def test_an_analysis_setting_out_of_range_names_its_flag(command, flags, message, tmp_path,
                                                          capsys, no_model_load) -> None:
     extra = [a.format(tmp=tmp_path) for a in _NEEDS[command]]
-    code = main([command, str(SAMPLE), *extra, *flags, "--quiet"])
-    out = capsys.readouterr()
-    assert code == 2, out
-    lines = out.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"constraintlab {command}: error: {message}"), \
-        out.err
+    _one_line_error(command, extra, flags, message, capsys)
 
 
 @pytest.mark.parametrize("command", ["clean", "select", "order"])

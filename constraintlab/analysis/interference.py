@@ -44,15 +44,13 @@ from constraintlab.analysis.null import NullReference
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
 from constraintlab.analysis.zones import (
+    _CELLS,
     _zone_sums,
     centered_unit_rows,
     cross_zone_interference,
 )
 
 logger = logging.getLogger(__name__)
-
-#: Most (rows x zones) values of one block of the per-row score (float64: 8 bytes each).
-_CELLS = 4_000_000
 
 __all__ = ["InterferenceResult", "analyze_interference", "bootstrap_interference"]
 

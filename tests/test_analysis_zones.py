@@ -198,3 +198,30 @@ def test_refinement_with_the_largest_zones_against_loops():
     ref = _brute_refine_round(
         U, z0, lambda i: {z0[i], *big} | {z0[j] for j in nb[i] if j >= 0 and z0[j] >= 0})
     assert np.array_equal(refine_zones(U, z0, 1, neighbours=nb, largest=2), ref)
+
+
+@pytest.mark.parametrize("outlier_share", [0.1, 0.7])
+def test_zones_without_rows_are_networkx_louvain_communities(outlier_share):
+    # no rows: no refinement; the zones are networkx's Louvain communities of the constraint
+    # graph's rows with an edge (computed on arrays by constraintlab._kernels.louvain)
+    rng = np.random.default_rng(4)
+    n, m = 400, 8
+    active = np.flatnonzero(rng.random(n) >= outlier_share)   # the others have no edge
+    top_idx = active[rng.integers(0, len(active), (n, m))]
+    top_val = rng.uniform(-1, 1, (n, m)).astype(np.float32)
+    top_val[np.setdiff1d(np.arange(n), active)] = 0.0
+    ids = rng.permutation(10 * n)[:n]
+    cfg = AnalysisConfig(zone_edge_min=0.3, seed=7)
+    z = analyze_zones(top_idx, top_val, ids=ids, config=cfg)
+    G = build_graph(top_idx, top_val, ids, edge_min=0.3)
+    core = G.subgraph([v for v in G if G.degree(v) > 0])
+    assert (2 * len(core) < n) == (outlier_share > 0.5)   # both of zones' node orders
+    ref = nx.community.louvain_communities(core, weight="abs_weight", seed=7)
+    assert sorted(sorted(c) for c in ref if len(c) >= 2) == sorted(
+        zz["members"] for zz in z.summary["zones"])
+    assert sorted(z.summary["outliers"]) == sorted(
+        [v for c in ref if len(c) < 2 for v in c] + [v for v in G if G.degree(v) == 0])
+    # the lazily built graph is build_graph's, with the zones on its nodes
+    assert sorted(z.graph.edges(data="weight")) == sorted(G.edges(data="weight"))
+    zone_of = z.table["zone"]
+    assert all(z.graph.nodes[v]["zone"] == zone_of[v] for v in G)

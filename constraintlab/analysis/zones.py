@@ -5,9 +5,11 @@ when ``|cos| > zone_edge_min`` (default: the conflict threshold tau, i.e. above 
 edge attribute ``weight`` is the signed cosine, ``abs_weight`` its magnitude. Examples left
 without edges are outliers.
 
-Zones: Louvain communities (networkx, seeded) on ``abs_weight``; communities of one example are
-outliers too. With the feature rows, the communities are then refined on the mean-removed unit
-rows (``u_i - mean(u)``, renormalised: the "general update" every example shares taken out):
+Zones: Louvain communities (networkx's ``louvain_communities``, seeded, computed on arrays by
+:mod:`constraintlab._kernels.louvain`: the same communities) on ``abs_weight``; communities of
+one example are outliers too. With the feature rows, the communities are then refined on the
+mean-removed unit rows (``u_i - mean(u)``, renormalised: the "general update" every example
+shares taken out):
 
 1. every example in a zone moves to the zone whose other members its row aligns with most (mean
    cosine), repeated up to ``zone_refine_iters`` times (Lloyd-style; Louvain on a top-m graph
@@ -59,6 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from constraintlab._kernels.louvain import adjacency_from_edges, louvain
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
@@ -84,13 +87,31 @@ class ZonesResult(AnalyzerResult):
         Zone of each row position (its rank, -1 = outlier), as the table's ``zone``.
     ranked : list of int
         Zone ids, highest pressure first.
+    edges : pandas.DataFrame or None
+        The constraint graph's edges, one row per pair: ``a < b`` (example ids), ``cos`` (the
+        signed cosine), sorted by ``(a, b)``.
     graph : networkx.Graph or None
-        The constraint graph (node attributes ``zone`` and ``label``).
+        The constraint graph (node attributes ``zone`` and ``label``; edge attributes
+        ``weight`` and ``abs_weight``), built from ``edges`` the first time it is read.
     """
 
     labels: np.ndarray | None = field(default=None, repr=False)
     ranked: list[int] = field(default_factory=list)
-    graph: nx.Graph | None = field(default=None, repr=False)
+    edges: pd.DataFrame | None = field(default=None, repr=False)
+    _graph: nx.Graph | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def graph(self) -> nx.Graph | None:
+        if self._graph is None and self.edges is not None:
+            names = {z["id"]: z["label"] for z in self.summary.get("zones", [])}
+            G = nx.Graph()
+            G.add_nodes_from((int(i), {"zone": int(z), "label": names.get(int(z), "outlier")})
+                             for i, z in self.table["zone"].items())
+            G.add_edges_from((a, b, {"weight": w, "abs_weight": abs(w)}) for a, b, w in
+                             zip(self.edges["a"].tolist(), self.edges["b"].tolist(),
+                                 self.edges["cos"].tolist(), strict=True))
+            self._graph = G
+        return self._graph
 
 
 def _edge_arrays(top_idx: np.ndarray, top_val: np.ndarray, edge_min: float
@@ -110,6 +131,24 @@ def _edge_arrays(top_idx: np.ndarray, top_val: np.ndarray, edge_min: float
     w = top_val[rows, cols].astype(np.float64)
     keep = rows != b
     return rows[keep].astype(np.int64), b[keep], w[keep]
+
+
+def _unique_edges(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One edge per pair from :func:`_edge_arrays`: the later listing sets the weight (as
+    networkx's ``add_edges_from`` does).
+
+    Returns
+    -------
+    lo, hi : (E',) int64
+        Row positions, ``lo < hi``, sorted by ``(lo, hi)``.
+    w : (E',) float64
+    """
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo * np.int64(n) + hi
+    _, first_rev = np.unique(key[::-1], return_index=True)
+    last = len(key) - 1 - first_rev
+    return lo[last], hi[last], w[last]
 
 
 def _graph(nodes, ids: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> nx.Graph:
@@ -485,25 +524,30 @@ def analyze_zones(
     ids = np.arange(N) if ids is None else np.asarray(ids)
     edge_min = config.zone_edge_min if config.zone_edge_min is not None else (tau or 0.0)
     ea, eb, ew = _edge_arrays(top_idx, top_val, edge_min)
-    G = _graph(ids.tolist(), ids, ea, eb, ew)
     pos = {int(i): p for p, i in enumerate(ids)}
-    # Louvain on the nodes with an edge: a graph of its own, built as G is, in the node and
-    # adjacency order of G's subgraph view (which networkx filtered on every access): a view
-    # on fewer than half of the nodes lists them in the order of the set it keeps
+    # Louvain on the rows with an edge, in the node and adjacency order networkx's
+    # louvain_communities would see (a graph of them built as the constraint graph is: a set
+    # of them when fewer than half of the rows, as networkx's subgraph view listed them):
+    # constraintlab._kernels.louvain gives networkx's communities from arrays
     deg = np.bincount(np.concatenate([ea, eb]), minlength=N) if len(ea) else np.zeros(N, int)
     core_nodes = ids[deg > 0].tolist()
     if 2 * len(core_nodes) < N:
         core_nodes = list(set(core_nodes))
-    core = _graph(core_nodes, ids, ea, eb, ew)
-    comms = (nx.community.louvain_communities(core, weight="abs_weight",
-                                              resolution=config.louvain_resolution,
-                                              seed=config.seed) if core.number_of_nodes() else [])
-    del core
+    core_pos = np.array([pos[int(v)] for v in core_nodes], np.int64)
+    at = np.full(N, -1, np.int64)
+    at[core_pos] = np.arange(len(core_pos))
     comm = np.full(N, -1, np.int64)
-    for c_id, c in enumerate(comms):
-        if len(c) >= 2:
-            comm[[pos[int(v)] for v in c]] = c_id
-    refined = features is not None and len(comms) > 0
+    n_comms = 0
+    if len(core_pos):
+        lab = louvain(*adjacency_from_edges(len(core_pos), at[ea], at[eb], np.abs(ew)),
+                      resolution=config.louvain_resolution, seed=config.seed)
+        size = np.bincount(lab)
+        n_comms = len(size)
+        keep = size[lab] >= 2
+        comm[core_pos[keep]] = lab[keep]
+    ga, gb, gw = _unique_edges(ea, eb, ew, N)
+    del ea, eb, ew
+    refined = features is not None and n_comms > 0
     coherence: dict[int, float] = {}
     refine_rule = None
     if refined:
@@ -528,15 +572,7 @@ def analyze_zones(
         zid, _, K = zone_coupling(Uc, comm)
         coherence = {int(a): float(K[i, i]) for i, a in enumerate(zid)}
         del Uc
-    # every zone's internal edges at once: G's edges (one weight per pair, the last listed)
-    if G.number_of_edges():
-        ga, gb, gw = (np.array(v) for v in zip(*G.edges(data="weight"), strict=True))
-        ga = np.array([pos[int(x)] for x in ga], np.int64)
-        gb = np.array([pos[int(x)] for x in gb], np.int64)
-        gw = gw.astype(np.float64)
-    else:
-        ga = gb = np.zeros(0, np.int64)
-        gw = np.zeros(0)
+    # every zone's internal edges at once (one weight per pair, the last listed)
     zone_ids = np.unique(comm[comm >= 0])
     inside = (comm[ga] == comm[gb]) & (comm[ga] >= 0)
     ez = np.searchsorted(zone_ids, comm[ga[inside]])
@@ -593,10 +629,6 @@ def analyze_zones(
         zone_of[p] = rank
         pressure[p] = z["pressure"]
         is_pz[p] = z["is_pressure_zone"]
-    for v in G:
-        zi = int(zone_of[pos[v]])
-        G.nodes[v]["zone"] = zi
-        G.nodes[v]["label"] = zones[zi]["label"] if zi >= 0 else "outlier"
     pmax = pressure.max() if N and pressure.max() > 0 else 1.0
     table = pd.DataFrame({
         "zone": zone_of,
@@ -632,13 +664,16 @@ def analyze_zones(
         "outliers": outliers,
         "n_outliers": len(outliers),
         "edge_min": edge_min,
-        "graph_edges": G.number_of_edges(),
+        "graph_edges": len(ga),
         "pressure_rule": "conflict_share * mean_abs_weight * log(1 + size)",
         "louvain": {"seed": config.seed, "resolution": config.louvain_resolution,
                     "weight": "abs(cos)"},
     }
+    ea, eb = ids[ga], ids[gb]
+    edges = pd.DataFrame({"a": np.minimum(ea, eb), "b": np.maximum(ea, eb), "cos": gw})
+    edges = edges.sort_values(["a", "b"], kind="stable", ignore_index=True)
     return ZonesResult("zones", table, summary, labels=zone_of,
-                       ranked=[z["zone"] for z in zones], graph=G)
+                       ranked=[z["zone"] for z in zones], edges=edges)
 
 
 def _run(system, results, config: AnalysisConfig) -> ZonesResult | None:

@@ -116,6 +116,8 @@ def _examples_table(data: ExampleSet, store: FeatureStore, results: AnalysisResu
 
 
 def _edges(results: AnalysisResults) -> pd.DataFrame:
-    rows = sorted((min(a, b), max(a, b), float(d["weight"]))
-                  for a, b, d in results.graph.edges(data=True))
-    return pd.DataFrame(rows, columns=["a", "b", "cos"])
+    zones = results.zones
+    if zones is not None and getattr(zones, "edges", None) is not None:
+        return zones.edges[["a", "b", "cos"]].astype({"cos": float}).reset_index(drop=True)
+    return pd.DataFrame({"a": pd.Series(dtype=int), "b": pd.Series(dtype=int),
+                         "cos": pd.Series(dtype=float)})

@@ -50,6 +50,24 @@ def test_null_has_the_mean_and_covariance_of_the_unit_rows():
     np.testing.assert_allclose(F2.T @ F2, np.cov(unit(small).T), atol=1e-12)
 
 
+def test_structureless_rows_are_rarely_above_their_null():
+    # the statistic varies from draw to draw (about 8 % here): with 3 null draws and the
+    # excess alone, 5 of these 8 structureless sets read "above the null"; the null's spread
+    # (20 draws at this size) and interference_null_sigmas bring it to 1 of 8 (seed 8: 1.20x,
+    # 3.1 sd), while the planted clash below stands 6 sd out
+    above = []
+    for seed in range(1, 9):
+        X = anisotropic(np.random.default_rng(seed)).astype(np.float32)
+        inter = analyze_constraints(X).interference.summary
+        assert inter["null_draws"] == 20
+        z = (inter["interference"] - inter["null_interference"]) / inter["null_interference_sd"]
+        assert inter["interference_z"] == pytest.approx(z)
+        assert inter["interference_above_null"] == (
+            inter["interference_excess"] >= 1.15 and z >= 3.0)
+        above.append(inter["interference_above_null"])
+    assert sum(above) <= 1
+
+
 def test_structureless_anisotropic_rows_read_near_their_null():
     rng = np.random.default_rng(1)
     X = anisotropic(rng)
@@ -89,6 +107,7 @@ def test_a_planted_clash_stands_out_and_names_the_pair():
     inter = out.interference.summary
     assert inter["interference_above_null"]
     assert inter["interference_excess"] >= AnalysisConfig().interference_excess_min
+    assert inter["interference_z"] >= 5.0
     zones = out.zones.labels
     terse = lab == 3
     # the terse group is one zone
@@ -158,7 +177,22 @@ def test_null_reference_is_seeded():
     X = anisotropic(rng, n=300, k=64)
     a = null_reference(X).to_dict()
     b = null_reference(X).to_dict()
-    assert a == b and len(a["interference"]) == AnalysisConfig().null_draws
+    cfg = AnalysisConfig()
+    assert a == b
+    # 300 rows: as many interference draws as null_rows_total allows, at most 20; the zone
+    # thresholds come from the first null_draws only, the same as with no extra draws
+    assert len(a["interference"]) == min(cfg.interference_null_draws,
+                                         cfg.null_rows_total // 300) == 20
+    assert len(a["coherence"]) == len(a["conflict_density"]) == cfg.null_draws == 3
+    few = null_reference(X, config=AnalysisConfig(interference_null_draws=1)).to_dict()
+    assert len(few["interference"]) == 3
+    assert few["interference"] == a["interference"][:3]
+    for key in ("coherence", "conflict_share", "zone_conflicts", "zone_sizes",
+                "conflict_density"):
+        assert few[key] == a[key]
+    assert a["interference_sd"] == pytest.approx(np.std(a["interference"], ddof=1))
+    big = null_reference(X, config=AnalysisConfig(null_rows_total=1200)).to_dict()
+    assert len(big["interference"]) == 4                    # 1,200 rows // 300
     assert centered_unit_rows(X).shape == X.shape
 
 

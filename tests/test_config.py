@@ -29,6 +29,10 @@ CONFIGS = (ReadConfig, EncodeConfig, AnalysisConfig, ProbeConfig)
 #: Fields added to AnalysisConfig after 58e4150, each with the check written out by hand.
 ADDED_SINCE: dict[str, typing.Callable[[typing.Any], bool]] = {
     "volatility_advice_p99": lambda v: 0 <= v <= 1,
+    "null_rows_total": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "interference_null_draws": lambda v: (isinstance(v, int) and not isinstance(v, bool)
+                                          and v >= 1),
+    "interference_null_sigmas": lambda v: v >= 0,
 }
 
 

@@ -99,13 +99,24 @@ class AnalysisConfig(Settings):
     growth_min_examples: int = setting(32, Interval(4, None), "Fewer examples: verdict "
                                        "too_few_examples.")
     # -- the null model and zones
-    null_draws: int = setting(3, _POSITIVE, "Draws of the data's Gaussian null (thresholds of "
-                              "zone merging, pressure zones and the interference baseline).")
+    null_draws: int = setting(3, _POSITIVE, "Draws of the data's Gaussian null that set the "
+                              "thresholds of zone merging and pressure zones (and the fewest "
+                              "for the interference baseline).")
     null_max_n: int = setting(20_000, Interval(16, None), "Most rows in one null draw (keeps "
                               "the null's cost constant above it); " + _CAL + "null_max_n.")
+    null_rows_total: int = setting(60_000, _POSITIVE, "Rows the null's draws may hold together "
+                                   "for the interference test: small data gets more draws "
+                                   "(up to interference_null_draws), so the test knows the "
+                                   "null's spread; " + _CAL + "interference.")
+    interference_null_draws: int = setting(20, _POSITIVE, "Most draws of the null for the "
+                                           "interference test (at least null_draws; the first "
+                                           "null_draws also set the zone thresholds).")
     interference_excess_min: float = setting(1.15, _ABOVE_ZERO, "interference_above_null when "
                                              "cross-zone interference is at least this multiple "
-                                             "of its null's mean; " + _CAL + "interference.")
+                                             "of its null's mean ...; " + _CAL + "interference.")
+    interference_null_sigmas: float = setting(3.0, Interval(0, None), "... and at least the "
+                                              "null draws' mean + this many sd; " + _CAL
+                                              + "interference.")
     pressure_null_sigmas: float = setting(3.0, Interval(0, None), "A pressure zone's internal "
                                           "conflict exceeds the null zones' mean + this many "
                                           "sd; " + _CAL + "pressure.")

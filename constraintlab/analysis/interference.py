@@ -19,11 +19,17 @@ Interference statistic
     zones A and B,
     ``interference = sum_{A != B} |A| |B| max(0, -K[A, B]) / sum_{A != B} |A| |B|``.
     ``interference_excess`` = interference / its mean over the null draws;
-    ``interference_above_null`` when the excess reaches ``interference_excess_min``. Measured
-    (reference model, 1,000 GSM8K test rows, seeds 0 / 1, k = 1024, bootstrap 95 % CI): clean
-    1.02 [0.96, 1.08] / 0.94 [0.90, 1.03]; 30 % of the answers replaced by "The answer is N."
-    1.46 [1.38, 1.51] / 1.44 [1.38, 1.50] (an earlier run, 3 seeds: 1.06-1.09 and, at 25 %,
-    1.23-1.29). Raw (not mean-removed) statistics do not
+    ``interference_above_null`` when the excess reaches ``interference_excess_min`` *and* the
+    interference lies ``interference_null_sigmas`` (3) standard deviations of the null draws
+    above their mean (``interference_z``): the statistic moves by 4-8 % from draw to draw at a
+    few hundred to a thousand rows, so the excess alone read 5 of 8 structureless synthetic
+    sets as "above" (the null gets up to ``interference_null_draws`` draws while they fit in
+    ``null_rows_total`` rows, so the spread is known). Measured (reference model, 1,000 GSM8K
+    test rows, seeds 0 / 1, k = 1024, bootstrap 95 % CI): clean 1.02 [0.96, 1.08] / 0.94
+    [0.90, 1.03]; 30 % of the answers replaced by "The answer is N." 1.46 [1.38, 1.51] / 1.44
+    [1.38, 1.50] (an earlier run, 3 seeds: 1.06-1.09 and, at 25 %, 1.23-1.29); with 20 draws
+    (seed 0) clean 1.01 (+0.3 sd), terse 1.41 (+6.1 sd). Raw (not mean-removed) statistics
+    do not
     separate the two: to first order a step on the terse rows *lowers* the worked rows' loss
     (the shared direction dominates); the clash lives in what the groups ask beyond it.
 
@@ -163,7 +169,10 @@ def analyze_interference(
     null_lo = float(min(null.interference)) if null.interference else base
     null_hi = float(max(null.interference)) if null.interference else base
     excess_ci = ([lo / base, hi / base] if base > 0 and np.isfinite(lo) else [None, None])
-    above = bool(excess >= config.interference_excess_min)
+    sd = null.interference_sd
+    bound = base + config.interference_null_sigmas * sd
+    z = (value - base) / sd if sd > 0 else None
+    above = bool(excess >= config.interference_excess_min and value >= bound)
     D = -K
     pair = None
     if len(zone_ids) >= 2:
@@ -190,8 +199,10 @@ def analyze_interference(
             score[rows] = ((push @ sz - push[r, own] * sz[own])
                            / (sz.sum() - sz[own]))
     null_dens = float(np.mean(null.conflict_density)) if null.conflict_density else None
-    reason = (f"cross-zone interference {value:.4f} is {excess:.2f}x its null's {base:.4f} "
-              f"({'>=' if above else '<'} {config.interference_excess_min}): "
+    z_text = f", {z:+.1f} sd of its {len(null.interference)} draws" if z is not None else ""
+    reason = (f"cross-zone interference {value:.4f} is {excess:.2f}x its null's {base:.4f}"
+              f"{z_text} (above the null needs >= {config.interference_excess_min}x and >= "
+              f"{config.interference_null_sigmas:g} sd): "
               + ("groups of examples pull apart beyond the shared update more than the data's "
                  "own geometry gives" if above else "near what the data's own geometry gives"))
     if pair is not None and above:
@@ -213,8 +224,13 @@ def analyze_interference(
                    "draws",
         "interference_above_null": above,
         "rule": "interference_excess = interference / mean over null draws; above the null "
-                "when >= interference_excess_min",
+                "when interference_excess >= interference_excess_min and interference >= "
+                "the draws' mean + interference_null_sigmas * their sd",
         "interference_excess_min": config.interference_excess_min,
+        "interference_null_sigmas": config.interference_null_sigmas,
+        "null_interference_sd": sd,
+        "interference_z": z,
+        "null_draws": len(null.interference),
         "reason": reason,
         "statistic": "sum_{A != B} |A||B| max(0, -K[A, B]) / sum_{A != B} |A||B|, K = mean "
                      "cosine of mean-removed unit rows between zones",
@@ -255,5 +271,7 @@ ANALYZER = Analyzer(
                                            "as the null)"),
              "interference_above_null": Metric("interference_above_null", "true when "
                                                "interference_excess >= "
-                                               "interference_excess_min and the bootstrap "
-                                               "CI clears the null's range")})
+                                               "interference_excess_min and the "
+                                               "interference is at least "
+                                               "interference_null_sigmas sd above the "
+                                               "null draws' mean")})

@@ -120,20 +120,24 @@ class NullReference:
     ----------
     n_rows : int
         Rows per draw.
+    zone_draws : int
+        How many of the first draws set the zone thresholds (``null_draws``).
     seeds : list of int
+        Every draw's seed.
     coherence : list of float
-        Per draw, the largest zone coherence (mean cosine of mean-removed unit rows).
+        Per zone draw, the largest zone coherence (mean cosine of mean-removed unit rows).
     conflict_share : list of float
-        Per draw, the largest zone conflict share.
+        Per zone draw, the largest zone conflict share.
     interference : list of float
-        Per draw, :func:`cross_zone_interference` of its zones.
+        Per draw (all of them), :func:`cross_zone_interference` of its zones.
     conflict_density : list of float
-        Per draw, the raw conflict density of the pairs pass.
+        Per zone draw, the raw conflict density of the pairs pass.
     zone_conflicts, zone_sizes : list of float, list of int
-        Every zone of every draw: its internal conflict and size.
+        Every zone of every zone draw: its internal conflict and size.
     """
 
     n_rows: int
+    zone_draws: int = 0
     seeds: list[int] = field(default_factory=list)
     coherence: list[float] = field(default_factory=list)
     conflict_share: list[float] = field(default_factory=list)
@@ -162,6 +166,11 @@ class NullReference:
     def interference_mean(self) -> float:
         return float(np.mean(self.interference)) if self.interference else 0.0
 
+    @property
+    def interference_sd(self) -> float:
+        """Sample standard deviation of the draws' interference (0 with fewer than two)."""
+        return float(np.std(self.interference, ddof=1)) if len(self.interference) > 1 else 0.0
+
     def to_dict(self) -> dict:
         return {"n_rows": self.n_rows, "seeds": self.seeds, "coherence": self.coherence,
                 "conflict_share": self.conflict_share, "interference": self.interference,
@@ -169,19 +178,27 @@ class NullReference:
                 "zone_conflicts": self.zone_conflicts, "zone_sizes": self.zone_sizes,
                 "coherence_max": self.coherence_max,
                 "conflict_share_max": self.conflict_share_max,
-                "interference_mean": self.interference_mean}
+                "interference_mean": self.interference_mean,
+                "interference_sd": self.interference_sd, "zone_draws": self.zone_draws}
 
 
 def null_reference(features: np.ndarray, *, config: AnalysisConfig | None = None
                    ) -> NullReference:
-    """Run ``config.null_draws`` draws of :func:`gaussian_null` through the pairs pass, the
-    graph and the zones (refined, not merged), and keep what the thresholds need.
+    """Run draws of :func:`gaussian_null` through the pairs pass, the graph and the zones
+    (refined, not merged), and keep what the thresholds need.
+
+    ``null_draws`` draws, or more while they fit in ``null_rows_total`` rows (at most
+    ``interference_null_draws``): the first ``null_draws`` set the zone thresholds (merge,
+    pressure), every draw enters the interference baseline and its spread. With 3 draws the
+    spread is not known; on structureless rows of 600 x 128 the statistic varies by about 8 %
+    from draw to draw (``docs/calibration.md#interference``).
 
     Parameters
     ----------
     features : (N, k) float
     config : AnalysisConfig
-        ``null_draws``, ``null_max_n``, ``seed`` and every pairs / zones setting.
+        ``null_draws``, ``null_rows_total``, ``interference_null_draws``, ``null_max_n``,
+        ``seed`` and every pairs / zones setting.
 
     Returns
     -------
@@ -192,16 +209,21 @@ def null_reference(features: np.ndarray, *, config: AnalysisConfig | None = None
     config = config if config is not None else AnalysisConfig()
     N = np.asarray(features).shape[0]
     n = min(N, config.null_max_n)
-    ref = NullReference(n_rows=n)
+    ref = NullReference(n_rows=n, zone_draws=config.null_draws)
     factor = null_factor(features)
-    for d in range(config.null_draws):
+    draws = max(config.null_draws, min(config.interference_null_draws,
+                                       config.null_rows_total // max(n, 1)))
+    for d in range(draws):
         seed = config.seed + 1000 + d
         Y = gaussian_null(features, n, seed, factor=factor)
         p = analyze_pairs(Y, config=config, partners=False)
         z = analyze_zones(p.top_idx, p.top_val, tau=p.summary["tau"], features=Y,
                           config=config)
-        zs = z.summary["zones"]
         ref.seeds.append(seed)
+        ref.interference.append(cross_zone_interference(centered_unit_rows(Y), z.labels)[0])
+        if d >= config.null_draws:       # the zone thresholds stay those of the first draws
+            continue
+        zs = z.summary["zones"]
         ref.coherence.append(max((q["coherence"] for q in zs if q["coherence"] is not None),
                                  default=0.0))
         ref.conflict_share.append(max((q["internal_conflict"] for q in zs
@@ -209,11 +231,10 @@ def null_reference(features: np.ndarray, *, config: AnalysisConfig | None = None
         ref.zone_conflicts += [float(q["internal_conflict"]) for q in zs
                                if q["internal_conflict"] is not None]
         ref.zone_sizes += [int(q["size"]) for q in zs if q["internal_conflict"] is not None]
-        ref.interference.append(cross_zone_interference(centered_unit_rows(Y), z.labels)[0])
         ref.conflict_density.append(float(p.summary.get("conflict_density", 0.0)))
     logger.info("null: %d draws of %d rows; coherence max %.3f, conflict share max %.3f, "
-                "interference %.4f", config.null_draws, n, ref.coherence_max,
-                ref.conflict_share_max, ref.interference_mean)
+                "interference %.4f +- %.4f", draws, n, ref.coherence_max,
+                ref.conflict_share_max, ref.interference_mean, ref.interference_sd)
     return ref
 
 

@@ -30,7 +30,7 @@ import numba as nb
 import numpy as np
 
 __all__ = ["adjacency_from_edges", "aggregate", "degrees", "degrees_numpy", "louvain",
-           "modularity", "one_level", "one_level_numpy"]
+           "modularity", "one_level", "one_level_numpy", "unique_pairs"]
 
 
 @nb.njit(cache=True, nogil=True)
@@ -188,6 +188,37 @@ def _csr(u: np.ndarray, v: np.ndarray, w: np.ndarray, rank: np.ndarray, n: int
     return indptr, v[o].astype(np.int64), w[o].astype(np.float64)
 
 
+def unique_pairs(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One entry per unordered pair of an edge list, as ``nx.Graph.add_edges_from`` keeps it:
+    the weight of the pair's last listing, its place that of its first.
+
+    Parameters
+    ----------
+    a, b : (E,) int
+        Edge ends in listing order, in ``0..n-1``.
+    w : (E,) float
+    n : int
+
+    Returns
+    -------
+    lo, hi : (E',) int64
+        The pairs, ``lo <= hi``, sorted by ``(lo, hi)``.
+    w : (E',) float64
+        The last listing's weight.
+    first : (E',) int64
+        Index of the first listing.
+    """
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    w = np.asarray(w, np.float64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    key = lo * np.int64(n) + hi
+    uniq, first = np.unique(key, return_index=True)
+    _, last_rev = np.unique(key[::-1], return_index=True)
+    return uniq // n, uniq % n, w[len(key) - 1 - last_rev], first
+
+
 def adjacency_from_edges(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The adjacency networkx's ``louvain_partitions`` works on, for a graph built as
@@ -206,22 +237,14 @@ def adjacency_from_edges(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray
     -------
     indptr, indices, data : CSR arrays in insertion order (module docstring).
     """
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    w = np.asarray(w, np.float64)
     if not len(a):
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * np.int64(n) + hi
-    uniq, first = np.unique(key, return_index=True)          # first listing: adjacency order
-    _, last_rev = np.unique(key[::-1], return_index=True)
-    wt = w[len(key) - 1 - last_rev]                           # last listing: the weight
-    lo, hi = uniq // n, uniq % n
+    lo, hi, wt, first = unique_pairs(a, b, w, n)
     # G.adj[x] lists x's neighbours by first listing; G.edges yields (lo, hi) while iterating
     # lo (the lower node), at hi's place in G.adj[lo]: that order builds the copy's adjacency
     e_order = np.lexsort((first, lo))
-    rank = np.empty(len(uniq), np.int64)
-    rank[e_order] = np.arange(len(uniq))
+    rank = np.empty(len(lo), np.int64)
+    rank[e_order] = np.arange(len(lo))
     return _csr(np.concatenate([lo, hi]), np.concatenate([hi, lo]), np.concatenate([wt, wt]),
                 np.concatenate([rank, rank]), n)
 

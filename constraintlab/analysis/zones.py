@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from constraintlab._kernels.louvain import adjacency_from_edges, louvain
+from constraintlab._kernels.louvain import adjacency_from_edges, louvain, unique_pairs
 from constraintlab.analysis.config import AnalysisConfig
 from constraintlab.analysis.registry import Analyzer, Metric
 from constraintlab.analysis.result import AnalyzerResult
@@ -131,24 +131,6 @@ def _edge_arrays(top_idx: np.ndarray, top_val: np.ndarray, edge_min: float
     w = top_val[rows, cols].astype(np.float64)
     keep = rows != b
     return rows[keep].astype(np.int64), b[keep], w[keep]
-
-
-def _unique_edges(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One edge per pair from :func:`_edge_arrays`: the later listing sets the weight (as
-    networkx's ``add_edges_from`` does).
-
-    Returns
-    -------
-    lo, hi : (E',) int64
-        Row positions, ``lo < hi``, sorted by ``(lo, hi)``.
-    w : (E',) float64
-    """
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    key = lo * np.int64(n) + hi
-    _, first_rev = np.unique(key[::-1], return_index=True)
-    last = len(key) - 1 - first_rev
-    return lo[last], hi[last], w[last]
 
 
 def _graph(nodes, ids: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> nx.Graph:
@@ -545,7 +527,7 @@ def analyze_zones(
         n_comms = len(size)
         keep = size[lab] >= 2
         comm[core_pos[keep]] = lab[keep]
-    ga, gb, gw = _unique_edges(ea, eb, ew, N)
+    ga, gb, gw, _ = unique_pairs(ea, eb, ew, N)        # one weight per pair: the last listed
     del ea, eb, ew
     refined = features is not None and n_comms > 0
     coherence: dict[int, float] = {}

@@ -73,7 +73,7 @@ def degrees_numpy(indptr, indices, data):
 
 
 @nb.njit(cache=True, nogil=True)
-def one_level(indptr, indices, data, degree, order, m, resolution):
+def one_level(indptr, indices, data, degree, order, m, two_m2, resolution):
     """One level of Louvain moves (networkx's ``_one_level``, undirected).
 
     Parameters
@@ -86,6 +86,9 @@ def one_level(indptr, indices, data, degree, order, m, resolution):
         The order nodes are visited in (a permutation of ``0..n-1``).
     m : float
         Half the total weight of the first level's graph (the same at every level).
+    two_m2 : float
+        ``2 * m**2`` as Python computes it (``pow``, which can differ from ``m * m`` in the last
+        bit; networkx's gains divide by it).
     resolution : float
 
     Returns
@@ -101,7 +104,6 @@ def one_level(indptr, indices, data, degree, order, m, resolution):
     nw = np.zeros(n)
     seen = np.zeros(n, np.bool_)
     touched = np.empty(n, np.int64)
-    two_m2 = 2.0 * (m * m)
     improved = False
     moves = 1
     while moves > 0:
@@ -143,12 +145,11 @@ def one_level(indptr, indices, data, degree, order, m, resolution):
     return node2com, improved
 
 
-def one_level_numpy(indptr, indices, data, degree, order, m, resolution):
+def one_level_numpy(indptr, indices, data, degree, order, m, two_m2, resolution):
     """NumPy twin of :func:`one_level` (same contract; vectorised per node)."""
     n = degree.shape[0]
     node2com = np.arange(n)
     stot = degree.copy()
-    two_m2 = 2.0 * (m * m)
     improved = False
     moves = 1
     while moves > 0:
@@ -333,12 +334,13 @@ def louvain(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, *,
     rng = random.Random(seed)
     deg = deg_fn(indptr, indices, data)
     m = sum(deg.tolist(), 0) / 2                      # Graph.size(weight): a sequential sum
+    two_m2 = float(2 * m**2)                          # as networkx writes it: pow, not m * m
 
     def run(indptr, indices, data, deg):
         order = list(range(len(deg)))
         rng.shuffle(order)
         node2com, improved = level(indptr, indices, data, deg, np.asarray(order, np.int64),
-                                   m, float(resolution))
+                                   m, two_m2, float(resolution))
         # the communities in networkx's order: by the node that names them
         return np.unique(node2com, return_inverse=True)[1].astype(np.int64), improved
 

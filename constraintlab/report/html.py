@@ -43,7 +43,7 @@ img{max-width:100%;height:auto}.kpi{display:flex;flex-wrap:wrap;gap:.8em}.kpi di
 .next h2{border:0;margin-top:.6em}.next li{margin:.3em 0}
 nav.toc{columns:2;font-size:.92em;margin:1em 0;padding:.5em 1em;background:#fafafa;
 border:1px solid #e3e3e3}nav.toc a{display:block}
-th.sort{cursor:pointer;white-space:nowrap}th.sort:after{content:" \\25B4\\25BE";color:#aaa;
+th.sort{cursor:pointer}th.sort:after{content:" \\25B4\\25BE";color:#aaa;
 font-size:.8em}
 input.filter{margin:.6em 0 0;padding:.2em .4em;width:18em}
 details.clip summary{cursor:pointer;list-style:none}details.clip summary::after{

@@ -3,7 +3,7 @@
 browser that the page's own script works: a numeric column sorts as numbers both ways, the
 filter box hides the rows that do not match, "What to do next" comes right after the verdict
 and before the first analysis section, every contents link and KPI card points at a section
-that exists.
+that exists, no table is wider than the page's column.
 
     python benchmarks/report_in_browser.py OUT_DIR [--png top.png] [--chromium PATH]
 
@@ -59,6 +59,10 @@ var links=[].slice.call(document.querySelectorAll('a[href^="#"]'));
 out.links=links.length;out.dead=links.filter(function(a){
   return !document.getElementById(decodeURIComponent(a.getAttribute('href').slice(1)))})
   .map(function(a){return a.getAttribute('href')});
+var right=document.body.getBoundingClientRect().right;
+out.too_wide=tables.filter(function(t){return t.getBoundingClientRect().right>right+1})
+  .map(function(t){var h=t.previousElementSibling;while(h&&h.tagName!=='H2'&&
+  h.previousElementSibling)h=h.previousElementSibling;return h?h.textContent.trim():'?'});
 var pre=document.createElement('pre');pre.id='probe';pre.textContent=JSON.stringify(out);
 document.body.appendChild(pre)})();
 </script>"""
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = Path(tmp) / "probe.html"
         probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"),
                          encoding="utf-8")
-        dom = run(a.chromium, ["--dump-dom", probe.as_uri()])
+        dom = run(a.chromium, ["--window-size=1400,2400", "--dump-dom", probe.as_uri()])
     m = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     if m is None:
         print("FAIL the page's script did not run (no probe output)")
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
          f"{got.get('filter_rows')} rows, each containing it", bool(got.get("filter_ok"))),
         (f"'What to do next' is the first section heading ({heads[:3]})", nxt == 0),
         (f"{got['links']} in-page links, none dead {got['dead'][:5]}", not got["dead"]),
+        (f"every table fits the page's column at 1400 px {got['too_wide'][:3]}",
+         not got["too_wide"]),
     ]
     for text, ok in checks:
         print(f"{'ok  ' if ok else 'FAIL'} {text}")

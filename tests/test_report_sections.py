@@ -64,3 +64,21 @@ def test_parts_are_ordered_and_an_accessor_cannot_shadow_report() -> None:
 
     with pytest.raises(ValueError, match="exists already"):
         install(Clash)
+
+
+def test_interference_line_and_card_say_how_many_sd_of_the_null_draws() -> None:
+    import pandas as pd
+
+    from constraintlab.report.sections import View
+    from constraintlab.report.sections import interference as sec
+
+    inter = {"interference": 0.081, "null_interference": 0.0625, "interference_excess": 1.296,
+             "interference_above_null": True, "interference_z": (0.081 - 0.0625) / 0.005,
+             "null_interference_sd": 0.005, "rule": "r", "reason": "x", "null": {}}
+    v = View(data={"interference": inter}, examples=pd.DataFrame(),
+             metrics={"interference_excess": 1.296, "interference_above_null": True})
+    assert "its null, +3.7 sd (above" in sec._line(v)[0]
+    assert "its null, +3.7 sd (above)" in sec._kpi(v)[0]
+    old = View(data={"interference": {**inter, "interference_z": None}},
+               examples=pd.DataFrame(), metrics=v.metrics)     # one draw, or an older report
+    assert "its null (above" in sec._line(old)[0]

@@ -16,13 +16,20 @@ def _limited(v: View) -> bool:
     return bool(((v.data.get("suspects") or {}).get("capability") or {}).get("limited"))
 
 
+def _sd(inter: dict) -> str:
+    """``, +1.4 sd`` of the null draws (empty when the report predates it or the null had one
+    draw)."""
+    z = inter.get("interference_z")
+    return f", {z:+.1f} sd" if isinstance(z, (int, float)) else ""
+
+
 def _kpi(v: View) -> list[str]:
     inter = _measured(v)
     if inter is None:
         return []
     note = (" — from a model that barely conditions on the input: it restates that the model "
             "does not know this data" if _limited(v) else "")
-    return [f"<div>interference<b>{inter['interference_excess']:.2f}×</b>its null"
+    return [f"<div>interference<b>{inter['interference_excess']:.2f}×</b>its null{_sd(inter)}"
             f"{' (above)' if inter['interference_above_null'] else ''}{_e(note)}</div>"]
 
 
@@ -44,11 +51,13 @@ def _html(v: View) -> list[str]:
 
 
 def _line(v: View) -> list[str]:
-    if _measured(v) is None:
+    inter = _measured(v)
+    if inter is None:
         return []
     m = v.metrics
     return [number_line("interference", f"{m['interference_excess']:.2f}x",
-                        f"its null ({'above' if m['interference_above_null'] else 'near'} "
+                        f"its null{_sd(inter)} ("
+                        f"{'above' if m['interference_above_null'] else 'near'} "
                         "the data's own baseline"
                         + ("; from a model that barely conditions on the input, it restates "
                            "that the model does not know this data)" if _limited(v) else ")"))]

@@ -2,8 +2,9 @@
 
 Built from ../shared/data at run time (:mod:`planted`, seeded; GSM8K **test** rows, which the
 reference model never trained on) and trained with the LoRA loop of
-``benchmarks/bench_suspects.py --train`` (the reference model, LoRA r = 8 on q/v, AdamW
-lr 1e-3, 2 epochs of batch 8, sequences cut at 160 tokens). Every loss is the mean NLL per
+``benchmarks/bench_suspects.py --train`` (``_finetune``; the reference model, LoRA r = 8 on
+q/v, AdamW lr 1e-3 here where bench_suspects' default is 3e-3, 2 epochs of batch 8, sequences
+cut at 160 tokens). Every loss is the mean NLL per
 target token on held-out clean GSM8K test rows never trained on.
 
 (a) clean
@@ -86,44 +87,8 @@ class Trainer:
                                             "target_modules": None}))
         renderer = Renderer(loaded.tokenizer, max_length=self.args.train_max_length)
         self.runs += 1
-        return finetune(loaded, bs._encode(renderer, examples), bs._encode(renderer, test),
-                        self.args, seed)
-
-
-def finetune(loaded, train: list, test: list, args, seed: int) -> float:
-    """``bench_suspects._finetune`` (same loop, optimiser and batches) on ``args.device``."""
-    import torch
-
-    def nll(batch):
-        ids, attn, labels = (t.to(args.device) for t in bs._collate(batch, pad))
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
-        tgt = labels[:, 1:]
-        ok = tgt != -100
-        lp = torch.log_softmax(logits, dim=-1).gather(2, tgt.clamp(min=0)[..., None])[..., 0]
-        return -(lp * ok).sum(), ok.sum()
-
-    model = loaded.model
-    params = [p for s in loaded.sites for p in (s.lora_A.weight, s.lora_B.weight)]
-    for p in params:
-        p.requires_grad_(True)
-    pad = loaded.tokenizer.pad_token_id or 0
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    rng = np.random.default_rng(seed)
-    model.train()
-    for _ in range(args.epochs):
-        for batch in bs._batches(train, args.batch, rng):
-            total, count = nll(batch)
-            opt.zero_grad()
-            (total / count).backward()
-            opt.step()
-    model.eval()
-    tot = cnt = 0.0
-    with torch.no_grad():
-        for batch in bs._batches(test, 16, None):
-            total, count = nll(batch)
-            tot += float(total)
-            cnt += float(count)
-    return tot / cnt
+        return bs._finetune(loaded, bs._encode(renderer, examples),
+                            bs._encode(renderer, test), self.args, seed)
 
 
 def run_table(trainer: Trainer, subsets: dict, test: list, seeds: list[int], label: str

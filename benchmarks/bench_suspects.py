@@ -418,10 +418,10 @@ def _collate(batch, pad: int):
     return ids, attn, labels
 
 
-def _token_nll(model, batch, pad: int):
+def _token_nll(model, batch, pad: int, device: str = "cpu"):
     import torch
 
-    ids, attn, labels = _collate(batch, pad)
+    ids, attn, labels = (t.to(device) for t in _collate(batch, pad))
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     tgt = labels[:, 1:]
     ok = tgt != -100
@@ -430,6 +430,9 @@ def _token_nll(model, batch, pad: int):
 
 
 def _finetune(loaded, train, test, args, seed: int) -> float:
+    """Train the LoRA factors on ``train`` (AdamW ``args.lr``, ``args.epochs`` of
+    ``args.batch``, seeded batches) on ``args.device`` (cpu without it); mean NLL per target
+    token on ``test``."""
     import torch
 
     model = loaded.model
@@ -437,12 +440,13 @@ def _finetune(loaded, train, test, args, seed: int) -> float:
     for p in params:
         p.requires_grad_(True)
     pad = loaded.tokenizer.pad_token_id or 0
+    device = getattr(args, "device", "cpu")
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(seed)
     model.train()
     for _ in range(args.epochs):
         for batch in _batches(train, args.batch, rng):
-            total, count = _token_nll(model, batch, pad)
+            total, count = _token_nll(model, batch, pad, device)
             opt.zero_grad()
             (total / count).backward()
             opt.step()
@@ -450,7 +454,7 @@ def _finetune(loaded, train, test, args, seed: int) -> float:
     tot = cnt = 0.0
     with torch.no_grad():
         for batch in _batches(test, 16, None):
-            total, count = _token_nll(model, batch, pad)
+            total, count = _token_nll(model, batch, pad, device)
             tot += float(total)
             cnt += float(count)
     return tot / cnt
